@@ -1,0 +1,174 @@
+// Package db owns the PostgreSQL connection pool, schema migrations and the
+// transaction-in-context convention the storage packages share: a
+// transaction begun by one layer travels in the context, and Querier returns
+// it or the pool.
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/idp/idp/migrations"
+)
+
+// Querier is what both a pool and a transaction can do.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// Open connects a pool and checks the database answers.
+func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("db: parse url: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("db: connect: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("db: ping: %w", err)
+	}
+	return pool, nil
+}
+
+type txKey struct{}
+
+// WithTx returns a context carrying tx; Querier will hand it out.
+func WithTx(ctx context.Context, tx pgx.Tx) context.Context {
+	return context.WithValue(ctx, txKey{}, tx)
+}
+
+// TxFrom returns the transaction in ctx, if any.
+func TxFrom(ctx context.Context) (pgx.Tx, bool) {
+	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
+	return tx, ok
+}
+
+// Conn returns the transaction in ctx, or the pool.
+func Conn(ctx context.Context, pool *pgxpool.Pool) Querier {
+	if tx, ok := TxFrom(ctx); ok {
+		return tx
+	}
+	return pool
+}
+
+// InTx runs fn in a transaction (or in the one already in ctx, so calls
+// compose) and commits when fn returns nil.
+func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	if tx, ok := TxFrom(ctx); ok {
+		return fn(ctx, tx)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("db: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
+	if err := fn(WithTx(ctx, tx), tx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// IsSerializationFailure reports SQLSTATE 40001 or 40P01: the transaction
+// lost a race and may be retried.
+func IsSerializationFailure(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// IsUniqueViolation reports SQLSTATE 23505.
+func IsUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// migrationLock is an arbitrary advisory lock key; it serialises migrations
+// when several instances start at once.
+const migrationLock = 7262011
+
+// Migrate applies every embedded migration not yet recorded, each in its own
+// transaction. Safe to run concurrently and repeatedly.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) (applied []string, err error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("db: migrate: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrationLock); err != nil {
+		return nil, fmt.Errorf("db: migrate lock: %w", err)
+	}
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrationLock) //nolint:errcheck
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return nil, fmt.Errorf("db: migrate: %w", err)
+	}
+	pending, err := Pending(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range pending {
+		body, err := fs.ReadFile(migrations.FS, name)
+		if err != nil {
+			return applied, err
+		}
+		err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, string(body)); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, name)
+			return err
+		})
+		if err != nil {
+			return applied, fmt.Errorf("db: migration %s: %w", name, err)
+		}
+		applied = append(applied, name)
+	}
+	return applied, nil
+}
+
+// Pending lists embedded migrations the database has not recorded.
+func Pending(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}) ([]string, error) {
+	names, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	done := map[string]bool{}
+	rows, err := q.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+			return names, nil
+		}
+		return nil, fmt.Errorf("db: read migrations: %w", err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("db: read migrations: %w", err)
+	}
+	for _, v := range versions {
+		done[v] = true
+	}
+	var pending []string
+	for _, n := range names {
+		if !done[n] && strings.HasSuffix(n, ".sql") {
+			pending = append(pending, n)
+		}
+	}
+	return pending, nil
+}

@@ -61,18 +61,19 @@ func (l *Limiter) Fail(ctx context.Context, keys ...string) error {
 	now := l.Now()
 	for _, key := range keys {
 		// The count restarts when the last failure is older than the window.
-		_, err := db.Conn(ctx, l.Pool).Exec(ctx, `
+		// The cut-off is computed here rather than as an interval literal:
+		// PostgreSQL does not parse every unit time.Duration prints ("µs").
+		// RETURNING reads the count this statement wrote, not a concurrent one.
+		var failures int
+		err := db.Conn(ctx, l.Pool).QueryRow(ctx, `
 			INSERT INTO throttle AS t (key, failures, last_failure_at, blocked_until)
 			VALUES ($1, 1, $2, $2)
 			ON CONFLICT (key) DO UPDATE SET
-				failures = CASE WHEN t.last_failure_at < $2 - $3::interval THEN 1 ELSE t.failures + 1 END,
-				last_failure_at = $2`,
-			key, now, l.Window.String())
+				failures = CASE WHEN t.last_failure_at < $3 THEN 1 ELSE t.failures + 1 END,
+				last_failure_at = $2
+			RETURNING failures`,
+			key, now, now.Add(-l.Window)).Scan(&failures)
 		if err != nil {
-			return fmt.Errorf("throttle: fail: %w", err)
-		}
-		var failures int
-		if err := db.Conn(ctx, l.Pool).QueryRow(ctx, `SELECT failures FROM throttle WHERE key = $1`, key).Scan(&failures); err != nil {
 			return fmt.Errorf("throttle: fail: %w", err)
 		}
 		if d := l.delay(failures); d > 0 {
@@ -91,7 +92,10 @@ func (l *Limiter) Failures(ctx context.Context, key string) (int, error) {
 	err := db.Conn(ctx, l.Pool).QueryRow(ctx,
 		`SELECT coalesce((SELECT failures FROM throttle WHERE key = $1 AND last_failure_at >= $2), 0)`,
 		key, l.Now().Add(-l.Window)).Scan(&n)
-	return n, err
+	if err != nil {
+		return 0, fmt.Errorf("throttle: failures: %w", err)
+	}
+	return n, nil
 }
 
 // Reset forgets the failures of keys, after a success.

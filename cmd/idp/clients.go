@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/idp/idp/internal/clients"
+)
+
+func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("clients create", "--id ID --redirect-uri URI... [flags]")
+	var cl clients.Client
+	var redirects, postLogout, grants, scopes, audience stringList
+	fs.StringVar(&cl.ID, "id", "", "client `id`: 1-64 of A-Z a-z 0-9 . _ - (required)")
+	fs.StringVar(&cl.Name, "name", "", "display `name` shown to people on consent")
+	fs.Var(&redirects, "redirect-uri", "allowed redirect `URI`, matched exactly; repeat for more (required for authorization_code)")
+	fs.Var(&postLogout, "post-logout-redirect-uri", "allowed post-logout redirect `URI`; repeat for more")
+	fs.StringVar(&cl.BackchannelLogoutURI, "backchannel-logout-uri", "", "`URI` that receives back-channel logout tokens")
+	fs.BoolVar(&cl.BackchannelLogoutSessionRequired, "backchannel-logout-session-required", true, "include sid in logout tokens")
+	fs.Var(&grants, "grant-type", "allowed `grant` type: authorization_code, refresh_token or client_credentials; repeat for more (default authorization_code and refresh_token)")
+	fs.Var(&scopes, "scope", "`scope` the client may request; repeat for more (default openid, profile, email, offline_access)")
+	fs.Var(&audience, "audience", "`audience` the client may request for its tokens; repeat for more")
+	fs.BoolVar(&cl.Public, "public", false, "public client: no secret, for native and browser apps (which use PKCE)")
+	fs.BoolVar(&cl.RequireConsent, "require-consent", false, "ask people for consent before the first sign-in to this client")
+	fs.StringVar(&cl.IDTokenAlg, "id-token-alg", "RS256", "ID token signature `algorithm`: RS256 or ES256")
+	dbURL := c.databaseFlag(fs)
+	asJSON := jsonFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "id"); err != nil {
+		return err
+	}
+	cl.RedirectURIs, cl.PostLogoutRedirectURIs = redirects, postLogout
+	cl.GrantTypes, cl.Scopes, cl.Audience = grants, scopes, audience
+
+	pool, err := c.openPool(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	secret, err := clients.NewStore(pool).Create(ctx, cl)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(c.stdout, struct {
+			ClientID     string `json:"client_id"`
+			ClientSecret string `json:"client_secret,omitempty"`
+		}{cl.ID, secret})
+	}
+	if secret == "" {
+		_, err = fmt.Fprintf(c.stdout, "client_id: %s\n\nPublic client: there is no secret; the app authenticates with PKCE.\n", cl.ID)
+		return err
+	}
+	_, err = fmt.Fprintf(c.stdout, "client_id:     %s\nclient_secret: %s\n\n"+
+		"The secret is shown only this once and cannot be recovered (only its hash is stored). Store it now.\n",
+		cl.ID, secret)
+	return err
+}
+
+func clientsListCommand(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("clients list", "[--json]")
+	dbURL := c.databaseFlag(fs)
+	asJSON := jsonFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	pool, err := c.openPool(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	list, err := clients.NewStore(pool).List(ctx)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if list == nil {
+			list = []clients.Client{}
+		}
+		return printJSON(c.stdout, list)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tTYPE\tGRANT TYPES\tREDIRECT URIS\tBACK-CHANNEL LOGOUT")
+	for _, cl := range list {
+		kind := "confidential"
+		if cl.Public {
+			kind = "public"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cl.ID, cl.Name, kind,
+			strings.Join(cl.GrantTypes, ","), strings.Join(cl.RedirectURIs, " "), cl.BackchannelLogoutURI)
+	}
+	return tw.Flush()
+}
+
+func clientsDeleteCommand(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("clients delete", "--id ID [--json]")
+	id := fs.String("id", "", "client `id` (required)")
+	dbURL := c.databaseFlag(fs)
+	asJSON := jsonFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "id"); err != nil {
+		return err
+	}
+	pool, err := c.openPool(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := clients.NewStore(pool).Delete(ctx, *id); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(c.stdout, map[string]any{"client_id": *id, "deleted": true})
+	}
+	_, err = fmt.Fprintf(c.stdout, "deleted client %s and revoked its tokens\n", *id)
+	return err
+}

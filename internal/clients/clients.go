@@ -1,0 +1,321 @@
+// Package clients owns the registry of OAuth clients (relying parties):
+// registering one with validated redirect and logout URIs and a generated
+// secret, looking one up for fosite (cached briefly, since the token
+// endpoint asks on every request), listing and deleting.
+//
+// A client is a fosite.Client but deliberately not a
+// fosite.OpenIDConnectClient: that interface makes fosite enforce one
+// token_endpoint_auth_method per client, and we accept both
+// client_secret_basic and client_secret_post.
+package clients
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/ory/fosite"
+
+	"github.com/idp/idp/internal/db"
+)
+
+// Client is a registered application. The JSON names follow OpenID Connect
+// Dynamic Client Registration metadata where one exists; the secret hash is
+// never printed.
+type Client struct {
+	ID                     string   `json:"client_id"`
+	Name                   string   `json:"client_name"`
+	SecretHash             []byte   `json:"-"`
+	Public                 bool     `json:"public"`
+	RedirectURIs           []string `json:"redirect_uris"`
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
+	BackchannelLogoutURI   string   `json:"backchannel_logout_uri,omitempty"`
+	// BackchannelLogoutSessionRequired: the client wants a sid in logout
+	// tokens. The schema and the CLI default it to true; a Client built in Go
+	// must set it, since false is the zero value.
+	BackchannelLogoutSessionRequired bool     `json:"backchannel_logout_session_required"`
+	GrantTypes                       []string `json:"grant_types"`
+	ResponseTypes                    []string `json:"response_types"`
+	Scopes                           []string `json:"scopes"`
+	Audience                         []string `json:"audience"`
+	// RequireConsent: ask the person before the first grant to this client.
+	RequireConsent bool `json:"require_consent"`
+	// IDTokenAlg signs this client's ID tokens: "RS256" (default) or "ES256".
+	IDTokenAlg string    `json:"id_token_signed_response_alg"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+var _ fosite.Client = (*Client)(nil)
+
+// GetID implements fosite.Client.
+func (c *Client) GetID() string { return c.ID }
+
+// GetHashedSecret implements fosite.Client: the SHA-256 of the secret, to be
+// checked by SecretHasher.
+func (c *Client) GetHashedSecret() []byte { return c.SecretHash }
+
+// GetRedirectURIs implements fosite.Client.
+func (c *Client) GetRedirectURIs() []string { return c.RedirectURIs }
+
+// GetGrantTypes implements fosite.Client.
+func (c *Client) GetGrantTypes() fosite.Arguments { return c.GrantTypes }
+
+// GetResponseTypes implements fosite.Client.
+func (c *Client) GetResponseTypes() fosite.Arguments { return c.ResponseTypes }
+
+// GetScopes implements fosite.Client.
+func (c *Client) GetScopes() fosite.Arguments { return c.Scopes }
+
+// IsPublic implements fosite.Client.
+func (c *Client) IsPublic() bool { return c.Public }
+
+// GetAudience implements fosite.Client.
+func (c *Client) GetAudience() fosite.Arguments { return c.Audience }
+
+func (c *Client) clone() *Client {
+	d := *c
+	d.SecretHash = slices.Clone(c.SecretHash)
+	d.RedirectURIs = slices.Clone(c.RedirectURIs)
+	d.PostLogoutRedirectURIs = slices.Clone(c.PostLogoutRedirectURIs)
+	d.GrantTypes = slices.Clone(c.GrantTypes)
+	d.ResponseTypes = slices.Clone(c.ResponseTypes)
+	d.Scopes = slices.Clone(c.Scopes)
+	d.Audience = slices.Clone(c.Audience)
+	return &d
+}
+
+var (
+	ErrNotFound = errors.New("clients: client not found")
+	// ErrInvalid is wrapped with what is wrong.
+	ErrInvalid = errors.New("clients: invalid client")
+	ErrExists  = errors.New("clients: client id already registered")
+	// ErrSecretMismatch is SecretHasher.Compare's answer for a wrong secret.
+	ErrSecretMismatch = errors.New("clients: wrong client secret")
+)
+
+// SecretHasher is the fosite.Hasher for client secrets (fosite's
+// Config.ClientSecretsHasher). Plain SHA-256 is enough: the secrets are 256
+// random bits generated here, not chosen by people, so there is nothing for
+// a slow hash to protect against a dictionary, and the token endpoint
+// checks a secret on every request.
+type SecretHasher struct{}
+
+var _ fosite.Hasher = SecretHasher{}
+
+// Hash returns the SHA-256 of data.
+func (SecretHasher) Hash(_ context.Context, data []byte) ([]byte, error) {
+	sum := sha256.Sum256(data)
+	return sum[:], nil
+}
+
+// Compare returns nil when data hashes to hash, ErrSecretMismatch otherwise,
+// in constant time.
+func (SecretHasher) Compare(_ context.Context, hash, data []byte) error {
+	sum := sha256.Sum256(data)
+	if subtle.ConstantTimeCompare(hash, sum[:]) != 1 {
+		return ErrSecretMismatch
+	}
+	return nil
+}
+
+// DefaultTTL is how long Get trusts a cached client. A deleted or changed
+// client may be served by other instances for this long.
+const DefaultTTL = 5 * time.Second
+
+// Store keeps clients in PostgreSQL with a small per-instance cache.
+type Store struct {
+	Pool *pgxpool.Pool
+	// TTL of cached clients; zero means DefaultTTL, negative disables the
+	// cache.
+	TTL time.Duration
+	Now func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cached
+}
+
+type cached struct {
+	client  *Client
+	expires time.Time
+}
+
+// NewStore returns a Store with the default cache TTL.
+func NewStore(pool *pgxpool.Pool) *Store {
+	return &Store{Pool: pool, TTL: DefaultTTL, Now: time.Now}
+}
+
+// newSecret returns 32 random bytes, base64url without padding.
+func newSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand, Go ≥ 1.24)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Create validates and registers c, and returns its secret ("" for a public
+// client): shown to the caller once, stored only as a SHA-256 digest.
+// Defaults fill empty fields (see normalize). Nothing is written on error:
+// ErrInvalid (wrapping every problem found) or ErrExists.
+func (s *Store) Create(ctx context.Context, c Client) (secret string, err error) {
+	if err := normalize(&c); err != nil {
+		return "", err
+	}
+	c.SecretHash = nil
+	if !c.Public {
+		secret = newSecret()
+		c.SecretHash, _ = SecretHasher{}.Hash(ctx, []byte(secret))
+	}
+	_, err = db.Conn(ctx, s.Pool).Exec(ctx, `
+		INSERT INTO oauth_clients (id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris,
+			backchannel_logout_uri, backchannel_logout_session_required, grant_types, response_types,
+			scopes, audience, require_consent, id_token_signed_response_alg, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		c.ID, c.Name, c.SecretHash, c.Public, c.RedirectURIs, c.PostLogoutRedirectURIs,
+		c.BackchannelLogoutURI, c.BackchannelLogoutSessionRequired, c.GrantTypes, c.ResponseTypes,
+		c.Scopes, c.Audience, c.RequireConsent, c.IDTokenAlg, s.Now())
+	if db.IsUniqueViolation(err) {
+		return "", fmt.Errorf("%w: %q", ErrExists, c.ID)
+	}
+	if err != nil {
+		return "", fmt.Errorf("clients: create: %w", err)
+	}
+	return secret, nil
+}
+
+const clientColumns = `id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris,
+	backchannel_logout_uri, backchannel_logout_session_required, grant_types, response_types,
+	scopes, audience, require_consent, id_token_signed_response_alg, created_at`
+
+func scanClient(row pgx.Row) (*Client, error) {
+	var c Client
+	err := row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Public, &c.RedirectURIs, &c.PostLogoutRedirectURIs,
+		&c.BackchannelLogoutURI, &c.BackchannelLogoutSessionRequired, &c.GrantTypes, &c.ResponseTypes,
+		&c.Scopes, &c.Audience, &c.RequireConsent, &c.IDTokenAlg, &c.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return &c, err
+}
+
+func (s *Store) ttl() time.Duration {
+	if s.TTL == 0 {
+		return DefaultTTL
+	}
+	return s.TTL
+}
+
+// Get returns the client with id, from the cache when it is fresh. The
+// result is the caller's own copy.
+func (s *Store) Get(ctx context.Context, id string) (*Client, error) {
+	if !validID.MatchString(id) {
+		return nil, ErrNotFound // cannot exist; spare the database
+	}
+	now := s.Now()
+	s.mu.Lock()
+	e, ok := s.cache[id]
+	s.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.client.clone(), nil
+	}
+	c, err := scanClient(db.Conn(ctx, s.Pool).QueryRow(ctx,
+		`SELECT `+clientColumns+` FROM oauth_clients WHERE id = $1`, id))
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, fmt.Errorf("%w: %q", ErrNotFound, id)
+		}
+		return nil, fmt.Errorf("clients: get: %w", err)
+	}
+	// Only clients that exist are cached, so the map is bounded by the
+	// registry, not by what strangers send. Reads inside a transaction are
+	// not cached: the transaction may yet roll back.
+	if ttl := s.ttl(); ttl > 0 {
+		if _, inTx := db.TxFrom(ctx); !inTx {
+			s.mu.Lock()
+			if s.cache == nil {
+				s.cache = map[string]cached{}
+			}
+			// Drop expired entries as we go so deleted clients do not linger.
+			for k, v := range s.cache {
+				if !now.Before(v.expires) {
+					delete(s.cache, k)
+				}
+			}
+			s.cache[id] = cached{client: c.clone(), expires: now.Add(ttl)}
+			s.mu.Unlock()
+		}
+	}
+	return c, nil
+}
+
+// GetClient implements fosite's ClientManager lookup: fosite.ErrNotFound for
+// an unknown client.
+func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := s.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fosite.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// List returns every client, by id.
+func (s *Store) List(ctx context.Context) ([]Client, error) {
+	rows, err := db.Conn(ctx, s.Pool).Query(ctx, `SELECT `+clientColumns+` FROM oauth_clients ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("clients: list: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Client, error) {
+		c, err := scanClient(row)
+		if err != nil {
+			return Client{}, err
+		}
+		return *c, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("clients: list: %w", err)
+	}
+	return list, nil
+}
+
+// tokenTables hold the fosite grants of a client; they name the client in a
+// column without a foreign key (fosite writes them), so Delete clears them.
+var tokenTables = []string{"oauth_authorize_codes", "oauth_pkce", "oauth_oidc", "oauth_access_tokens", "oauth_refresh_tokens"}
+
+// Delete removes a client and, in the same transaction, every code and token
+// issued to it (its client sessions go by cascade): a deleted client must
+// not keep working through tokens it already holds. ErrNotFound when
+// unknown.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM oauth_clients WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%w: %q", ErrNotFound, id)
+		}
+		for _, table := range tokenTables {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE client_id = $1`, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.mu.Lock()
+	delete(s.cache, id)
+	s.mu.Unlock()
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("clients: delete: %w", err)
+	}
+	return err
+}

@@ -1,0 +1,184 @@
+package clients
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+var validID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// Grant types a client may be given. The implicit and password grants are
+// gone from OAuth 2.1 and the security BCP (RFC 9700), and so is every
+// response type but code.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	GrantClientCredentials = "client_credentials"
+)
+
+var (
+	allowedGrants = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}
+	refusedGrants = map[string]string{
+		"implicit": "the implicit grant leaks tokens in URLs and is removed by OAuth 2.1 (RFC 9700 §2.1.2); use authorization_code with PKCE",
+		"password": "the resource owner password grant hands passwords to the client and is removed by OAuth 2.1 (RFC 9700 §2.4); use authorization_code",
+		"hybrid":   "hybrid flows return tokens from the authorization endpoint; use authorization_code",
+		"urn:ietf:params:oauth:grant-type:device_code": "the device grant is not supported",
+	}
+	// DefaultScopes are what a client may request when none are given.
+	DefaultScopes = []string{"openid", "profile", "email", "offline_access"}
+	// Algorithms an ID token may be signed with.
+	idTokenAlgs = []string{"RS256", "ES256"}
+)
+
+// normalize fills defaults into c and checks it, returning ErrInvalid
+// wrapping every problem found, so one attempt shows all of them.
+func normalize(c *Client) error {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	if !validID.MatchString(c.ID) {
+		bad("client id %q must be 1 to 64 characters of A-Z a-z 0-9 . _ -", c.ID)
+	}
+	c.Name = strings.TrimSpace(c.Name)
+
+	if len(c.GrantTypes) == 0 {
+		c.GrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken}
+	}
+	c.GrantTypes = dedupe(c.GrantTypes)
+	for _, g := range c.GrantTypes {
+		if why, ok := refusedGrants[g]; ok {
+			bad("grant type %q is not supported: %s", g, why)
+		} else if !slices.Contains(allowedGrants, g) {
+			bad("unknown grant type %q (allowed: %s)", g, strings.Join(allowedGrants, ", "))
+		}
+	}
+	code := slices.Contains(c.GrantTypes, GrantAuthorizationCode)
+	if slices.Contains(c.GrantTypes, GrantRefreshToken) && !code {
+		bad("grant type refresh_token needs authorization_code: refresh tokens are issued only with a code")
+	}
+	if c.Public && slices.Contains(c.GrantTypes, GrantClientCredentials) {
+		bad("a public client cannot use client_credentials: it has no secret to authenticate with")
+	}
+
+	if len(c.ResponseTypes) == 0 {
+		c.ResponseTypes = []string{"code"}
+	}
+	c.ResponseTypes = dedupe(c.ResponseTypes)
+	if !slices.Equal(c.ResponseTypes, []string{"code"}) {
+		bad("response types %q are not supported: only \"code\" (OAuth 2.1 drops the implicit and hybrid response types)", c.ResponseTypes)
+	}
+
+	c.RedirectURIs = dedupe(c.RedirectURIs)
+	if code && len(c.RedirectURIs) == 0 {
+		bad("at least one redirect URI is needed for authorization_code")
+	}
+	for _, u := range c.RedirectURIs {
+		if why := checkURI(u); why != "" {
+			bad("redirect URI %q %s", u, why)
+		}
+	}
+	c.PostLogoutRedirectURIs = dedupe(c.PostLogoutRedirectURIs)
+	for _, u := range c.PostLogoutRedirectURIs {
+		if why := checkURI(u); why != "" {
+			bad("post-logout redirect URI %q %s", u, why)
+		}
+	}
+	c.BackchannelLogoutURI = strings.TrimSpace(c.BackchannelLogoutURI)
+	if c.BackchannelLogoutURI != "" {
+		if why := checkURI(c.BackchannelLogoutURI); why != "" {
+			bad("back-channel logout URI %q %s", c.BackchannelLogoutURI, why)
+		}
+	}
+
+	if len(c.Scopes) == 0 {
+		c.Scopes = slices.Clone(DefaultScopes)
+	}
+	c.Scopes = dedupe(c.Scopes)
+	for _, s := range c.Scopes {
+		if !validScope(s) {
+			bad("scope %q is not a valid scope token (RFC 6749 §3.3: printable ASCII, no spaces, quotes or backslashes)", s)
+		}
+	}
+	c.Audience = dedupe(c.Audience)
+	for _, a := range c.Audience {
+		if strings.TrimSpace(a) == "" || strings.ContainsAny(a, " \t\r\n") {
+			bad("audience %q must be non-empty and contain no spaces", a)
+		}
+	}
+
+	if c.IDTokenAlg == "" {
+		c.IDTokenAlg = "RS256"
+	}
+	if !slices.Contains(idTokenAlgs, c.IDTokenAlg) {
+		bad("ID token algorithm %q is not supported (allowed: %s)", c.IDTokenAlg, strings.Join(idTokenAlgs, ", "))
+	}
+
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// checkURI returns why u is not acceptable as a redirect or logout URI, or
+// "". Redirect URIs are matched exactly (no wildcards), must be absolute,
+// carry no fragment, and use https — or http only to a loopback address,
+// where a native app or a developer's machine listens (RFC 9700 §4.1.1,
+// OAuth 2.1 §2.3.1, RFC 8252 §7.3).
+func checkURI(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "is not a valid URL"
+	}
+	switch {
+	case !p.IsAbs() || p.Host == "":
+		return "must be an absolute URL with a host, like https://app.example.com/callback"
+	case strings.Contains(u, "#"):
+		return "must not contain a fragment (#)"
+	case p.User != nil:
+		return "must not contain user information"
+	case strings.Contains(p.Host, "*"):
+		return "must not contain a wildcard: redirect URIs are matched exactly"
+	case p.Scheme == "https":
+		return ""
+	case p.Scheme == "http" && isLoopback(p.Hostname()):
+		return ""
+	case p.Scheme == "http":
+		return "must use https (http is allowed only for localhost, 127.0.0.1 and [::1])"
+	default:
+		return fmt.Sprintf("has scheme %q: only https, or http for loopback hosts, is allowed", p.Scheme)
+	}
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
+}
+
+// validScope checks an RFC 6749 scope-token: 1*( %x21 / %x23-5B / %x5D-7E ).
+func validScope(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		if b < 0x21 || b > 0x7e || b == '"' || b == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// dedupe drops repeated and empty values, keeping the first order. A nil or
+// empty input gives an empty, non-nil slice, so text[] columns get '{}'.
+func dedupe(in []string) []string {
+	out := make([]string, 0, len(in))
+	for _, v := range in {
+		v = strings.TrimSpace(v)
+		if v != "" && !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}

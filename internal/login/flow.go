@@ -1,0 +1,151 @@
+// Package login owns the sign-in pages and the state of a sign-in in
+// progress (a login flow): which authorization request it resumes, who has
+// proved their password, and how many wrong second factors it has seen.
+//
+// Like the steps of dex's authflow, login never issues codes itself: when
+// the person has signed in it creates the SSO session and hands control back
+// to the authorization endpoint with the original request.
+package login
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/sessions"
+)
+
+// Stages of a flow.
+const (
+	stagePassword = "password"
+	stageTOTP     = "totp"   // password proven, a code is due
+	stageEnroll   = "enroll" // password proven, 2FA must be set up first
+)
+
+// ErrNoFlow means the browser has no sign-in in progress (or it expired).
+var ErrNoFlow = errors.New("login: no sign-in in progress")
+
+type flow struct {
+	idHash         []byte
+	CSRF           string
+	AuthorizeQuery string
+	UserID         string
+	Stage          string
+	MFAFailures    int
+	StepUpSID      string
+}
+
+// Start options, from the authorization endpoint.
+type Start struct {
+	// AuthorizeQuery is the authorization request to resume afterwards.
+	AuthorizeQuery url.Values
+	// LoginHint pre-fills the email field.
+	LoginHint string
+	// StepUp names a password-only session whose user must now give a
+	// second factor (acr_values asked for two factors).
+	StepUp *sessions.Session
+}
+
+func (h *Handler) flowCookieName() string {
+	if h.Sessions.Secure {
+		return "__Host-idp_login"
+	}
+	return "idp_login"
+}
+
+// Begin records a new flow and sets its cookie; it returns where to send the
+// browser. Any earlier flow of this browser is simply superseded.
+func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (string, error) {
+	token := sessions.NewToken()
+	f := flow{CSRF: sessions.NewToken(), AuthorizeQuery: s.AuthorizeQuery.Encode(), Stage: stagePassword}
+	next := "/login"
+	if s.LoginHint != "" {
+		next += "?" + url.Values{"login_hint": {s.LoginHint}}.Encode()
+	}
+	var stepUpSID, userID *string
+	if s.StepUp != nil {
+		f.Stage = stageTOTP
+		stepUpSID, userID = &s.StepUp.ID, &s.StepUp.UserID
+		next = "/login/totp"
+	}
+	now := h.Now()
+	_, err := db.Conn(ctx, h.Pool).Exec(ctx, `
+		INSERT INTO login_flows (id_hash, csrf_token, authorize_query, user_id, stage, step_up_sid, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		sessions.HashToken(token), f.CSRF, f.AuthorizeQuery, userID, f.Stage, stepUpSID, now, now.Add(h.FlowTTL))
+	if err != nil {
+		return "", fmt.Errorf("login: begin: %w", err)
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: h.flowCookieName(), Value: token, Path: "/", HttpOnly: true, Secure: h.Sessions.Secure,
+		SameSite: http.SameSiteLaxMode, MaxAge: int(h.FlowTTL.Seconds()),
+	})
+	return next, nil
+}
+
+func (h *Handler) loadFlow(ctx context.Context, r *http.Request) (flow, error) {
+	c, err := r.Cookie(h.flowCookieName())
+	if err != nil || c.Value == "" {
+		return flow{}, ErrNoFlow
+	}
+	var f flow
+	var userID, stepUp *string
+	f.idHash = sessions.HashToken(c.Value)
+	err = db.Conn(ctx, h.Pool).QueryRow(ctx, `
+		SELECT csrf_token, authorize_query, user_id::text, stage, mfa_failures, step_up_sid::text
+		FROM login_flows WHERE id_hash = $1 AND expires_at > $2`, f.idHash, h.Now()).
+		Scan(&f.CSRF, &f.AuthorizeQuery, &userID, &f.Stage, &f.MFAFailures, &stepUp)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return flow{}, ErrNoFlow
+	}
+	if err != nil {
+		return flow{}, fmt.Errorf("login: load flow: %w", err)
+	}
+	if userID != nil {
+		f.UserID = *userID
+	}
+	if stepUp != nil {
+		f.StepUpSID = *stepUp
+	}
+	return f, nil
+}
+
+// checkCSRF compares the form's token with the flow's in constant time.
+func checkCSRF(r *http.Request, want string) bool {
+	got := r.PostFormValue("csrf_token")
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+func (h *Handler) advance(ctx context.Context, f flow, stage, userID string) error {
+	_, err := db.Conn(ctx, h.Pool).Exec(ctx,
+		`UPDATE login_flows SET stage = $2, user_id = $3 WHERE id_hash = $1`, f.idHash, stage, userID)
+	return err
+}
+
+// finish ends the flow: the flow row goes, its cookie goes, and the browser
+// returns to the authorization endpoint with the original request.
+func (h *Handler) finish(ctx context.Context, w http.ResponseWriter, f flow) (string, error) {
+	if _, err := db.Conn(ctx, h.Pool).Exec(ctx, `DELETE FROM login_flows WHERE id_hash = $1`, f.idHash); err != nil {
+		return "", fmt.Errorf("login: finish: %w", err)
+	}
+	http.SetCookie(w, &http.Cookie{Name: h.flowCookieName(), Value: "", Path: "/", HttpOnly: true,
+		Secure: h.Sessions.Secure, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+	if f.AuthorizeQuery == "" {
+		return "/account", nil
+	}
+	return "/oauth2/auth?" + f.AuthorizeQuery, nil
+}
+
+// DeleteExpired removes up to limit expired flows (the janitor calls it).
+func DeleteExpired(ctx context.Context, q db.Querier, now time.Time, limit int) (int64, error) {
+	ct, err := q.Exec(ctx, `DELETE FROM login_flows WHERE id_hash IN (
+		SELECT id_hash FROM login_flows WHERE expires_at <= $1 LIMIT $2)`, now, limit)
+	return ct.RowsAffected(), err
+}

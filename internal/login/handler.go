@@ -1,0 +1,213 @@
+package login
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/users"
+	"github.com/idp/idp/web"
+)
+
+// MaxCodeFailures is how many wrong second factors one sign-in may see
+// before it is dead and the person must start again.
+const MaxCodeFailures = 5
+
+// Handler serves /login and its steps.
+type Handler struct {
+	Pool      *pgxpool.Pool
+	Sessions  *sessions.Manager
+	Users     *users.Store
+	TOTP      *mfa.TOTP
+	Templates *web.Templates
+	Logger    *slog.Logger
+	Now       func() time.Time
+	FlowTTL   time.Duration
+	// RequireMFA makes every user enroll a second factor before reaching any app.
+	RequireMFA bool
+	// ClientName returns an app's display name for "continue to …".
+	ClientName func(ctx context.Context, clientID string) string
+}
+
+// Mount registers the sign-in routes.
+func (h *Handler) Mount(mux *http.ServeMux) {
+	mux.HandleFunc("GET /login", h.passwordPage)
+	mux.HandleFunc("POST /login", h.passwordSubmit)
+	mux.HandleFunc("GET /login/totp", h.totpPage)
+	mux.HandleFunc("POST /login/totp", h.totpSubmit)
+	mux.HandleFunc("GET /login/enroll", h.enrollPage)
+	mux.HandleFunc("GET /login/enroll/qr.png", h.enrollQR)
+	mux.HandleFunc("POST /login/enroll", h.enrollSubmit)
+}
+
+type passwordData struct {
+	Client, Email, Error string
+}
+
+// flowOrError loads the flow, rendering the expired-flow page when there is none.
+func (h *Handler) flowOrError(w http.ResponseWriter, r *http.Request, stage string) (flow, bool) {
+	f, err := h.loadFlow(r.Context(), r)
+	if errors.Is(err, ErrNoFlow) {
+		h.Templates.Error(w, http.StatusBadRequest, "This sign-in has expired or was already finished.",
+			"Go back to the application and sign in again.")
+		return flow{}, false
+	}
+	if err != nil {
+		h.internal(w, err)
+		return flow{}, false
+	}
+	if stage != "" && f.Stage != stage {
+		// The person skipped a step (or used the back button): send them to
+		// the step the flow is really at, never past it.
+		http.Redirect(w, r, stagePath(f.Stage), http.StatusSeeOther)
+		return flow{}, false
+	}
+	if r.Method == http.MethodPost && !checkCSRF(r, f.CSRF) {
+		h.Templates.Error(w, http.StatusForbidden, "The form could not be verified (it may be stale).",
+			"Go back to the application and sign in again.")
+		return flow{}, false
+	}
+	return f, true
+}
+
+func stagePath(stage string) string {
+	switch stage {
+	case stageTOTP:
+		return "/login/totp"
+	case stageEnroll:
+		return "/login/enroll"
+	}
+	return "/login"
+}
+
+func (h *Handler) clientName(ctx context.Context, f flow) string {
+	q, _ := url.ParseQuery(f.AuthorizeQuery)
+	if id := q.Get("client_id"); id != "" && h.ClientName != nil {
+		return h.ClientName(ctx, id)
+	}
+	return ""
+}
+
+func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request) {
+	f, ok := h.flowOrError(w, r, stagePassword)
+	if !ok {
+		return
+	}
+	h.Templates.Render(w, http.StatusOK, "login", "Sign in", f.CSRF,
+		passwordData{Client: h.clientName(r.Context(), f), Email: r.URL.Query().Get("login_hint")})
+}
+
+func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
+	f, ok := h.flowOrError(w, r, stagePassword)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	email := r.PostFormValue("email")
+	user, err := h.Users.Authenticate(ctx, email, r.PostFormValue("password"), clientIP(r))
+	var throttled *users.ThrottledError
+	data := passwordData{Client: h.clientName(ctx, f), Email: email}
+	switch {
+	case errors.As(err, &throttled):
+		w.Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(throttled.RetryAfter.Seconds()))))
+		data.Error = fmt.Sprintf("Too many failed attempts. Wait %s, then try again.", humanDuration(throttled.RetryAfter))
+		h.Templates.Render(w, http.StatusTooManyRequests, "login", "Sign in", f.CSRF, data)
+		return
+	case errors.Is(err, users.ErrInvalidCredentials), errors.Is(err, users.ErrInvalidEmail):
+		data.Error = "The email or password is not right. Check them and try again."
+		h.Templates.Render(w, http.StatusUnauthorized, "login", "Sign in", f.CSRF, data)
+		return
+	case errors.Is(err, users.ErrDisabled):
+		data.Error = "This account is disabled. Contact your administrator."
+		h.Templates.Render(w, http.StatusForbidden, "login", "Sign in", f.CSRF, data)
+		return
+	case err != nil:
+		h.internal(w, err)
+		return
+	}
+
+	enrolled, err := h.TOTP.Enabled(ctx, user.ID)
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	switch {
+	case enrolled:
+		err = h.advance(ctx, f, stageTOTP, user.ID)
+	case h.RequireMFA || user.RequireMFA:
+		err = h.advance(ctx, f, stageEnroll, user.ID)
+	default:
+		h.complete(w, r, f, user.ID, []string{sessions.AMRPassword}, sessions.ACRPassword)
+		return
+	}
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	http.Redirect(w, r, stagePath(map[bool]string{true: stageTOTP, false: stageEnroll}[enrolled]), http.StatusSeeOther)
+}
+
+// complete creates the SSO session (with a fresh cookie) and returns the
+// browser to the authorization endpoint.
+func (h *Handler) complete(w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) {
+	next, ok := h.establish(w, r, f, userID, amr, acr)
+	if ok {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+	}
+}
+
+func (h *Handler) establish(w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) (string, bool) {
+	ctx := r.Context()
+	var err error
+	if f.StepUpSID != "" {
+		err = h.Sessions.StepUp(ctx, w, f.StepUpSID, userID, amr, acr)
+	} else {
+		_, err = h.Sessions.Create(ctx, w, sessions.NewSession{
+			UserID: userID, AuthTime: h.Now(), AMR: amr, ACR: acr,
+			UserAgent: r.UserAgent(), IP: clientIP(r),
+		})
+	}
+	if err != nil {
+		h.internal(w, err)
+		return "", false
+	}
+	next, err := h.finish(ctx, w, f)
+	if err != nil {
+		h.internal(w, err)
+		return "", false
+	}
+	return next, true
+}
+
+func (h *Handler) internal(w http.ResponseWriter, err error) {
+	h.Logger.Error("login", "err", err)
+	h.Templates.Error(w, http.StatusInternalServerError, "Something went wrong on our side.", "Try again in a moment.")
+}
+
+// clientIP is the peer address. Behind a proxy every request would share
+// the proxy's address; trusting X-Forwarded-For needs an explicit list of
+// trusted proxies, which is not configurable yet.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func humanDuration(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%d seconds", int(math.Ceil(d.Seconds())))
+	}
+	return fmt.Sprintf("%d minutes", int(math.Ceil(d.Minutes())))
+}

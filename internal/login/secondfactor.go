@@ -1,0 +1,180 @@
+package login
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+
+	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/sessions"
+)
+
+type totpData struct {
+	Client, Error string
+	Remaining     int // wrong codes left in this sign-in
+}
+
+func (h *Handler) totpPage(w http.ResponseWriter, r *http.Request) {
+	f, ok := h.flowOrError(w, r, stageTOTP)
+	if !ok {
+		return
+	}
+	h.Templates.Render(w, http.StatusOK, "totp", "Two-factor authentication", f.CSRF,
+		totpData{Client: h.clientName(r.Context(), f), Remaining: MaxCodeFailures - f.MFAFailures})
+}
+
+func (h *Handler) totpSubmit(w http.ResponseWriter, r *http.Request) {
+	f, ok := h.flowOrError(w, r, stageTOTP)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	if f.MFAFailures >= MaxCodeFailures {
+		h.killFlow(w, r, f)
+		return
+	}
+	method, err := h.TOTP.Verify(ctx, f.UserID, r.PostFormValue("code"))
+	if err != nil {
+		msg, status, ok := codeError(w, err)
+		if !ok {
+			h.internal(w, err)
+			return
+		}
+		if !errors.Is(err, mfa.ErrMalformedCode) {
+			// A malformed entry is a typo, not a guess: it does not use up
+			// one of the attempt's tries (the per-user throttle still counts).
+			f.MFAFailures++
+			if _, err := db.Conn(ctx, h.Pool).Exec(ctx,
+				`UPDATE login_flows SET mfa_failures = mfa_failures + 1 WHERE id_hash = $1`, f.idHash); err != nil {
+				h.internal(w, err)
+				return
+			}
+			if f.MFAFailures >= MaxCodeFailures {
+				h.killFlow(w, r, f)
+				return
+			}
+		}
+		h.Templates.Render(w, status, "totp", "Two-factor authentication", f.CSRF,
+			totpData{Client: h.clientName(ctx, f), Error: msg, Remaining: MaxCodeFailures - f.MFAFailures})
+		return
+	}
+	amr := []string{sessions.AMRPassword, sessions.AMROTP, sessions.AMRMFA}
+	if method == mfa.MethodRecovery {
+		amr = []string{sessions.AMRPassword, sessions.AMRMFA}
+	}
+	h.complete(w, r, f, f.UserID, amr, sessions.ACRMFA)
+}
+
+// killFlow ends a sign-in that saw too many wrong codes.
+func (h *Handler) killFlow(w http.ResponseWriter, r *http.Request, f flow) {
+	if _, err := h.finish(r.Context(), w, f); err != nil {
+		h.internal(w, err)
+		return
+	}
+	h.Templates.Error(w, http.StatusForbidden, "Too many wrong codes for this sign-in.",
+		"Go back to the application and sign in again. If you lost your phone, use one of your recovery codes.")
+}
+
+// codeError turns a verification error into a message that says what to do.
+func codeError(w http.ResponseWriter, err error) (msg string, status int, ok bool) {
+	var throttled *mfa.ThrottledError
+	switch {
+	case errors.As(err, &throttled):
+		w.Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(throttled.RetryAfter.Seconds()))))
+		return fmt.Sprintf("Too many wrong codes. Wait %s, then try again.", humanDuration(throttled.RetryAfter)), http.StatusTooManyRequests, true
+	case errors.Is(err, mfa.ErrMalformedCode):
+		return "Enter the 6-digit code from your authenticator app, or one of your recovery codes (like abcde-fghij).", http.StatusBadRequest, true
+	case errors.Is(err, mfa.ErrReplayed):
+		return "That code was already used. Wait for the next code from your app and enter it.", http.StatusUnauthorized, true
+	case errors.Is(err, mfa.ErrInvalidCode):
+		return "That code is not right. Check that your phone's clock is set automatically and enter the current code.", http.StatusUnauthorized, true
+	}
+	return "", 0, false
+}
+
+type enrollData struct {
+	Secret, URI, Error string
+	QRURL, Action      string
+	RecoveryCodes      []string
+	Continue           string
+}
+
+func (h *Handler) enrollPage(w http.ResponseWriter, r *http.Request) {
+	f, ok := h.flowOrError(w, r, stageEnroll)
+	if !ok {
+		return
+	}
+	e, ok := h.enrollment(w, r, f.UserID)
+	if !ok {
+		return
+	}
+	h.Templates.Render(w, http.StatusOK, "enroll", "Set up two-factor authentication", f.CSRF,
+		enrollData{Secret: e.Secret, URI: e.URI, QRURL: "/login/enroll/qr.png", Action: "/login/enroll"})
+}
+
+// enrollment shows the pending enrollment, starting one if needed, so a
+// reload shows the same secret the person may already have scanned.
+func (h *Handler) enrollment(w http.ResponseWriter, r *http.Request, userID string) (mfa.Enrollment, bool) {
+	ctx := r.Context()
+	u, err := h.Users.ByID(ctx, userID)
+	if err != nil {
+		h.internal(w, err)
+		return mfa.Enrollment{}, false
+	}
+	e, err := h.TOTP.Pending(ctx, userID, u.Email)
+	if errors.Is(err, mfa.ErrNotEnrolled) {
+		e, err = h.TOTP.Begin(ctx, userID, u.Email)
+	}
+	if err != nil {
+		h.internal(w, err)
+		return mfa.Enrollment{}, false
+	}
+	return e, true
+}
+
+func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) {
+	f, ok := h.flowOrError(w, r, stageEnroll)
+	if !ok {
+		return
+	}
+	e, ok := h.enrollment(w, r, f.UserID)
+	if !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(e.QRPNG)
+}
+
+func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
+	f, ok := h.flowOrError(w, r, stageEnroll)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	codes, err := h.TOTP.Confirm(ctx, f.UserID, r.PostFormValue("code"))
+	if err != nil {
+		msg, status, known := codeError(w, err)
+		if !known {
+			h.internal(w, err)
+			return
+		}
+		e, ok := h.enrollment(w, r, f.UserID)
+		if !ok {
+			return
+		}
+		h.Templates.Render(w, status, "enroll", "Set up two-factor authentication", f.CSRF,
+			enrollData{Secret: e.Secret, URI: e.URI, Error: msg, QRURL: "/login/enroll/qr.png", Action: "/login/enroll"})
+		return
+	}
+	next, ok := h.establish(w, r, f, f.UserID,
+		[]string{sessions.AMRPassword, sessions.AMROTP, sessions.AMRMFA}, sessions.ACRMFA)
+	if !ok {
+		return
+	}
+	// Shown once: the person writes them down, then continues to the app.
+	h.Templates.Render(w, http.StatusOK, "recovery", "Save your recovery codes", "",
+		enrollData{RecoveryCodes: codes, Continue: next})
+}

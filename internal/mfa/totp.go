@@ -1,0 +1,508 @@
+package mfa
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
+
+	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/secrets"
+	"github.com/idp/idp/internal/throttle"
+)
+
+// Errors callers map to messages. Each is returned as is (not wrapped), so
+// errors.Is and == both work; ErrMalformedCode comes wrapped with a sentence
+// saying what a code looks like, fit to show the user.
+var (
+	ErrInvalidCode     = errors.New("mfa: wrong code")
+	ErrReplayed        = errors.New("mfa: this code was already used; wait for the next one")
+	ErrNotEnrolled     = errors.New("mfa: two-factor authentication is not set up")
+	ErrAlreadyEnrolled = errors.New("mfa: two-factor authentication is already set up")
+	ErrMalformedCode   = errors.New("mfa: malformed code")
+)
+
+// ThrottledError means too many wrong codes were entered for the user
+// lately; no code, right or wrong, is looked at until RetryAfter passes.
+type ThrottledError struct {
+	RetryAfter time.Duration
+}
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("mfa: too many wrong codes; try again in %s", e.RetryAfter.Round(time.Second))
+}
+
+// Method names Verify returns; they fit an amr claim ("otp") and tell the
+// caller when to show how many recovery codes are left ("recovery").
+const (
+	MethodOTP      = "otp"
+	MethodRecovery = "recovery"
+)
+
+// The parameters every authenticator app accepts; the otpauth URI states
+// them anyway for the apps that read it.
+const (
+	totpPeriod     = 30
+	totpDigits     = 6
+	totpSecretSize = 20 // bytes: the HMAC-SHA1 block RFC 4226 recommends
+	// totpSkew is how many steps either side of now are accepted, for
+	// clocks that drift and for the seconds a person takes to type.
+	totpSkew = 1
+)
+
+var totpOpts = totp.ValidateOpts{Period: totpPeriod, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1}
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// TOTP enrolls and verifies time-based one-time passwords and recovery
+// codes. Its methods are safe for concurrent use, on any number of
+// instances sharing one database.
+//
+// Verify and Confirm record wrong guesses in the same transaction as their
+// verdict and commit it although they return an error: call them outside a
+// transaction, or in one the caller commits even on ErrInvalidCode, or the
+// failure count is lost.
+type TOTP struct {
+	Pool *pgxpool.Pool
+	// Box seals secrets at rest: secrets.New(serverSecret, "totp").
+	Box *secrets.Box
+	// Issuer names this service in the authenticator app.
+	Issuer string
+	// Limiter counts wrong codes under "totp-user:<id>"; nil means
+	// throttle.Default on Pool with Now.
+	Limiter *throttle.Limiter
+	// Now is the clock codes are checked against; nil means time.Now.
+	Now func() time.Time
+}
+
+// Enrollment is what the enrollment page shows. All three carry the
+// secret: serve them only to the user enrolling, never cache them.
+type Enrollment struct {
+	// Secret is the base32 secret for typing into the app by hand.
+	Secret string
+	// URI is the otpauth:// link that phones open in their app.
+	URI string
+	// QRPNG is a PNG of a QR code holding URI.
+	QRPNG []byte
+}
+
+func (m *TOTP) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+func (m *TOTP) limiter() *throttle.Limiter {
+	if m.Limiter != nil {
+		return m.Limiter
+	}
+	l := throttle.Default(m.Pool)
+	l.Now = m.now
+	return l
+}
+
+func throttleKey(userID string) string { return "totp-user:" + userID }
+
+// Begin makes a new secret for userID and stores it unconfirmed, replacing
+// any earlier unconfirmed one (so an abandoned enrollment never lingers as a
+// second valid secret). It fails with ErrAlreadyEnrolled when 2FA is on:
+// disable it first. accountName (usually the email) labels the entry in the
+// app.
+func (m *TOTP) Begin(ctx context.Context, userID, accountName string) (Enrollment, error) {
+	uid, err := canonicalUserID("begin", userID)
+	if err != nil {
+		return Enrollment{}, err
+	}
+	raw := make([]byte, totpSecretSize)
+	rand.Read(raw)
+	e, err := m.enrollment(accountName, raw)
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: begin: %w", err)
+	}
+	sealed := m.Box.Seal([]byte(e.Secret), []byte(uid))
+	// One statement decides: a confirmed row is left alone and reported,
+	// so two tabs enrolling at once cannot overwrite an active secret.
+	tag, err := db.Conn(ctx, m.Pool).Exec(ctx, `
+		INSERT INTO totp_credentials AS c (user_id, secret_encrypted, created_at)
+		VALUES ($1, $2, $3)
+		ON CONFLICT (user_id) DO UPDATE
+			SET secret_encrypted = EXCLUDED.secret_encrypted, last_step = 0, created_at = EXCLUDED.created_at
+			WHERE c.confirmed_at IS NULL`,
+		uid, sealed, m.now())
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: begin: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return Enrollment{}, ErrAlreadyEnrolled
+	}
+	return e, nil
+}
+
+// Pending shows the unconfirmed enrollment again (a page reload, the QR
+// image request) without making a new secret. ErrNotEnrolled means there is
+// none; ErrAlreadyEnrolled means it is confirmed, and an active secret is
+// never shown again.
+func (m *TOTP) Pending(ctx context.Context, userID, accountName string) (Enrollment, error) {
+	uid, err := canonicalUserID("pending", userID)
+	if err != nil {
+		return Enrollment{}, err
+	}
+	var sealed []byte
+	var confirmed bool
+	err = db.Conn(ctx, m.Pool).QueryRow(ctx,
+		`SELECT secret_encrypted, confirmed_at IS NOT NULL FROM totp_credentials WHERE user_id = $1`,
+		uid).Scan(&sealed, &confirmed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Enrollment{}, ErrNotEnrolled
+	}
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: pending: %w", err)
+	}
+	if confirmed {
+		return Enrollment{}, ErrAlreadyEnrolled
+	}
+	secret, err := m.open(sealed, uid)
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: pending: %w", err)
+	}
+	raw, err := b32.DecodeString(secret)
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: pending: stored secret: %w", err)
+	}
+	e, err := m.enrollment(accountName, raw)
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("mfa: pending: %w", err)
+	}
+	return e, nil
+}
+
+// enrollment builds the URI and QR code for a raw secret. pquerna/otp writes
+// the otpauth URI, so its format is the one apps are tested against.
+func (m *TOTP) enrollment(accountName string, raw []byte) (Enrollment, error) {
+	key, err := totp.Generate(totp.GenerateOpts{
+		Issuer:      m.Issuer,
+		AccountName: accountName,
+		Period:      totpPeriod,
+		Digits:      otp.DigitsSix,
+		Algorithm:   otp.AlgorithmSHA1,
+		Secret:      raw,
+	})
+	if err != nil {
+		return Enrollment{}, err
+	}
+	png, err := qrPNG(key.URL())
+	if err != nil {
+		return Enrollment{}, fmt.Errorf("qr code: %w", err)
+	}
+	return Enrollment{Secret: key.Secret(), URI: key.URL(), QRPNG: png}, nil
+}
+
+// Confirm activates the pending secret when code is valid for it, and
+// returns the first set of recovery codes, to be shown once. The
+// confirming code's time step counts as used, like any accepted code.
+func (m *TOTP) Confirm(ctx context.Context, userID, code string) (recoveryCodes []string, err error) {
+	uid, err := canonicalUserID("confirm", userID)
+	if err != nil {
+		return nil, err
+	}
+	k, c, err := parseCode(code)
+	if err != nil || k != kindTOTP {
+		return nil, errMalformedConfirm
+	}
+	err = m.attempt(ctx, uid, false, func(ctx context.Context, tx pgx.Tx, cred credential) (error, error) {
+		step, ok, err := m.match(cred, uid, c)
+		if err != nil || !ok {
+			return ErrInvalidCode, err
+		}
+		tag, err := tx.Exec(ctx, `
+			UPDATE totp_credentials SET confirmed_at = $3, last_step = $2
+			WHERE user_id = $1 AND confirmed_at IS NULL AND last_step < $2`,
+			uid, step, m.now())
+		if err != nil {
+			return nil, err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrReplayed, nil
+		}
+		recoveryCodes, err = m.replaceRecoveryCodes(ctx, tx, uid)
+		return nil, err
+	})
+	if err != nil {
+		return nil, wrap("confirm", err)
+	}
+	return recoveryCodes, nil
+}
+
+// Enabled reports whether the user has a confirmed second factor.
+func (m *TOTP) Enabled(ctx context.Context, userID string) (bool, error) {
+	uid, err := canonicalUserID("enabled", userID)
+	if err != nil {
+		return false, err
+	}
+	var on bool
+	err = db.Conn(ctx, m.Pool).QueryRow(ctx,
+		`SELECT EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = $1 AND confirmed_at IS NOT NULL)`,
+		uid).Scan(&on)
+	if err != nil {
+		return false, fmt.Errorf("mfa: enabled: %w", err)
+	}
+	return on, nil
+}
+
+// Verify checks a code from the user's app, or a recovery code, and
+// returns which it was (MethodOTP or MethodRecovery). A TOTP code's time
+// step is spent, a recovery code is spent. Errors: ErrMalformedCode (nothing
+// looked at, nothing counted), *ThrottledError, ErrInvalidCode, ErrReplayed,
+// ErrNotEnrolled.
+func (m *TOTP) Verify(ctx context.Context, userID, code string) (method string, err error) {
+	uid, err := canonicalUserID("verify", userID)
+	if err != nil {
+		return "", err
+	}
+	k, c, err := parseCode(code)
+	if err != nil {
+		return "", err
+	}
+	err = m.attempt(ctx, uid, true, func(ctx context.Context, tx pgx.Tx, cred credential) (error, error) {
+		if k == kindRecovery {
+			return m.useRecoveryCode(ctx, tx, uid, c)
+		}
+		step, ok, err := m.match(cred, uid, c)
+		if err != nil || !ok {
+			return ErrInvalidCode, err
+		}
+		// The replay rule lives in this WHERE clause, not in the Go code
+		// above: whatever races past the row lock, PostgreSQL accepts a step
+		// only if it is newer than every step accepted before.
+		tag, err := tx.Exec(ctx, `
+			UPDATE totp_credentials SET last_step = $2
+			WHERE user_id = $1 AND confirmed_at IS NOT NULL AND last_step < $2`,
+			uid, step)
+		if err != nil {
+			return nil, err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrReplayed, nil
+		}
+		return nil, nil
+	})
+	if err != nil {
+		return "", wrap("verify", err)
+	}
+	if k == kindRecovery {
+		return MethodRecovery, nil
+	}
+	return MethodOTP, nil
+}
+
+// credential is a totp_credentials row as attempt reads it.
+type credential struct {
+	sealed   []byte
+	lastStep int64
+}
+
+// attempt judges one guess for userID. In one transaction it locks the
+// user's credential row, so guesses for one user are judged one at a time
+// and each sees the failures counted before it (parallel guesses cannot all
+// pass the throttle check before any failure is recorded); checks the
+// row's state (confirmed or not, per wantConfirmed) and the throttle; runs
+// check; then counts a failure for ErrInvalidCode and ErrReplayed or clears
+// the count on success. check returns its verdict apart from internal
+// errors: a wrong code must still commit its failure count, so verdicts do
+// not roll the transaction back.
+func (m *TOTP) attempt(ctx context.Context, userID string, wantConfirmed bool,
+	check func(ctx context.Context, tx pgx.Tx, c credential) (verdict, err error)) error {
+	key := throttleKey(userID)
+	var verdict error
+	err := db.InTx(ctx, m.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		var c credential
+		var confirmed bool
+		err := tx.QueryRow(ctx, `
+			SELECT secret_encrypted, last_step, confirmed_at IS NOT NULL
+			FROM totp_credentials WHERE user_id = $1 FOR UPDATE`,
+			userID).Scan(&c.sealed, &c.lastStep, &confirmed)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows), err == nil && wantConfirmed && !confirmed:
+			verdict = ErrNotEnrolled
+			return nil
+		case err != nil:
+			return err
+		case !wantConfirmed && confirmed:
+			verdict = ErrAlreadyEnrolled
+			return nil
+		}
+		wait, err := m.limiter().Wait(ctx, key)
+		if err != nil {
+			return err
+		}
+		if wait > 0 {
+			verdict = &ThrottledError{RetryAfter: wait}
+			return nil
+		}
+		verdict, err = check(ctx, tx, c)
+		if err != nil {
+			return err
+		}
+		if verdict == nil {
+			return m.limiter().Reset(ctx, key)
+		}
+		if errors.Is(verdict, ErrInvalidCode) || errors.Is(verdict, ErrReplayed) {
+			return m.limiter().Fail(ctx, key)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return verdict
+}
+
+// wrap adds the operation to internal errors and leaves verdicts bare.
+func wrap(op string, err error) error {
+	var te *ThrottledError
+	switch {
+	case errors.Is(err, ErrInvalidCode), errors.Is(err, ErrReplayed), errors.Is(err, ErrNotEnrolled),
+		errors.Is(err, ErrAlreadyEnrolled), errors.As(err, &te):
+		return err
+	}
+	return fmt.Errorf("mfa: %s: %w", op, err)
+}
+
+// match finds the time step code belongs to among now and totpSkew steps
+// either side. All candidates are computed and compared in constant time,
+// so timing does not tell which step (or how many digits) matched. When
+// two steps share a code, the later wins, which blocks more under the
+// replay rule rather than less.
+func (m *TOTP) match(c credential, userID, code string) (step int64, ok bool, err error) {
+	secret, err := m.open(c.sealed, userID)
+	if err != nil {
+		return 0, false, err
+	}
+	now := stepAt(m.now())
+	for s := now - totpSkew; s <= now+totpSkew; s++ {
+		want, err := totp.GenerateCodeCustom(secret, time.Unix(s*totpPeriod, 0), totpOpts)
+		if err != nil {
+			return 0, false, fmt.Errorf("stored secret: %w", err)
+		}
+		if subtle.ConstantTimeCompare([]byte(want), []byte(code)) == 1 {
+			step, ok = s, true
+		}
+	}
+	return step, ok, nil
+}
+
+// stepAt is the RFC 6238 time step of t.
+func stepAt(t time.Time) int64 {
+	u := t.Unix()
+	if u < 0 {
+		return (u - totpPeriod + 1) / totpPeriod
+	}
+	return u / totpPeriod
+}
+
+func (m *TOTP) open(sealed []byte, userID string) (string, error) {
+	pt, err := m.Box.Open(sealed, []byte(userID))
+	if err != nil {
+		return "", err
+	}
+	return string(pt), nil
+}
+
+// GenerateCode returns the 6-digit code an authenticator app shows at t for
+// a base32 secret, or "" if the secret is not base32. Tests and browser
+// tests use it to act as the user's phone.
+func GenerateCode(secret string, t time.Time) string {
+	code, err := totp.GenerateCodeCustom(secret, t, totpOpts)
+	if err != nil {
+		return ""
+	}
+	return code
+}
+
+// Disable deletes the user's TOTP credential, confirmed or pending, and all
+// recovery codes: both the user's own "turn off 2FA" (after the caller has
+// checked the password and a current code) and an administrator's reset.
+// The caller ends the user's sessions. ErrNotEnrolled means there was
+// nothing to delete.
+func (m *TOTP) Disable(ctx context.Context, userID string) error {
+	uid, err := canonicalUserID("disable", userID)
+	if err != nil {
+		return err
+	}
+	err = db.InTx(ctx, m.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		// Credential first, then codes: the order verification locks them
+		// in, so the two never deadlock.
+		tag, err := tx.Exec(ctx, `DELETE FROM totp_credentials WHERE user_id = $1`, uid)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, uid); err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotEnrolled
+		}
+		return nil
+	})
+	if errors.Is(err, ErrNotEnrolled) {
+		return ErrNotEnrolled
+	}
+	if err != nil {
+		return fmt.Errorf("mfa: disable: %w", err)
+	}
+	return nil
+}
+
+// ReencryptAll re-seals with the Box's current key every secret that an
+// older key sealed, after an operator prepended a new server secret, and
+// returns how many it re-sealed. Each row is swapped only if it still holds
+// the value read, so it is safe to run on every instance at once and
+// alongside enrollments. A row no key opens is reported in the error and
+// does not stop the others.
+func (m *TOTP) ReencryptAll(ctx context.Context) (int, error) {
+	type row struct {
+		userID string
+		sealed []byte
+	}
+	rows, err := db.Conn(ctx, m.Pool).Query(ctx, `SELECT user_id::text, secret_encrypted FROM totp_credentials`)
+	if err != nil {
+		return 0, fmt.Errorf("mfa: reencrypt: %w", err)
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		err := r.Scan(&x.userID, &x.sealed)
+		return x, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("mfa: reencrypt: %w", err)
+	}
+	var n int
+	var errs []error
+	for _, r := range all {
+		if !m.Box.NeedsRotation(r.sealed) {
+			continue
+		}
+		pt, err := m.Box.Open(r.sealed, []byte(r.userID))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("mfa: reencrypt user %s: %w", r.userID, err))
+			continue
+		}
+		tag, err := db.Conn(ctx, m.Pool).Exec(ctx,
+			`UPDATE totp_credentials SET secret_encrypted = $3 WHERE user_id = $1 AND secret_encrypted = $2`,
+			r.userID, r.sealed, m.Box.Seal(pt, []byte(r.userID)))
+		if err != nil {
+			return n, fmt.Errorf("mfa: reencrypt: %w", err)
+		}
+		n += int(tag.RowsAffected())
+	}
+	return n, errors.Join(errs...)
+}

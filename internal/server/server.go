@@ -1,0 +1,247 @@
+// Package server wires the provider together: it builds every component
+// from a Config and a database pool, mounts their routes on one mux, and
+// runs the background work (logout delivery, clean-up) that every instance
+// shares through PostgreSQL.
+package server
+
+import (
+	"context"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/login"
+	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/secrets"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sso"
+	"github.com/idp/idp/internal/sso/backchannel"
+	"github.com/idp/idp/internal/sso/keys"
+	"github.com/idp/idp/internal/sso/store"
+	"github.com/idp/idp/internal/throttle"
+	"github.com/idp/idp/internal/users"
+	"github.com/idp/idp/web"
+)
+
+// Config is everything an instance needs besides its database pool.
+type Config struct {
+	Issuer string
+	// Secret is the server secret (IDP_SECRET): comma-separated values, the
+	// first in use, the others still accepted (rotation). It keys token
+	// HMACs and the encryption of signing keys and TOTP secrets.
+	Secret          string
+	RequireMFA      bool
+	SessionIdle     time.Duration
+	SessionAbsolute time.Duration
+	Lifetimes       sso.Lifetimes
+	Brand           web.Brand
+	Logger          *slog.Logger
+	Now             func() time.Time
+}
+
+// Defaults fills the zero fields.
+func (c *Config) defaults() {
+	if c.SessionIdle == 0 {
+		c.SessionIdle = 8 * time.Hour
+	}
+	if c.SessionAbsolute == 0 {
+		c.SessionAbsolute = 7 * 24 * time.Hour
+	}
+	if c.Lifetimes == (sso.Lifetimes{}) {
+		c.Lifetimes = sso.DefaultLifetimes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Brand.Name == "" {
+		c.Brand.Name = "idp"
+	}
+}
+
+// Validate reports configuration mistakes in words an operator can act on.
+func (c Config) Validate() error {
+	u, err := url.Parse(c.Issuer)
+	if c.Issuer == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return errors.New("IDP_ISSUER must be an absolute http(s) URL, e.g. https://login.example.com")
+	}
+	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.Issuer, "/") {
+		return errors.New("IDP_ISSUER must have no query, fragment or trailing slash")
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return errors.New("IDP_ISSUER must use https (http is allowed only for localhost)")
+	}
+	if c.Secret == "" {
+		return errors.New("IDP_SECRET is required: at least 32 random characters (e.g. `openssl rand -base64 48`)")
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
+}
+
+// Server is one provider instance.
+type Server struct {
+	Config   Config
+	Pool     *pgxpool.Pool
+	Handler  http.Handler
+	Provider *sso.Provider
+	Sessions *sessions.Manager
+	Users    *users.Store
+	Clients  *clients.Store
+	TOTP     *mfa.TOTP
+	Keys     *keys.Set
+	Worker   *backchannel.Worker
+}
+
+// New builds an instance on pool (already migrated).
+func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
+	cfg.defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	keyBox, err := secrets.New(cfg.Secret, "signing-keys")
+	if err != nil {
+		return nil, err
+	}
+	totpBox, err := secrets.New(cfg.Secret, "totp")
+	if err != nil {
+		return nil, err
+	}
+	hmacSecret, rotated, err := hmacSecrets(cfg.Secret)
+	if err != nil {
+		return nil, err
+	}
+	keySet, err := keys.Load(ctx, pool, keyBox, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	tpl, err := web.Parse(cfg.Brand, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+
+	csrfKey, err := hkdf.Key(sha256.New, hmacSecret, nil, "idp csrf", 32)
+	if err != nil {
+		return nil, err
+	}
+	secure := strings.HasPrefix(cfg.Issuer, "https://")
+	sess := &sessions.Manager{Pool: pool, Now: cfg.Now, IdleTimeout: cfg.SessionIdle,
+		AbsoluteTimeout: cfg.SessionAbsolute, Secure: secure, CSRFKey: csrfKey}
+	userStore := users.NewStore(pool)
+	userStore.Now = cfg.Now
+	userStore.Limiter.Now = cfg.Now
+	clientStore := clients.NewStore(pool)
+	limiter := throttle.Default(pool)
+	limiter.Now = cfg.Now
+	totp := &mfa.TOTP{Pool: pool, Box: totpBox, Issuer: cfg.Brand.Name, Limiter: limiter, Now: cfg.Now}
+
+	fositeStore := store.New(pool, clientStore)
+	loginHandler := &login.Handler{
+		Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Templates: tpl, Logger: cfg.Logger,
+		Now: cfg.Now, FlowTTL: 15 * time.Minute, RequireMFA: cfg.RequireMFA,
+		ClientName: func(ctx context.Context, id string) string {
+			c, err := clientStore.Get(ctx, id)
+			if err != nil {
+				return ""
+			}
+			if c.Name != "" {
+				return c.Name
+			}
+			return c.ID
+		},
+	}
+	provider := &sso.Provider{
+		Issuer: cfg.Issuer, Store: fositeStore, Clients: clientStore, Users: userStore, Sessions: sess,
+		Login: loginHandler, Keys: keySet, Templates: tpl, Logger: cfg.Logger, Now: cfg.Now,
+		Lifetimes: cfg.Lifetimes,
+		OAuth2:    sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
+	}
+	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger}
+
+	mux := http.NewServeMux()
+	provider.Mount(mux)
+	loginHandler.Mount(mux)
+	mux.Handle("GET /static/", web.Static())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/account", http.StatusFound)
+	})
+
+	return &Server{
+		Config: cfg, Pool: pool, Handler: mux, Provider: provider, Sessions: sess, Users: userStore,
+		Clients: clientStore, TOTP: totp, Keys: keySet, Worker: worker,
+	}, nil
+}
+
+// hmacSecrets derives fosite's 32-byte token HMAC keys from the server
+// secret(s): the first signs, the rest still verify.
+func hmacSecrets(secret string) ([]byte, [][]byte, error) {
+	var all [][]byte
+	for _, s := range strings.Split(secret, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		k, err := hkdf.Key(sha256.New, []byte(s), nil, "idp token hmac", 32)
+		if err != nil {
+			return nil, nil, err
+		}
+		all = append(all, k)
+	}
+	if len(all) == 0 {
+		return nil, nil, fmt.Errorf("server: empty IDP_SECRET")
+	}
+	return all[0], all[1:], nil
+}
+
+// Run does the background work until ctx ends: logout delivery and the
+// janitor. Every instance runs it; rows are claimed, never shared.
+func (s *Server) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.Worker.Run(ctx) }()
+	go func() { errc <- s.janitor(ctx) }()
+	err := <-errc
+	err2 := <-errc
+	return errors.Join(err, err2)
+}
+
+// janitor ends expired sessions through the revocation path (so apps are
+// told), and deletes expired flows and tokens, in bounded batches.
+func (s *Server) janitor(ctx context.Context) error {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		s.sweep(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) sweep(ctx context.Context) {
+	if res, err := s.Sessions.ExpireDue(ctx, 500); err != nil {
+		if ctx.Err() == nil {
+			s.Config.Logger.Error("janitor: expire sessions", "err", err)
+		}
+	} else if res.Sessions > 0 {
+		s.Config.Logger.Info("janitor: sessions expired", "sessions", res.Sessions, "notifications", res.Notifications)
+	}
+	if _, err := login.DeleteExpired(ctx, s.Pool, s.Config.Now(), 1000); err != nil && ctx.Err() == nil {
+		s.Config.Logger.Error("janitor: delete flows", "err", err)
+	}
+}

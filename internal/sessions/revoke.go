@@ -1,0 +1,165 @@
+package sessions
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/idp/idp/internal/db"
+)
+
+// Reasons a session ends; recorded on the row, in the outbox and the audit log.
+const (
+	ReasonLogout          = "rp_logout"         // RP-initiated logout
+	ReasonUserSignOut     = "user_sign_out"     // the user ended one session on /account
+	ReasonUserSignOutAll  = "user_sign_out_all" // the user's "sign out everywhere"
+	ReasonAdminRevoke     = "admin_revoke"      // an administrator's revoke-all
+	ReasonExpired         = "expired"           // idle or absolute timeout
+	ReasonUserDisabled    = "user_disabled"
+	ReasonUserDeleted     = "user_deleted"
+	ReasonPasswordChanged = "password_changed"
+	ReasonFactorsChanged  = "factors_changed" // 2FA enrolled, disabled or reset
+)
+
+// NotifyChannel is the LISTEN/NOTIFY channel that wakes logout delivery.
+// It must match backchannel.NotifyChannel.
+const NotifyChannel = "idp_logout_outbox"
+
+// Revocation says which sessions end and why.
+type Revocation struct {
+	// SIDs ends these sessions; with UserID set too, only those of them
+	// that belong to that user. With SIDs empty, all of UserID's sessions.
+	SIDs   []string
+	UserID string
+	// ExceptSID keeps one session alive (the one in which the user just
+	// changed their factors).
+	ExceptSID string
+	Reason    string
+	// IncludeOffline also revokes the user's offline_access refresh tokens,
+	// which otherwise outlive a sign-out by design. Requires UserID.
+	IncludeOffline bool
+	// Actor is recorded in the audit log ("user:<id>", "admin:<id>", "system").
+	Actor string
+}
+
+// Result counts what a revocation ended.
+type Result struct {
+	Sessions      int `json:"sessions"`
+	AccessTokens  int `json:"access_tokens"`
+	RefreshTokens int `json:"refresh_tokens"`
+	Notifications int `json:"notifications"`
+}
+
+// Revoke is the one path through which sessions end. In one transaction it
+// marks the sessions revoked, kills their access and refresh tokens and
+// pending codes, queues one back-channel logout notification per app that
+// held a session and asked to be told, and writes an audit record. Delivery
+// happens later, from the outbox, so a slow app never delays the caller and
+// a restart loses nothing. Revoking an already-ended session is a no-op.
+func (m *Manager) Revoke(ctx context.Context, rev Revocation) (Result, error) {
+	if len(rev.SIDs) == 0 && rev.UserID == "" {
+		return Result{}, fmt.Errorf("sessions: revoke: no sessions named")
+	}
+	if rev.SIDs == nil {
+		rev.SIDs = []string{}
+	}
+	var res Result
+	err := db.InTx(ctx, m.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		now := m.Now()
+		rows, err := tx.Query(ctx, `
+			UPDATE sso_sessions SET revoked_at = $1, revoked_reason = $2
+			WHERE revoked_at IS NULL
+			  AND (cardinality($3::text[]) = 0 OR id::text = ANY($3))
+			  AND ($4 = '' OR user_id::text = $4)
+			  AND id::text <> $5
+			RETURNING id::text`,
+			now, rev.Reason, rev.SIDs, rev.UserID, rev.ExceptSID)
+		if err != nil {
+			return err
+		}
+		sids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		res.Sessions = len(sids)
+		offlineUser := ""
+		if rev.IncludeOffline {
+			offlineUser = rev.UserID
+		}
+
+		batch := &pgx.Batch{}
+		batch.Queue(`DELETE FROM oauth_access_tokens WHERE sid::text = ANY($1) OR ($2 <> '' AND subject = $2)`,
+			sids, offlineUser).Exec(func(ct pgconn.CommandTag) error { res.AccessTokens = int(ct.RowsAffected()); return nil })
+		batch.Queue(`UPDATE oauth_refresh_tokens SET active = false
+			WHERE active AND ((sid::text = ANY($1) AND NOT offline) OR ($2 <> '' AND subject = $2))`,
+			sids, offlineUser).Exec(func(ct pgconn.CommandTag) error { res.RefreshTokens = int(ct.RowsAffected()); return nil })
+		batch.Queue(`UPDATE oauth_authorize_codes SET active = false WHERE active AND sid::text = ANY($1)`, sids)
+		batch.Queue(`
+			INSERT INTO logout_outbox (sid, subject, client_id, uri, include_sid, reason, created_at, next_attempt_at)
+			SELECT cs.sid, s.user_id::text, c.id, c.backchannel_logout_uri, true, $2, $3, $3
+			FROM client_sessions cs
+			JOIN oauth_clients c ON c.id = cs.client_id
+			JOIN sso_sessions s ON s.id = cs.sid
+			WHERE cs.sid::text = ANY($1) AND c.backchannel_logout_uri <> ''`,
+			sids, rev.Reason, now).Exec(func(ct pgconn.CommandTag) error { res.Notifications = int(ct.RowsAffected()); return nil })
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return err
+		}
+		if res.Notifications > 0 {
+			// Delivered at commit, so workers never wake before the rows exist.
+			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, NotifyChannel); err != nil {
+				return err
+			}
+		}
+		details, _ := json.Marshal(struct {
+			Reason string   `json:"reason"`
+			SIDs   []string `json:"sids"`
+			Result
+		}{rev.Reason, sids, res})
+		target := rev.UserID
+		if target == "" && len(sids) > 0 {
+			target = "sid:" + sids[0]
+		}
+		actor := rev.Actor
+		if actor == "" {
+			actor = "system"
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, 'sessions.revoke', $3, $4)`,
+			now, actor, target, details)
+		return err
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("sessions: revoke: %w", err)
+	}
+	return res, nil
+}
+
+// ExpireDue ends, through Revoke, up to limit sessions whose idle or
+// absolute timeout has passed, so their apps are told like any other
+// logout. Safe on every instance at once: each batch claims its rows.
+func (m *Manager) ExpireDue(ctx context.Context, limit int) (Result, error) {
+	var res Result
+	err := db.InTx(ctx, m.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `
+			SELECT id::text FROM sso_sessions
+			WHERE revoked_at IS NULL AND least(idle_expires_at, absolute_expires_at) <= $1
+			ORDER BY least(idle_expires_at, absolute_expires_at)
+			LIMIT $2 FOR UPDATE SKIP LOCKED`, m.Now(), limit)
+		if err != nil {
+			return err
+		}
+		sids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil || len(sids) == 0 {
+			return err
+		}
+		res, err = m.Revoke(ctx, Revocation{SIDs: sids, Reason: ReasonExpired, Actor: "system"})
+		return err
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("sessions: expire: %w", err)
+	}
+	return res, nil
+}

@@ -1,0 +1,282 @@
+// Package sessions owns the central SSO session: the PostgreSQL row, the
+// browser cookie that points at it, its idle and absolute timeouts, the apps
+// (client sessions) that hold a session under its sid, and the single
+// revocation path through which every session ends.
+//
+// The cookie holds an opaque 256-bit random value; only its SHA-256 is
+// stored, so a database leak yields no usable cookie. The public session id
+// (sid) is a separate random UUID that appears in ID tokens and logout
+// tokens and never works as a cookie.
+package sessions
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/idp/idp/internal/db"
+)
+
+// ErrNoSession means the request carries no live session.
+var ErrNoSession = errors.New("sessions: no valid session")
+
+// Authentication method references (RFC 8176) and the ACR values we issue.
+const (
+	AMRPassword = "pwd"
+	AMROTP      = "otp"
+	AMRMFA      = "mfa"
+
+	// ACRPassword is a single-factor sign-in; ACRMFA a two-factor one.
+	ACRPassword = "urn:idp:acr:pwd"
+	ACRMFA      = "urn:idp:acr:mfa"
+)
+
+// Session is one central SSO session.
+type Session struct {
+	ID                string // the public sid
+	UserID            string
+	CreatedAt         time.Time
+	LastSeenAt        time.Time
+	IdleExpiresAt     time.Time
+	AbsoluteExpiresAt time.Time
+	AuthTime          time.Time
+	AMR               []string
+	ACR               string
+	UserAgent         string
+	IP                string
+	RevokedAt         *time.Time
+	RevokedReason     string
+	Clients           []string // apps holding a session under this sid
+}
+
+// MultiFactor reports whether the session was established with two factors.
+func (s Session) MultiFactor() bool { return s.ACR == ACRMFA }
+
+// Manager creates, finds and ends sessions.
+type Manager struct {
+	Pool            *pgxpool.Pool
+	Now             func() time.Time
+	IdleTimeout     time.Duration
+	AbsoluteTimeout time.Duration
+	// Secure marks cookies Secure and gives them the __Host- prefix; set when
+	// the issuer is https.
+	Secure bool
+	// CSRFKey keys the anti-forgery tokens of signed-in forms.
+	CSRFKey []byte
+}
+
+// CookieName is the session cookie's name for this manager.
+func (m *Manager) CookieName() string {
+	if m.Secure {
+		return "__Host-idp_session"
+	}
+	return "idp_session"
+}
+
+// NewToken returns a fresh 256-bit random value, base64url encoded.
+func NewToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// HashToken is how cookie values and other bearer values are stored.
+func HashToken(v string) []byte {
+	h := sha256.Sum256([]byte(v))
+	return h[:]
+}
+
+// NewSession describes a completed sign-in.
+type NewSession struct {
+	UserID    string
+	AuthTime  time.Time
+	AMR       []string
+	ACR       string
+	UserAgent string
+	IP        string
+}
+
+// Create stores a new session and sets a fresh cookie on w. A value the
+// browser held before sign-in is never reused (no session fixation).
+func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, n NewSession) (Session, error) {
+	now := m.Now()
+	token := NewToken()
+	s := Session{
+		UserID: n.UserID, CreatedAt: now, LastSeenAt: now,
+		IdleExpiresAt: now.Add(m.IdleTimeout), AbsoluteExpiresAt: now.Add(m.AbsoluteTimeout),
+		AuthTime: n.AuthTime.UTC().Truncate(time.Second), AMR: n.AMR, ACR: n.ACR,
+		UserAgent: truncate(n.UserAgent, 256), IP: n.IP,
+	}
+	err := db.Conn(ctx, m.Pool).QueryRow(ctx, `
+		INSERT INTO sso_sessions (cookie_hash, user_id, created_at, last_seen_at, idle_expires_at,
+			absolute_expires_at, auth_time, amr, acr, user_agent, ip)
+		VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
+		HashToken(token), s.UserID, now, s.IdleExpiresAt, s.AbsoluteExpiresAt, s.AuthTime,
+		s.AMR, s.ACR, s.UserAgent, s.IP).Scan(&s.ID)
+	if err != nil {
+		return Session{}, fmt.Errorf("sessions: create: %w", err)
+	}
+	m.setCookie(w, token, s.AbsoluteExpiresAt)
+	return s, nil
+}
+
+func (m *Manager) setCookie(w http.ResponseWriter, value string, expires time.Time) {
+	http.SetCookie(w, &http.Cookie{
+		Name: m.CookieName(), Value: value, Path: "/", HttpOnly: true, Secure: m.Secure,
+		SameSite: http.SameSiteLaxMode, Expires: expires,
+	})
+}
+
+// ClearCookie tells the browser to forget its session cookie.
+func (m *Manager) ClearCookie(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{
+		Name: m.CookieName(), Value: "", Path: "/", HttpOnly: true, Secure: m.Secure,
+		SameSite: http.SameSiteLaxMode, MaxAge: -1,
+	})
+}
+
+// CookieValue returns the raw session cookie of r ("" when absent).
+func (m *Manager) CookieValue(r *http.Request) string {
+	c, err := r.Cookie(m.CookieName())
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+// Current returns the live session of r and slides its idle timeout. A
+// revoked or expired session, or one whose user is disabled, is
+// ErrNoSession.
+func (m *Manager) Current(ctx context.Context, r *http.Request) (Session, error) {
+	v := m.CookieValue(r)
+	if v == "" {
+		return Session{}, ErrNoSession
+	}
+	return m.current(ctx, HashToken(v))
+}
+
+// touchEvery bounds writes: last_seen_at and the idle expiry move at most
+// once a minute per session, not on every request.
+const touchEvery = time.Minute
+
+func (m *Manager) current(ctx context.Context, cookieHash []byte) (Session, error) {
+	now := m.Now()
+	// One round trip: find the live session and slide its idle expiry when
+	// it was last touched more than touchEvery ago.
+	row := db.Conn(ctx, m.Pool).QueryRow(ctx, `
+		WITH live AS (
+			SELECT s.id FROM sso_sessions s JOIN users u ON u.id = s.user_id
+			WHERE s.cookie_hash = $1 AND s.revoked_at IS NULL AND u.disabled_at IS NULL
+			  AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2
+		), touched AS (
+			UPDATE sso_sessions s SET last_seen_at = $2,
+				idle_expires_at = least($2 + $3::interval, s.absolute_expires_at)
+			FROM live WHERE s.id = live.id AND s.last_seen_at < $2 - $4::interval
+			RETURNING s.id, s.last_seen_at, s.idle_expires_at
+		)
+		SELECT s.id, s.user_id, s.created_at, coalesce(t.last_seen_at, s.last_seen_at),
+			coalesce(t.idle_expires_at, s.idle_expires_at), s.absolute_expires_at, s.auth_time,
+			s.amr, s.acr, s.user_agent, s.ip
+		FROM sso_sessions s JOIN live ON live.id = s.id LEFT JOIN touched t ON t.id = s.id`,
+		cookieHash, now, m.IdleTimeout.String(), touchEvery.String())
+	var s Session
+	err := row.Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.LastSeenAt, &s.IdleExpiresAt,
+		&s.AbsoluteExpiresAt, &s.AuthTime, &s.AMR, &s.ACR, &s.UserAgent, &s.IP)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Session{}, ErrNoSession
+	}
+	if err != nil {
+		return Session{}, fmt.Errorf("sessions: current: %w", err)
+	}
+	return s, nil
+}
+
+// Get returns a session by sid, live or not, with its apps.
+func (m *Manager) Get(ctx context.Context, sid string) (Session, error) {
+	list, err := m.list(ctx, `s.id::text = $1`, sid)
+	if err != nil {
+		return Session{}, err
+	}
+	if len(list) == 0 {
+		return Session{}, ErrNoSession
+	}
+	return list[0], nil
+}
+
+// ListByUser returns the user's live sessions, newest first, with their apps.
+func (m *Manager) ListByUser(ctx context.Context, userID string) ([]Session, error) {
+	return m.list(ctx, `s.user_id::text = $1 AND s.revoked_at IS NULL
+		AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2`, userID, m.Now())
+}
+
+func (m *Manager) list(ctx context.Context, where string, args ...any) ([]Session, error) {
+	rows, err := db.Conn(ctx, m.Pool).Query(ctx, `
+		SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at, s.absolute_expires_at,
+			s.auth_time, s.amr, s.acr, s.user_agent, s.ip, s.revoked_at, coalesce(s.revoked_reason, ''),
+			coalesce(array_agg(c.client_id ORDER BY c.created_at) FILTER (WHERE c.client_id IS NOT NULL), '{}')
+		FROM sso_sessions s LEFT JOIN client_sessions c ON c.sid = s.id
+		WHERE `+where+`
+		GROUP BY s.id ORDER BY s.created_at DESC`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sessions: list: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Session, error) {
+		var s Session
+		err := row.Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.LastSeenAt, &s.IdleExpiresAt,
+			&s.AbsoluteExpiresAt, &s.AuthTime, &s.AMR, &s.ACR, &s.UserAgent, &s.IP, &s.RevokedAt,
+			&s.RevokedReason, &s.Clients)
+		return s, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sessions: list: %w", err)
+	}
+	return out, nil
+}
+
+// AddClient records that clientID now holds a session under sid.
+func (m *Manager) AddClient(ctx context.Context, sid, clientID string) error {
+	_, err := db.Conn(ctx, m.Pool).Exec(ctx, `
+		INSERT INTO client_sessions (sid, client_id, created_at) VALUES ($1, $2, $3)
+		ON CONFLICT DO NOTHING`, sid, clientID, m.Now())
+	if err != nil {
+		return fmt.Errorf("sessions: add client: %w", err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// StepUp upgrades a live session after a second factor: new authentication
+// methods, class and auth_time, and a fresh cookie value, so a value seen
+// before the stronger sign-in is worthless. The sid and the apps stay.
+func (m *Manager) StepUp(ctx context.Context, w http.ResponseWriter, sid, userID string, amr []string, acr string) error {
+	token := NewToken()
+	now := m.Now()
+	var absolute time.Time
+	err := db.Conn(ctx, m.Pool).QueryRow(ctx, `
+		UPDATE sso_sessions SET cookie_hash = $3, amr = $4, acr = $5, auth_time = $6, last_seen_at = $6
+		WHERE id::text = $1 AND user_id::text = $2 AND revoked_at IS NULL
+		RETURNING absolute_expires_at`,
+		sid, userID, HashToken(token), amr, acr, now.UTC().Truncate(time.Second)).Scan(&absolute)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ErrNoSession
+	}
+	if err != nil {
+		return fmt.Errorf("sessions: step up: %w", err)
+	}
+	m.setCookie(w, token, absolute)
+	return nil
+}

@@ -1,0 +1,244 @@
+package sso
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/login"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/users"
+	"github.com/idp/idp/web"
+)
+
+// authorize is the authorization endpoint. It decides, from the request and
+// the central SSO session, whether the person must sign in (or give a second
+// factor) first; login hands control back here when they have.
+func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	web.NoStore(w)
+	if !p.checkClientAndRedirect(w, r) {
+		return
+	}
+	ar, err := p.OAuth2.NewAuthorizeRequest(ctx, r)
+	if err != nil {
+		p.authorizeError(w, r, ar, err)
+		return
+	}
+	form := ar.GetRequestForm()
+	// fosite checks PKCE only when issuing the code; checking here tells the
+	// app at once instead of after the person has signed in.
+	if m := form.Get("code_challenge_method"); m != "" && m != "S256" {
+		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("code_challenge_method must be S256."))
+		return
+	}
+	if ar.GetClient().IsPublic() && form.Get("code_challenge") == "" {
+		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("Public clients must use PKCE (code_challenge with S256)."))
+		return
+	}
+	prompt := strings.Fields(form.Get("prompt"))
+
+	sess, err := p.Sessions.Current(ctx, r)
+	hasSession := err == nil
+	if err != nil && !errors.Is(err, sessions.ErrNoSession) {
+		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	needLogin := !hasSession || slices.Contains(prompt, "login") || p.maxAgeExceeded(sess, form.Get("max_age")) ||
+		p.hintNamesSomeoneElse(r, form.Get("id_token_hint"), sess)
+	needStepUp := !needLogin && wantsMFA(form.Get("acr_values")) && !sess.MultiFactor()
+
+	if needLogin || needStepUp {
+		if slices.Contains(prompt, "none") {
+			p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The person is not signed in, or must sign in again."))
+			return
+		}
+		start := login.Start{AuthorizeQuery: resumeQuery(form), LoginHint: form.Get("login_hint")}
+		if needStepUp {
+			start.StepUp = &sess
+		}
+		next, err := p.Login.Begin(ctx, w, start)
+		if err != nil {
+			p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+			return
+		}
+		http.Redirect(w, r, next, http.StatusSeeOther)
+		return
+	}
+
+	user, err := p.Users.ByID(ctx, sess.UserID)
+	if err != nil {
+		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	for _, scope := range ar.GetRequestedScopes() {
+		// admin is granted only to administrators, whatever the client may ask.
+		if scope == "admin" && !user.IsAdmin {
+			continue
+		}
+		ar.GrantScope(scope)
+	}
+	for _, aud := range ar.GetRequestedAudience() {
+		ar.GrantAudience(aud)
+	}
+	client, _ := ar.GetClient().(*clients.Client)
+	session := p.newSession(user, sess, client, ar.GetGrantedScopes())
+	resp, err := p.OAuth2.NewAuthorizeResponse(ctx, ar, session)
+	if err != nil {
+		p.OAuth2.WriteAuthorizeError(ctx, w, ar, err)
+		return
+	}
+	if err := p.Sessions.AddClient(ctx, sess.ID, ar.GetClient().GetID()); err != nil {
+		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	p.OAuth2.WriteAuthorizeResponse(ctx, w, ar, resp)
+}
+
+// newSession is what fosite stores with the code: the ID token's claims
+// carry sid, auth_time, amr and acr from the SSO session.
+func (p *Provider) newSession(u users.User, s sessions.Session, c *clients.Client, scopes fosite.Arguments) *openid.DefaultSession {
+	extra := map[string]interface{}{"sid": s.ID}
+	if scopes.Has("email") {
+		extra["email"] = u.Email
+		extra["email_verified"] = true
+	}
+	if scopes.Has("profile") && u.Name != "" {
+		extra["name"] = u.Name
+	}
+	alg := "RS256"
+	if c != nil && c.IDTokenAlg != "" {
+		alg = c.IDTokenAlg
+	}
+	return &openid.DefaultSession{
+		Claims: &jwt.IDTokenClaims{
+			Subject:                             u.ID,
+			Issuer:                              p.Issuer,
+			AuthTime:                            s.AuthTime,
+			RequestedAt:                         p.Now().UTC(),
+			AuthenticationMethodsReferences:     s.AMR,
+			AuthenticationContextClassReference: s.ACR,
+			Extra:                               extra,
+		},
+		Headers:  &jwt.Headers{Extra: map[string]interface{}{headerAlg: alg}},
+		Subject:  u.ID,
+		Username: u.Email,
+	}
+}
+
+// resumeQuery is the request to come back to after signing in. The fresh
+// sign-in satisfies prompt=login and max_age, so they are dropped: asked
+// again they would send the person round in a loop.
+func resumeQuery(form url.Values) url.Values {
+	q := url.Values{}
+	for k, v := range form {
+		q[k] = slices.Clone(v)
+	}
+	q.Del("max_age")
+	var keep []string
+	for _, p := range strings.Fields(q.Get("prompt")) {
+		if p != "login" {
+			keep = append(keep, p)
+		}
+	}
+	if len(keep) == 0 {
+		q.Del("prompt")
+	} else {
+		q.Set("prompt", strings.Join(keep, " "))
+	}
+	return q
+}
+
+func (p *Provider) maxAgeExceeded(s sessions.Session, maxAge string) bool {
+	if maxAge == "" {
+		return false
+	}
+	n, err := strconv.ParseInt(maxAge, 10, 64)
+	if err != nil || n < 0 {
+		return false // fosite rejects it as invalid_request
+	}
+	return p.Now().Sub(s.AuthTime).Seconds() > float64(n)
+}
+
+// hintNamesSomeoneElse reports whether id_token_hint names a different user
+// than the signed-in one; that person must sign in (or prompt=none fails).
+func (p *Provider) hintNamesSomeoneElse(r *http.Request, hint string, s sessions.Session) bool {
+	if hint == "" || s.UserID == "" {
+		return false
+	}
+	claims, err := p.verifyIDTokenHint(hint)
+	if err != nil {
+		return false // fosite reports the malformed hint
+	}
+	return claims.Subject != s.UserID
+}
+
+// wantsMFA reports whether acr_values asks for a two-factor sign-in.
+func wantsMFA(acrValues string) bool {
+	for _, v := range strings.Fields(acrValues) {
+		if v == sessions.ACRMFA || v == "mfa" {
+			return true
+		}
+	}
+	return false
+}
+
+// checkClientAndRedirect renders an error page — never a redirect — for an
+// unknown client or a redirect_uri that is not, character for character,
+// one the client registered. fosite would accept loopback URIs on any port
+// (RFC 8252); a web SSO provider should not.
+func (p *Provider) checkClientAndRedirect(w http.ResponseWriter, r *http.Request) bool {
+	if err := r.ParseForm(); err != nil {
+		p.Templates.Error(w, http.StatusBadRequest, "The sign-in request could not be read.", "Go back to the application and try again.")
+		return false
+	}
+	for _, vs := range r.Form {
+		for _, v := range vs {
+			if strings.ContainsRune(v, 0) {
+				p.Templates.Error(w, http.StatusBadRequest, "The sign-in request contains invalid characters.", "Go back to the application and try again.")
+				return false
+			}
+		}
+	}
+	id := r.Form.Get("client_id")
+	c, err := p.Clients.Get(r.Context(), id)
+	if id == "" || errors.Is(err, clients.ErrNotFound) {
+		p.Templates.Error(w, http.StatusBadRequest, "The application that sent you here is not registered with this sign-in service.",
+			"Go back to the application and tell its owner; you were not signed in anywhere.")
+		return false
+	}
+	if err != nil {
+		p.Logger.Error("authorize: client lookup", "err", err)
+		p.Templates.Error(w, http.StatusInternalServerError, "Something went wrong on our side.", "Try again in a moment.")
+		return false
+	}
+	if uri := r.Form.Get("redirect_uri"); uri != "" && !slices.Contains(c.RedirectURIs, uri) {
+		p.Templates.Error(w, http.StatusBadRequest, "The application asked to send you back to an address it has not registered.",
+			"For your safety you were not sent there. Tell the application's owner.")
+		return false
+	}
+	return true
+}
+
+// authorizeError follows the spec: errors go back to the client's redirect
+// URI when it is known to be the client's, and to an HTML page otherwise.
+func (p *Provider) authorizeError(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	if rfc.CodeField >= 500 {
+		p.Logger.Error("authorize", "err", err)
+	}
+	if ar == nil || !ar.IsRedirectURIValid() {
+		p.Templates.Error(w, http.StatusBadRequest, "The sign-in request is not valid: "+rfc.GetDescription(),
+			"Go back to the application and try again, or tell its owner.")
+		return
+	}
+	p.OAuth2.WriteAuthorizeError(r.Context(), w, ar, err)
+}

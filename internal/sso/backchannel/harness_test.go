@@ -1,0 +1,314 @@
+package backchannel
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/idp/idp/internal/dbtest"
+	"github.com/idp/idp/internal/secrets"
+	"github.com/idp/idp/internal/sso/keys"
+)
+
+const issuer = "http://idp.test"
+
+// clock is a settable time source shared by the worker and the test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// syncBuffer collects log output from concurrent deliveries.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// env is one test's database, keys, clock and log.
+type env struct {
+	t     *testing.T
+	db    *dbtest.DB
+	now   func() time.Time
+	clock *clock // nil when now is the real clock
+	keys  *keys.Set
+	logs  *syncBuffer
+
+	mu     sync.Mutex
+	tokens []string // every token any receiver saw, to check the logs
+}
+
+// newEnv uses a settable clock; newRealEnv the wall clock, for Run.
+func newEnv(t *testing.T) *env {
+	c := &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	e := setup(t, c.Now)
+	e.clock = c
+	return e
+}
+
+func newRealEnv(t *testing.T) *env { return setup(t, time.Now) }
+
+func setup(t *testing.T, now func() time.Time) *env {
+	t.Helper()
+	d := dbtest.New(t)
+	box, err := secrets.New("test-server-secret-0123456789abcdef", "signing-keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, err := keys.Load(context.Background(), d.Pool, box, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, db: d, now: now, keys: ks, logs: &syncBuffer{}}
+	t.Cleanup(e.checkLogs)
+	return e
+}
+
+// checkLogs fails the test if any token a receiver saw was logged.
+func (e *env) checkLogs() {
+	logs := e.logs.String()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, tok := range e.tokens {
+		if tok == "" {
+			continue
+		}
+		if strings.Contains(logs, tok) || strings.Contains(logs, tok[strings.LastIndex(tok, ".")+1:]) {
+			e.t.Errorf("a logout token appears in the logs")
+			return
+		}
+	}
+}
+
+func (e *env) worker() *Worker {
+	return &Worker{
+		Pool:        e.db.Pool,
+		Keys:        e.keys,
+		Issuer:      issuer,
+		Now:         e.now,
+		Logger:      slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		BaseBackoff: time.Second,
+		MaxBackoff:  4 * time.Second,
+		GiveUpAfter: time.Minute,
+	}
+}
+
+func (e *env) exec(sql string, args ...any) {
+	e.t.Helper()
+	if _, err := e.db.Pool.Exec(context.Background(), sql, args...); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func (e *env) client(id, alg string) {
+	e.t.Helper()
+	e.exec(`INSERT INTO oauth_clients (id, id_token_signed_response_alg) VALUES ($1, $2)`, id, alg)
+}
+
+// queue inserts an outbox row due now, as the revocation path would.
+func (e *env) queue(clientID, uri string, includeSID bool) (id int64, sid, subject string) {
+	e.t.Helper()
+	now := e.now()
+	err := e.db.Pool.QueryRow(context.Background(), `
+		INSERT INTO logout_outbox (sid, subject, client_id, uri, include_sid, reason, created_at, next_attempt_at)
+		VALUES (gen_random_uuid(), 'user-' || gen_random_uuid(), $1, $2, $3, 'admin_revoke', $4, $4)
+		RETURNING id, sid::text, subject`, clientID, uri, includeSID, now).Scan(&id, &sid, &subject)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return id, sid, subject
+}
+
+type outboxRow struct {
+	Attempts      int
+	NextAttemptAt time.Time
+	LastError     string
+	DeliveredAt   *time.Time
+	FailedAt      *time.Time
+	AbandonedAt   *time.Time
+}
+
+func (e *env) row(id int64) outboxRow {
+	e.t.Helper()
+	var r outboxRow
+	err := e.db.Pool.QueryRow(context.Background(), `
+		SELECT attempts, next_attempt_at, last_error, delivered_at, failed_at, abandoned_at
+		FROM logout_outbox WHERE id = $1`, id).
+		Scan(&r.Attempts, &r.NextAttemptAt, &r.LastError, &r.DeliveredAt, &r.FailedAt, &r.AbandonedAt)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return r
+}
+
+func (e *env) deliverDue(w *Worker) int {
+	e.t.Helper()
+	n, err := w.DeliverDue(context.Background())
+	if err != nil {
+		e.t.Fatalf("DeliverDue: %v", err)
+	}
+	return n
+}
+
+// received is a logout token a receiver accepted as valid.
+type received struct {
+	Raw    string
+	Alg    string
+	Kid    string
+	Claims map[string]any
+}
+
+// receiver is a relying party's back-channel logout endpoint. It verifies
+// every token as a careful relying party would, then answers with respond.
+type receiver struct {
+	*httptest.Server
+	e *env
+
+	mu   sync.Mutex
+	got  []received
+	hits int
+	// respond answers request number n (from 1) once the token verified.
+	respond func(n int, w http.ResponseWriter, token string)
+}
+
+func ok(int, http.ResponseWriter, string) {}
+
+func (e *env) receiver(respond func(n int, w http.ResponseWriter, token string)) *receiver {
+	rc := &receiver{e: e, respond: respond}
+	rc.Server = httptest.NewServer(http.HandlerFunc(rc.serve))
+	e.t.Cleanup(rc.Close)
+	return rc
+}
+
+func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
+	rc.mu.Lock()
+	rc.hits++
+	n := rc.hits
+	rc.mu.Unlock()
+	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
+		rc.e.t.Errorf("receiver: %s with Content-Type %q, want a form POST", r.Method, r.Header.Get("Content-Type"))
+	}
+	if err := r.ParseForm(); err != nil {
+		rc.e.t.Errorf("receiver: %v", err)
+	}
+	raw := r.PostForm.Get("logout_token")
+	rc.e.mu.Lock()
+	rc.e.tokens = append(rc.e.tokens, raw)
+	rc.e.mu.Unlock()
+	tok, err := verify(rc.e.keys.JWKS(), raw, rc.e.now())
+	if err != nil {
+		rc.e.t.Errorf("receiver: invalid logout token: %v", err)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	rc.mu.Lock()
+	rc.got = append(rc.got, tok)
+	rc.mu.Unlock()
+	rc.respond(n, w, raw)
+}
+
+func (rc *receiver) tokens() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.got...)
+}
+
+// verify checks a logout token the way spec §2.6 tells a relying party to,
+// against the provider's published JWKS, plus the provider's own promises
+// (typ, a two-minute lifetime).
+func verify(jwks jose.JSONWebKeySet, raw string, now time.Time) (received, error) {
+	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	if err != nil {
+		return received{}, err
+	}
+	if len(tok.Headers) != 1 {
+		return received{}, fmt.Errorf("%d signatures", len(tok.Headers))
+	}
+	h := tok.Headers[0]
+	if typ := h.ExtraHeaders[jose.HeaderType]; typ != TokenType {
+		return received{}, fmt.Errorf("typ header %v, want %s", typ, TokenType)
+	}
+	matches := jwks.Key(h.KeyID)
+	if h.KeyID == "" || len(matches) != 1 {
+		return received{}, fmt.Errorf("kid %q: %d keys in the JWKS", h.KeyID, len(matches))
+	}
+	if matches[0].Algorithm != h.Algorithm {
+		return received{}, fmt.Errorf("alg %s signed with a %s key", h.Algorithm, matches[0].Algorithm)
+	}
+	var std jwt.Claims
+	var all map[string]any
+	if err := tok.Claims(matches[0].Key, &std, &all); err != nil {
+		return received{}, err
+	}
+	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: issuer, Time: now}, 0); err != nil {
+		return received{}, err
+	}
+	switch {
+	case len(std.Audience) != 1:
+		return received{}, fmt.Errorf("aud %v, want one client", std.Audience)
+	case std.IssuedAt == nil || std.Expiry == nil:
+		return received{}, errors.New("no iat or exp")
+	case std.Expiry.Time().Sub(std.IssuedAt.Time()) != 120*time.Second:
+		return received{}, fmt.Errorf("exp-iat = %s, want 2m", std.Expiry.Time().Sub(std.IssuedAt.Time()))
+	case now.Sub(std.IssuedAt.Time()).Abs() > 2*time.Second:
+		return received{}, fmt.Errorf("iat %s, now %s", std.IssuedAt.Time(), now)
+	case std.ID == "":
+		return received{}, errors.New("no jti")
+	case all["sub"] == nil && all["sid"] == nil:
+		return received{}, errors.New("neither sub nor sid")
+	}
+	if _, ok := all["nonce"]; ok {
+		return received{}, errors.New("a logout token must not carry a nonce")
+	}
+	if want := map[string]any{EventLogout: map[string]any{}}; !reflect.DeepEqual(all["events"], want) {
+		return received{}, fmt.Errorf("events %v, want %v", all["events"], want)
+	}
+	return received{Raw: raw, Alg: h.Algorithm, Kid: h.KeyID, Claims: all}, nil
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,208 @@
+package sso
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+
+	"github.com/idp/idp/internal/users"
+)
+
+// Mount registers the provider's endpoints.
+func (p *Provider) Mount(mux *http.ServeMux) {
+	mux.HandleFunc("GET /oauth2/auth", p.authorize)
+	mux.HandleFunc("POST /oauth2/auth", p.authorize)
+	mux.HandleFunc("POST /oauth2/token", p.token)
+	mux.HandleFunc("POST /oauth2/introspect", p.introspect)
+	mux.HandleFunc("POST /oauth2/revoke", p.revoke)
+	mux.HandleFunc("GET /userinfo", p.userinfo)
+	mux.HandleFunc("POST /userinfo", p.userinfo)
+	mux.HandleFunc("GET /.well-known/openid-configuration", p.discovery)
+	mux.HandleFunc("GET /.well-known/jwks.json", p.jwks)
+	mux.HandleFunc("GET /oauth2/sessions/logout", p.endSession)
+	mux.HandleFunc("POST /oauth2/sessions/logout", p.endSession)
+	mux.HandleFunc("POST /oauth2/sessions/logout/confirm", p.confirmLogout)
+}
+
+func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ar, err := p.OAuth2.NewAccessRequest(ctx, r, openid.NewDefaultSession())
+	if err != nil {
+		p.logServerError("token", err)
+		p.OAuth2.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	if ar.GetGrantTypes().ExactOne("client_credentials") {
+		// fosite has checked the client may ask for these.
+		for _, s := range ar.GetRequestedScopes() {
+			ar.GrantScope(s)
+		}
+		for _, a := range ar.GetRequestedAudience() {
+			ar.GrantAudience(a)
+		}
+	}
+	resp, err := p.OAuth2.NewAccessResponse(ctx, ar)
+	if err != nil {
+		p.logServerError("token", err)
+		p.OAuth2.WriteAccessError(ctx, w, ar, err)
+		return
+	}
+	p.OAuth2.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	ir, err := p.OAuth2.NewIntrospectionRequest(ctx, r, openid.NewDefaultSession())
+	if err != nil {
+		p.logServerError("introspect", err)
+		p.OAuth2.WriteIntrospectionError(ctx, w, err)
+		return
+	}
+	p.OAuth2.WriteIntrospectionResponse(ctx, w, ir)
+}
+
+func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	err := p.OAuth2.NewRevocationRequest(ctx, r)
+	p.logServerError("revoke", err)
+	p.OAuth2.WriteRevocationResponse(ctx, w, err)
+}
+
+func (p *Provider) logServerError(op string, err error) {
+	if err != nil && fosite.ErrorToRFC6749Error(err).CodeField >= 500 {
+		p.Logger.Error(op, "err", err)
+	}
+}
+
+// userinfo returns the claims the access token's scopes allow (OIDC Core
+// 5.3), read fresh from the account.
+func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	w.Header().Set("Cache-Control", "no-store")
+	token := fosite.AccessTokenFromRequest(r)
+	if token == "" {
+		bearerError(w, http.StatusUnauthorized, "invalid_request", "An access token is required.")
+		return
+	}
+	_, ar, err := p.OAuth2.IntrospectToken(ctx, token, fosite.AccessToken, openid.NewDefaultSession())
+	if err != nil {
+		bearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked.")
+		return
+	}
+	if !ar.GetGrantedScopes().Has("openid") {
+		bearerError(w, http.StatusForbidden, "insufficient_scope", "The access token was not granted the openid scope.")
+		return
+	}
+	u, err := p.Users.ByID(ctx, ar.GetSession().GetSubject())
+	if errors.Is(err, users.ErrNotFound) || (err == nil && u.DisabledAt != nil) {
+		bearerError(w, http.StatusUnauthorized, "invalid_token", "The account behind this token no longer exists or is disabled.")
+		return
+	}
+	if err != nil {
+		p.Logger.Error("userinfo", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	claims := map[string]any{"sub": u.ID}
+	if ar.GetGrantedScopes().Has("email") {
+		claims["email"] = u.Email
+		claims["email_verified"] = true
+	}
+	if ar.GetGrantedScopes().Has("profile") {
+		claims["name"] = u.Name
+	}
+	writeJSON(w, http.StatusOK, claims)
+}
+
+func bearerError(w http.ResponseWriter, status int, code, desc string) {
+	w.Header().Set("WWW-Authenticate", `Bearer error="`+code+`", error_description="`+desc+`"`)
+	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
+	i := p.Issuer
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                i,
+		"authorization_endpoint":                i + "/oauth2/auth",
+		"token_endpoint":                        i + "/oauth2/token",
+		"userinfo_endpoint":                     i + "/userinfo",
+		"jwks_uri":                              i + "/.well-known/jwks.json",
+		"end_session_endpoint":                  i + "/oauth2/sessions/logout",
+		"introspection_endpoint":                i + "/oauth2/introspect",
+		"revocation_endpoint":                   i + "/oauth2/revoke",
+		"response_types_supported":              []string{"code"},
+		"response_modes_supported":              []string{"query"},
+		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
+		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
+		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
+			"email", "email_verified", "name"},
+		"acr_values_supported":                             []string{"urn:idp:acr:pwd", "urn:idp:acr:mfa"},
+		"prompt_values_supported":                          []string{"none", "login"},
+		"code_challenge_methods_supported":                 []string{"S256"},
+		"token_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported":       []string{"client_secret_basic", "client_secret_post", "none"},
+		"claims_parameter_supported":                       false,
+		"request_parameter_supported":                      false,
+		"request_uri_parameter_supported":                  false,
+		"backchannel_logout_supported":                     true,
+		"backchannel_logout_session_supported":             true,
+		"frontchannel_logout_supported":                    false,
+		"userinfo_signing_alg_values_supported":            []string{},
+		"token_endpoint_auth_signing_alg_values_supported": []string{},
+	})
+}
+
+func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
+	// Short cache: a rotated key is published ahead of use, and apps must
+	// see it before its first token.
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	writeJSON(w, http.StatusOK, p.Keys.JWKS())
+}
+
+// idTokenClaims is what we read back from an ID token we issued.
+type idTokenClaims struct {
+	josejwt.Claims
+	SID string `json:"sid"`
+}
+
+// verifyIDTokenHint checks that hint is an ID token this provider signed
+// (by kid and signature, and issuer) and returns its claims. Expiry is not
+// checked: OIDC allows an expired ID token as a hint.
+func (p *Provider) verifyIDTokenHint(hint string) (idTokenClaims, error) {
+	tok, err := josejwt.ParseSigned(hint, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
+	if err != nil || len(tok.Headers) != 1 {
+		return idTokenClaims{}, errors.New("sso: id_token_hint is not a signed JWT")
+	}
+	pub, ok := p.Keys.PublicKey(tok.Headers[0].KeyID)
+	if !ok {
+		return idTokenClaims{}, errors.New("sso: id_token_hint was not signed by this provider")
+	}
+	var c idTokenClaims
+	if err := tok.Claims(pub, &c); err != nil {
+		return idTokenClaims{}, errors.New("sso: id_token_hint signature is invalid")
+	}
+	if c.Issuer != p.Issuer {
+		return idTokenClaims{}, errors.New("sso: id_token_hint was issued by someone else")
+	}
+	// Accept expired hints, but not ones from the future (clock abuse).
+	if c.IssuedAt != nil && c.IssuedAt.Time().After(p.Now().Add(5*time.Minute)) {
+		return idTokenClaims{}, errors.New("sso: id_token_hint is issued in the future")
+	}
+	return c, nil
+}

@@ -1,0 +1,108 @@
+// Package sso is the OpenID Provider: ory/fosite composed over our
+// PostgreSQL storage, the authorization, token, introspection, revocation,
+// userinfo, discovery, JWKS and end-session endpoints, and the glue between
+// fosite's requests and the central SSO session.
+package sso
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/openid"
+
+	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/login"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sso/keys"
+	"github.com/idp/idp/internal/sso/store"
+	"github.com/idp/idp/internal/users"
+	"github.com/idp/idp/web"
+)
+
+// Lifetimes of what the provider issues.
+type Lifetimes struct {
+	AuthorizeCode time.Duration
+	AccessToken   time.Duration
+	RefreshToken  time.Duration
+	IDToken       time.Duration
+}
+
+// DefaultLifetimes are short for codes and access tokens (they cannot be
+// recalled from a resource server's cache) and long for refresh tokens,
+// which die with their SSO session anyway.
+var DefaultLifetimes = Lifetimes{
+	AuthorizeCode: time.Minute,
+	AccessToken:   10 * time.Minute,
+	RefreshToken:  30 * 24 * time.Hour,
+	IDToken:       10 * time.Minute,
+}
+
+// Provider serves the OpenID Provider endpoints.
+type Provider struct {
+	Issuer    string
+	OAuth2    fosite.OAuth2Provider
+	Store     *store.Store
+	Clients   *clients.Store
+	Users     *users.Store
+	Sessions  *sessions.Manager
+	Login     *login.Handler
+	Keys      *keys.Set
+	Templates *web.Templates
+	Logger    *slog.Logger
+	Now       func() time.Time
+	Lifetimes Lifetimes
+}
+
+// Compose builds fosite with exactly the grants we support: authorization
+// code with PKCE (S256 only, required for public clients), refresh tokens
+// with rotation, client credentials, OpenID Connect explicit flow (and ID
+// tokens on refresh), introspection and revocation. No implicit, hybrid or
+// password grant: those factories are simply not listed.
+//
+// hmacSecret signs opaque tokens (at least 32 bytes); rotated ones still
+// verify.
+func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes, st *store.Store, k *keys.Set) fosite.OAuth2Provider {
+	cfg := &fosite.Config{
+		IDTokenIssuer:                  issuer,
+		AccessTokenIssuer:              issuer,
+		TokenURL:                       issuer + "/oauth2/token",
+		AuthorizeCodeLifespan:          life.AuthorizeCode,
+		AccessTokenLifespan:            life.AccessToken,
+		RefreshTokenLifespan:           life.RefreshToken,
+		IDTokenLifespan:                life.IDToken,
+		GlobalSecret:                   hmacSecret,
+		RotatedGlobalSecrets:           rotated,
+		ScopeStrategy:                  fosite.ExactScopeStrategy,
+		AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
+		EnforcePKCEForPublicClients:    true,
+		EnablePKCEPlainChallengeMethod: false,
+		// Every client with the refresh_token grant gets a refresh token;
+		// whether it outlives the SSO session depends on offline_access
+		// (see sessions.Revoke), not on whether one is issued.
+		RefreshTokenScopes:         []string{},
+		ClientSecretsHasher:        clients.SecretHasher{},
+		SendDebugMessagesToClients: false,
+		// fosite keeps only whitelisted form fields with a stored code; without
+		// redirect_uri it silently skips the RFC 6749 §4.1.3 check that the
+		// token request repeats the authorization request's redirect URI.
+		SanitationWhiteList: []string{"redirect_uri"},
+	}
+	signer := &keySigner{Keys: k}
+	strategy := compose.CommonStrategy{
+		CoreStrategy:               compose.NewOAuth2HMACStrategy(cfg),
+		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: cfg},
+		Signer:                     signer,
+	}
+	return compose.Compose(cfg, st, strategy,
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2ClientCredentialsGrantFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OpenIDConnectRefreshFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+		compose.OAuth2PKCEFactory,
+	)
+}

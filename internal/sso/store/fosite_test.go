@@ -1,0 +1,291 @@
+package store_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/compose"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/token/jwt"
+
+	"github.com/idp/idp/internal/dbtest"
+	"github.com/idp/idp/internal/sso/store"
+)
+
+// The conformance cases pin the storage contract; these drive fosite's own
+// handlers over it, so a contract fosite does not actually rely on (or one
+// it relies on that we missed) shows up here.
+
+const (
+	redirectURI = "https://app.example/cb"
+	verifier    = "a-code-verifier-that-is-long-enough-for-pkce-0123456789"
+)
+
+type provider struct {
+	fosite.OAuth2Provider
+	store *store.Store
+}
+
+func newProvider(t *testing.T) *provider {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	getKey := func(context.Context) (any, error) { return key, nil }
+	cfg := &fosite.Config{
+		GlobalSecret:          []byte("a-32-byte-global-secret-for-hmac"),
+		AccessTokenLifespan:   time.Hour,
+		RefreshTokenLifespan:  24 * time.Hour,
+		AuthorizeCodeLifespan: 10 * time.Minute,
+		IDTokenLifespan:       time.Hour,
+		IDTokenIssuer:         "https://idp.example",
+		EnforcePKCE:           true,
+		SanitationWhiteList:   []string{"redirect_uri"},
+	}
+	client := &fosite.DefaultClient{
+		ID:            testClientID,
+		Public:        true,
+		RedirectURIs:  []string{redirectURI},
+		GrantTypes:    []string{"authorization_code", "refresh_token"},
+		ResponseTypes: []string{"code"},
+		Scopes:        []string{"openid", "offline_access"},
+	}
+	s := store.New(dbtest.New(t).Pool, clientMap{testClientID: client})
+	p := compose.Compose(cfg, s, &compose.CommonStrategy{
+		CoreStrategy:               compose.NewOAuth2HMACStrategy(cfg),
+		OpenIDConnectTokenStrategy: compose.NewOpenIDConnectStrategy(getKey, cfg),
+		Signer:                     &jwt.DefaultSigner{GetPrivateKey: getKey},
+	},
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
+		compose.OAuth2PKCEFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OpenIDConnectRefreshFactory,
+	)
+	return &provider{OAuth2Provider: p, store: s}
+}
+
+// authorize runs the authorization endpoint for a signed-in user and
+// returns the code.
+func (p *provider) authorize(t *testing.T) string {
+	t.Helper()
+	ctx := t.Context()
+	challenge := sha256.Sum256([]byte(verifier))
+	q := url.Values{
+		"response_type":         {"code"},
+		"client_id":             {testClientID},
+		"redirect_uri":          {redirectURI},
+		"scope":                 {"openid offline_access"},
+		"state":                 {"state-0123456789"},
+		"nonce":                 {"nonce-0123456789"},
+		"code_challenge":        {base64.RawURLEncoding.EncodeToString(challenge[:])},
+		"code_challenge_method": {"S256"},
+	}
+	ar, err := p.NewAuthorizeRequest(ctx, httptest.NewRequest(http.MethodGet, "https://idp.example/oauth2/auth?"+q.Encode(), nil))
+	if err != nil {
+		t.Fatalf("authorize request: %v", err)
+	}
+	ar.GrantScope("openid")
+	ar.GrantScope("offline_access")
+	sess := newSession("user-1", testSID)
+	sess.ExpiresAt = nil
+	sess.Claims.AuthTime = time.Now().UTC().Truncate(time.Second)
+	resp, err := p.NewAuthorizeResponse(ctx, ar, sess)
+	if err != nil {
+		t.Fatalf("authorize response: %v", err)
+	}
+	return resp.GetCode()
+}
+
+type tokens struct{ access, refresh, idToken string }
+
+// token calls the token endpoint with form.
+func (p *provider) token(ctx context.Context, form url.Values) (tokens, error) {
+	form.Set("client_id", testClientID)
+	r := httptest.NewRequest(http.MethodPost, "https://idp.example/oauth2/token", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	ar, err := p.NewAccessRequest(ctx, r, &openid.DefaultSession{})
+	if err != nil {
+		return tokens{}, err
+	}
+	resp, err := p.NewAccessResponse(ctx, ar)
+	if err != nil {
+		return tokens{}, err
+	}
+	refresh, _ := resp.GetExtra("refresh_token").(string)
+	idToken, _ := resp.GetExtra("id_token").(string)
+	return tokens{access: resp.GetAccessToken(), refresh: refresh, idToken: idToken}, nil
+}
+
+func (p *provider) exchange(ctx context.Context, code string) (tokens, error) {
+	return p.token(ctx, url.Values{
+		"grant_type":    {"authorization_code"},
+		"code":          {code},
+		"redirect_uri":  {redirectURI},
+		"code_verifier": {verifier},
+	})
+}
+
+func (p *provider) refresh(ctx context.Context, refresh string) (tokens, error) {
+	return p.token(ctx, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}})
+}
+
+// active reports whether introspection accepts an access token.
+func (p *provider) active(t *testing.T, access string) bool {
+	t.Helper()
+	_, _, err := p.IntrospectToken(t.Context(), access, fosite.AccessToken, &openid.DefaultSession{})
+	return err == nil
+}
+
+func TestStore_Fosite(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, p *provider)
+	}{
+		{"code exchange", func(t *testing.T, p *provider) {
+			tok, err := p.exchange(t.Context(), p.authorize(t))
+			if err != nil {
+				t.Fatalf("exchange: %v", err)
+			}
+			if tok.access == "" || tok.refresh == "" || tok.idToken == "" {
+				t.Fatalf("tokens = %+v, want access, refresh and ID token", tok)
+			}
+			if !p.active(t, tok.access) {
+				t.Error("access token inactive")
+			}
+			var sid string
+			var offline bool
+			err = p.store.Pool.QueryRow(t.Context(), `SELECT sid::text, offline FROM oauth_refresh_tokens`).Scan(&sid, &offline)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sid != testSID || !offline {
+				t.Errorf("refresh token sid, offline = %s, %v; want %s, true", sid, offline, testSID)
+			}
+		}},
+		{"wrong redirect_uri", func(t *testing.T, p *provider) {
+			_, err := p.token(t.Context(), url.Values{
+				"grant_type":    {"authorization_code"},
+				"code":          {p.authorize(t)},
+				"redirect_uri":  {"https://evil.example/cb"},
+				"code_verifier": {verifier},
+			})
+			if !errors.Is(err, fosite.ErrInvalidGrant) {
+				t.Errorf("err = %v, want invalid_grant", err)
+			}
+		}},
+		{"wrong code_verifier", func(t *testing.T, p *provider) {
+			_, err := p.token(t.Context(), url.Values{
+				"grant_type":    {"authorization_code"},
+				"code":          {p.authorize(t)},
+				"redirect_uri":  {redirectURI},
+				"code_verifier": {"another-code-verifier-that-is-long-enough-0123456789"},
+			})
+			if !errors.Is(err, fosite.ErrInvalidGrant) {
+				t.Errorf("err = %v, want invalid_grant", err)
+			}
+		}},
+		{"code reuse revokes its tokens", func(t *testing.T, p *provider) {
+			code := p.authorize(t)
+			tok, err := p.exchange(t.Context(), code)
+			if err != nil {
+				t.Fatalf("exchange: %v", err)
+			}
+			if _, err := p.exchange(t.Context(), code); !errors.Is(err, fosite.ErrInvalidGrant) {
+				t.Errorf("second exchange: %v, want invalid_grant", err)
+			}
+			if p.active(t, tok.access) {
+				t.Error("access token from a reused code still active")
+			}
+			if _, err := p.refresh(t.Context(), tok.refresh); err == nil {
+				t.Error("refresh token from a reused code still works")
+			}
+		}},
+		{"refresh rotates, reuse revokes the grant", func(t *testing.T, p *provider) {
+			first, err := p.exchange(t.Context(), p.authorize(t))
+			if err != nil {
+				t.Fatalf("exchange: %v", err)
+			}
+			second, err := p.refresh(t.Context(), first.refresh)
+			if err != nil {
+				t.Fatalf("refresh: %v", err)
+			}
+			if p.active(t, first.access) {
+				t.Error("access token of the rotated refresh token still active")
+			}
+			if !p.active(t, second.access) {
+				t.Fatal("new access token inactive")
+			}
+			if _, err := p.refresh(t.Context(), first.refresh); !errors.Is(err, fosite.ErrInvalidGrant) {
+				t.Fatalf("reuse: %v, want invalid_grant", err)
+			}
+			if p.active(t, second.access) {
+				t.Error("access token still active after refresh token reuse")
+			}
+			if _, err := p.refresh(t.Context(), second.refresh); err == nil {
+				t.Error("refresh token still works after reuse of its predecessor")
+			}
+		}},
+		{"revocation", func(t *testing.T, p *provider) {
+			tok, err := p.exchange(t.Context(), p.authorize(t))
+			if err != nil {
+				t.Fatalf("exchange: %v", err)
+			}
+			form := url.Values{"token": {tok.refresh}, "client_id": {testClientID}}
+			r := httptest.NewRequest(http.MethodPost, "https://idp.example/oauth2/revoke", strings.NewReader(form.Encode()))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if err := p.NewRevocationRequest(t.Context(), r); err != nil {
+				t.Fatalf("revoke: %v", err)
+			}
+			if p.active(t, tok.access) {
+				t.Error("access token active after revocation")
+			}
+			if _, err := p.refresh(t.Context(), tok.refresh); err == nil {
+				t.Error("revoked refresh token still works")
+			}
+		}},
+		{"concurrent refreshes", func(t *testing.T, p *provider) {
+			tok, err := p.exchange(t.Context(), p.authorize(t))
+			if err != nil {
+				t.Fatalf("exchange: %v", err)
+			}
+			var (
+				wg   sync.WaitGroup
+				errs [2]error
+			)
+			for i := range errs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, errs[i] = p.refresh(t.Context(), tok.refresh)
+				}()
+			}
+			wg.Wait()
+			if (errs[0] == nil) == (errs[1] == nil) {
+				t.Errorf("errors = %v, %v; want exactly one refresh to succeed", errs[0], errs[1])
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tt.run(t, newProvider(t))
+		})
+	}
+}

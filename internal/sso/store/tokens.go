@@ -1,0 +1,290 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ory/fosite"
+
+	"github.com/idp/idp/internal/db"
+)
+
+// kind is one token table and the session expiry that goes in its
+// expires_at column.
+type kind struct {
+	name   string // for error messages
+	expiry fosite.TokenType
+	insert string
+	get    string
+	del    string
+}
+
+func newKind(name, table string, expiry fosite.TokenType) kind {
+	return kind{
+		name:   name,
+		expiry: expiry,
+		insert: `INSERT INTO ` + table + ` (signature_hash, request_id, client_id, subject, sid, requested_at, expires_at, request)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		get: `SELECT active, request FROM ` + table + ` WHERE signature_hash = $1`,
+		del: `DELETE FROM ` + table + ` WHERE signature_hash = $1`,
+	}
+}
+
+// PKCE and OpenID Connect sessions live exactly as long as their code.
+var (
+	authorizeCodes = newKind("authorize code", "oauth_authorize_codes", fosite.AuthorizeCode)
+	pkceSessions   = newKind("pkce", "oauth_pkce", fosite.AuthorizeCode)
+	oidcSessions   = newKind("oidc", "oauth_oidc", fosite.AuthorizeCode)
+	accessTokens   = newKind("access token", "oauth_access_tokens", fosite.AccessToken)
+	refreshTokens  = newKind("refresh token", "oauth_refresh_tokens", fosite.RefreshToken)
+)
+
+const insertRefresh = `INSERT INTO oauth_refresh_tokens
+	(signature_hash, request_id, client_id, subject, sid, requested_at, expires_at, request, access_signature_hash, offline)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+
+func (s *Store) create(ctx context.Context, k kind, sig string, r fosite.Requester) error {
+	rw, err := newRow(r, k.expiry)
+	if err != nil {
+		return fmt.Errorf("store: create %s: %w", k.name, err)
+	}
+	_, err = db.Conn(ctx, s.Pool).Exec(ctx, k.insert,
+		HashSignature(sig), rw.requestID, rw.clientID, rw.subject, rw.sid, rw.requestedAt, rw.expiresAt, rw.request)
+	if err != nil {
+		return dbErr("create "+k.name, err)
+	}
+	return nil
+}
+
+// get returns the request stored under sig and whether its row is active.
+func (s *Store) get(ctx context.Context, k kind, sig string, proto fosite.Session) (*fosite.Request, bool, error) {
+	var (
+		active bool
+		doc    []byte
+	)
+	if err := db.Conn(ctx, s.Pool).QueryRow(ctx, k.get, HashSignature(sig)).Scan(&active, &doc); err != nil {
+		return nil, false, dbErr("get "+k.name, err)
+	}
+	req, err := s.decode(ctx, doc, proto)
+	if err != nil {
+		return nil, false, fmt.Errorf("store: get %s: %w", k.name, err)
+	}
+	return req, active, nil
+}
+
+// del is idempotent: fosite deletes what it has just read, and a concurrent
+// delete having won is not a failure of this one.
+func (s *Store) del(ctx context.Context, k kind, sig string) error {
+	if _, err := db.Conn(ctx, s.Pool).Exec(ctx, k.del, HashSignature(sig)); err != nil {
+		return dbErr("delete "+k.name, err)
+	}
+	return nil
+}
+
+// CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
+func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.create(ctx, authorizeCodes, code, r)
+}
+
+// GetAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. A used
+// code comes back with its request and fosite.ErrInvalidatedAuthorizeCode:
+// fosite needs the request id to revoke every token issued from the code.
+func (s *Store) GetAuthorizeCodeSession(ctx context.Context, code string, proto fosite.Session) (fosite.Requester, error) {
+	req, active, err := s.get(ctx, authorizeCodes, code, proto)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		return req, fmt.Errorf("store: get authorize code: %w", fosite.ErrInvalidatedAuthorizeCode)
+	}
+	return req, nil
+}
+
+// InvalidateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
+// Only an active code is invalidated, so of two concurrent exchanges of one
+// code the second (blocked on the row lock, then re-checking active) fails
+// and fosite rolls back its tokens: a code buys one set of tokens.
+func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string) error {
+	var updated, exists bool
+	err := db.Conn(ctx, s.Pool).QueryRow(ctx, `
+		WITH u AS (
+			UPDATE oauth_authorize_codes SET active = false
+			WHERE signature_hash = $1 AND active
+			RETURNING 1
+		)
+		SELECT EXISTS (SELECT 1 FROM u),
+		       EXISTS (SELECT 1 FROM oauth_authorize_codes WHERE signature_hash = $1)`,
+		HashSignature(code)).Scan(&updated, &exists)
+	switch {
+	case err != nil:
+		return dbErr("invalidate authorize code", err)
+	case updated:
+		return nil
+	case exists:
+		return fmt.Errorf("store: invalidate authorize code: %w", fosite.ErrInvalidatedAuthorizeCode)
+	default:
+		return fmt.Errorf("store: invalidate authorize code: %w", fosite.ErrNotFound)
+	}
+}
+
+// CreatePKCERequestSession implements pkce.PKCERequestStorage.
+func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.create(ctx, pkceSessions, sig, r)
+}
+
+// GetPKCERequestSession implements pkce.PKCERequestStorage.
+func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
+	req, _, err := s.get(ctx, pkceSessions, sig, proto)
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// DeletePKCERequestSession implements pkce.PKCERequestStorage.
+func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
+	return s.del(ctx, pkceSessions, sig)
+}
+
+// CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+// fosite passes the raw authorization code; it is hashed like a signature.
+func (s *Store) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.create(ctx, oidcSessions, code, r)
+}
+
+// GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage. The
+// session is unmarshalled into that of the token request.
+func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
+	var proto fosite.Session
+	if r != nil {
+		proto = r.GetSession()
+	}
+	req, _, err := s.get(ctx, oidcSessions, code, proto)
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	return s.del(ctx, oidcSessions, code)
+}
+
+// CreateAccessTokenSession implements oauth2.AccessTokenStorage.
+func (s *Store) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.create(ctx, accessTokens, sig, r)
+}
+
+// GetAccessTokenSession implements oauth2.AccessTokenStorage. Revocation
+// deletes access tokens, but other packages may deactivate them by SQL; an
+// inactive one comes back with fosite.ErrInactiveToken.
+func (s *Store) GetAccessTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
+	req, active, err := s.get(ctx, accessTokens, sig, proto)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		return req, fmt.Errorf("store: get access token: %w", fosite.ErrInactiveToken)
+	}
+	return req, nil
+}
+
+// DeleteAccessTokenSession implements oauth2.AccessTokenStorage.
+func (s *Store) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+	return s.del(ctx, accessTokens, sig)
+}
+
+// CreateRefreshTokenSession implements oauth2.RefreshTokenStorage. The
+// access token issued with it is remembered so rotation can delete it, and
+// an offline_access grant is flagged so a sign-out can spare it.
+func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, r fosite.Requester) error {
+	rw, err := newRow(r, refreshTokens.expiry)
+	if err != nil {
+		return fmt.Errorf("store: create refresh token: %w", err)
+	}
+	var accessHash []byte
+	if accessSig != "" {
+		accessHash = HashSignature(accessSig)
+	}
+	_, err = db.Conn(ctx, s.Pool).Exec(ctx, insertRefresh,
+		HashSignature(sig), rw.requestID, rw.clientID, rw.subject, rw.sid, rw.requestedAt, rw.expiresAt, rw.request,
+		accessHash, r.GetGrantedScopes().Has("offline_access"))
+	if err != nil {
+		return dbErr("create refresh token", err)
+	}
+	return nil
+}
+
+// GetRefreshTokenSession implements oauth2.RefreshTokenStorage. A rotated or
+// revoked token comes back with its request and fosite.ErrInactiveToken:
+// fosite treats that as reuse and revokes the whole grant by request id.
+func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
+	req, active, err := s.get(ctx, refreshTokens, sig, proto)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		return req, fmt.Errorf("store: get refresh token: %w", fosite.ErrInactiveToken)
+	}
+	return req, nil
+}
+
+// DeleteRefreshTokenSession implements oauth2.RefreshTokenStorage.
+func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
+	return s.del(ctx, refreshTokens, sig)
+}
+
+// RotateRefreshToken implements oauth2.RefreshTokenStorage. The token is
+// deactivated rather than deleted so a later reuse is recognised as such,
+// and the access token issued with it is deleted.
+//
+// The UPDATE only takes an active row. Two concurrent refreshes of one token
+// both reach it; the second blocks on the first's row lock and, once the
+// first commits, finds the row inactive and touches nothing. It then gets
+// fosite.ErrInactiveToken and fosite rolls back the tokens it was about to
+// issue: exactly one refresh wins. requestID is not needed: the signature
+// names the token.
+func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+	var rotated bool
+	err := db.Conn(ctx, s.Pool).QueryRow(ctx, `
+		WITH r AS (
+			UPDATE oauth_refresh_tokens SET active = false
+			WHERE signature_hash = $1 AND active
+			RETURNING access_signature_hash
+		), a AS (
+			DELETE FROM oauth_access_tokens WHERE signature_hash IN (SELECT access_signature_hash FROM r)
+		)
+		SELECT EXISTS (SELECT 1 FROM r)`,
+		HashSignature(sig)).Scan(&rotated)
+	if err != nil {
+		return dbErr("rotate refresh token", err)
+	}
+	if !rotated {
+		return fmt.Errorf("store: rotate refresh token: %w", fosite.ErrInactiveToken)
+	}
+	return nil
+}
+
+// RevokeRefreshToken implements oauth2.TokenRevocationStorage: every refresh
+// token of the grant is deactivated, so presenting one later is seen as
+// reuse rather than as an unknown token.
+func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	_, err := db.Conn(ctx, s.Pool).Exec(ctx,
+		`UPDATE oauth_refresh_tokens SET active = false WHERE request_id = $1 AND active`, requestID)
+	if err != nil {
+		return dbErr("revoke refresh token", err)
+	}
+	return nil
+}
+
+// RevokeAccessToken implements oauth2.TokenRevocationStorage: every access
+// token of the grant is deleted.
+func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
+	_, err := db.Conn(ctx, s.Pool).Exec(ctx,
+		`DELETE FROM oauth_access_tokens WHERE request_id = $1`, requestID)
+	if err != nil {
+		return dbErr("revoke access token", err)
+	}
+	return nil
+}

@@ -1,0 +1,181 @@
+package users
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"golang.org/x/crypto/argon2"
+	"golang.org/x/text/unicode/norm"
+)
+
+// Params are argon2id cost parameters.
+type Params struct {
+	Memory  uint32 // KiB
+	Time    uint32 // passes
+	Threads uint8
+	SaltLen uint32 // bytes
+	KeyLen  uint32 // bytes
+}
+
+// DefaultParams are OWASP's recommended argon2id settings (Password Storage
+// Cheat Sheet): 19 MiB, 2 passes, 1 lane. New hashes use them; stored hashes
+// keep the parameters they were made with and are upgraded at the next
+// successful sign-in.
+var DefaultParams = Params{Memory: 19456, Time: 2, Threads: 1, SaltLen: 16, KeyLen: 32}
+
+// Password policy, after OWASP ASVS 5.0 (V6.2): length is the only rule.
+const (
+	// MinPasswordRunes counts characters, not bytes, so a passphrase in any
+	// script is judged by what the person typed.
+	MinPasswordRunes = 8
+	// MaxPasswordBytes bounds the work an unauthenticated request can cause:
+	// every byte is normalised and fed to the hash, and a sign-in form must
+	// not become a way to make the server hash megabytes. 256 bytes is far
+	// more than any passphrase needs (ASVS asks to allow at least 64
+	// characters).
+	MaxPasswordBytes = 256
+)
+
+// hashSlots bounds how many argon2 computations run at once. Each one
+// allocates Params.Memory (19 MiB); without a bound a burst of sign-ins
+// would grow memory without limit, and more hashes than cores would only
+// queue on the CPU anyway. The bound is process-wide because memory is.
+var hashSlots = make(chan struct{}, runtime.NumCPU())
+
+func acquire(ctx context.Context) error {
+	// A request that has already ended does not hash, even with a slot free
+	// (select would pick at random between two ready cases).
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case hashSlots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func release() { <-hashSlots }
+
+// ErrMalformedHash reports a stored hash this package cannot read.
+var ErrMalformedHash = errors.New("users: malformed password hash")
+
+// checkPolicy returns ErrWeakPassword with the reason, or nil.
+func checkPolicy(password string) error {
+	if len(password) > MaxPasswordBytes {
+		return fmt.Errorf("%w: must be at most %d bytes", ErrWeakPassword, MaxPasswordBytes)
+	}
+	if !utf8.ValidString(password) {
+		return fmt.Errorf("%w: must be valid UTF-8 text", ErrWeakPassword)
+	}
+	if utf8.RuneCountInString(normalize(password)) < MinPasswordRunes {
+		return fmt.Errorf("%w: must be at least %d characters", ErrWeakPassword, MinPasswordRunes)
+	}
+	return nil
+}
+
+// normalize applies NFKC (NIST SP 800-63B §3.1.1.2) so the same password
+// typed on two keyboards, composed or decomposed, hashes the same.
+func normalize(password string) string { return norm.NFKC.String(password) }
+
+// HashPassword returns the PHC-encoded argon2id hash of password with
+// DefaultParams and a fresh salt:
+// $argon2id$v=19$m=19456,t=2,p=1$<salt>$<key> (unpadded standard base64).
+// It waits for a hashing slot, or for ctx to end.
+func HashPassword(ctx context.Context, password string) (string, error) {
+	return hashWith(ctx, DefaultParams, password)
+}
+
+func hashWith(ctx context.Context, p Params, password string) (string, error) {
+	salt := make([]byte, p.SaltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("users: hash: %w", err)
+	}
+	if err := acquire(ctx); err != nil {
+		return "", fmt.Errorf("users: hash: %w", err)
+	}
+	key := argon2.IDKey([]byte(normalize(password)), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
+	release()
+	b64 := base64.RawStdEncoding
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
+		argon2.Version, p.Memory, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+}
+
+// CheckPassword reports whether password matches encoded, a hash made by
+// HashPassword with any parameters (they are read from encoded). The
+// comparison is constant-time. An error means encoded is unreadable or ctx
+// ended, never a mismatch.
+func CheckPassword(ctx context.Context, encoded, password string) (bool, error) {
+	p, salt, want, err := decode(encoded)
+	if err != nil {
+		return false, err
+	}
+	if err := acquire(ctx); err != nil {
+		return false, fmt.Errorf("users: check password: %w", err)
+	}
+	got := argon2.IDKey([]byte(normalize(password)), salt, p.Time, p.Memory, p.Threads, p.KeyLen)
+	release()
+	return subtle.ConstantTimeCompare(got, want) == 1, nil
+}
+
+// needsRehash reports whether encoded was made with other than DefaultParams.
+func needsRehash(encoded string) bool {
+	p, salt, _, err := decode(encoded)
+	if err != nil {
+		return true
+	}
+	return p.Memory != DefaultParams.Memory || p.Time != DefaultParams.Time ||
+		p.Threads != DefaultParams.Threads || p.KeyLen != DefaultParams.KeyLen ||
+		uint32(len(salt)) != DefaultParams.SaltLen
+}
+
+// maxMemory refuses stored parameters that would allocate more than 1 GiB:
+// a corrupt or hostile row must not take the process down.
+const maxMemory = 1 << 20 // KiB
+
+func decode(encoded string) (p Params, salt, key []byte, err error) {
+	parts := strings.Split(encoded, "$")
+	// "", "argon2id", "v=19", "m=…,t=…,p=…", salt, key
+	if len(parts) != 6 || parts[0] != "" || parts[1] != "argon2id" {
+		return p, nil, nil, ErrMalformedHash
+	}
+	var version int
+	if _, err := fmt.Sscanf(parts[2], "v=%d", &version); err != nil || version != argon2.Version {
+		return p, nil, nil, fmt.Errorf("%w: unsupported version %q", ErrMalformedHash, parts[2])
+	}
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil {
+		return p, nil, nil, fmt.Errorf("%w: parameters %q", ErrMalformedHash, parts[3])
+	}
+	if p.Memory == 0 || p.Memory > maxMemory || p.Time == 0 || p.Threads == 0 {
+		return p, nil, nil, fmt.Errorf("%w: parameters out of range %q", ErrMalformedHash, parts[3])
+	}
+	b64 := base64.RawStdEncoding
+	if salt, err = b64.DecodeString(parts[4]); err != nil || len(salt) < 8 {
+		return p, nil, nil, fmt.Errorf("%w: salt", ErrMalformedHash)
+	}
+	if key, err = b64.DecodeString(parts[5]); err != nil || len(key) < 16 {
+		return p, nil, nil, fmt.Errorf("%w: key", ErrMalformedHash)
+	}
+	p.SaltLen, p.KeyLen = uint32(len(salt)), uint32(len(key))
+	return p, salt, key, nil
+}
+
+// dummyHash is checked against when an account does not exist, so a wrong
+// email costs the same time as a wrong password and the two cannot be told
+// apart. It is made once, lazily, with the current parameters.
+var dummyHash = sync.OnceValue(func() string {
+	h, err := hashWith(context.Background(), DefaultParams, "not a real password, never matches")
+	if err != nil {
+		panic(err) // only crypto/rand can fail here
+	}
+	return h
+})

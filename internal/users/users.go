@@ -1,0 +1,378 @@
+// Package users owns accounts and their passwords: creating and finding
+// people by email, checking a password at sign-in (argon2id, throttled, the
+// same answer for an unknown account as for a wrong password), and the
+// administrative switches on an account (disabled, 2FA required).
+//
+// Ending sessions when a password changes or an account is disabled is the
+// caller's job, through the sessions package; this package only changes the
+// account.
+package users
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/throttle"
+)
+
+// User is an account. The JSON form is what the CLI and admin API print.
+type User struct {
+	ID         string     `json:"id"`
+	Email      string     `json:"email"`
+	Name       string     `json:"name"`
+	IsAdmin    bool       `json:"is_admin"`
+	RequireMFA bool       `json:"require_mfa"`
+	DisabledAt *time.Time `json:"disabled_at,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+}
+
+// Disabled reports whether the account is disabled.
+func (u User) Disabled() bool { return u.DisabledAt != nil }
+
+var (
+	ErrNotFound           = errors.New("users: user not found")
+	ErrEmailTaken         = errors.New("users: email already registered")
+	ErrInvalidEmail       = errors.New("users: invalid email address")
+	ErrWeakPassword       = errors.New("users: password rejected")
+	ErrInvalidCredentials = errors.New("users: invalid email or password")
+	ErrDisabled           = errors.New("users: account disabled")
+)
+
+// ThrottledError is returned by Authenticate when too many recent failures
+// for the account or the client address mean it must wait; no password was
+// checked.
+type ThrottledError struct{ RetryAfter time.Duration }
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("users: too many failed attempts, retry in %s", e.RetryAfter)
+}
+
+// NewUser is what Create needs.
+type NewUser struct {
+	Email, Name, Password string
+	Admin                 bool
+}
+
+// Store reads and writes accounts in PostgreSQL.
+type Store struct {
+	Pool    *pgxpool.Pool
+	Limiter *throttle.Limiter
+	Now     func() time.Time
+}
+
+// NewStore returns a Store with the default password throttle.
+func NewStore(pool *pgxpool.Pool) *Store {
+	return &Store{Pool: pool, Limiter: throttle.Default(pool), Now: time.Now}
+}
+
+// NormalizeEmail trims email and checks it is a bare address
+// ("a@example.com", not "A <a@example.com>"). Case is kept as given; lookups
+// ignore it.
+func NormalizeEmail(email string) (string, error) {
+	email = strings.TrimSpace(email)
+	if email == "" {
+		return "", fmt.Errorf("%w: empty", ErrInvalidEmail)
+	}
+	// 254 is the longest address that fits in an SMTP path (RFC 5321).
+	if len(email) > 254 {
+		return "", fmt.Errorf("%w: longer than 254 bytes", ErrInvalidEmail)
+	}
+	addr, err := mail.ParseAddress(email)
+	if err != nil || addr.Name != "" || addr.Address != email {
+		return "", fmt.Errorf("%w: %q is not a bare address like name@example.com", ErrInvalidEmail, email)
+	}
+	return email, nil
+}
+
+const userColumns = `u.id::text, u.email, u.name, u.is_admin, u.require_mfa, u.disabled_at, u.created_at`
+
+func scanUser(row pgx.Row, extra ...any) (User, error) {
+	var u User
+	dest := append([]any{&u.ID, &u.Email, &u.Name, &u.IsAdmin, &u.RequireMFA, &u.DisabledAt, &u.CreatedAt}, extra...)
+	err := row.Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, ErrNotFound
+	}
+	return u, err
+}
+
+// validID reports whether id is a UUID, so a malformed id from a URL is a
+// plain "not found" rather than a database error.
+func validID(id string) bool {
+	var u pgtype.UUID
+	return u.Scan(id) == nil
+}
+
+// Create adds an account with a password. Nothing is written when the email
+// or password is rejected.
+func (s *Store) Create(ctx context.Context, nu NewUser) (User, error) {
+	email, err := NormalizeEmail(nu.Email)
+	if err != nil {
+		return User{}, err
+	}
+	if err := checkPolicy(nu.Password); err != nil {
+		return User{}, err
+	}
+	// Hash before the transaction: no connection is held for the ~tens of
+	// milliseconds argon2 takes.
+	hash, err := HashPassword(ctx, nu.Password)
+	if err != nil {
+		return User{}, err
+	}
+	now := s.Now()
+	var u User
+	err = db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		u, err = scanUser(tx.QueryRow(ctx, `
+			INSERT INTO users AS u (email, name, is_admin, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $4)
+			RETURNING `+userColumns,
+			email, strings.TrimSpace(nu.Name), nu.Admin, now))
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO password_credentials (user_id, hash, updated_at) VALUES ($1, $2, $3)`,
+			u.ID, hash, now)
+		return err
+	})
+	if db.IsUniqueViolation(err) {
+		return User{}, fmt.Errorf("%w: %s", ErrEmailTaken, email)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("users: create: %w", err)
+	}
+	return u, nil
+}
+
+// ByEmail finds an account by email, ignoring case.
+func (s *Store) ByEmail(ctx context.Context, email string) (User, error) {
+	u, err := scanUser(db.Conn(ctx, s.Pool).QueryRow(ctx,
+		`SELECT `+userColumns+` FROM users u WHERE lower(u.email) = lower($1)`, strings.TrimSpace(email)))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return User{}, fmt.Errorf("users: by email: %w", err)
+	}
+	return u, err
+}
+
+// ByID finds an account by id. A malformed id is ErrNotFound.
+func (s *Store) ByID(ctx context.Context, id string) (User, error) {
+	if !validID(id) {
+		return User{}, ErrNotFound
+	}
+	u, err := scanUser(db.Conn(ctx, s.Pool).QueryRow(ctx,
+		`SELECT `+userColumns+` FROM users u WHERE u.id = $1`, id))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return User{}, fmt.Errorf("users: by id: %w", err)
+	}
+	return u, err
+}
+
+// List returns up to limit accounts, oldest first; limit <= 0 means all.
+func (s *Store) List(ctx context.Context, limit int) ([]User, error) {
+	q := `SELECT ` + userColumns + ` FROM users u ORDER BY u.created_at, u.id`
+	args := []any{}
+	if limit > 0 {
+		q += ` LIMIT $1`
+		args = append(args, limit)
+	}
+	rows, err := db.Conn(ctx, s.Pool).Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("users: list: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (User, error) { return scanUser(row) })
+	if err != nil {
+		return nil, fmt.Errorf("users: list: %w", err)
+	}
+	return list, nil
+}
+
+// userKey is the throttle key of an account. It is keyed by email, not id,
+// so guesses at unknown accounts are slowed the same way. No address is
+// longer than 254 bytes, so cutting there only merges keys of accounts that
+// cannot exist, and bounds what a request can make us store.
+func userKey(email string) string {
+	email = strings.ToLower(strings.TrimSpace(email))
+	if len(email) > 254 {
+		email = email[:254]
+	}
+	return "pwd-user:" + email
+}
+
+// Authenticate checks an email and password at sign-in. clientAddr is the
+// client's address for the per-address throttle ("" skips that key).
+//
+// Errors: *ThrottledError when the account or address must wait (nothing is
+// checked); ErrInvalidCredentials for an unknown account and for a wrong
+// password alike, after the same amount of hashing; ErrDisabled for a
+// disabled account with the right password.
+func (s *Store) Authenticate(ctx context.Context, email, password, clientAddr string) (User, error) {
+	keys := []string{userKey(email)}
+	if clientAddr != "" {
+		keys = append(keys, "pwd-ip:"+clientAddr)
+	}
+	if wait, err := s.Limiter.Wait(ctx, keys...); err != nil {
+		return User{}, fmt.Errorf("users: authenticate: %w", err)
+	} else if wait > 0 {
+		return User{}, &ThrottledError{RetryAfter: wait}
+	}
+
+	u, hash, err := s.withHash(ctx, `lower(u.email) = lower($1)`, strings.TrimSpace(email))
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return User{}, fmt.Errorf("users: authenticate: %w", err)
+	}
+	ok := false
+	// An oversized password never matches (no stored one can be that long)
+	// and is not hashed, which bounds the work a request can cause.
+	if len(password) <= MaxPasswordBytes {
+		if hash == "" {
+			hash = dummyHash()
+		}
+		ok, err = CheckPassword(ctx, hash, password)
+		if err != nil {
+			return User{}, fmt.Errorf("users: authenticate: %w", err)
+		}
+		ok = ok && u.ID != ""
+	}
+	if !ok {
+		if err := s.Limiter.Fail(ctx, keys...); err != nil {
+			return User{}, fmt.Errorf("users: authenticate: %w", err)
+		}
+		return User{}, ErrInvalidCredentials
+	}
+	if u.Disabled() {
+		return User{}, ErrDisabled
+	}
+	if err := s.Limiter.Reset(ctx, keys[0]); err != nil {
+		return User{}, fmt.Errorf("users: authenticate: %w", err)
+	}
+	if needsRehash(hash) {
+		// Upgrading parameters needs the plain password, which only a
+		// successful sign-in has. A failure here must not fail the sign-in.
+		_ = s.storeHash(ctx, u.ID, password)
+	}
+	return u, nil
+}
+
+// withHash loads an account and its password hash ("" when it has none).
+func (s *Store) withHash(ctx context.Context, where string, arg any) (User, string, error) {
+	var hash *string
+	u, err := scanUser(db.Conn(ctx, s.Pool).QueryRow(ctx,
+		`SELECT `+userColumns+`, p.hash FROM users u
+		 LEFT JOIN password_credentials p ON p.user_id = u.id WHERE `+where, arg), &hash)
+	if err != nil {
+		return User{}, "", err
+	}
+	if hash == nil {
+		return u, "", nil
+	}
+	return u, *hash, nil
+}
+
+// VerifyPassword re-confirms the password of a signed-in account before a
+// sensitive change (disabling 2FA, say). It shares the account's sign-in
+// throttle, so a stolen session cannot be used to guess the password faster.
+// Errors: ErrNotFound, *ThrottledError, ErrInvalidCredentials.
+func (s *Store) VerifyPassword(ctx context.Context, userID, password string) error {
+	if !validID(userID) {
+		return ErrNotFound
+	}
+	u, hash, err := s.withHash(ctx, `u.id = $1`, userID)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("users: verify password: %w", err)
+	}
+	key := userKey(u.Email)
+	if wait, err := s.Limiter.Wait(ctx, key); err != nil {
+		return fmt.Errorf("users: verify password: %w", err)
+	} else if wait > 0 {
+		return &ThrottledError{RetryAfter: wait}
+	}
+	ok := false
+	if hash != "" && len(password) <= MaxPasswordBytes {
+		if ok, err = CheckPassword(ctx, hash, password); err != nil {
+			return fmt.Errorf("users: verify password: %w", err)
+		}
+	}
+	if !ok {
+		if err := s.Limiter.Fail(ctx, key); err != nil {
+			return fmt.Errorf("users: verify password: %w", err)
+		}
+		return ErrInvalidCredentials
+	}
+	if err := s.Limiter.Reset(ctx, key); err != nil {
+		return fmt.Errorf("users: verify password: %w", err)
+	}
+	return nil
+}
+
+// SetPassword replaces an account's password after checking the policy.
+// Ending the account's sessions is the caller's job.
+func (s *Store) SetPassword(ctx context.Context, userID, password string) error {
+	if !validID(userID) {
+		return ErrNotFound
+	}
+	if err := checkPolicy(password); err != nil {
+		return err
+	}
+	return s.storeHash(ctx, userID, password)
+}
+
+func (s *Store) storeHash(ctx context.Context, userID, password string) error {
+	hash, err := HashPassword(ctx, password)
+	if err != nil {
+		return err
+	}
+	now := s.Now()
+	tag, err := db.Conn(ctx, s.Pool).Exec(ctx, `
+		INSERT INTO password_credentials (user_id, hash, updated_at)
+		SELECT id, $2, $3 FROM users WHERE id = $1
+		ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at`,
+		userID, hash, now)
+	if err != nil {
+		return fmt.Errorf("users: set password: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// SetDisabled disables or re-enables an account. Disabling an already
+// disabled account keeps the original time. Ending the account's sessions is
+// the caller's job.
+func (s *Store) SetDisabled(ctx context.Context, userID string, disabled bool) error {
+	return s.update(ctx, "set disabled", userID,
+		`disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, $3) ELSE NULL END`, disabled)
+}
+
+// SetRequireMFA sets whether this account must use a second factor, whatever
+// the global policy.
+func (s *Store) SetRequireMFA(ctx context.Context, userID string, require bool) error {
+	return s.update(ctx, "set require mfa", userID, `require_mfa = $2`, require)
+}
+
+// update runs UPDATE users SET <set>, updated_at = $3 WHERE id = $1 with $2 = arg.
+func (s *Store) update(ctx context.Context, op, userID, set string, arg any) error {
+	if !validID(userID) {
+		return ErrNotFound
+	}
+	tag, err := db.Conn(ctx, s.Pool).Exec(ctx,
+		`UPDATE users SET `+set+`, updated_at = $3 WHERE id = $1`, userID, arg, s.Now())
+	if err != nil {
+		return fmt.Errorf("users: %s: %w", op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}

@@ -1,0 +1,378 @@
+package users_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idp/idp/internal/dbtest"
+	"github.com/idp/idp/internal/users"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+const password = "correct horse battery"
+
+// newStore returns a Store on a fresh database whose store and throttle
+// share a settable clock.
+func newStore(t *testing.T) (*users.Store, *clock) {
+	t.Helper()
+	clk := &clock{now: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)}
+	s := users.NewStore(dbtest.New(t).Pool)
+	s.Now = clk.Now
+	s.Limiter.Now = clk.Now
+	return s, clk
+}
+
+func mustCreate(t *testing.T, s *users.Store, email string) users.User {
+	t.Helper()
+	u, err := s.Create(context.Background(), users.NewUser{Email: email, Name: "Ada", Password: password})
+	if err != nil {
+		t.Fatalf("Create(%q): %v", email, err)
+	}
+	return u
+}
+
+func count(t *testing.T, s *users.Store) int {
+	t.Helper()
+	var n int
+	if err := s.Pool.QueryRow(context.Background(),
+		`SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM password_credentials)`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestStore_Create(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("round trip", func(t *testing.T) {
+		s, clk := newStore(t)
+		u, err := s.Create(ctx, users.NewUser{Email: "  Ada@Example.com ", Name: " Ada ", Password: password, Admin: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Email != "Ada@Example.com" || u.Name != "Ada" || !u.IsAdmin || u.RequireMFA || u.Disabled() {
+			t.Fatalf("created %+v", u)
+		}
+		if !u.CreatedAt.Equal(clk.Now()) {
+			t.Fatalf("CreatedAt = %v, want the injected clock %v", u.CreatedAt, clk.Now())
+		}
+		for _, get := range []func() (users.User, error){
+			func() (users.User, error) { return s.ByID(ctx, u.ID) },
+			func() (users.User, error) { return s.ByEmail(ctx, "ada@example.COM") },
+		} {
+			got, err := get()
+			if err != nil || got.ID != u.ID || got.Email != u.Email {
+				t.Fatalf("lookup = %+v, %v; want %+v", got, err, u)
+			}
+		}
+		list, err := s.List(ctx, 0)
+		if err != nil || len(list) != 1 || list[0].ID != u.ID {
+			t.Fatalf("List = %+v, %v", list, err)
+		}
+	})
+
+	t.Run("duplicate email ignores case", func(t *testing.T) {
+		s, _ := newStore(t)
+		mustCreate(t, s, "ada@example.com")
+		_, err := s.Create(ctx, users.NewUser{Email: "ADA@example.com", Password: password})
+		if !errors.Is(err, users.ErrEmailTaken) {
+			t.Fatalf("err = %v, want ErrEmailTaken", err)
+		}
+		if n := count(t, s); n != 2 {
+			t.Fatalf("%d rows, want 2 (one user, one password)", n)
+		}
+	})
+
+	bad := []struct {
+		name     string
+		email    string
+		password string
+		want     error
+	}{
+		{"empty email", "  ", password, users.ErrInvalidEmail},
+		{"no domain", "ada", password, users.ErrInvalidEmail},
+		{"display name", "Ada <ada@example.com>", password, users.ErrInvalidEmail},
+		{"angle brackets", "<ada@example.com>", password, users.ErrInvalidEmail},
+		{"two addresses", "a@example.com, b@example.com", password, users.ErrInvalidEmail},
+		{"too long", strings.Repeat("a", 250) + "@example.com", password, users.ErrInvalidEmail},
+		{"empty password", "ada@example.com", "", users.ErrWeakPassword},
+		{"7 characters", "ada@example.com", "1234567", users.ErrWeakPassword},
+		{"7 characters in 14 bytes", "ada@example.com", "парольп", users.ErrWeakPassword},
+		{"over 256 bytes", "ada@example.com", strings.Repeat("x", 257), users.ErrWeakPassword},
+		{"invalid UTF-8", "ada@example.com", "\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8", users.ErrWeakPassword},
+	}
+	// Nothing is written by any of them, so they share one database.
+	s, _ := newStore(t)
+	for _, tc := range bad {
+		t.Run(tc.name+" changes nothing", func(t *testing.T) {
+			_, err := s.Create(ctx, users.NewUser{Email: tc.email, Password: tc.password})
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if n := count(t, s); n != 0 {
+				t.Fatalf("%d rows written, want 0", n)
+			}
+		})
+	}
+
+	good := []struct{ name, password string }{
+		{"8 characters", "12345678"},
+		{"8 characters in 16 bytes", "парольпа"},
+		{"256 bytes", strings.Repeat("x", 256)},
+		{"no composition rules", "aaaaaaaa"},
+	}
+	for i, tc := range good {
+		t.Run(tc.name+" accepted", func(t *testing.T) {
+			email := fmt.Sprintf("user%d@example.com", i)
+			if _, err := s.Create(ctx, users.NewUser{Email: email, Password: tc.password}); err != nil {
+				t.Fatalf("Create: %v", err)
+			}
+			if _, err := s.Authenticate(ctx, email, tc.password, ""); err != nil {
+				t.Fatalf("Authenticate: %v", err)
+			}
+		})
+	}
+}
+
+func TestStore_ByID(t *testing.T) {
+	s, _ := newStore(t)
+	for _, id := range []string{"", "not-a-uuid", "00000000-0000-0000-0000-000000000000", "'; DROP TABLE users; --"} {
+		t.Run(id, func(t *testing.T) {
+			if _, err := s.ByID(context.Background(), id); !errors.Is(err, users.ErrNotFound) {
+				t.Fatalf("ByID(%q) err = %v, want ErrNotFound", id, err)
+			}
+		})
+	}
+}
+
+func TestStore_Authenticate(t *testing.T) {
+	ctx := context.Background()
+	const ip = "192.0.2.7"
+
+	t.Run("ok ignores email case", func(t *testing.T) {
+		s, _ := newStore(t)
+		u := mustCreate(t, s, "ada@example.com")
+		got, err := s.Authenticate(ctx, " ADA@example.com", password, ip)
+		if err != nil || got.ID != u.ID {
+			t.Fatalf("Authenticate = %+v, %v", got, err)
+		}
+	})
+
+	t.Run("wrong password and unknown user give the same error", func(t *testing.T) {
+		s, _ := newStore(t)
+		mustCreate(t, s, "ada@example.com")
+		_, errWrong := s.Authenticate(ctx, "ada@example.com", "wrong password", ip)
+		_, errUnknown := s.Authenticate(ctx, "bob@example.com", password, ip)
+		_, errLong := s.Authenticate(ctx, "ada@example.com", strings.Repeat("x", 10000), ip)
+		for _, err := range []error{errWrong, errUnknown, errLong} {
+			if !errors.Is(err, users.ErrInvalidCredentials) {
+				t.Fatalf("err = %v, want ErrInvalidCredentials", err)
+			}
+		}
+		if errWrong.Error() != errUnknown.Error() {
+			t.Fatalf("messages differ: %q vs %q", errWrong, errUnknown)
+		}
+		// All three count against the address.
+		if n, _ := s.Limiter.Failures(ctx, "pwd-ip:"+ip); n != 3 {
+			t.Fatalf("address failures = %d, want 3", n)
+		}
+	})
+
+	t.Run("throttled after the free failures", func(t *testing.T) {
+		s, clk := newStore(t)
+		mustCreate(t, s, "ada@example.com")
+		for i := 0; i <= s.Limiter.Free; i++ {
+			if _, err := s.Authenticate(ctx, "ada@example.com", "wrong password", ip); !errors.Is(err, users.ErrInvalidCredentials) {
+				t.Fatalf("attempt %d: err = %v, want ErrInvalidCredentials", i+1, err)
+			}
+		}
+		// Even the right password is refused, from another address too:
+		// the account key is blocked.
+		_, err := s.Authenticate(ctx, "ada@example.com", password, "198.51.100.1")
+		var te *users.ThrottledError
+		if !errors.As(err, &te) || te.RetryAfter < s.Limiter.Base {
+			t.Fatalf("err = %v, want ThrottledError of at least %v", err, s.Limiter.Base)
+		}
+		clk.Advance(te.RetryAfter)
+		if _, err := s.Authenticate(ctx, "ada@example.com", password, ip); err != nil {
+			t.Fatalf("after waiting: %v", err)
+		}
+		if n, _ := s.Limiter.Failures(ctx, "pwd-user:ada@example.com"); n != 0 {
+			t.Fatalf("account failures after success = %d, want 0", n)
+		}
+	})
+
+	t.Run("unknown accounts are throttled too", func(t *testing.T) {
+		s, _ := newStore(t)
+		for i := 0; i <= s.Limiter.Free; i++ {
+			s.Authenticate(ctx, "nobody@example.com", "guess", "")
+		}
+		var te *users.ThrottledError
+		if _, err := s.Authenticate(ctx, "nobody@example.com", "guess", ""); !errors.As(err, &te) {
+			t.Fatalf("err = %v, want ThrottledError", err)
+		}
+	})
+
+	t.Run("disabled", func(t *testing.T) {
+		s, _ := newStore(t)
+		u := mustCreate(t, s, "ada@example.com")
+		if err := s.SetDisabled(ctx, u.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Authenticate(ctx, "ada@example.com", password, ip); !errors.Is(err, users.ErrDisabled) {
+			t.Fatalf("right password: err = %v, want ErrDisabled", err)
+		}
+		if _, err := s.Authenticate(ctx, "ada@example.com", "wrong password", ip); !errors.Is(err, users.ErrInvalidCredentials) {
+			t.Fatalf("wrong password: err = %v, want ErrInvalidCredentials", err)
+		}
+		if err := s.SetDisabled(ctx, u.ID, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Authenticate(ctx, "ada@example.com", password, ip); err != nil {
+			t.Fatalf("re-enabled: %v", err)
+		}
+	})
+
+	t.Run("old parameters are upgraded", func(t *testing.T) {
+		s, _ := newStore(t)
+		u := mustCreate(t, s, "ada@example.com")
+		// A hash made with cheaper, older parameters.
+		h := phc(password, 8192, 1)
+		if _, err := s.Pool.Exec(ctx, `UPDATE password_credentials SET hash = $2 WHERE user_id = $1`, u.ID, h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Authenticate(ctx, "ada@example.com", password, ip); err != nil {
+			t.Fatal(err)
+		}
+		var stored string
+		if err := s.Pool.QueryRow(ctx, `SELECT hash FROM password_credentials WHERE user_id = $1`, u.ID).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(stored, ",t=2,") {
+			t.Fatalf("hash not upgraded: %s", stored)
+		}
+	})
+}
+
+func TestStore_SetPassword(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	u := mustCreate(t, s, "ada@example.com")
+	const next = "another long passphrase"
+
+	t.Run("weak password changes nothing", func(t *testing.T) {
+		if err := s.SetPassword(ctx, u.ID, "short"); !errors.Is(err, users.ErrWeakPassword) {
+			t.Fatalf("err = %v, want ErrWeakPassword", err)
+		}
+		if _, err := s.Authenticate(ctx, "ada@example.com", password, ""); err != nil {
+			t.Fatalf("old password: %v", err)
+		}
+	})
+	t.Run("unknown user", func(t *testing.T) {
+		for _, id := range []string{"nope", "00000000-0000-0000-0000-000000000000"} {
+			if err := s.SetPassword(ctx, id, next); !errors.Is(err, users.ErrNotFound) {
+				t.Fatalf("SetPassword(%q) err = %v, want ErrNotFound", id, err)
+			}
+		}
+	})
+	t.Run("new password replaces the old", func(t *testing.T) {
+		if err := s.SetPassword(ctx, u.ID, next); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Authenticate(ctx, "ada@example.com", password, ""); !errors.Is(err, users.ErrInvalidCredentials) {
+			t.Fatalf("old password: err = %v, want ErrInvalidCredentials", err)
+		}
+		if _, err := s.Authenticate(ctx, "ada@example.com", next, ""); err != nil {
+			t.Fatalf("new password: %v", err)
+		}
+	})
+}
+
+func TestStore_VerifyPassword(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	u := mustCreate(t, s, "ada@example.com")
+	tests := []struct {
+		name, id, password string
+		want               error
+	}{
+		{"right", u.ID, password, nil},
+		{"wrong", u.ID, "wrong password", users.ErrInvalidCredentials},
+		{"malformed id", "x", password, users.ErrNotFound},
+		{"unknown id", "00000000-0000-0000-0000-000000000000", password, users.ErrNotFound},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := s.VerifyPassword(ctx, tc.id, tc.password); !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	t.Run("shares the sign-in throttle", func(t *testing.T) {
+		for i := 0; i <= s.Limiter.Free; i++ {
+			s.VerifyPassword(ctx, u.ID, "wrong password")
+		}
+		var te *users.ThrottledError
+		if err := s.VerifyPassword(ctx, u.ID, password); !errors.As(err, &te) {
+			t.Fatalf("err = %v, want ThrottledError", err)
+		}
+		if _, err := s.Authenticate(ctx, "ada@example.com", password, ""); !errors.As(err, &te) {
+			t.Fatalf("Authenticate err = %v, want ThrottledError", err)
+		}
+	})
+}
+
+func TestStore_SetFlags(t *testing.T) {
+	ctx := context.Background()
+	s, clk := newStore(t)
+	u := mustCreate(t, s, "ada@example.com")
+
+	if err := s.SetRequireMFA(ctx, u.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetDisabled(ctx, u.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	disabledAt := clk.Now()
+	clk.Advance(time.Hour)
+	// Disabling again keeps the first time.
+	if err := s.SetDisabled(ctx, u.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ByID(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.RequireMFA || got.DisabledAt == nil || !got.DisabledAt.Equal(disabledAt) {
+		t.Fatalf("got %+v, want RequireMFA and DisabledAt %v", got, disabledAt)
+	}
+	for name, err := range map[string]error{
+		"SetDisabled":   s.SetDisabled(ctx, "00000000-0000-0000-0000-000000000000", true),
+		"SetRequireMFA": s.SetRequireMFA(ctx, "bad", true),
+	} {
+		if !errors.Is(err, users.ErrNotFound) {
+			t.Errorf("%s on unknown user: err = %v, want ErrNotFound", name, err)
+		}
+	}
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test with the race detector. Uses IDP_TEST_DATABASE_URL when
+# set, otherwise a private PostgreSQL cluster in .data/pg (scripts/pg.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${IDP_TEST_DATABASE_URL:-}" ]; then
+  IDP_TEST_DATABASE_URL=$(scripts/pg.sh)
+  export IDP_TEST_DATABASE_URL
+fi
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.data/*'))
+if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted" >&2; exit 1; fi
+go vet ./...
+go test -race -count=1 -timeout 20m "$@" ./...

@@ -3,10 +3,138 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/server"
+	"github.com/idp/idp/web"
 )
 
-// serveCommand runs the identity provider. Placeholder: the lead writes it.
-// args are the arguments after "serve".
+// envOr returns the environment value of name, or def.
+func (c *cli) envOr(name, def string) string {
+	if v := c.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// serveCommand runs the identity provider until ctx ends, then drains
+// in-flight requests and background work.
 func serveCommand(ctx context.Context, c *cli, args []string) error {
-	return errors.New("serve: not built yet")
+	fs := c.flags("serve", "[flags]")
+	dbURL := c.databaseFlag(fs)
+	issuer := fs.String("issuer", c.getenv("IDP_ISSUER"), "public issuer `URL` ($IDP_ISSUER)")
+	addr := fs.String("addr", c.envOr("IDP_ADDR", ":8080"), "listen `address` ($IDP_ADDR)")
+	secret := fs.String("secret", "", "server secret, ≥32 characters, comma-separated to rotate (default $IDP_SECRET)")
+	requireMFA := fs.String("require-mfa", c.envOr("IDP_REQUIRE_MFA", "false"), "every user must use 2FA ($IDP_REQUIRE_MFA)")
+	idle := fs.String("session-idle-timeout", c.envOr("IDP_SESSION_IDLE_TIMEOUT", "8h"), "SSO session idle timeout ($IDP_SESSION_IDLE_TIMEOUT)")
+	absolute := fs.String("session-absolute-timeout", c.envOr("IDP_SESSION_ABSOLUTE_TIMEOUT", "168h"), "SSO session lifetime ($IDP_SESSION_ABSOLUTE_TIMEOUT)")
+	migrate := fs.String("migrate", c.envOr("IDP_MIGRATE", "true"), "apply pending migrations at start ($IDP_MIGRATE)")
+	logFormat := fs.String("log-format", c.envOr("IDP_LOG_FORMAT", "text"), "text or json ($IDP_LOG_FORMAT)")
+	brandName := fs.String("brand-name", c.envOr("IDP_BRAND_NAME", "idp"), "product name on the pages ($IDP_BRAND_NAME)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *secret == "" {
+		*secret = c.getenv("IDP_SECRET")
+	}
+	cfg := server.Config{Issuer: *issuer, Secret: *secret, Brand: web.Brand{Name: *brandName}}
+	var err error
+	if cfg.RequireMFA, err = strconv.ParseBool(*requireMFA); err != nil {
+		return usagef("serve: --require-mfa / IDP_REQUIRE_MFA must be true or false, not %q", *requireMFA)
+	}
+	if cfg.SessionIdle, err = positiveDuration("session-idle-timeout", *idle); err != nil {
+		return err
+	}
+	if cfg.SessionAbsolute, err = positiveDuration("session-absolute-timeout", *absolute); err != nil {
+		return err
+	}
+	doMigrate, err := strconv.ParseBool(*migrate)
+	if err != nil {
+		return usagef("serve: --migrate / IDP_MIGRATE must be true or false, not %q", *migrate)
+	}
+	switch *logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(c.stderr, nil))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(c.stderr, nil))
+	default:
+		return usagef("serve: --log-format must be text or json, not %q", *logFormat)
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err}
+	}
+
+	pool, err := c.openPool(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if doMigrate {
+		applied, err := db.Migrate(ctx, pool)
+		if err != nil {
+			return err
+		}
+		for _, m := range applied {
+			cfg.Logger.Info("migration applied", "version", m)
+		}
+	} else if pending, err := db.Pending(ctx, pool); err != nil {
+		return err
+	} else if len(pending) > 0 {
+		return fmt.Errorf("serve: %d migrations pending (run `idp migrate` or set IDP_MIGRATE=true)", len(pending))
+	}
+
+	srv, err := server.New(ctx, cfg, pool)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("serve: listen: %w", err)
+	}
+	httpServer := &http.Server{
+		Handler:           srv.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	workDone := make(chan error, 1)
+	go func() { workDone <- srv.Run(workCtx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- httpServer.Serve(ln) }()
+	cfg.Logger.Info("idp listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer)
+
+	select {
+	case err = <-serveDone:
+	case <-ctx.Done():
+		cfg.Logger.Info("shutting down: draining requests")
+		shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err = httpServer.Shutdown(shutCtx)
+		cancel()
+	}
+	// Stop claiming background work; in-flight deliveries finish and record
+	// their outcome, and anything unfinished is picked up by another
+	// instance or the next start.
+	stopWork()
+	<-workDone
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func positiveDuration(flag, v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, usagef("serve: --%s must be a positive duration like 8h or 30m, not %q", flag, v)
+	}
+	return d, nil
 }

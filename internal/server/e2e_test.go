@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/oauth2"
+
+	"github.com/idp/idp/internal/servertest"
 )
 
 const password = "correct horse battery staple"
@@ -15,16 +17,16 @@ const password = "correct horse battery staple"
 // TestProvider_CodeFlow drives the whole OIDC flow through go-oidc and
 // x/oauth2 over real HTTP against a real PostgreSQL.
 func TestProvider_CodeFlow(t *testing.T) {
-	h := newHarness(t)
-	user := h.createUser("alice@example.com", password)
-	appA := h.newRP("app-a")
-	appB := h.newRP("app-b")
-	alice := newBrowser(t)
+	h := servertest.New(t)
+	user := h.CreateUser("alice@example.com", password)
+	appA := h.NewRP("app-a")
+	appB := h.NewRP("app-b")
+	alice := servertest.NewBrowser(t)
 
 	// Sign in to app A with the password form.
-	a := appA.authURL()
-	code := appA.code(t, alice.signIn(a.url, "alice@example.com", password), a)
-	tok, idt, claims := appA.exchange(t, code, a)
+	a := appA.AuthURL()
+	code := appA.Code(t, alice.SignIn(a.URL, "alice@example.com", password), a)
+	tok, idt, claims := appA.Exchange(t, code, a)
 	sid, _ := claims["sid"].(string)
 
 	t.Run("id token", func(t *testing.T) {
@@ -46,7 +48,7 @@ func TestProvider_CodeFlow(t *testing.T) {
 	})
 
 	t.Run("userinfo", func(t *testing.T) {
-		info, err := appA.provider.UserInfo(h.ctx, oauth2.StaticTokenSource(tok))
+		info, err := appA.Provider.UserInfo(h.Ctx, oauth2.StaticTokenSource(tok))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,28 +58,28 @@ func TestProvider_CodeFlow(t *testing.T) {
 	})
 
 	t.Run("introspection", func(t *testing.T) {
-		got := appA.introspect(t, tok.AccessToken)
+		got := appA.Introspect(t, tok.AccessToken)
 		if got["active"] != true || got["sub"] != user.ID || got["client_id"] != "app-a" {
 			t.Errorf("introspection = %v", got)
 		}
 	})
 
 	t.Run("sso into a second app without a form", func(t *testing.T) {
-		b := appB.authURL()
-		p := alice.get(b.url)
-		_, _, claimsB := appB.exchange(t, appB.code(t, p, b), b)
+		b := appB.AuthURL()
+		p := alice.Get(b.URL)
+		_, _, claimsB := appB.Exchange(t, appB.Code(t, p, b), b)
 		if claimsB["sid"] != sid {
 			t.Errorf("sid at app B = %v, want %v", claimsB["sid"], sid)
 		}
 		var n int
-		h.db.Pool.QueryRow(h.ctx, `SELECT count(*) FROM client_sessions WHERE sid = $1`, sid).Scan(&n)
+		h.DB.Pool.QueryRow(h.Ctx, `SELECT count(*) FROM client_sessions WHERE sid = $1`, sid).Scan(&n)
 		if n != 2 {
 			t.Errorf("client sessions = %d, want 2", n)
 		}
 	})
 
 	t.Run("refresh rotates and reuse revokes the grant", func(t *testing.T) {
-		ts := appA.conf.TokenSource(h.ctx, &oauth2.Token{RefreshToken: tok.RefreshToken})
+		ts := appA.Conf.TokenSource(h.Ctx, &oauth2.Token{RefreshToken: tok.RefreshToken})
 		fresh, err := ts.Token()
 		if err != nil {
 			t.Fatalf("refresh: %v", err)
@@ -85,30 +87,30 @@ func TestProvider_CodeFlow(t *testing.T) {
 		if fresh.RefreshToken == "" || fresh.RefreshToken == tok.RefreshToken {
 			t.Fatal("refresh token was not rotated")
 		}
-		if appA.introspect(t, fresh.AccessToken)["active"] != true {
+		if appA.Introspect(t, fresh.AccessToken)["active"] != true {
 			t.Fatal("refreshed access token inactive")
 		}
 		// Presenting the old refresh token again is reuse: it fails, and
 		// the tokens of the whole grant die.
-		_, err = appA.conf.TokenSource(h.ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+		_, err = appA.Conf.TokenSource(h.Ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
 		if err == nil || !strings.Contains(err.Error(), "invalid_grant") {
 			t.Fatalf("reuse err = %v, want invalid_grant", err)
 		}
-		if appA.introspect(t, fresh.AccessToken)["active"] != false {
+		if appA.Introspect(t, fresh.AccessToken)["active"] != false {
 			t.Error("access token of the reused grant is still active")
 		}
-		if _, err := appA.conf.TokenSource(h.ctx, &oauth2.Token{RefreshToken: fresh.RefreshToken}).Token(); err == nil {
+		if _, err := appA.Conf.TokenSource(h.Ctx, &oauth2.Token{RefreshToken: fresh.RefreshToken}).Token(); err == nil {
 			t.Error("the rotated refresh token of the reused grant still works")
 		}
 	})
 
 	t.Run("revocation", func(t *testing.T) {
-		b := appA.authURL()
-		tok2, _, _ := appA.exchange(t, appA.code(t, alice.get(b.url), b), b)
-		req, _ := http.NewRequest("POST", h.issuer+"/oauth2/revoke",
+		b := appA.AuthURL()
+		tok2, _, _ := appA.Exchange(t, appA.Code(t, alice.Get(b.URL), b), b)
+		req, _ := http.NewRequest("POST", h.Issuer+"/oauth2/revoke",
 			strings.NewReader(url.Values{"token": {tok2.AccessToken}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth("app-a", appA.secret)
+		req.SetBasicAuth("app-a", appA.Secret)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -117,73 +119,73 @@ func TestProvider_CodeFlow(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("revoke status = %d", resp.StatusCode)
 		}
-		if appA.introspect(t, tok2.AccessToken)["active"] != false {
+		if appA.Introspect(t, tok2.AccessToken)["active"] != false {
 			t.Error("revoked token still active")
 		}
 	})
 
 	t.Run("code reuse fails and kills the first exchange's tokens", func(t *testing.T) {
-		b := appA.authURL()
-		c := appA.code(t, alice.get(b.url), b)
-		first, _, _ := appA.exchange(t, c, b)
-		if _, err := appA.conf.Exchange(h.ctx, c, oauth2.VerifierOption(b.verifier)); err == nil {
+		b := appA.AuthURL()
+		c := appA.Code(t, alice.Get(b.URL), b)
+		first, _, _ := appA.Exchange(t, c, b)
+		if _, err := appA.Conf.Exchange(h.Ctx, c, oauth2.VerifierOption(b.Verifier)); err == nil {
 			t.Fatal("second use of a code succeeded")
 		}
-		if appA.introspect(t, first.AccessToken)["active"] != false {
+		if appA.Introspect(t, first.AccessToken)["active"] != false {
 			t.Error("access token from the reused code is still active")
 		}
-		if _, err := appA.conf.TokenSource(h.ctx, &oauth2.Token{RefreshToken: first.RefreshToken}).Token(); err == nil {
+		if _, err := appA.Conf.TokenSource(h.Ctx, &oauth2.Token{RefreshToken: first.RefreshToken}).Token(); err == nil {
 			t.Error("refresh token from the reused code still works")
 		}
 	})
 
 	t.Run("prompt=login shows the form despite a session", func(t *testing.T) {
-		b := appA.authURL(oauth2.SetAuthURLParam("prompt", "login"))
-		p := alice.get(b.url)
-		if !p.isLoginForm() {
-			t.Fatalf("got %s, want the login form", p.url)
+		b := appA.AuthURL(oauth2.SetAuthURLParam("prompt", "login"))
+		p := alice.Get(b.URL)
+		if !p.IsLoginForm() {
+			t.Fatalf("got %s, want the login form", p.URL)
 		}
 		// Signing in again completes the original request.
-		p = alice.post(h.issuer+"/login", url.Values{"csrf_token": {p.csrf(t)},
+		p = alice.Post(h.Issuer+"/login", url.Values{"csrf_token": {p.CSRF(t)},
 			"email": {"alice@example.com"}, "password": {password}})
-		appA.exchange(t, appA.code(t, p, b), b)
+		appA.Exchange(t, appA.Code(t, p, b), b)
 	})
 
 	t.Run("max_age forces re-authentication", func(t *testing.T) {
-		if _, err := h.db.Pool.Exec(h.ctx, `UPDATE sso_sessions SET auth_time = auth_time - interval '1 hour'`); err != nil {
+		if _, err := h.DB.Pool.Exec(h.Ctx, `UPDATE sso_sessions SET auth_time = auth_time - interval '1 hour'`); err != nil {
 			t.Fatal(err)
 		}
-		b := appA.authURL(oauth2.SetAuthURLParam("max_age", "60"))
-		if p := alice.get(b.url); !p.isLoginForm() {
-			t.Fatalf("got %s, want the login form", p.url)
+		b := appA.AuthURL(oauth2.SetAuthURLParam("max_age", "60"))
+		if p := alice.Get(b.URL); !p.IsLoginForm() {
+			t.Fatalf("got %s, want the login form", p.URL)
 		}
-		b = appA.authURL(oauth2.SetAuthURLParam("max_age", "86400"))
-		appA.code(t, alice.get(b.url), b)
+		b = appA.AuthURL(oauth2.SetAuthURLParam("max_age", "86400"))
+		appA.Code(t, alice.Get(b.URL), b)
 	})
 
 	t.Run("prompt=none without a session returns login_required", func(t *testing.T) {
-		stranger := newBrowser(t)
-		b := appA.authURL(oauth2.SetAuthURLParam("prompt", "none"))
-		p := stranger.get(b.url)
-		if p.url.Path != "/callback" || p.url.Query().Get("error") != "login_required" || p.url.Query().Get("state") != b.state {
-			t.Fatalf("got %s, want callback with error=login_required", p.url)
+		stranger := servertest.NewBrowser(t)
+		b := appA.AuthURL(oauth2.SetAuthURLParam("prompt", "none"))
+		p := stranger.Get(b.URL)
+		if p.URL.Path != "/callback" || p.URL.Query().Get("error") != "login_required" || p.URL.Query().Get("state") != b.State {
+			t.Fatalf("got %s, want callback with error=login_required", p.URL)
 		}
 	})
 
 	t.Run("login_hint pre-fills the email", func(t *testing.T) {
-		b := appA.authURL(oauth2.SetAuthURLParam("login_hint", "bob@example.com"))
-		p := newBrowser(t).get(b.url)
-		if !p.isLoginForm() || !strings.Contains(p.body, `value="bob@example.com"`) {
-			t.Fatalf("login form without the hint:\n%s", p.body)
+		b := appA.AuthURL(oauth2.SetAuthURLParam("login_hint", "bob@example.com"))
+		p := servertest.NewBrowser(t).Get(b.URL)
+		if !p.IsLoginForm() || !strings.Contains(p.Body, `value="bob@example.com"`) {
+			t.Fatalf("login form without the hint:\n%s", p.Body)
 		}
 	})
 }
 
 func TestProvider_AuthorizeErrors(t *testing.T) {
-	h := newHarness(t)
-	app := h.newRP("app")
-	a := app.authURL()
-	good, _ := url.Parse(a.url)
+	h := servertest.New(t)
+	app := h.NewRP("app")
+	a := app.AuthURL()
+	good, _ := url.Parse(a.URL)
 
 	cases := []struct {
 		name   string
@@ -211,12 +213,12 @@ func TestProvider_AuthorizeErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := readPage(t, resp)
-			if p.status != http.StatusBadRequest || p.header.Get("Location") != "" {
-				t.Fatalf("status %d location %q, want 400 and no redirect", p.status, p.header.Get("Location"))
+			p := servertest.ReadPage(t, resp)
+			if p.Status != http.StatusBadRequest || p.Header.Get("Location") != "" {
+				t.Fatalf("status %d location %q, want 400 and no redirect", p.Status, p.Header.Get("Location"))
 			}
-			if !strings.HasPrefix(p.header.Get("Content-Type"), "text/html") || !strings.Contains(p.body, tc.want) {
-				t.Fatalf("error page lacks %q:\n%s", tc.want, p.body)
+			if !strings.HasPrefix(p.Header.Get("Content-Type"), "text/html") || !strings.Contains(p.Body, tc.want) {
+				t.Fatalf("error page lacks %q:\n%s", tc.want, p.Body)
 			}
 		})
 	}
@@ -226,9 +228,9 @@ func TestProvider_AuthorizeErrors(t *testing.T) {
 		q := u.Query()
 		q.Set("code_challenge_method", "plain")
 		u.RawQuery = q.Encode()
-		p := newBrowser(t).get(u.String())
-		if p.url.Path != "/callback" || p.url.Query().Get("error") != "invalid_request" || p.url.Query().Get("state") != a.state {
-			t.Fatalf("got %s, want callback with error=invalid_request", p.url)
+		p := servertest.NewBrowser(t).Get(u.String())
+		if p.URL.Path != "/callback" || p.URL.Query().Get("error") != "invalid_request" || p.URL.Query().Get("state") != a.State {
+			t.Fatalf("got %s, want callback with error=invalid_request", p.URL)
 		}
 	})
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/idp/idp/internal/account"
+	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/mfa"
@@ -174,6 +176,16 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	mux := http.NewServeMux()
 	provider.Mount(mux)
 	loginHandler.Mount(mux)
+	// --- account (owned by internal/account) ---
+	accountHandler := &account.Handler{Sessions: sess, Users: userStore, TOTP: totp, Login: loginHandler,
+		Templates: tpl, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA}
+	accountHandler.Mount(mux)
+	// --- end account ---
+	// --- admin (owned by internal/admin) ---
+	adminAPI := &admin.API{Pool: pool, Users: userStore, Sessions: sess, Tokens: provider.OAuth2,
+		Logger: cfg.Logger, Now: cfg.Now}
+	adminAPI.Mount(mux)
+	// --- end admin ---
 	mux.Handle("GET /static/", web.Static())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {

@@ -17,13 +17,13 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
-	"testing"
+		"testing"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
 	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/users"
@@ -34,20 +34,25 @@ type Harness struct {
 	T      *testing.T
 	Srv    *server.Server
 	DB     *dbtest.DB
-	Issuer string
+	Issuer string // the configured issuer
+	URL    string // where this instance listens (the issuer unless overridden)
 	Ctx    context.Context
+
+	stopBackground func()
 }
 
 const testSecret = "test-server-secret-0123456789-abcdefghijklmnop"
 
+// New starts an instance on a fresh database.
 func New(t *testing.T, mutate ...func(*server.Config)) *Harness {
 	t.Helper()
 	d := dbtest.New(t)
 	return NewInstance(t, d, mutate...)
 }
 
-// newInstance starts a provider on an existing database (several instances
-// may share one).
+// NewInstance starts a provider on an existing database, with its own
+// connection pool, as a separate process would: several instances may share
+// one database.
 func NewInstance(t *testing.T, d *dbtest.DB, mutate ...func(*server.Config)) *Harness {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -60,8 +65,12 @@ func NewInstance(t *testing.T, d *dbtest.DB, mutate ...func(*server.Config)) *Ha
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, d.Pool)
+	pool, err := db.Open(context.Background(), d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	srv, err := server.New(context.Background(), cfg, pool)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,11 +78,28 @@ func NewInstance(t *testing.T, d *dbtest.DB, mutate ...func(*server.Config)) *Ha
 	ts.Listener.Close()
 	ts.Listener = ln
 	ts.Start()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); srv.Run(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait(); ts.Close() })
-	return &Harness{T: t, Srv: srv, DB: d, Issuer: issuer, Ctx: context.Background()}
+	h := &Harness{T: t, Srv: srv, DB: d, Issuer: cfg.Issuer, Ctx: context.Background(), URL: issuer}
+	h.StartBackground()
+	t.Cleanup(func() { h.StopBackground(); ts.Close() })
+	return h
+}
+
+// StartBackground runs the instance's background work (logout delivery,
+// janitor) until StopBackground.
+func (h *Harness) StartBackground() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.Srv.Run(ctx) }()
+	h.stopBackground = func() { cancel(); <-done }
+}
+
+// StopBackground stops the background work, as a stopped process would;
+// unfinished work stays in PostgreSQL.
+func (h *Harness) StopBackground() {
+	if h.stopBackground != nil {
+		h.stopBackground()
+		h.stopBackground = nil
+	}
 }
 
 func (h *Harness) CreateUser(email, password string) users.User {

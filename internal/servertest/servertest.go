@@ -17,7 +17,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-		"testing"
+	"testing"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"

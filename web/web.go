@@ -61,7 +61,17 @@ func Parse(brand Brand, logger *slog.Logger) (*Templates, error) {
 	if err != nil {
 		return nil, err
 	}
-	funcs := template.FuncMap{"join": strings.Join}
+	funcs := template.FuncMap{
+		"join": strings.Join,
+		// otpauth marks an authenticator URI safe for href; html/template
+		// would otherwise neutralise the unfamiliar scheme.
+		"otpauth": func(s string) template.URL {
+			if strings.HasPrefix(s, "otpauth://") {
+				return template.URL(s)
+			}
+			return ""
+		},
+	}
 	for _, n := range names {
 		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
 		if base == "layout" {

@@ -71,9 +71,14 @@ func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (st
 	}
 	var stepUpSID, userID *string
 	if s.StepUp != nil {
-		f.Stage = stageTOTP
+		// A person without a second factor yet sets one up to step up.
+		enrolled, err := h.TOTP.Enabled(ctx, s.StepUp.UserID)
+		if err != nil {
+			return "", fmt.Errorf("login: begin: %w", err)
+		}
+		f.Stage = map[bool]string{true: stageTOTP, false: stageEnroll}[enrolled]
 		stepUpSID, userID = &s.StepUp.ID, &s.StepUp.UserID
-		next = "/login/totp"
+		next = stagePath(f.Stage)
 	}
 	now := h.Now()
 	_, err := db.Conn(ctx, h.Pool).Exec(ctx, `

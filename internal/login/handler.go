@@ -160,33 +160,38 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 // complete creates the SSO session (with a fresh cookie) and returns the
 // browser to the authorization endpoint.
 func (h *Handler) complete(w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) {
-	next, ok := h.establish(w, r, f, userID, amr, acr)
+	next, _, ok := h.establish(w, r, f, userID, amr, acr)
 	if ok {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 	}
 }
 
-func (h *Handler) establish(w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) (string, bool) {
+// establish creates (or, for a step-up, upgrades) the SSO session and ends
+// the flow; it returns where to go next and the session's sid.
+func (h *Handler) establish(w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) (next, sid string, ok bool) {
 	ctx := r.Context()
 	var err error
 	if f.StepUpSID != "" {
-		err = h.Sessions.StepUp(ctx, w, f.StepUpSID, userID, amr, acr)
+		sid = f.StepUpSID
+		err = h.Sessions.StepUp(ctx, w, sid, userID, amr, acr)
 	} else {
-		_, err = h.Sessions.Create(ctx, w, sessions.NewSession{
+		var s sessions.Session
+		s, err = h.Sessions.Create(ctx, w, sessions.NewSession{
 			UserID: userID, AuthTime: h.Now(), AMR: amr, ACR: acr,
 			UserAgent: r.UserAgent(), IP: clientIP(r),
 		})
+		sid = s.ID
 	}
 	if err != nil {
 		h.internal(w, err)
-		return "", false
+		return "", "", false
 	}
-	next, err := h.finish(ctx, w, f)
+	next, err = h.finish(ctx, w, f)
 	if err != nil {
 		h.internal(w, err)
-		return "", false
+		return "", "", false
 	}
-	return next, true
+	return next, sid, true
 }
 
 func (h *Handler) internal(w http.ResponseWriter, err error) {

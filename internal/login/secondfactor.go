@@ -42,9 +42,10 @@ func (h *Handler) totpSubmit(w http.ResponseWriter, r *http.Request) {
 			h.internal(w, err)
 			return
 		}
-		if !errors.Is(err, mfa.ErrMalformedCode) {
-			// A malformed entry is a typo, not a guess: it does not use up
-			// one of the attempt's tries (the per-user throttle still counts).
+		var throttled *mfa.ThrottledError
+		if !errors.Is(err, mfa.ErrMalformedCode) && !errors.As(err, &throttled) {
+			// A malformed entry is a typo and a throttled one was never
+			// checked: neither uses up one of the attempt's tries.
 			f.MFAFailures++
 			if _, err := db.Conn(ctx, h.Pool).Exec(ctx,
 				`UPDATE login_flows SET mfa_failures = mfa_failures + 1 WHERE id_hash = $1`, f.idHash); err != nil {
@@ -169,9 +170,16 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 			enrollData{Secret: e.Secret, URI: e.URI, Error: msg, QRURL: "/login/enroll/qr.png", Action: "/login/enroll"})
 		return
 	}
-	next, ok := h.establish(w, r, f, f.UserID,
+	next, sid, ok := h.establish(w, r, f, f.UserID,
 		[]string{sessions.AMRPassword, sessions.AMROTP, sessions.AMRMFA}, sessions.ACRMFA)
 	if !ok {
+		return
+	}
+	// A change of factors ends the person's other sessions: whoever held
+	// one signed in under the old, weaker rules.
+	if _, err := h.Sessions.Revoke(ctx, sessions.Revocation{UserID: f.UserID, ExceptSID: sid,
+		Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: "user:" + f.UserID}); err != nil {
+		h.internal(w, err)
 		return
 	}
 	// Shown once: the person writes them down, then continues to the app.

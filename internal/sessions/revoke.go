@@ -91,11 +91,15 @@ func (m *Manager) Revoke(ctx context.Context, rev Revocation) (Result, error) {
 		}
 
 		batch := &pgx.Batch{}
-		batch.Queue(`DELETE FROM oauth_access_tokens WHERE sid::text = ANY($1) OR ($2 <> '' AND subject = $2)`,
-			sids, offlineUser).Exec(func(ct pgconn.CommandTag) error { res.AccessTokens = int(ct.RowsAffected()); return nil })
+		// With IncludeOffline every token of the user goes, except those of
+		// the session being kept.
+		batch.Queue(`DELETE FROM oauth_access_tokens WHERE sid::text = ANY($1)
+			OR ($2 <> '' AND subject = $2 AND (sid IS NULL OR sid::text <> $3))`,
+			sids, offlineUser, rev.ExceptSID).Exec(func(ct pgconn.CommandTag) error { res.AccessTokens = int(ct.RowsAffected()); return nil })
 		batch.Queue(`UPDATE oauth_refresh_tokens SET active = false
-			WHERE active AND ((sid::text = ANY($1) AND NOT offline) OR ($2 <> '' AND subject = $2))`,
-			sids, offlineUser).Exec(func(ct pgconn.CommandTag) error { res.RefreshTokens = int(ct.RowsAffected()); return nil })
+			WHERE active AND ((sid::text = ANY($1) AND NOT offline)
+				OR ($2 <> '' AND subject = $2 AND (sid IS NULL OR sid::text <> $3)))`,
+			sids, offlineUser, rev.ExceptSID).Exec(func(ct pgconn.CommandTag) error { res.RefreshTokens = int(ct.RowsAffected()); return nil })
 		batch.Queue(`UPDATE oauth_authorize_codes SET active = false WHERE active AND sid::text = ANY($1)`, sids)
 		batch.Queue(`
 			INSERT INTO logout_outbox (sid, subject, client_id, uri, include_sid, reason, created_at, next_attempt_at)

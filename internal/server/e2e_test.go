@@ -1,13 +1,19 @@
 package server_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/idp/idp/internal/clients"
 
 	"github.com/idp/idp/internal/servertest"
 )
@@ -231,6 +237,49 @@ func TestProvider_AuthorizeErrors(t *testing.T) {
 		p := servertest.NewBrowser(t).Get(u.String())
 		if p.URL.Path != "/callback" || p.URL.Query().Get("error") != "invalid_request" || p.URL.Query().Get("state") != a.State {
 			t.Fatalf("got %s, want callback with error=invalid_request", p.URL)
+		}
+	})
+}
+
+func TestProvider_ClientAuthAndAlgorithms(t *testing.T) {
+	h := servertest.New(t)
+	h.CreateUser("alice@example.com", password)
+	app := h.NewRP("app")
+
+	for _, style := range []oauth2.AuthStyle{oauth2.AuthStyleInHeader, oauth2.AuthStyleInParams} {
+		t.Run(fmt.Sprintf("client_credentials with auth style %d", style), func(t *testing.T) {
+			cc := clientcredentials.Config{ClientID: app.ID, ClientSecret: app.Secret, TokenURL: h.Issuer + "/oauth2/token",
+				Scopes: []string{"profile"}, AuthStyle: style}
+			tok, err := cc.Token(h.Ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := app.Introspect(t, tok.AccessToken)
+			if got["active"] != true || got["scope"] != "profile" {
+				t.Fatalf("introspection = %v", got)
+			}
+		})
+	}
+
+	t.Run("wrong secret", func(t *testing.T) {
+		cc := clientcredentials.Config{ClientID: app.ID, ClientSecret: "wrong", TokenURL: h.Issuer + "/oauth2/token"}
+		if _, err := cc.Token(h.Ctx); err == nil || !strings.Contains(err.Error(), "invalid_client") {
+			t.Fatalf("err = %v, want invalid_client", err)
+		}
+	})
+
+	t.Run("ES256 ID tokens for a client that asks", func(t *testing.T) {
+		es := h.NewRP("es-app", func(c *clients.Client) { c.IDTokenAlg = "ES256" })
+		a := es.AuthURL()
+		p := servertest.NewBrowser(t).SignIn(a.URL, "alice@example.com", password)
+		tok, _, _ := es.Exchange(t, es.Code(t, p, a), a)
+		raw := tok.Extra("id_token").(string)
+		parsed, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatalf("ID token is not ES256: %v", err)
+		}
+		if parsed.Headers[0].KeyID == "" {
+			t.Fatal("no kid in the ID token header")
 		}
 	})
 }

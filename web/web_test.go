@@ -48,4 +48,13 @@ var samples = map[string]any{
 	"enroll":   sample{"Secret": "ABC", "URI": "otpauth://totp/x", "Error": "", "QRURL": "/qr.png", "Action": "/enroll"},
 	"recovery": sample{"RecoveryCodes": []string{"abcde-fghij"}, "Continue": "/next"},
 	"logout":   sample{"Client": "App", "RedirectURI": "https://app/", "State": "s", "ClientID": "app", "Done": false},
+	"account": sample{"User": sample{"Email": "a@example.com", "Name": "Ada"},
+		"MFA":    sample{"Enabled": true, "Remaining": 2, "Total": 10, "Low": true, "Required": false},
+		"Notice": "n", "Error": "e", "RecoveryError": "r", "DisableError": "d",
+		"Sessions": []sample{{"ID": "sid", "Device": "Firefox on Linux", "UserAgent": "Mozilla/5.0", "IP": "192.0.2.1",
+			"Started": "1 Jan 2030, 10:00 UTC", "StartedISO": "2030-01-01T10:00:00Z", "LastSeen": "just now",
+			"LastSeenISO": "2030-01-01T10:00:00Z", "Current": true, "MultiFactor": true,
+			"Apps": []sample{{"ID": "app", "Name": "App"}}}}},
+	"account-enroll":     sample{"Secret": "ABC", "URI": "otpauth://totp/x", "Error": "e"},
+	"account-signed-out": sample{"Everywhere": true},
 }

@@ -61,11 +61,19 @@ func commands() []command {
 		{name: "users", summary: "manage user accounts", subs: []command{
 			{name: "create", summary: "create a user (password read from stdin)", run: usersCreateCommand},
 			{name: "list", summary: "list users", run: usersListCommand},
+			{name: "disable", summary: "disable a user and end all their sessions", run: usersDisableCommand},
+			{name: "enable", summary: "let a disabled user sign in again", run: usersEnableCommand},
+			{name: "reset-mfa", summary: "remove a user's 2FA and end all their sessions", run: usersResetMFACommand},
+		}},
 		}},
 		{name: "clients", summary: "manage OAuth clients", subs: []command{
 			{name: "create", summary: "register a client and print its secret once", run: clientsCreateCommand},
 			{name: "list", summary: "list clients", run: clientsListCommand},
 			{name: "delete", summary: "delete a client and revoke its tokens", run: clientsDeleteCommand},
+		}},
+		{name: "sessions", summary: "list and revoke a user's SSO sessions", subs: []command{
+			{name: "list", summary: "list a user's sessions and their apps", run: sessionsListCommand},
+			{name: "revoke", summary: "end all of a user's sessions and tokens", run: sessionsRevokeCommand},
 		}},
 	}
 }

@@ -1,32 +1,203 @@
-// Package admin owns the administrators' API under /admin/api: finding
-// users, listing their sessions with each app's logout-notification state,
-// and revoking all of a user's sessions and tokens. It accepts only bearer
-// access tokens from this provider with the admin scope, held by a user who
-// is an administrator now.
+// Package admin owns what an administrator can do to accounts and their
+// sessions, and the administrators' API under /admin/api that exposes it:
+// finding users, listing their sessions with each app's logout-notification
+// state, revoking all of a user's sessions and tokens, disabling and
+// enabling accounts, and retrying a logout notification.
+//
+// Service is the domain layer, shared by the API and the CLI (`idp
+// sessions`, `idp users disable|enable`). API accepts only bearer access
+// tokens from this provider with the admin scope, held by a user who is an
+// administrator now; every change it makes is recorded in the audit log
+// with the administrator as actor.
 package admin
 
 import (
-	"log/slog"
-	"net/http"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/ory/fosite"
 
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sso/backchannel"
 	"github.com/idp/idp/internal/users"
 )
 
-// API serves /admin/api.
-type API struct {
+// Factors tells whether a user has a confirmed second factor (mfa.TOTP).
+type Factors interface {
+	Enabled(ctx context.Context, userID string) (bool, error)
+}
+
+// Service carries out administrative actions. Each change runs in one
+// transaction together with its audit record, so an action either happens
+// and is recorded, or neither.
+type Service struct {
 	Pool     *pgxpool.Pool
 	Users    *users.Store
 	Sessions *sessions.Manager
-	// Tokens introspects bearer tokens (the fosite provider).
-	Tokens fosite.OAuth2Provider
-	Logger *slog.Logger
-	Now    func() time.Time
+	// MFA, when set, fills Account.MFAEnabled.
+	MFA Factors
+	Now func() time.Time
+	// RecentlyRevoked is how far back a listing with revoked sessions
+	// reaches (DefaultRecentlyRevoked when zero).
+	RecentlyRevoked time.Duration
 }
 
-// Mount registers the admin routes.
-func (a *API) Mount(mux *http.ServeMux) {}
+// DefaultRecentlyRevoked keeps a week of revoked sessions visible: long
+// enough to check which apps confirmed a logout, short enough that the
+// listing of a long-lived account stays small.
+const DefaultRecentlyRevoked = 7 * 24 * time.Hour
+
+// Account is a user as an administrator sees it.
+type Account struct {
+	users.User
+	// MFAEnabled is nil when the Service has no MFA to ask.
+	MFAEnabled *bool `json:"mfa_enabled,omitempty"`
+}
+
+func (s *Service) now() time.Time {
+	if s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
+}
+
+// FindUser finds an account by email, ignoring case. users.ErrNotFound
+// when there is none.
+func (s *Service) FindUser(ctx context.Context, email string) (Account, error) {
+	u, err := s.Users.ByEmail(ctx, email)
+	if err != nil {
+		return Account{}, err
+	}
+	return s.account(ctx, u)
+}
+
+// User finds an account by id; a malformed id is users.ErrNotFound.
+func (s *Service) User(ctx context.Context, id string) (Account, error) {
+	u, err := s.Users.ByID(ctx, id)
+	if err != nil {
+		return Account{}, err
+	}
+	return s.account(ctx, u)
+}
+
+func (s *Service) account(ctx context.Context, u users.User) (Account, error) {
+	a := Account{User: u}
+	if s.MFA != nil {
+		on, err := s.MFA.Enabled(ctx, u.ID)
+		if err != nil {
+			return Account{}, fmt.Errorf("admin: user: %w", err)
+		}
+		a.MFAEnabled = &on
+	}
+	return a, nil
+}
+
+// RevokeSessions ends all of the user's sessions and every token they hold,
+// offline ones included, and queues a logout notification for each app
+// that asked for one. Revoking again finds nothing and returns zeros.
+func (s *Service) RevokeSessions(ctx context.Context, userID, actor string) (sessions.Result, error) {
+	// Checked first so an unknown user is a 404, not an audited no-op.
+	if _, err := s.Users.ByID(ctx, userID); err != nil {
+		return sessions.Result{}, err
+	}
+	return s.Sessions.Revoke(ctx, sessions.Revocation{UserID: userID, Reason: sessions.ReasonAdminRevoke,
+		IncludeOffline: true, Actor: actor})
+}
+
+// Disable disables the account and ends its sessions and tokens, in one
+// transaction: no moment exists in which the account is disabled but a
+// session of it still works. Disabling a disabled account keeps the
+// original time and ends whatever is left.
+func (s *Service) Disable(ctx context.Context, userID, actor string) (users.User, sessions.Result, error) {
+	var (
+		u   users.User
+		res sessions.Result
+	)
+	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		if err := s.Users.SetDisabled(ctx, userID, true); err != nil {
+			return err
+		}
+		var err error
+		res, err = s.Sessions.Revoke(ctx, sessions.Revocation{UserID: userID, Reason: sessions.ReasonUserDisabled,
+			IncludeOffline: true, Actor: actor})
+		if err != nil {
+			return err
+		}
+		if err := s.audit(ctx, tx, actor, "users.disable", userID, nil); err != nil {
+			return err
+		}
+		u, err = s.Users.ByID(ctx, userID)
+		return err
+	})
+	if err != nil {
+		return users.User{}, sessions.Result{}, wrap("disable", err)
+	}
+	return u, res, nil
+}
+
+// Enable lets a disabled account sign in again. Its old sessions stay
+// ended.
+func (s *Service) Enable(ctx context.Context, userID, actor string) (users.User, error) {
+	var u users.User
+	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		if err := s.Users.SetDisabled(ctx, userID, false); err != nil {
+			return err
+		}
+		if err := s.audit(ctx, tx, actor, "users.enable", userID, nil); err != nil {
+			return err
+		}
+		var err error
+		u, err = s.Users.ByID(ctx, userID)
+		return err
+	})
+	if err != nil {
+		return users.User{}, wrap("enable", err)
+	}
+	return u, nil
+}
+
+// RetryNotification makes an undelivered logout notification due now, even
+// one that failed or was abandoned. backchannel.ErrNotFound when id names
+// no undelivered notification (a malformed id included).
+func (s *Service) RetryNotification(ctx context.Context, id, actor string) error {
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n <= 0 {
+		return backchannel.ErrNotFound
+	}
+	err = db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		if err := backchannel.Retry(ctx, s.Pool, n); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, actor, "outbox.retry", "outbox:"+strconv.FormatInt(n, 10), nil)
+	})
+	return wrap("retry notification", err)
+}
+
+// audit records an administrative action in the caller's transaction.
+func (s *Service) audit(ctx context.Context, q db.Querier, actor, action, target string, details any) error {
+	if details == nil {
+		details = struct{}{}
+	}
+	b, err := json.Marshal(details)
+	if err != nil {
+		return err
+	}
+	_, err = q.Exec(ctx, `INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)`,
+		s.now(), actor, action, target, b)
+	return err
+}
+
+// wrap adds context to unexpected errors; the sentinels callers map to a
+// status pass through unwrapped so their messages stay short.
+func wrap(op string, err error) error {
+	if err == nil || errors.Is(err, users.ErrNotFound) || errors.Is(err, backchannel.ErrNotFound) {
+		return err
+	}
+	return fmt.Errorf("admin: %s: %w", op, err)
+}

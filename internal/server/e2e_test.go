@@ -61,6 +61,19 @@ func TestProvider_CodeFlow(t *testing.T) {
 		if info.Subject != user.ID || info.Email != "alice@example.com" {
 			t.Errorf("userinfo = %+v", info)
 		}
+		// POST works too; a refresh token is not a bearer token.
+		for token, want := range map[string]int{tok.AccessToken: http.StatusOK, tok.RefreshToken: http.StatusUnauthorized} {
+			req, _ := http.NewRequest("POST", h.Issuer+"/userinfo", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("POST /userinfo: status %d, want %d", resp.StatusCode, want)
+			}
+		}
 	})
 
 	t.Run("introspection", func(t *testing.T) {

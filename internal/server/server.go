@@ -177,13 +177,13 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	provider.Mount(mux)
 	loginHandler.Mount(mux)
 	// --- account (owned by internal/account) ---
-	accountHandler := &account.Handler{Sessions: sess, Users: userStore, TOTP: totp, Login: loginHandler,
-		Templates: tpl, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA}
+	accountHandler := &account.Handler{Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Login: loginHandler,
+		Templates: tpl, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA, ClientName: loginHandler.ClientName}
 	accountHandler.Mount(mux)
 	// --- end account ---
 	// --- admin (owned by internal/admin) ---
-	adminAPI := &admin.API{Pool: pool, Users: userStore, Sessions: sess, Tokens: provider.OAuth2,
-		Logger: cfg.Logger, Now: cfg.Now}
+	adminAPI := &admin.API{Tokens: provider.OAuth2, Logger: cfg.Logger,
+		Service: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, MFA: totp, Now: cfg.Now}}
 	adminAPI.Mount(mux)
 	// --- end admin ---
 	mux.Handle("GET /static/", web.Static())

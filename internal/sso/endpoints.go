@@ -90,8 +90,10 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		bearerError(w, http.StatusUnauthorized, "invalid_request", "An access token is required.")
 		return
 	}
-	_, ar, err := p.OAuth2.IntrospectToken(ctx, token, fosite.AccessToken, openid.NewDefaultSession())
-	if err != nil {
+	// fosite falls back to refresh tokens when the access-token lookup
+	// fails; a refresh token is not a bearer credential here.
+	use, ar, err := p.OAuth2.IntrospectToken(ctx, token, fosite.AccessToken, openid.NewDefaultSession())
+	if err != nil || use != fosite.AccessToken {
 		bearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked.")
 		return
 	}

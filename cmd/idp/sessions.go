@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/users"
+)
+
+// cliActor is who the audit log names for changes made with the CLI.
+const cliActor = "cli"
+
+// newAdmin builds the administrative service on pool, as the server does,
+// so the CLI and the admin API act alike.
+func newAdmin(pool *pgxpool.Pool) *admin.Service {
+	return &admin.Service{Pool: pool, Users: users.NewStore(pool), Now: time.Now,
+		Sessions: &sessions.Manager{Pool: pool, Now: time.Now}}
+}
+
+// findUser finds the account an email names, with a message a person can
+// act on when there is none.
+func findUser(ctx context.Context, svc *admin.Service, email string) (users.User, error) {
+	a, err := svc.FindUser(ctx, email)
+	if errors.Is(err, users.ErrNotFound) {
+		return users.User{}, fmt.Errorf("no user with email %s (see 'idp users list')", strings.TrimSpace(email))
+	}
+	return a.User, err
+}
+
+func sessionsListCommand(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("sessions list", "--user EMAIL [--include-revoked] [--json]")
+	email := fs.String("user", "", "the user's email `address` (required)")
+	revoked := fs.Bool("include-revoked", false, "also list sessions revoked in the last week, with the state of each app's logout notification")
+	dbURL := c.databaseFlag(fs)
+	asJSON := jsonFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "user"); err != nil {
+		return err
+	}
+	pool, err := c.openPool(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	svc := newAdmin(pool)
+	u, err := findUser(ctx, svc, *email)
+	if err != nil {
+		return err
+	}
+	list, err := svc.ListSessions(ctx, u.ID, admin.ListOptions{Revoked: *revoked})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(c.stdout, list)
+	}
+	if len(list.Sessions) == 0 {
+		_, err := fmt.Fprintf(c.stdout, "%s has no live sessions\n", u.Email)
+		return err
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	header := "SID\tSTARTED\tLAST SEEN\tDEVICE\tADDRESS\tAPPS"
+	if *revoked {
+		header += "\tENDED"
+	}
+	fmt.Fprintln(tw, header)
+	for _, s := range list.Sessions {
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", s.SID, timestamp(s.CreatedAt), timestamp(s.LastSeenAt),
+			orDash(shorten(s.UserAgent, 40)), orDash(s.IP), orDash(appsColumn(s.Apps)))
+		if *revoked {
+			ended := "-"
+			if s.RevokedAt != nil {
+				ended = timestamp(*s.RevokedAt) + " " + s.RevokedReason
+			}
+			line += "\t" + ended
+		}
+		fmt.Fprintln(tw, line)
+	}
+	return tw.Flush()
+}
+
+// appsColumn names a session's apps and, once it has ended, whether each
+// confirmed the logout: "app-a: delivered, app-b: pending (3 attempts)".
+func appsColumn(apps []admin.App) string {
+	parts := make([]string, 0, len(apps))
+	for _, a := range apps {
+		p := a.ClientID
+		if n := len(a.Notifications); n > 0 {
+			last := a.Notifications[n-1]
+			p += ": " + last.State
+			if last.State != admin.StateDelivered && last.Attempts > 0 {
+				p += fmt.Sprintf(" (%d attempts)", last.Attempts)
+			}
+		}
+		parts = append(parts, p)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sessionsRevokeCommand(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("sessions revoke", "--user EMAIL [--json]")
+	email := fs.String("user", "", "the user's email `address` (required)")
+	dbURL := c.databaseFlag(fs)
+	asJSON := jsonFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "user"); err != nil {
+		return err
+	}
+	pool, err := c.openPool(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	svc := newAdmin(pool)
+	u, err := findUser(ctx, svc, *email)
+	if err != nil {
+		return err
+	}
+	res, err := svc.RevokeSessions(ctx, u.ID, cliActor)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(c.stdout, res)
+	}
+	_, err = fmt.Fprintf(c.stdout, "revoked %s of %s: %s\n", plural(res.Sessions, "session"), u.Email, counts(res))
+	return err
+}
+
+// counts describes what a revocation ended besides the sessions.
+func counts(res sessions.Result) string {
+	return fmt.Sprintf("%s, %s; %s queued",
+		plural(res.AccessTokens, "access token"), plural(res.RefreshTokens, "refresh token"),
+		plural(res.Notifications, "logout notification"))
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+func timestamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// shorten cuts s to n runes, marking the cut, so one long user agent does
+// not stretch the whole table.
+func shorten(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}

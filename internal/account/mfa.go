@@ -1,0 +1,326 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/users"
+	"github.com/idp/idp/web"
+)
+
+// enrollData is the account-enroll page.
+type enrollData struct {
+	Secret, Error string
+	// URI is typed as a trusted URL because html/template replaces any
+	// scheme but http(s) and mailto with "#ZgotmplZ". It is trusted: the
+	// scheme is always otpauth, and pquerna/otp escapes the account name.
+	URI template.URL
+}
+
+// recoveryData is the shared recovery page (its fields match login's).
+type recoveryData struct {
+	RecoveryCodes []string
+	Continue      string
+}
+
+func (h *Handler) enrollPage(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.signedIn(w, r)
+	if !ok {
+		return
+	}
+	h.renderEnroll(w, r, s, http.StatusOK, "")
+}
+
+// renderEnroll shows the pending enrollment, starting one if there is none,
+// so a reload shows the secret the person may already have scanned. With 2FA
+// already on it goes back to /account: an active secret is never shown.
+func (h *Handler) renderEnroll(w http.ResponseWriter, r *http.Request, s sessions.Session, status int, msg string) {
+	ctx := r.Context()
+	u, err := h.Users.ByID(ctx, s.UserID)
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	e, err := h.TOTP.Pending(ctx, u.ID, u.Email)
+	if errors.Is(err, mfa.ErrNotEnrolled) {
+		e, err = h.TOTP.Begin(ctx, u.ID, u.Email)
+	}
+	if errors.Is(err, mfa.ErrAlreadyEnrolled) {
+		http.Redirect(w, r, "/account?notice=mfa-on", http.StatusSeeOther)
+		return
+	}
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	h.Templates.Render(w, status, "account-enroll", "Set up two-factor authentication", h.Sessions.CSRFToken(r),
+		enrollData{Secret: e.Secret, URI: template.URL(e.URI), Error: msg})
+}
+
+// enrollQR serves the pending enrollment's QR code. It never starts an
+// enrollment (the page does), and an image request gets a status, not a
+// redirect into the sign-in.
+func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	web.NoStore(w)
+	s, err := h.Sessions.Current(ctx, r)
+	if errors.Is(err, sessions.ErrNoSession) {
+		http.Error(w, "not signed in", http.StatusUnauthorized)
+		return
+	}
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	u, err := h.Users.ByID(ctx, s.UserID)
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	e, err := h.TOTP.Pending(ctx, u.ID, u.Email)
+	if errors.Is(err, mfa.ErrNotEnrolled) || errors.Is(err, mfa.ErrAlreadyEnrolled) {
+		http.Error(w, "no two-factor set-up in progress", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Write(e.QRPNG)
+}
+
+// enrollSubmit turns 2FA on. It asks for the password as well as the first
+// code: otherwise whoever holds a stolen session cookie could enroll their
+// own phone, end the owner's other sessions and lock the owner out of their
+// next sign-in.
+func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.signedInPost(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	password, code := r.PostFormValue("password"), r.PostFormValue("code")
+	if password == "" || code == "" {
+		h.renderEnroll(w, r, s, http.StatusBadRequest, "Enter your password and the 6-digit code your authenticator app shows.")
+		return
+	}
+	if msg, status, ok := h.checkPassword(w, r, s, password); !ok {
+		if status != 0 {
+			h.renderEnroll(w, r, s, status, msg)
+		}
+		return
+	}
+	var codes []string
+	err := h.changeFactors(ctx, s, func(ctx context.Context) (err error) {
+		codes, err = h.TOTP.Confirm(ctx, s.UserID, code)
+		return err
+	})
+	switch {
+	case errors.Is(err, mfa.ErrAlreadyEnrolled):
+		http.Redirect(w, r, "/account?notice=mfa-on", http.StatusSeeOther)
+		return
+	case errors.Is(err, mfa.ErrNotEnrolled):
+		// The pending secret went away (turned on and off in another
+		// window, say): renderEnroll starts a new one.
+		h.renderEnroll(w, r, s, http.StatusConflict,
+			"The set-up was started again, so the key changed. Scan the new code below and enter the code it shows.")
+		return
+	case err != nil:
+		msg, status, known := codeError(w, err, "Enter the 6 digits your authenticator app shows.")
+		if !known {
+			h.internal(w, err)
+			return
+		}
+		h.renderEnroll(w, r, s, status, msg)
+		return
+	}
+	// The session now has two factors: record that, and rotate its cookie
+	// value so one seen before the change is worthless.
+	amr := []string{sessions.AMRPassword, sessions.AMROTP, sessions.AMRMFA}
+	if err := h.Sessions.StepUp(ctx, w, s.ID, s.UserID, amr, sessions.ACRMFA); err != nil {
+		h.internal(w, err)
+		return
+	}
+	h.Templates.Render(w, http.StatusOK, "recovery", "Save your recovery codes", "",
+		recoveryData{RecoveryCodes: codes, Continue: "/account"})
+}
+
+// regenerateSubmit replaces the recovery codes. It asks for a current code
+// (from the app, or a recovery code), not the password: the codes stand in
+// for the second factor, so proof of that factor is what guards them.
+func (h *Handler) regenerateSubmit(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.signedInPost(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	code := r.PostFormValue("code")
+	if code == "" {
+		h.renderOverview(w, r, s, http.StatusBadRequest, overviewData{
+			RecoveryError: "Enter the 6-digit code from your authenticator app (or a recovery code) to make new recovery codes."})
+		return
+	}
+	var codes []string
+	err := h.changeFactors(ctx, s, func(ctx context.Context) error {
+		if _, err := h.TOTP.Verify(ctx, s.UserID, code); err != nil {
+			return err
+		}
+		var err error
+		codes, err = h.TOTP.RegenerateRecoveryCodes(ctx, s.UserID)
+		return err
+	})
+	switch {
+	case errors.Is(err, mfa.ErrNotEnrolled):
+		h.renderOverview(w, r, s, http.StatusConflict, overviewData{
+			RecoveryError: "Two-factor authentication is off, so there are no recovery codes to replace. Set it up first."})
+		return
+	case err != nil:
+		msg, status, known := codeError(w, err, "")
+		if !known {
+			h.internal(w, err)
+			return
+		}
+		h.renderOverview(w, r, s, status, overviewData{RecoveryError: msg + " Your recovery codes were not changed."})
+		return
+	}
+	h.Templates.Render(w, http.StatusOK, "recovery", "Your new recovery codes", "",
+		recoveryData{RecoveryCodes: codes, Continue: "/account"})
+}
+
+// disableSubmit turns 2FA off. It needs both the password and a current
+// code (or a recovery code): a stolen session alone, or a stolen phone
+// alone, cannot remove the second factor.
+func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.signedInPost(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	u, err := h.Users.ByID(ctx, s.UserID)
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	fail := func(status int, msg string) {
+		h.renderOverview(w, r, s, status, overviewData{DisableError: msg})
+	}
+	// Refused before anything is checked, so no code is spent on it.
+	if h.RequireMFA || u.RequireMFA {
+		fail(http.StatusForbidden, "Two-factor authentication is required for your account, so it cannot be turned off. "+
+			"If you lost your phone, sign in with a recovery code and make new ones, or ask an administrator to reset it.")
+		return
+	}
+	password, code := r.PostFormValue("password"), r.PostFormValue("code")
+	if password == "" || code == "" {
+		fail(http.StatusBadRequest, "Enter your password and a current code (or a recovery code) to turn two-factor authentication off.")
+		return
+	}
+	if msg, status, ok := h.checkPassword(w, r, s, password); !ok {
+		if status != 0 {
+			fail(status, msg+" Two-factor authentication is still on.")
+		}
+		return
+	}
+	err = h.changeFactors(ctx, s, func(ctx context.Context) error {
+		if _, err := h.TOTP.Verify(ctx, s.UserID, code); err != nil {
+			return err
+		}
+		return h.TOTP.Disable(ctx, s.UserID)
+	})
+	switch {
+	case errors.Is(err, mfa.ErrNotEnrolled):
+		http.Redirect(w, r, "/account?notice=mfa-none", http.StatusSeeOther)
+	case err != nil:
+		msg, status, known := codeError(w, err, "")
+		if !known {
+			h.internal(w, err)
+			return
+		}
+		fail(status, msg+" Two-factor authentication is still on.")
+	default:
+		http.Redirect(w, r, "/account?notice=mfa-off", http.StatusSeeOther)
+	}
+}
+
+// changeFactors runs change and, in the same transaction, ends the user's
+// other sessions and all their tokens, so no session that existed before
+// the change outlives it (and a failure leaves both undone). A verdict of
+// mfa (wrong code, throttled…) is returned as is and still committed: the
+// failure count it recorded must stick.
+func (h *Handler) changeFactors(ctx context.Context, s sessions.Session, change func(ctx context.Context) error) error {
+	var verdict error
+	err := db.InTx(ctx, h.Pool, func(ctx context.Context, _ pgx.Tx) error {
+		if err := change(ctx); err != nil {
+			if isVerdict(err) {
+				verdict = err
+				return nil
+			}
+			return err
+		}
+		_, err := h.Sessions.Revoke(ctx, sessions.Revocation{
+			UserID: s.UserID, ExceptSID: s.ID, Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: actor(s),
+		})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("account: change factors: %w", err)
+	}
+	return verdict
+}
+
+func isVerdict(err error) bool {
+	var te *mfa.ThrottledError
+	return errors.Is(err, mfa.ErrInvalidCode) || errors.Is(err, mfa.ErrReplayed) || errors.Is(err, mfa.ErrMalformedCode) ||
+		errors.Is(err, mfa.ErrNotEnrolled) || errors.Is(err, mfa.ErrAlreadyEnrolled) || errors.As(err, &te)
+}
+
+// checkPassword re-confirms the password before a change of factors. When
+// it is not right it returns the message and status to show; status 0
+// means an internal error was already answered.
+func (h *Handler) checkPassword(w http.ResponseWriter, r *http.Request, s sessions.Session, password string) (msg string, status int, ok bool) {
+	err := h.Users.VerifyPassword(r.Context(), s.UserID, password)
+	var throttled *users.ThrottledError
+	switch {
+	case err == nil:
+		return "", 0, true
+	case errors.As(err, &throttled):
+		retryAfter(w, throttled.RetryAfter)
+		return fmt.Sprintf("Too many wrong passwords. Wait %s, then try again.", humanDuration(throttled.RetryAfter)),
+			http.StatusTooManyRequests, false
+	case errors.Is(err, users.ErrInvalidCredentials):
+		return "That password is not right. Enter the password you sign in with.", http.StatusUnauthorized, false
+	}
+	h.internal(w, err)
+	return "", 0, false
+}
+
+// codeError turns a verification verdict into a message that says what to
+// do. malformed replaces the default hint for a code that is not a code.
+func codeError(w http.ResponseWriter, err error, malformed string) (msg string, status int, ok bool) {
+	var throttled *mfa.ThrottledError
+	switch {
+	case errors.As(err, &throttled):
+		retryAfter(w, throttled.RetryAfter)
+		return fmt.Sprintf("Too many wrong codes. Wait %s, then try again.", humanDuration(throttled.RetryAfter)),
+			http.StatusTooManyRequests, true
+	case errors.Is(err, mfa.ErrMalformedCode):
+		if malformed == "" {
+			malformed = "Enter the 6-digit code from your authenticator app, or one of your recovery codes (like abcde-fghij)."
+		}
+		return malformed, http.StatusBadRequest, true
+	case errors.Is(err, mfa.ErrReplayed):
+		return "That code was already used. Wait for the next code from your app and enter it.", http.StatusUnauthorized, true
+	case errors.Is(err, mfa.ErrInvalidCode):
+		return "That code is not right. Check that your phone's clock is set automatically and enter the current code.", http.StatusUnauthorized, true
+	}
+	return "", 0, false
+}

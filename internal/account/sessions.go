@@ -1,0 +1,196 @@
+package account
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/idp/idp/internal/sessions"
+)
+
+// sessionView is one session as the account page lists it.
+type sessionView struct {
+	ID          string
+	Device      string // "Firefox on Linux"
+	UserAgent   string // the full string, for the tooltip
+	IP          string
+	Started     string
+	StartedISO  string
+	LastSeen    string // "5 minutes ago"
+	LastSeenISO string
+	Apps        []appView
+	Current     bool
+	MultiFactor bool
+}
+
+type appView struct {
+	ID, Name string // Name is "" when it would only repeat ID
+}
+
+// sessionViews lists the current session first, then the others newest
+// first (ListByUser's order).
+func (h *Handler) sessionViews(ctx context.Context, list []sessions.Session, currentSID string) []sessionView {
+	now := h.Now()
+	out := make([]sessionView, 0, len(list))
+	for _, s := range list {
+		v := sessionView{
+			ID: s.ID, Device: deviceName(s.UserAgent), UserAgent: s.UserAgent, IP: s.IP,
+			Started: formatTime(s.CreatedAt), StartedISO: s.CreatedAt.UTC().Format(time.RFC3339),
+			LastSeen: ago(now, s.LastSeenAt), LastSeenISO: s.LastSeenAt.UTC().Format(time.RFC3339),
+			Current: s.ID == currentSID, MultiFactor: s.MultiFactor(),
+		}
+		for _, id := range s.Clients {
+			a := appView{ID: id}
+			if h.ClientName != nil {
+				if n := h.ClientName(ctx, id); n != id {
+					a.Name = n
+				}
+			}
+			v.Apps = append(v.Apps, a)
+		}
+		if v.Current {
+			out = append([]sessionView{v}, out...)
+		} else {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// signOutSession ends one of the person's sessions. The revocation names
+// the user as well as the sid, so a sid of someone else's session matches
+// nothing and ends nothing.
+func (h *Handler) signOutSession(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.signedInPost(w, r)
+	if !ok {
+		return
+	}
+	sid := r.PathValue("sid")
+	res, err := h.Sessions.Revoke(r.Context(), sessions.Revocation{
+		SIDs: []string{sid}, UserID: s.UserID, Reason: sessions.ReasonUserSignOut, Actor: actor(s),
+	})
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	switch {
+	case res.Sessions == 0:
+		h.renderOverview(w, r, s, http.StatusNotFound, overviewData{
+			Error: "That session was not found among yours; it may have ended already. The list below is up to date."})
+	case sid == s.ID:
+		h.signedOut(w, false)
+	default:
+		// Post/redirect/get: a reload does not post the form again.
+		http.Redirect(w, r, "/account?notice=session-ended", http.StatusSeeOther)
+	}
+}
+
+// signOutEverywhere ends all the person's sessions, this one included, and
+// their offline_access tokens: after it nothing signed in as them remains.
+func (h *Handler) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.signedInPost(w, r)
+	if !ok {
+		return
+	}
+	_, err := h.Sessions.Revoke(r.Context(), sessions.Revocation{
+		UserID: s.UserID, Reason: sessions.ReasonUserSignOutAll, IncludeOffline: true, Actor: actor(s),
+	})
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	h.signedOut(w, true)
+}
+
+type signedOutData struct {
+	Everywhere bool
+}
+
+// signedOut tells the browser to forget its (now revoked) session cookie
+// and shows that it is signed out.
+func (h *Handler) signedOut(w http.ResponseWriter, everywhere bool) {
+	h.Sessions.ClearCookie(w)
+	h.Templates.Render(w, http.StatusOK, "account-signed-out", "Signed out", "", signedOutData{Everywhere: everywhere})
+}
+
+func formatTime(t time.Time) string {
+	return t.UTC().Format("2 Jan 2006, 15:04 UTC")
+}
+
+// ago says how long before now t was, coarsely, as people say it.
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return plural(int(d/time.Minute), "minute") + " ago"
+	case d < 24*time.Hour:
+		return plural(int(d/time.Hour), "hour") + " ago"
+	}
+	return formatTime(t)
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}
+
+// deviceName shortens a User-Agent to what a person recognises: the
+// browser and the system ("Firefox on Linux"). Browsers all claim to be
+// Mozilla, Safari and often Chrome at once, so the order of the checks
+// matters: the most specific token wins. Anything else shows its first
+// product token ("curl", "Go-http-client"), cut to a readable length.
+func deviceName(ua string) string {
+	ua = strings.TrimSpace(ua)
+	if ua == "" {
+		return "Unknown device"
+	}
+	browser := firstMatch(ua, []match{
+		{"Edg/", "Edge"}, {"EdgA/", "Edge"}, {"EdgiOS/", "Edge"},
+		{"OPR/", "Opera"}, {"Opera", "Opera"}, {"SamsungBrowser/", "Samsung Internet"},
+		{"Firefox/", "Firefox"}, {"FxiOS/", "Firefox"},
+		{"CriOS/", "Chrome"}, {"Chrome/", "Chrome"}, {"Chromium/", "Chromium"},
+		{"Version/", "Safari"}, // Safari's own version token; Chrome-based browsers matched above
+	})
+	system := firstMatch(ua, []match{
+		{"iPhone", "iPhone"}, {"iPad", "iPad"}, {"Android", "Android"},
+		{"Windows", "Windows"}, {"CrOS", "ChromeOS"}, {"Macintosh", "macOS"}, {"Mac OS X", "macOS"},
+		{"Linux", "Linux"},
+	})
+	switch {
+	case browser != "" && system != "":
+		return browser + " on " + system
+	case browser != "":
+		return browser
+	case system != "" && strings.HasPrefix(ua, "Mozilla/"):
+		return "Browser on " + system
+	}
+	product, _, _ := strings.Cut(ua, " ")
+	product, _, _ = strings.Cut(product, "/")
+	return shorten(product, 32)
+}
+
+type match struct{ token, name string }
+
+func firstMatch(ua string, ms []match) string {
+	for _, m := range ms {
+		if strings.Contains(ua, m.token) {
+			return m.name
+		}
+	}
+	return ""
+}
+
+// shorten cuts s to at most n characters, marking the cut.
+func shorten(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}

@@ -1,0 +1,254 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+
+	"github.com/idp/idp/internal/sso/backchannel"
+	"github.com/idp/idp/internal/users"
+)
+
+// Scope is the OAuth scope an access token needs for the API. The
+// authorization endpoint grants it only to administrators.
+const Scope = "admin"
+
+// API serves /admin/api:
+//
+//	GET    /admin/api/users?email=E            the account (404 if none, 400 without email)
+//	GET    /admin/api/users/{id}                the account
+//	GET    /admin/api/users/{id}/sessions       live sessions, their apps and notifications;
+//	                                            ?include=revoked adds the recently revoked ones
+//	DELETE /admin/api/users/{id}/sessions       revoke all sessions and tokens; the counts
+//	POST   /admin/api/users/{id}/disable        disable and revoke; the account and the counts
+//	POST   /admin/api/users/{id}/enable         enable; the account
+//	POST   /admin/api/outbox/{id}/retry         retry a logout notification now (202)
+//
+// Errors are JSON {"error", "error_description"}; an unknown or malformed
+// id is 404.
+type API struct {
+	Service *Service
+	// Tokens introspects bearer tokens (the fosite provider).
+	Tokens fosite.OAuth2Provider
+	Logger *slog.Logger
+}
+
+// handler is an admin route: it runs after authentication, for the
+// administrator adm, and returns an error for fail to map to a status.
+type handler func(w http.ResponseWriter, r *http.Request, adm users.User) error
+
+// Mount registers the admin routes.
+func (a *API) Mount(mux *http.ServeMux) {
+	routes := map[string]handler{
+		"GET /admin/api/users":                  a.findUser,
+		"GET /admin/api/users/{id}":             a.user,
+		"GET /admin/api/users/{id}/sessions":    a.listSessions,
+		"DELETE /admin/api/users/{id}/sessions": a.revokeSessions,
+		"POST /admin/api/users/{id}/disable":    a.disable,
+		"POST /admin/api/users/{id}/enable":     a.enable,
+		"POST /admin/api/outbox/{id}/retry":     a.retry,
+		"/admin/api/":                           a.notFound,
+	}
+	for pattern, h := range routes {
+		mux.Handle(pattern, a.authenticated(h))
+	}
+}
+
+func (a *API) findUser(w http.ResponseWriter, r *http.Request, _ users.User) error {
+	email := strings.TrimSpace(r.URL.Query().Get("email"))
+	if email == "" {
+		return badRequest("The email query parameter is required.")
+	}
+	u, err := a.Service.FindUser(r.Context(), email)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, u)
+}
+
+func (a *API) user(w http.ResponseWriter, r *http.Request, _ users.User) error {
+	u, err := a.Service.User(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, u)
+}
+
+func (a *API) listSessions(w http.ResponseWriter, r *http.Request, _ users.User) error {
+	var opt ListOptions
+	switch inc := r.URL.Query().Get("include"); inc {
+	case "":
+	case "revoked":
+		opt.Revoked = true
+	default:
+		return badRequest(`include must be "revoked" or absent.`)
+	}
+	list, err := a.Service.ListSessions(r.Context(), r.PathValue("id"), opt)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+func (a *API) revokeSessions(w http.ResponseWriter, r *http.Request, adm users.User) error {
+	res, err := a.Service.RevokeSessions(r.Context(), r.PathValue("id"), actor(adm))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
+func (a *API) disable(w http.ResponseWriter, r *http.Request, adm users.User) error {
+	u, res, err := a.Service.Disable(r.Context(), r.PathValue("id"), actor(adm))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"user": u, "revoked": res})
+}
+
+func (a *API) enable(w http.ResponseWriter, r *http.Request, adm users.User) error {
+	u, err := a.Service.Enable(r.Context(), r.PathValue("id"), actor(adm))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"user": u})
+}
+
+func (a *API) retry(w http.ResponseWriter, r *http.Request, adm users.User) error {
+	if err := a.Service.RetryNotification(r.Context(), r.PathValue("id"), actor(adm)); err != nil {
+		return err
+	}
+	// Accepted: the workers deliver it, and the sessions listing shows how
+	// that went.
+	return writeJSON(w, http.StatusAccepted, map[string]any{"id": r.PathValue("id"), "state": StatePending})
+}
+
+func (a *API) notFound(http.ResponseWriter, *http.Request, users.User) error {
+	return &apiError{status: http.StatusNotFound, code: "not_found", desc: "No such admin API endpoint."}
+}
+
+func actor(adm users.User) string { return "admin:" + adm.ID }
+
+// authenticated runs h for a request that carries a live access token of
+// this provider with the admin scope, whose subject is an enabled
+// administrator now: the scope was granted when they were one, and that
+// may have changed since.
+func (a *API) authenticated(h handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		adm, err := a.authenticate(r)
+		if err == nil {
+			err = h(w, r, adm)
+		}
+		if err != nil {
+			a.fail(w, r, err)
+		}
+	})
+}
+
+func (a *API) authenticate(r *http.Request) (users.User, error) {
+	// Only the Authorization header: a token in a query string ends up in
+	// logs, and a form body is not what an API client sends.
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return users.User{}, errNoToken
+	}
+	ctx := r.Context()
+	use, ar, err := a.Tokens.IntrospectToken(ctx, token, fosite.AccessToken, openid.NewDefaultSession())
+	// fosite falls back to refresh tokens when the hint does not match; a
+	// refresh token is not a bearer credential.
+	if err != nil || use != fosite.AccessToken {
+		return users.User{}, errInvalidToken
+	}
+	if !ar.GetGrantedScopes().Has(Scope) {
+		return users.User{}, errInsufficientScope
+	}
+	// A client_credentials token has no user subject and is refused here.
+	u, err := a.Service.Users.ByID(ctx, ar.GetSession().GetSubject())
+	if errors.Is(err, users.ErrNotFound) || (err == nil && (!u.IsAdmin || u.Disabled())) {
+		return users.User{}, errInsufficientScope
+	}
+	if err != nil {
+		return users.User{}, err
+	}
+	return u, nil
+}
+
+// apiError is an error the client caused, with its status and code.
+type apiError struct {
+	status     int
+	code, desc string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.desc }
+
+func badRequest(desc string) error {
+	return &apiError{status: http.StatusBadRequest, code: "invalid_request", desc: desc}
+}
+
+var (
+	errNoToken = &apiError{status: http.StatusUnauthorized, code: "unauthorized",
+		desc: "A bearer access token with the admin scope is required."}
+	errInvalidToken = &apiError{status: http.StatusUnauthorized, code: "invalid_token",
+		desc: "The access token is invalid, expired or revoked."}
+	errInsufficientScope = &apiError{status: http.StatusForbidden, code: "insufficient_scope",
+		desc: "The access token lacks the admin scope, or its holder is no longer an enabled administrator."}
+)
+
+// challenge is the WWW-Authenticate value for e (RFC 6750 §3): no error
+// code for a request without credentials, the code and description
+// otherwise, and the scope needed when it was missing.
+func (e *apiError) challenge() string {
+	switch {
+	case e == errNoToken:
+		return `Bearer realm="idp"`
+	case e.status == http.StatusUnauthorized:
+		return `Bearer error="` + e.code + `", error_description="` + e.desc + `"`
+	case e.code == "insufficient_scope":
+		return `Bearer error="` + e.code + `", error_description="` + e.desc + `", scope="` + Scope + `"`
+	}
+	return ""
+}
+
+// fail is the one place errors become statuses. Only errors the client did
+// not cause are logged.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var e *apiError
+	switch {
+	case errors.As(err, &e):
+	case errors.Is(err, users.ErrNotFound):
+		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No such user."}
+	case errors.Is(err, backchannel.ErrNotFound):
+		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No undelivered notification with that id."}
+	default:
+		log := a.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		log.ErrorContext(r.Context(), "admin api", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = &apiError{status: http.StatusInternalServerError, code: "server_error", desc: "Internal error."}
+	}
+	if c := e.challenge(); c != "" {
+		w.Header().Set("WWW-Authenticate", c)
+	}
+	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.desc})
+}
+
+// writeJSON fails only before anything is written, so fail can still
+// answer; an error writing the body means the client is gone.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n')) //nolint:errcheck // the client is gone
+	return nil
+}

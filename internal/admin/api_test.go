@@ -1,0 +1,512 @@
+package admin_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/servertest"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/users"
+)
+
+const password = "correct horse battery staple"
+
+// response is one admin API answer with its body read.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// call sends method path to the instance with auth as the Authorization
+// header ("" sends none).
+func call(t *testing.T, h *servertest.Harness, method, path, auth string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, h.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: body}
+}
+
+// want fails t unless r has status, and decodes the body into out (if not
+// nil).
+func (r response) want(t *testing.T, status int, out any) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d; body: %s", r.status, status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q, want application/json", ct)
+	}
+	if out != nil {
+		if err := json.Unmarshal(r.body, out); err != nil {
+			t.Fatalf("body is not the expected JSON: %v\n%s", err, r.body)
+		}
+	}
+}
+
+// wantError fails t unless r is an error with status and code in the
+// documented JSON shape.
+func (r response) wantError(t *testing.T, status int, code string) {
+	t.Helper()
+	var e struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	r.want(t, status, &e)
+	if e.Error != code || e.Description == "" {
+		t.Fatalf("error %+v, want code %q with a description", e, code)
+	}
+}
+
+// withScopes is rp asking for scopes on top of its defaults.
+func withScopes(rp *servertest.RP, scopes ...string) *servertest.RP {
+	c := *rp
+	c.Conf.Scopes = append(append([]string{}, rp.Conf.Scopes...), scopes...)
+	return &c
+}
+
+// signIn signs br in to rp (with the password form unless br already has a
+// session) and returns the tokens.
+func signIn(t *testing.T, br *servertest.Browser, rp *servertest.RP, email string) *oauth2.Token {
+	t.Helper()
+	a := rp.AuthURL()
+	p := br.Get(a.URL)
+	if p.IsLoginForm() {
+		p = br.SignIn(a.URL, email, password)
+	}
+	tok, _, _ := rp.Exchange(t, rp.Code(t, p, a), a)
+	return tok
+}
+
+func bearer(tok string) string { return "Bearer " + tok }
+
+// signedOut reports whether br is asked to sign in again at rp.
+func signedOut(t *testing.T, br *servertest.Browser, rp *servertest.RP) bool {
+	t.Helper()
+	return br.Get(rp.AuthURL().URL).IsLoginForm()
+}
+
+func auditCount(t *testing.T, h *servertest.Harness) int {
+	t.Helper()
+	var n int
+	if err := h.DB.Pool.QueryRow(h.Ctx, `SELECT count(*) FROM audit_log`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func liveSessions(t *testing.T, h *servertest.Harness, userID string) int {
+	t.Helper()
+	list, err := h.Srv.Sessions.ListByUser(h.Ctx, userID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(list)
+}
+
+func notifications(list admin.SessionList) []admin.Notification {
+	var out []admin.Notification
+	for _, s := range list.Sessions {
+		for _, a := range s.Apps {
+			out = append(out, a.Notifications...)
+		}
+	}
+	return out
+}
+
+// TestAPI drives the admin API over real HTTP with real access tokens: an
+// administrator signs in to a console app asking for the admin scope, and
+// manages alice, who is signed in to two apps from two browsers.
+func TestAPI(t *testing.T) {
+	h := servertest.New(t)
+	// Deliveries happen when the test says, so each notification state can
+	// be seen.
+	h.StopBackground()
+	ctx := h.Ctx
+	root, err := h.Srv.Users.Create(ctx, users.NewUser{Email: "root@example.com", Name: "Root", Password: password, Admin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice := h.CreateUser("alice@example.com", password)
+	h.CreateUser("mallory@example.com", password)
+
+	console := h.NewRP("console", func(c *clients.Client) { c.Scopes = append(c.Scopes, admin.Scope) })
+	recvA, recvB := h.NewReceiver("app-a"), h.NewReceiver("app-b")
+	appA := h.NewRP("app-a", func(c *clients.Client) { c.BackchannelLogoutURI = recvA.URL })
+	appB := h.NewRP("app-b", func(c *clients.Client) { c.BackchannelLogoutURI = recvB.URL })
+
+	rootBrowser := servertest.NewBrowser(t)
+	adminTok := signIn(t, rootBrowser, withScopes(console, admin.Scope), root.Email)
+	auth := bearer(adminTok.AccessToken)
+	// The same administrator, same session, without asking for the scope.
+	plainTok := signIn(t, rootBrowser, console, root.Email)
+	// A regular user asking for it is not granted it.
+	malloryTok := signIn(t, servertest.NewBrowser(t), withScopes(console, admin.Scope), "mallory@example.com")
+	// A client's own token, with the scope, but no user behind it.
+	cc := clientcredentials.Config{ClientID: console.ID, ClientSecret: console.Secret,
+		TokenURL: console.Conf.Endpoint.TokenURL, Scopes: []string{admin.Scope}}
+	ccTok, err := cc.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// alice: two browsers, each signed in to both apps.
+	aliceBrowsers := []*servertest.Browser{servertest.NewBrowser(t), servertest.NewBrowser(t)}
+	var aliceTokens []*oauth2.Token
+	for _, br := range aliceBrowsers {
+		aliceTokens = append(aliceTokens, signIn(t, br, appA, alice.Email), signIn(t, br, appB, alice.Email))
+	}
+	aliceSessions := "/admin/api/users/" + alice.ID + "/sessions"
+
+	t.Run("authentication", func(t *testing.T) {
+		if adminTok.RefreshToken == "" {
+			t.Fatal("the console got no refresh token to try as a bearer token")
+		}
+		before := auditCount(t, h)
+		cases := []struct {
+			name      string
+			auth      string
+			status    int
+			code      string
+			challenge string // prefix of WWW-Authenticate
+		}{
+			{"no token", "", 401, "unauthorized", `Bearer realm="idp"`},
+			{"other scheme", "Basic Y29uc29sZTpzZWNyZXQ=", 401, "unauthorized", `Bearer realm="idp"`},
+			{"empty bearer", "Bearer ", 401, "unauthorized", `Bearer realm="idp"`},
+			{"garbage", "Bearer not-a-token", 401, "invalid_token", `Bearer error="invalid_token"`},
+			{"refresh token", bearer(adminTok.RefreshToken), 401, "invalid_token", `Bearer error="invalid_token"`},
+			{"admin without the admin scope", bearer(plainTok.AccessToken), 403, "insufficient_scope", `Bearer error="insufficient_scope"`},
+			{"non-admin asking for the admin scope", bearer(malloryTok.AccessToken), 403, "insufficient_scope", `Bearer error="insufficient_scope"`},
+			{"client credentials with the admin scope", bearer(ccTok.AccessToken), 403, "insufficient_scope", `Bearer error="insufficient_scope"`},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				// A revoke-all, so that a wrongly accepted token would show.
+				r := call(t, h, "DELETE", aliceSessions, tc.auth)
+				r.wantError(t, tc.status, tc.code)
+				if got := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(got, tc.challenge) {
+					t.Fatalf("WWW-Authenticate %q, want prefix %q", got, tc.challenge)
+				}
+			})
+		}
+		if n := liveSessions(t, h, alice.ID); n != 2 {
+			t.Fatalf("alice has %d live sessions after refused requests, want 2", n)
+		}
+		if after := auditCount(t, h); after != before {
+			t.Fatalf("refused requests wrote %d audit records", after-before)
+		}
+	})
+
+	t.Run("find user", func(t *testing.T) {
+		cases := []struct {
+			name, path string
+			status     int
+			code       string // for errors
+		}{
+			{"by email", "/admin/api/users?email=alice@example.com", 200, ""},
+			{"email ignores case", "/admin/api/users?email=ALICE@Example.com", 200, ""},
+			{"by id", "/admin/api/users/" + alice.ID, 200, ""},
+			{"unknown email", "/admin/api/users?email=nobody@example.com", 404, "not_found"},
+			{"missing email", "/admin/api/users", 400, "invalid_request"},
+			{"blank email", "/admin/api/users?email=%20", 400, "invalid_request"},
+			{"malformed id", "/admin/api/users/not-a-uuid", 404, "not_found"},
+			{"unknown id", "/admin/api/users/00000000-0000-0000-0000-000000000000", 404, "not_found"},
+			{"unknown endpoint", "/admin/api/nothing-here", 404, "not_found"},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				r := call(t, h, "GET", tc.path, auth)
+				if tc.code != "" {
+					r.wantError(t, tc.status, tc.code)
+					return
+				}
+				var got admin.Account
+				r.want(t, tc.status, &got)
+				if got.ID != alice.ID || got.Email != alice.Email || got.IsAdmin || got.Disabled() ||
+					got.MFAEnabled == nil || *got.MFAEnabled {
+					t.Fatalf("user = %+v, want alice, not admin, enabled, no 2FA", got)
+				}
+			})
+		}
+	})
+
+	t.Run("list sessions", func(t *testing.T) {
+		var list admin.SessionList
+		call(t, h, "GET", aliceSessions, auth).want(t, 200, &list)
+		if list.UserID != alice.ID || len(list.Sessions) != 2 {
+			t.Fatalf("listing = %+v, want alice's 2 sessions", list)
+		}
+		for _, s := range list.Sessions {
+			if len(s.Apps) != 2 || s.Apps[0].ClientID != "app-a" || s.Apps[1].ClientID != "app-b" {
+				t.Fatalf("session %s apps = %+v, want app-a then app-b", s.SID, s.Apps)
+			}
+			if !s.Apps[0].BackchannelLogout || s.Apps[0].Name != "App app-a" || s.Apps[0].SignedInAt == nil {
+				t.Fatalf("app = %+v, want its name, sign-in time and back-channel logout", s.Apps[0])
+			}
+			if s.RevokedAt != nil || len(s.Apps[0].Notifications) != 0 || s.UserAgent == "" {
+				t.Fatalf("live session %+v has revocation or notifications, or no user agent", s)
+			}
+		}
+		for _, tc := range []struct {
+			name, path string
+			status     int
+			code       string
+		}{
+			{"unknown include", aliceSessions + "?include=everything", 400, "invalid_request"},
+			{"malformed id", "/admin/api/users/42/sessions", 404, "not_found"},
+			{"unknown id", "/admin/api/users/00000000-0000-0000-0000-000000000000/sessions", 404, "not_found"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				call(t, h, "GET", tc.path, auth).wantError(t, tc.status, tc.code)
+			})
+		}
+	})
+
+	t.Run("revoke all", func(t *testing.T) {
+		var res sessions.Result
+		call(t, h, "DELETE", aliceSessions, auth).want(t, 200, &res)
+		if want := (sessions.Result{Sessions: 2, AccessTokens: 4, RefreshTokens: 4, Notifications: 4}); res != want {
+			t.Fatalf("counts = %+v, want %+v", res, want)
+		}
+		for i, tok := range aliceTokens {
+			if appA.Introspect(t, tok.AccessToken)["active"] != false {
+				t.Errorf("alice's access token %d is still active", i)
+			}
+		}
+		for i, br := range aliceBrowsers {
+			if !signedOut(t, br, appA) {
+				t.Errorf("alice's browser %d is still signed in", i)
+			}
+		}
+		var audited int
+		err := h.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_log
+			WHERE action = 'sessions.revoke' AND actor = $1 AND target = $2`, "admin:"+root.ID, alice.ID).Scan(&audited)
+		if err != nil || audited != 1 {
+			t.Fatalf("audit records of the revocation: %d (%v), want 1", audited, err)
+		}
+
+		var live admin.SessionList
+		call(t, h, "GET", aliceSessions, auth).want(t, 200, &live)
+		if len(live.Sessions) != 0 {
+			t.Fatalf("live sessions after revoke-all: %+v", live.Sessions)
+		}
+
+		// The notifications are queued, then delivered, and the listing
+		// with revoked sessions shows both states.
+		var list admin.SessionList
+		call(t, h, "GET", aliceSessions+"?include=revoked", auth).want(t, 200, &list)
+		if len(list.Sessions) != 2 || list.Sessions[0].RevokedReason != sessions.ReasonAdminRevoke {
+			t.Fatalf("revoked listing = %+v, want 2 sessions revoked by an admin", list)
+		}
+		pending := notifications(list)
+		if len(pending) != 4 {
+			t.Fatalf("notifications = %+v, want 4", pending)
+		}
+		for _, n := range pending {
+			if n.State != admin.StatePending || n.Attempts != 0 || n.NextAttemptAt == nil {
+				t.Fatalf("notification %+v, want pending, not yet attempted", n)
+			}
+		}
+		if _, err := h.Srv.Worker.DeliverDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		recvA.WaitFor(t, 2)
+		recvB.WaitFor(t, 2)
+		var after admin.SessionList
+		call(t, h, "GET", aliceSessions+"?include=revoked", auth).want(t, 200, &after)
+		delivered := notifications(after)
+		if len(delivered) != 4 {
+			t.Fatalf("notifications = %+v, want 4", delivered)
+		}
+		for _, n := range delivered {
+			if n.State != admin.StateDelivered || n.Attempts != 1 || n.DeliveredAt == nil || n.NextAttemptAt != nil {
+				t.Fatalf("notification %+v, want delivered at the first attempt", n)
+			}
+		}
+	})
+
+	t.Run("revoke again finds nothing", func(t *testing.T) {
+		var res sessions.Result
+		call(t, h, "DELETE", aliceSessions, auth).want(t, 200, &res)
+		if res != (sessions.Result{}) {
+			t.Fatalf("second revoke-all = %+v, want zeros", res)
+		}
+	})
+
+	t.Run("unknown and malformed ids change nothing", func(t *testing.T) {
+		before := auditCount(t, h)
+		for _, path := range []string{
+			"/admin/api/users/not-a-uuid/sessions",
+			"/admin/api/users/00000000-0000-0000-0000-000000000000/sessions",
+		} {
+			call(t, h, "DELETE", path, auth).wantError(t, 404, "not_found")
+		}
+		for _, path := range []string{
+			"/admin/api/users/not-a-uuid/disable",
+			"/admin/api/users/00000000-0000-0000-0000-000000000000/disable",
+			"/admin/api/users/x'--/enable",
+			"/admin/api/outbox/abc/retry",
+			"/admin/api/outbox/-1/retry",
+			"/admin/api/outbox/999999/retry",
+		} {
+			call(t, h, "POST", path, auth).wantError(t, 404, "not_found")
+		}
+		if after := auditCount(t, h); after != before {
+			t.Fatalf("refused requests wrote %d audit records", after-before)
+		}
+	})
+
+	t.Run("disable and enable", func(t *testing.T) {
+		bob := h.CreateUser("bob@example.com", password)
+		br := servertest.NewBrowser(t)
+		tok := signIn(t, br, appA, bob.Email)
+
+		var disabled struct {
+			User    users.User      `json:"user"`
+			Revoked sessions.Result `json:"revoked"`
+		}
+		call(t, h, "POST", "/admin/api/users/"+bob.ID+"/disable", auth).want(t, 200, &disabled)
+		if !disabled.User.Disabled() || disabled.Revoked.Sessions != 1 || disabled.Revoked.Notifications != 1 {
+			t.Fatalf("disable = %+v, want bob disabled and his session ended", disabled)
+		}
+		if appA.Introspect(t, tok.AccessToken)["active"] != false {
+			t.Error("bob's access token is still active")
+		}
+		a := appA.AuthURL()
+		if p := br.SignIn(a.URL, bob.Email, password); !strings.Contains(p.Body, "disabled") {
+			t.Fatalf("a disabled user signing in got %s (%d), want the disabled message", p.URL, p.Status)
+		}
+		var row struct {
+			Reason string
+		}
+		h.DB.Pool.QueryRow(ctx, `SELECT revoked_reason FROM sso_sessions WHERE user_id = $1`, bob.ID).Scan(&row.Reason)
+		if row.Reason != sessions.ReasonUserDisabled {
+			t.Fatalf("bob's session revoked for %q, want %q", row.Reason, sessions.ReasonUserDisabled)
+		}
+
+		var enabled struct {
+			User users.User `json:"user"`
+		}
+		call(t, h, "POST", "/admin/api/users/"+bob.ID+"/enable", auth).want(t, 200, &enabled)
+		if enabled.User.Disabled() {
+			t.Fatalf("enable = %+v, want bob enabled", enabled.User)
+		}
+		signIn(t, br, appA, bob.Email)
+
+		var actions []string
+		rows, err := h.DB.Pool.Query(ctx, `SELECT action FROM audit_log WHERE actor = $1 AND target = $2 ORDER BY id`,
+			"admin:"+root.ID, bob.ID)
+		if err == nil {
+			for rows.Next() {
+				var a string
+				rows.Scan(&a)
+				actions = append(actions, a)
+			}
+			err = rows.Err()
+		}
+		if err != nil || strings.Join(actions, ",") != "sessions.revoke,users.disable,users.enable" {
+			t.Fatalf("audit actions for bob = %v (%v), want revoke, disable, enable", actions, err)
+		}
+	})
+
+	t.Run("retry a failed notification", func(t *testing.T) {
+		refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "unknown session", http.StatusBadRequest)
+		}))
+		defer refusing.Close()
+		appC := h.NewRP("app-c", func(c *clients.Client) { c.BackchannelLogoutURI = refusing.URL })
+		carol := h.CreateUser("carol@example.com", password)
+		signIn(t, servertest.NewBrowser(t), appC, carol.Email)
+		carolSessions := "/admin/api/users/" + carol.ID + "/sessions"
+		call(t, h, "DELETE", carolSessions, auth).want(t, 200, nil)
+		if _, err := h.Srv.Worker.DeliverDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+
+		state := func() admin.Notification {
+			t.Helper()
+			var list admin.SessionList
+			call(t, h, "GET", carolSessions+"?include=revoked", auth).want(t, 200, &list)
+			ns := notifications(list)
+			if len(ns) != 1 {
+				t.Fatalf("carol's notifications = %+v, want 1", ns)
+			}
+			return ns[0]
+		}
+		n := state()
+		if n.State != admin.StateFailed || n.Attempts != 1 || n.LastError == "" || n.FailedAt == nil {
+			t.Fatalf("notification %+v, want failed with its error", n)
+		}
+
+		var accepted struct {
+			State string `json:"state"`
+		}
+		call(t, h, "POST", "/admin/api/outbox/"+strconv.FormatInt(n.ID, 10)+"/retry", auth).want(t, 202, &accepted)
+		if n := state(); n.State != admin.StatePending || n.FailedAt != nil || accepted.State != admin.StatePending {
+			t.Fatalf("after retry: %+v, want pending again", n)
+		}
+
+		// A delivered notification is done; there is nothing to retry.
+		var list admin.SessionList
+		call(t, h, "GET", aliceSessions+"?include=revoked", auth).want(t, 200, &list)
+		call(t, h, "POST", "/admin/api/outbox/"+strconv.FormatInt(notifications(list)[0].ID, 10)+"/retry", auth).wantError(t, 404, "not_found")
+	})
+
+	t.Run("administrator who lost the role", func(t *testing.T) {
+		ops, err := h.Srv.Users.Create(ctx, users.NewUser{Email: "ops@example.com", Password: password, Admin: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opsAuth := bearer(signIn(t, servertest.NewBrowser(t), withScopes(console, admin.Scope), ops.Email).AccessToken)
+		path := "/admin/api/users?email=alice@example.com"
+		call(t, h, "GET", path, opsAuth).want(t, 200, nil)
+
+		if _, err := h.DB.Pool.Exec(ctx, `UPDATE users SET is_admin = false WHERE id = $1`, ops.ID); err != nil {
+			t.Fatal(err)
+		}
+		call(t, h, "GET", path, opsAuth).wantError(t, 403, "insufficient_scope")
+
+		if _, err := h.DB.Pool.Exec(ctx, `UPDATE users SET is_admin = true WHERE id = $1`, ops.ID); err != nil {
+			t.Fatal(err)
+		}
+		// Disabled directly in the store, so the token itself stays valid
+		// and only the account check can refuse it.
+		if err := h.Srv.Users.SetDisabled(ctx, ops.ID, true); err != nil {
+			t.Fatal(err)
+		}
+		call(t, h, "GET", path, opsAuth).wantError(t, 403, "insufficient_scope")
+	})
+
+	t.Run("an administrator's own revoked token", func(t *testing.T) {
+		var res sessions.Result
+		call(t, h, "DELETE", "/admin/api/users/"+root.ID+"/sessions", auth).want(t, 200, &res)
+		if res.Sessions != 1 {
+			t.Fatalf("revoking root's own sessions = %+v, want 1 session", res)
+		}
+		call(t, h, "GET", "/admin/api/users?email=alice@example.com", auth).wantError(t, 401, "invalid_token")
+	})
+}

@@ -65,7 +65,6 @@ func commands() []command {
 			{name: "enable", summary: "let a disabled user sign in again", run: usersEnableCommand},
 			{name: "reset-mfa", summary: "remove a user's 2FA and end all their sessions", run: usersResetMFACommand},
 		}},
-		}},
 		{name: "clients", summary: "manage OAuth clients", subs: []command{
 			{name: "create", summary: "register a client and print its secret once", run: clientsCreateCommand},
 			{name: "list", summary: "list clients", run: clientsListCommand},

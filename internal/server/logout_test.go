@@ -246,8 +246,11 @@ func TestLogout_ReceiverFailsTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	recvA.WaitFor(t, 1)
+	// The worker records the outcome just after the receiver answers.
 	var attempts int
-	h.DB.Pool.QueryRow(h.Ctx, `SELECT attempts FROM logout_outbox WHERE delivered_at IS NOT NULL`).Scan(&attempts)
+	for deadline := time.Now().Add(5 * time.Second); attempts == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		h.DB.Pool.QueryRow(h.Ctx, `SELECT attempts FROM logout_outbox WHERE delivered_at IS NOT NULL`).Scan(&attempts)
+	}
 	if attempts != 3 {
 		t.Fatalf("delivered after %d attempts, want 3", attempts)
 	}

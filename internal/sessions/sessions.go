@@ -109,6 +109,9 @@ type NewSession struct {
 func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, n NewSession) (Session, error) {
 	now := m.Now()
 	token := NewToken()
+	if n.AMR == nil {
+		n.AMR = []string{}
+	}
 	s := Session{
 		UserID: n.UserID, CreatedAt: now, LastSeenAt: now,
 		IdleExpiresAt: now.Add(m.IdleTimeout), AbsoluteExpiresAt: now.Add(m.AbsoluteTimeout),

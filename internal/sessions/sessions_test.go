@@ -1,0 +1,149 @@
+package sessions
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/idp/idp/internal/dbtest"
+)
+
+type testClock struct{ now time.Time }
+
+func (c *testClock) Now() time.Time { return c.now }
+
+func newManager(t *testing.T, secure bool) (*Manager, *testClock, string) {
+	d := dbtest.New(t)
+	clk := &testClock{now: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
+	var userID string
+	if err := d.Pool.QueryRow(context.Background(), `INSERT INTO users (email) VALUES ('a@example.com') RETURNING id`).Scan(&userID); err != nil {
+		t.Fatal(err)
+	}
+	return &Manager{Pool: d.Pool, Now: clk.Now, IdleTimeout: time.Hour, AbsoluteTimeout: 8 * time.Hour,
+		Secure: secure, CSRFKey: []byte("k")}, clk, userID
+}
+
+// request returns a request carrying the cookie that w set.
+func request(w *httptest.ResponseRecorder) *http.Request {
+	r := httptest.NewRequest("GET", "/", nil)
+	for _, c := range w.Result().Cookies() {
+		r.AddCookie(c)
+	}
+	return r
+}
+
+func TestManager_Cookie(t *testing.T) {
+	for _, secure := range []bool{false, true} {
+		m, _, user := newManager(t, secure)
+		w := httptest.NewRecorder()
+		s, err := m.Create(context.Background(), w, NewSession{UserID: user, AuthTime: m.Now(), AMR: []string{AMRPassword}, ACR: ACRPassword})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := w.Result().Cookies()[0]
+		wantName := map[bool]string{false: "idp_session", true: "__Host-idp_session"}[secure]
+		if c.Name != wantName || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Secure != secure || c.Path != "/" || c.Domain != "" {
+			t.Errorf("secure=%v: cookie %+v", secure, c)
+		}
+		if len(c.Value) < 43 || c.Value == s.ID {
+			t.Errorf("cookie value %q is short or is the sid", c.Value)
+		}
+		var stored []byte
+		m.Pool.QueryRow(context.Background(), `SELECT cookie_hash FROM sso_sessions WHERE id = $1`, s.ID).Scan(&stored)
+		if string(stored) == c.Value || string(stored) != string(HashToken(c.Value)) {
+			t.Error("the cookie value is not stored as its hash")
+		}
+	}
+}
+
+func TestManager_Current(t *testing.T) {
+	ctx := context.Background()
+	cases := []struct {
+		name    string
+		advance []time.Duration // requests at these offsets; the last must fail or pass
+		want    error
+	}{
+		{"fresh", []time.Duration{0}, nil},
+		{"activity slides the idle timeout", []time.Duration{50 * time.Minute, 100 * time.Minute, 150 * time.Minute}, nil},
+		{"idle timeout", []time.Duration{61 * time.Minute}, ErrNoSession},
+		{"absolute timeout despite activity", []time.Duration{50 * time.Minute, 100 * time.Minute, 150 * time.Minute,
+			200 * time.Minute, 250 * time.Minute, 300 * time.Minute, 350 * time.Minute, 400 * time.Minute, 450 * time.Minute, 481 * time.Minute}, ErrNoSession},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, clk, user := newManager(t, false)
+			start := clk.now
+			w := httptest.NewRecorder()
+			if _, err := m.Create(ctx, w, NewSession{UserID: user, AuthTime: start}); err != nil {
+				t.Fatal(err)
+			}
+			var err error
+			for _, d := range tc.advance {
+				clk.now = start.Add(d)
+				_, err = m.Current(ctx, request(w))
+			}
+			if err != tc.want {
+				t.Fatalf("Current = %v, want %v", err, tc.want)
+			}
+		})
+	}
+
+	t.Run("revoked", func(t *testing.T) {
+		m, _, user := newManager(t, false)
+		w := httptest.NewRecorder()
+		s, _ := m.Create(ctx, w, NewSession{UserID: user, AuthTime: m.Now()})
+		if _, err := m.Revoke(ctx, Revocation{SIDs: []string{s.ID}, Reason: ReasonLogout}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Current(ctx, request(w)); err != ErrNoSession {
+			t.Fatalf("Current after revoke = %v", err)
+		}
+	})
+
+	t.Run("disabled user", func(t *testing.T) {
+		m, _, user := newManager(t, false)
+		w := httptest.NewRecorder()
+		m.Create(ctx, w, NewSession{UserID: user, AuthTime: m.Now()})
+		m.Pool.Exec(ctx, `UPDATE users SET disabled_at = now()`)
+		if _, err := m.Current(ctx, request(w)); err != ErrNoSession {
+			t.Fatalf("Current for a disabled user = %v", err)
+		}
+	})
+}
+
+func TestManager_Revoke(t *testing.T) {
+	ctx := context.Background()
+	t.Run("someone else's session is untouched", func(t *testing.T) {
+		m, _, user := newManager(t, false)
+		var other string
+		m.Pool.QueryRow(ctx, `INSERT INTO users (email) VALUES ('b@example.com') RETURNING id`).Scan(&other)
+		s, _ := m.Create(ctx, httptest.NewRecorder(), NewSession{UserID: other, AuthTime: m.Now()})
+		res, err := m.Revoke(ctx, Revocation{SIDs: []string{s.ID}, UserID: user, Reason: ReasonUserSignOut})
+		if err != nil || res.Sessions != 0 {
+			t.Fatalf("Revoke = %+v, %v; want nothing revoked", res, err)
+		}
+	})
+	t.Run("idempotent and audited", func(t *testing.T) {
+		m, _, user := newManager(t, false)
+		m.Create(ctx, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
+		for i, want := range []int{1, 0} {
+			res, err := m.Revoke(ctx, Revocation{UserID: user, Reason: ReasonAdminRevoke, Actor: "admin:x"})
+			if err != nil || res.Sessions != want {
+				t.Fatalf("call %d: %+v, %v", i, res, err)
+			}
+		}
+		var n int
+		m.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE action = 'sessions.revoke' AND actor = 'admin:x'`).Scan(&n)
+		if n != 2 {
+			t.Fatalf("%d audit records, want 2", n)
+		}
+	})
+	t.Run("names nothing", func(t *testing.T) {
+		m, _, _ := newManager(t, false)
+		if _, err := m.Revoke(ctx, Revocation{Reason: ReasonAdminRevoke}); err == nil {
+			t.Fatal("a revocation naming no session or user succeeded")
+		}
+	})
+}

@@ -243,7 +243,10 @@ func TestProvider_AuthorizeErrors(t *testing.T) {
 	}
 
 	t.Run("public clients must use PKCE", func(t *testing.T) {
-		pub := h.NewRP("spa", func(c *clients.Client) { c.Public = true; c.GrantTypes = []string{"authorization_code", "refresh_token"} })
+		pub := h.NewRP("spa", func(c *clients.Client) {
+			c.Public = true
+			c.GrantTypes = []string{"authorization_code", "refresh_token"}
+		})
 		u, _ := url.Parse(pub.Conf.AuthCodeURL("state-1234567890")) // no code_challenge
 		p := servertest.NewBrowser(t).Get(u.String())
 		if p.URL.Path != "/callback" || p.URL.Query().Get("error") != "invalid_request" {

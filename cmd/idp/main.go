@@ -65,6 +65,10 @@ func commands() []command {
 			{name: "enable", summary: "let a disabled user sign in again", run: usersEnableCommand},
 			{name: "reset-mfa", summary: "remove a user's 2FA and end all their sessions", run: usersResetMFACommand},
 		}},
+		{name: "keys", summary: "rotate and list token signing keys", subs: []command{
+			{name: "rotate", summary: "add a signing key, published now and signing after --publish-ahead", run: keysRotateCommand},
+			{name: "list", summary: "list signing keys and which one signs", run: keysListCommand},
+		}},
 		{name: "clients", summary: "manage OAuth clients", subs: []command{
 			{name: "create", summary: "register a client and print its secret once", run: clientsCreateCommand},
 			{name: "list", summary: "list clients", run: clientsListCommand},

@@ -187,13 +187,12 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	adminAPI.Mount(mux)
 	// --- end admin ---
 	mux.Handle("GET /static/", web.Static())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/account", http.StatusFound)
 	})
 
 	return &Server{
-		Config: cfg, Pool: pool, Handler: mux, Provider: provider, Sessions: sess, Users: userStore,
+		Config: cfg, Pool: pool, Handler: withOps(cfg, pool, mux), Provider: provider, Sessions: sess, Users: userStore,
 		Clients: clientStore, TOTP: totp, Keys: keySet, Worker: worker,
 	}, nil
 }
@@ -231,12 +230,18 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // janitor ends expired sessions through the revocation path (so apps are
-// told), and deletes expired flows and tokens, in bounded batches.
+// told), deletes expired flows and tokens in bounded batches, and keeps the
+// signing keys current. It returns when ctx ends.
 func (s *Server) janitor(ctx context.Context) error {
-	t := time.NewTicker(30 * time.Second)
+	t := time.NewTicker(janitorInterval)
 	defer t.Stop()
+	var lastFull time.Time
 	for {
-		s.sweep(ctx)
+		full := time.Since(lastFull) >= recordsInterval
+		s.sweep(ctx, full)
+		if full {
+			lastFull = time.Now()
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -245,7 +250,10 @@ func (s *Server) janitor(ctx context.Context) error {
 	}
 }
 
-func (s *Server) sweep(ctx context.Context) {
+// sweep is one round of the janitor; full adds the slower clean-ups.
+func (s *Server) sweep(ctx context.Context, full bool) {
+	ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
+	defer cancel()
 	if res, err := s.Sessions.ExpireDue(ctx, 500); err != nil {
 		if ctx.Err() == nil {
 			s.Config.Logger.Error("janitor: expire sessions", "err", err)
@@ -253,7 +261,9 @@ func (s *Server) sweep(ctx context.Context) {
 	} else if res.Sessions > 0 {
 		s.Config.Logger.Info("janitor: sessions expired", "sessions", res.Sessions, "notifications", res.Notifications)
 	}
-	if _, err := login.DeleteExpired(ctx, s.Pool, s.Config.Now(), 1000); err != nil && ctx.Err() == nil {
-		s.Config.Logger.Error("janitor: delete flows", "err", err)
+	s.cleanUp(ctx, full)
+	s.refreshKeys(ctx)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		s.Config.Logger.Warn("janitor: sweep timed out; the next one resumes", "timeout", sweepTimeout)
 	}
 }

@@ -1,0 +1,119 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/sso/backchannel"
+)
+
+// Operational settings. They are constants rather than Config fields until
+// an operator needs to change one.
+const (
+	// requestTimeout is every request's deadline. Handlers hand the
+	// request context to the database, so a database that hangs (rather
+	// than refusing) costs a request at most this long before it gets its
+	// 503. It is well above the slowest healthy request (a password hash
+	// under load).
+	requestTimeout = 10 * time.Second
+
+	// janitorInterval is how often the janitor sweeps. It also bounds how
+	// long a key rotated by another instance takes to be published and
+	// used here; idp keys rotate's default --publish-ahead allows for it.
+	janitorInterval = 30 * time.Second
+	// recordsInterval is how often the janitor also sweeps the tables it
+	// has no index for (throttle, delivered logout notifications).
+	recordsInterval = 10 * time.Minute
+	// sweepTimeout bounds one sweep, so a hung database cannot hold the
+	// janitor forever.
+	sweepTimeout = 2 * time.Minute
+)
+
+// withOps registers the operational endpoints on mux and wraps it in the
+// request middleware (request id, access log, metrics, deadline, 503 when
+// the database is unreachable).
+func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux) http.Handler {
+	metrics := ops.NewMetrics(pool, cfg.Now)
+	health := &ops.Health{Pool: pool}
+	mux.HandleFunc("GET /healthz", health.Live)
+	mux.HandleFunc("GET /readyz", health.Ready)
+	mux.Handle("GET /metrics", metrics.Handler())
+	mw := &ops.Middleware{Logger: cfg.Logger, Metrics: metrics, Probe: &ops.Probe{Pool: pool}, Timeout: requestTimeout}
+	return mw.Wrap(mux)
+}
+
+func (s *Server) cleanup() *ops.Cleanup {
+	return &ops.Cleanup{Pool: s.Pool, Now: s.Config.Now}
+}
+
+// CleanUp deletes expired codes, tokens and flows, quiet throttle rows and
+// old delivered logout notifications, as the janitor does. Safe to call on
+// every instance at once.
+func (s *Server) CleanUp(ctx context.Context) (ops.Deleted, error) {
+	c := s.cleanup()
+	expired, err := c.Expired(ctx)
+	if err != nil {
+		return expired, err
+	}
+	records, err := c.Records(ctx)
+	for table, n := range records {
+		expired[table] += n
+	}
+	return expired, err
+}
+
+// cleanUp is the janitor's share of CleanUp: the indexed, busy tables every
+// sweep, the others when full is set.
+func (s *Server) cleanUp(ctx context.Context, full bool) {
+	c := s.cleanup()
+	deleted, err := c.Expired(ctx)
+	if err == nil && full {
+		var more ops.Deleted
+		more, err = c.Records(ctx)
+		for table, n := range more {
+			deleted[table] += n
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		s.Config.Logger.Error("janitor: clean up", "err", err)
+	}
+	if n := deleted.Total(); n > 0 {
+		attrs := []slog.Attr{slog.Int64("rows", n)}
+		for table, n := range deleted {
+			attrs = append(attrs, slog.Int64(table, n))
+		}
+		s.Config.Logger.LogAttrs(ctx, slog.LevelInfo, "janitor: deleted expired rows", attrs...)
+	}
+}
+
+// keyRetention is how long a superseded signing key stays published. ID
+// tokens come back as id_token_hint at sign-out for as long as the session
+// they were issued in lasts, so it covers the SSO session's lifetime, not
+// only the ID token's.
+func (s *Server) keyRetention() time.Duration {
+	l := s.Config.Lifetimes
+	return max(l.IDToken, l.AccessToken, backchannel.TokenLifetime, s.Config.SessionAbsolute)
+}
+
+// refreshKeys retires superseded keys and reloads the set, so a key another
+// instance rotated in is published and, from its active_at, used here too.
+func (s *Server) refreshKeys(ctx context.Context) {
+	n, err := s.Keys.Retire(ctx, s.keyRetention()) // reloads on success
+	if err != nil {
+		if ctx.Err() == nil {
+			s.Config.Logger.Error("janitor: retire signing keys", "err", err)
+		}
+		if err := s.Keys.Reload(ctx); err != nil && ctx.Err() == nil {
+			s.Config.Logger.Error("janitor: reload signing keys", "err", err)
+		}
+		return
+	}
+	if n > 0 {
+		s.Config.Logger.Info("janitor: signing keys retired", "keys", n)
+	}
+}

@@ -68,8 +68,8 @@ func TestDockerCompose(t *testing.T) {
 	if !slices.Contains(idp.Ports, issuer.Port()+":"+addrPort) {
 		t.Errorf("idp ports %v do not publish the issuer's port %s to IDP_ADDR's %s", idp.Ports, issuer.Port(), addrPort)
 	}
-	if hc := strings.Join(idp.Healthcheck.Test, " "); !strings.Contains(hc, "127.0.0.1:"+addrPort+"/healthz") {
-		t.Errorf("idp healthcheck %q does not probe /healthz on port %s", hc, addrPort)
+	if hc := strings.Join(idp.Healthcheck.Test, " "); !strings.Contains(hc, "127.0.0.1:"+addrPort+"/readyz") {
+		t.Errorf("idp healthcheck %q does not probe /readyz on port %s", hc, addrPort)
 	}
 
 	// The demo apps read DEMO_* variables named in examples/demo-app.

@@ -10,3 +10,10 @@ test:
 
 build:
 	go build -o bin/idp ./cmd/idp
+
+# The benchmark (docs/performance.md): a fresh database on
+# IDP_BENCH_DATABASE_URL (else the private cluster of scripts/pg.sh), an
+# in-process provider, every scenario against its floor, PASS/FAIL per
+# target. Narrow it with e.g. BENCH_FLAGS="--only refresh --duration 3s".
+bench:
+	go run ./cmd/idp-bench $(BENCH_FLAGS)

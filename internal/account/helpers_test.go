@@ -7,12 +7,12 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
 
+	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
@@ -22,29 +22,10 @@ import (
 
 const password = "correct horse battery staple"
 
-// clock is the instance's injected time. Tests move it a TOTP step at a
-// time, so every code they type is fresh without sleeping.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is one instance with its clock.
 type env struct {
 	*servertest.Harness
-	clock *clock
+	clock *clocktest.Clock
 }
 
 // newEnv starts an instance whose clock starts in the middle of a 30-second
@@ -53,7 +34,7 @@ type env struct {
 // refuses one in the future, so the tests' advances must stay behind it.
 func newEnv(t *testing.T, mutate ...func(*server.Config)) *env {
 	t.Helper()
-	c := &clock{t: time.Now().Add(-5 * time.Minute).Truncate(30 * time.Second).Add(15 * time.Second)}
+	c := clocktest.New(time.Now().Add(-5 * time.Minute).Truncate(30 * time.Second).Add(15 * time.Second))
 	mutate = append([]func(*server.Config){func(cfg *server.Config) { cfg.Now = c.Now }}, mutate...)
 	return &env{Harness: servertest.New(t, mutate...), clock: c}
 }

@@ -6,36 +6,19 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ory/fosite"
 
 	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/dbtest"
 )
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newStore(t *testing.T) (*clients.Store, *clock) {
+func newStore(t *testing.T) (*clients.Store, *clocktest.Clock) {
 	t.Helper()
-	clk := &clock{now: time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2025, 5, 6, 7, 8, 9, 0, time.UTC))
 	s := clients.NewStore(dbtest.New(t).Pool)
 	s.Now = clk.Now
 	return s, clk

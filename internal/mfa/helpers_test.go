@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/throttle"
@@ -25,27 +26,9 @@ const (
 	testSecret = "test-server-secret-0123456789abcdef"
 )
 
-// clock is the injected time: tests move it, never sleep.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type fixture struct {
 	m     *TOTP
-	clock *clock
+	clock *clocktest.Clock
 	pool  *pgxpool.Pool
 }
 
@@ -56,7 +39,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: t0}
+	clk := clocktest.New(t0)
 	lim := throttle.Default(d.Pool)
 	lim.Now = clk.Now
 	return &fixture{

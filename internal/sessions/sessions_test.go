@@ -7,16 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/dbtest"
 )
 
-type testClock struct{ now time.Time }
-
-func (c *testClock) Now() time.Time { return c.now }
-
-func newManager(t *testing.T, secure bool) (*Manager, *testClock, string) {
+func newManager(t *testing.T, secure bool) (*Manager, *clocktest.Clock, string) {
 	d := dbtest.New(t)
-	clk := &testClock{now: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC))
 	var userID string
 	if err := d.Pool.QueryRow(context.Background(), `INSERT INTO users (email) VALUES ('a@example.com') RETURNING id`).Scan(&userID); err != nil {
 		t.Fatal(err)
@@ -74,14 +71,14 @@ func TestManager_Current(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			m, clk, user := newManager(t, false)
-			start := clk.now
+			start := clk.Now()
 			w := httptest.NewRecorder()
 			if _, err := m.Create(ctx, w, NewSession{UserID: user, AuthTime: start}); err != nil {
 				t.Fatal(err)
 			}
 			var err error
 			for _, d := range tc.advance {
-				clk.now = start.Add(d)
+				clk.Set(start.Add(d))
 				_, err = m.Current(ctx, request(w))
 			}
 			if err != tc.want {

@@ -2,35 +2,17 @@ package throttle_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/throttle"
 )
 
-// clock is a settable time source, so delays are tested without sleeping.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func newLimiter(t *testing.T) (*throttle.Limiter, *clock) {
+func newLimiter(t *testing.T) (*throttle.Limiter, *clocktest.Clock) {
 	t.Helper()
-	clk := &clock{now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 	l := throttle.Default(dbtest.New(t).Pool)
 	l.Now = clk.Now
 	return l, clk

@@ -5,38 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/users"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 const password = "correct horse battery"
 
 // newStore returns a Store on a fresh database whose store and throttle
 // share a settable clock.
-func newStore(t *testing.T) (*users.Store, *clock) {
+func newStore(t *testing.T) (*users.Store, *clocktest.Clock) {
 	t.Helper()
-	clk := &clock{now: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC))
 	s := users.NewStore(dbtest.New(t).Pool)
 	s.Now = clk.Now
 	s.Limiter.Now = clk.Now

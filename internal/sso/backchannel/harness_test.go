@@ -17,30 +17,13 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sso/keys"
 )
 
 const issuer = "http://idp.test"
-
-// clock is a settable time source shared by the worker and the test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // syncBuffer collects log output from concurrent deliveries.
 type syncBuffer struct {
@@ -65,7 +48,7 @@ type env struct {
 	t     *testing.T
 	db    *dbtest.DB
 	now   func() time.Time
-	clock *clock // nil when now is the real clock
+	clock *clocktest.Clock // nil when now is the real clock
 	keys  *keys.Set
 	logs  *syncBuffer
 
@@ -75,7 +58,7 @@ type env struct {
 
 // newEnv uses a settable clock; newRealEnv the wall clock, for Run.
 func newEnv(t *testing.T) *env {
-	c := &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c := clocktest.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	e := setup(t, c.Now)
 	e.clock = c
 	return e

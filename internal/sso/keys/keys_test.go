@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sso/keys"
@@ -29,26 +30,8 @@ const (
 	otherSecret  = "another-server-secret-0123456789abcdef"
 )
 
-// clock is a settable time source shared by the code under test and the test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock {
-	return &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func newClock() *clocktest.Clock {
+	return clocktest.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 func box(t *testing.T, secret string) *secrets.Box {
@@ -60,7 +43,7 @@ func box(t *testing.T, secret string) *secrets.Box {
 	return b
 }
 
-func load(t *testing.T, pool *pgxpool.Pool, secret string, c *clock) *keys.Set {
+func load(t *testing.T, pool *pgxpool.Pool, secret string, c *clocktest.Clock) *keys.Set {
 	t.Helper()
 	s, err := keys.Load(context.Background(), pool, box(t, secret), c.Now)
 	if err != nil {

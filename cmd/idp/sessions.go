@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -36,16 +37,30 @@ func findUser(ctx context.Context, svc *admin.Service, email string) (users.User
 	return a.User, err
 }
 
-func sessionsListCommand(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("sessions list", "--user EMAIL [--include-revoked] [--json]")
-	email := fs.String("user", "", "the user's email `address` (required)")
-	revoked := fs.Bool("include-revoked", false, "also list sessions revoked in the last week, with the state of each app's logout notification")
+// oneUser is what a command about one user gets: the user, the
+// administrative service on an open pool, and whether to print JSON.
+type oneUser struct {
+	svc    *admin.Service
+	user   users.User
+	asJSON bool
+}
+
+// userCommand runs the commands that act on one user: it parses
+// "--<emailFlag> EMAIL [--json]" and the flags extra registers, opens the
+// database, finds the user and calls fn.
+func (c *cli) userCommand(ctx context.Context, args []string, name, emailFlag, synopsis string,
+	extra func(*flag.FlagSet), fn func(oneUser) error) error {
+	fs := c.flags(name, synopsis)
+	email := fs.String(emailFlag, "", "the user's email `address` (required)")
+	if extra != nil {
+		extra(fs)
+	}
 	dbURL := c.databaseFlag(fs)
 	asJSON := jsonFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if err := required(fs, "user"); err != nil {
+	if err := required(fs, emailFlag); err != nil {
 		return err
 	}
 	pool, err := c.openPool(ctx, *dbURL)
@@ -58,11 +73,25 @@ func sessionsListCommand(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	list, err := svc.ListSessions(ctx, u.ID, admin.ListOptions{Revoked: *revoked})
+	return fn(oneUser{svc: svc, user: u, asJSON: *asJSON})
+}
+
+func sessionsListCommand(ctx context.Context, c *cli, args []string) error {
+	var revoked *bool
+	return c.userCommand(ctx, args, "sessions list", "user", "--user EMAIL [--include-revoked] [--json]",
+		func(fs *flag.FlagSet) {
+			revoked = fs.Bool("include-revoked", false, "also list sessions revoked in the last week, with the state of each app's logout notification")
+		},
+		func(o oneUser) error { return printSessions(ctx, c, o, *revoked) })
+}
+
+func printSessions(ctx context.Context, c *cli, o oneUser, revoked bool) error {
+	u := o.user
+	list, err := o.svc.ListSessions(ctx, u.ID, admin.ListOptions{Revoked: revoked})
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if o.asJSON {
 		return printJSON(c.stdout, list)
 	}
 	if len(list.Sessions) == 0 {
@@ -71,14 +100,14 @@ func sessionsListCommand(ctx context.Context, c *cli, args []string) error {
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	header := "SID\tSTARTED\tLAST SEEN\tDEVICE\tADDRESS\tAPPS"
-	if *revoked {
+	if revoked {
 		header += "\tENDED"
 	}
 	fmt.Fprintln(tw, header)
 	for _, s := range list.Sessions {
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", s.SID, timestamp(s.CreatedAt), timestamp(s.LastSeenAt),
 			orDash(shorten(s.UserAgent, 40)), orDash(s.IP), orDash(appsColumn(s.Apps)))
-		if *revoked {
+		if revoked {
 			ended := "-"
 			if s.RevokedAt != nil {
 				ended = timestamp(*s.RevokedAt) + " " + s.RevokedReason
@@ -109,35 +138,17 @@ func appsColumn(apps []admin.App) string {
 }
 
 func sessionsRevokeCommand(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("sessions revoke", "--user EMAIL [--json]")
-	email := fs.String("user", "", "the user's email `address` (required)")
-	dbURL := c.databaseFlag(fs)
-	asJSON := jsonFlag(fs)
-	if err := parse(fs, args); err != nil {
+	return c.userCommand(ctx, args, "sessions revoke", "user", "--user EMAIL [--json]", nil, func(o oneUser) error {
+		res, err := o.svc.RevokeSessions(ctx, o.user.ID, cliActor)
+		if err != nil {
+			return err
+		}
+		if o.asJSON {
+			return printJSON(c.stdout, res)
+		}
+		_, err = fmt.Fprintf(c.stdout, "revoked %s of %s: %s\n", plural(res.Sessions, "session"), o.user.Email, counts(res))
 		return err
-	}
-	if err := required(fs, "user"); err != nil {
-		return err
-	}
-	pool, err := c.openPool(ctx, *dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	svc := newAdmin(pool)
-	u, err := findUser(ctx, svc, *email)
-	if err != nil {
-		return err
-	}
-	res, err := svc.RevokeSessions(ctx, u.ID, cliActor)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(c.stdout, res)
-	}
-	_, err = fmt.Fprintf(c.stdout, "revoked %s of %s: %s\n", plural(res.Sessions, "session"), u.Email, counts(res))
-	return err
+	})
 }
 
 // counts describes what a revocation ended besides the sessions.

@@ -128,72 +128,44 @@ func yesNo(b bool) string {
 // It needs no IDP_SECRET: mfa.TOTP.Disable deletes rows and never opens a
 // sealed secret, so the TOTP is built on the pool only.
 func usersResetMFACommand(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("users reset-mfa", "--email EMAIL [--json]")
-	email := fs.String("email", "", "email `address` of the user (required)")
-	dbURL := c.databaseFlag(fs)
-	asJSON := jsonFlag(fs)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := required(fs, "email"); err != nil {
-		return err
-	}
-	pool, err := c.openPool(ctx, *dbURL)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	u, err := users.NewStore(pool).ByEmail(ctx, *email)
-	if errors.Is(err, users.ErrNotFound) {
-		return fmt.Errorf("no user with email %s (see 'idp users list')", strings.TrimSpace(*email))
-	}
-	if err != nil {
-		return err
-	}
-	totp := &mfa.TOTP{Pool: pool}
-	mgr := &sessions.Manager{Pool: pool, Now: time.Now}
-	var res sessions.Result
-	err = db.InTx(ctx, pool, func(ctx context.Context, _ pgx.Tx) error {
-		// A set-up never confirmed is not 2FA: report it as nothing to reset
-		// rather than claim a reset that changed nothing for the user.
-		on, err := totp.Enabled(ctx, u.ID)
-		if err != nil {
+	return c.userCommand(ctx, args, "users reset-mfa", "email", "--email EMAIL [--json]", nil, func(o oneUser) error {
+		u := o.user
+		totp := &mfa.TOTP{Pool: o.svc.Pool}
+		var res sessions.Result
+		err := db.InTx(ctx, o.svc.Pool, func(ctx context.Context, _ pgx.Tx) error {
+			// A set-up never confirmed is not 2FA: report it as nothing to reset
+			// rather than claim a reset that changed nothing for the user.
+			on, err := totp.Enabled(ctx, u.ID)
+			if err != nil {
+				return err
+			}
+			if !on {
+				return mfa.ErrNotEnrolled
+			}
+			if err := totp.Disable(ctx, u.ID); err != nil {
+				return err
+			}
+			res, err = o.svc.Sessions.Revoke(ctx, sessions.Revocation{
+				UserID: u.ID, Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: cliActor,
+			})
 			return err
-		}
-		if !on {
-			return mfa.ErrNotEnrolled
-		}
-		if err := totp.Disable(ctx, u.ID); err != nil {
-			return err
-		}
-		res, err = mgr.Revoke(ctx, sessions.Revocation{
-			UserID: u.ID, Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: "cli",
 		})
+		if errors.Is(err, mfa.ErrNotEnrolled) {
+			return fmt.Errorf("%s has no two-factor authentication set up; nothing was reset", u.Email)
+		}
+		if err != nil {
+			return fmt.Errorf("reset 2FA of %s: %w", u.Email, err)
+		}
+		if o.asJSON {
+			return printJSON(c.stdout, struct {
+				UserID string `json:"user_id"`
+				Email  string `json:"email"`
+				sessions.Result
+			}{u.ID, u.Email, res})
+		}
+		_, err = fmt.Fprintf(c.stdout, "reset two-factor authentication of %s: %s ended, %s queued; "+
+			"they sign in with their password next, and set up 2FA again if it is required\n",
+			u.Email, plural(res.Sessions, "session"), plural(res.Notifications, "logout notification"))
 		return err
 	})
-	if errors.Is(err, mfa.ErrNotEnrolled) {
-		return fmt.Errorf("%s has no two-factor authentication set up; nothing was reset", u.Email)
-	}
-	if err != nil {
-		return fmt.Errorf("reset 2FA of %s: %w", u.Email, err)
-	}
-	if *asJSON {
-		return printJSON(c.stdout, struct {
-			UserID string `json:"user_id"`
-			Email  string `json:"email"`
-			sessions.Result
-		}{u.ID, u.Email, res})
-	}
-	_, err = fmt.Fprintf(c.stdout, "reset two-factor authentication of %s: %s ended, %s queued; "+
-		"they sign in with their password next, and set up 2FA again if it is required\n",
-		u.Email, howMany(res.Sessions, "session"), howMany(res.Notifications, "logout notification"))
-	return err
-}
-
-// howMany is "1 session", "2 sessions".
-func howMany(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
 }

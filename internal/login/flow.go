@@ -29,6 +29,15 @@ const (
 	stageEnroll   = "enroll" // password proven, 2FA must be set up first
 )
 
+// secondStage is where a person who proved their password goes next: the
+// code form, or setting up a second factor first.
+func secondStage(enrolled bool) string {
+	if enrolled {
+		return stageTOTP
+	}
+	return stageEnroll
+}
+
 // ErrNoFlow means the browser has no sign-in in progress (or it expired).
 var ErrNoFlow = errors.New("login: no sign-in in progress")
 
@@ -76,7 +85,7 @@ func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (st
 		if err != nil {
 			return "", fmt.Errorf("login: begin: %w", err)
 		}
-		f.Stage = map[bool]string{true: stageTOTP, false: stageEnroll}[enrolled]
+		f.Stage = secondStage(enrolled)
 		stepUpSID, userID = &s.StepUp.ID, &s.StepUp.UserID
 		next = stagePath(f.Stage)
 	}

@@ -141,20 +141,15 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 		h.internal(w, err)
 		return
 	}
-	switch {
-	case enrolled:
-		err = h.advance(ctx, f, stageTOTP, user.ID)
-	case h.RequireMFA || user.RequireMFA:
-		err = h.advance(ctx, f, stageEnroll, user.ID)
-	default:
+	if !enrolled && !h.RequireMFA && !user.RequireMFA {
 		h.complete(w, r, f, user.ID, []string{sessions.AMRPassword}, sessions.ACRPassword)
 		return
 	}
-	if err != nil {
+	if err := h.advance(ctx, f, secondStage(enrolled), user.ID); err != nil {
 		h.internal(w, err)
 		return
 	}
-	http.Redirect(w, r, stagePath(map[bool]string{true: stageTOTP, false: stageEnroll}[enrolled]), http.StatusSeeOther)
+	http.Redirect(w, r, stagePath(secondStage(enrolled)), http.StatusSeeOther)
 }
 
 // complete creates the SSO session (with a fresh cookie) and returns the

@@ -5,13 +5,22 @@ package web
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/url"
+	"path"
+	"regexp"
+	"strconv"
 	"strings"
+	"time"
 )
 
 //go:embed templates/*.html
@@ -29,16 +38,143 @@ func Static() http.Handler {
 // Brand is what an operator may change about the pages' look.
 type Brand struct {
 	Name    string // product name shown in titles and the header
-	LogoURL string // optional; "" shows the name only
-	Color   string // primary colour, a CSS colour value
+	LogoURL string // optional: an https URL or a path under /static/; "" shows the name only
+	Color   string // primary colour, a CSS hex colour (#rgb or #rrggbb); "" is DefaultColor
+}
+
+// DefaultColor is the primary colour when the operator sets none.
+const DefaultColor = "#2458d6"
+
+var hexColor = regexp.MustCompile(`^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$`)
+
+// CheckColor accepts a CSS hex colour, #rgb or #rrggbb. Nothing else is
+// allowed: the value is written into a stylesheet, so a named colour or a
+// function would be one step from arbitrary CSS.
+func CheckColor(c string) error {
+	if !hexColor.MatchString(c) {
+		return fmt.Errorf("the brand colour must be a CSS hex colour like #2458d6 or #25d, not %q", c)
+	}
+	return nil
+}
+
+// CheckLogoURL accepts an absolute https URL (the Content-Security-Policy
+// then allows images from its origin) or a path under /static/ on this
+// server. Anything else would be blocked by the policy or load over plain
+// http, so it is refused at start rather than shown as a broken image.
+func CheckLogoURL(u string) error {
+	if strings.HasPrefix(u, "/") {
+		clean := path.Clean(u)
+		if !strings.HasPrefix(u, "/static/") || clean != u || strings.ContainsAny(u, "?#\\") {
+			return fmt.Errorf("the logo URL %q must be an https URL or a clean path under /static/", u)
+		}
+		if _, err := fs.Stat(staticFS, strings.TrimPrefix(u, "/")); err != nil {
+			return fmt.Errorf("the logo URL %q names no file this server has under /static/", u)
+		}
+		return nil
+	}
+	p, err := url.Parse(u)
+	if err != nil || p.Scheme != "https" || p.Host == "" || p.User != nil || p.Opaque != "" {
+		return fmt.Errorf("the logo URL %q must be an https URL (https://cdn.example.com/logo.svg) or a path under /static/", u)
+	}
+	return nil
+}
+
+// Validate checks the brand as Parse will use it.
+func (b Brand) Validate() error {
+	var errs []error
+	if b.Color != "" {
+		errs = append(errs, CheckColor(b.Color))
+	}
+	if b.LogoURL != "" {
+		errs = append(errs, CheckLogoURL(b.LogoURL))
+	}
+	return errors.Join(errs...)
+}
+
+// logoOrigin is the origin the Content-Security-Policy must allow images
+// from for the logo ("" for a logo on this server, or none).
+func (b Brand) logoOrigin() string {
+	if !strings.HasPrefix(b.LogoURL, "https://") {
+		return ""
+	}
+	p, _ := url.Parse(b.LogoURL)
+	return "https://" + p.Host
+}
+
+// stylesheet is /static/brand.css: the brand colour as custom properties
+// that style.css uses. The Content-Security-Policy allows no inline
+// styles, so the colour arrives as a stylesheet of its own, made once at
+// start from a validated value. Text colours are derived so that white or
+// dark text on the brand colour, and brand-coloured text on white, stay
+// readable (WCAG contrast 4.5:1) whatever colour the operator picks.
+func (b Brand) stylesheet() []byte {
+	rgb := parseHex(b.Color)
+	on := "#ffffff"
+	if contrast(luminance(rgb), 1) < 4.5 && contrast(luminance(rgb), 0) > contrast(luminance(rgb), 1) {
+		on = "#111418"
+	}
+	// Brand-coloured text and outlines on white: darken until readable.
+	ink := rgb
+	for i := 0; contrast(luminance(ink), 1) < 4.5 && i < 20; i++ {
+		for j := range ink {
+			ink[j] *= 0.9
+		}
+	}
+	return fmt.Appendf(nil, "/* generated at start from the operator's brand colour */\n"+
+		":root { --brand: %s; --brand-fg: %s; --brand-ink: %s; }\n", strings.ToLower(b.Color), on, toHex(ink))
+}
+
+func parseHex(c string) [3]float64 {
+	c = strings.TrimPrefix(c, "#")
+	if len(c) == 3 {
+		c = string([]byte{c[0], c[0], c[1], c[1], c[2], c[2]})
+	}
+	var rgb [3]float64
+	for i := range rgb {
+		v, _ := strconv.ParseUint(c[2*i:2*i+2], 16, 8)
+		rgb[i] = float64(v) / 255
+	}
+	return rgb
+}
+
+func toHex(rgb [3]float64) string {
+	var b [3]byte
+	for i, v := range rgb {
+		b[i] = byte(math.Round(math.Max(0, math.Min(1, v)) * 255))
+	}
+	return "#" + hex.EncodeToString(b[:])
+}
+
+// luminance is the WCAG relative luminance of an sRGB colour.
+func luminance(rgb [3]float64) float64 {
+	var lin [3]float64
+	for i, v := range rgb {
+		if v <= 0.04045 {
+			lin[i] = v / 12.92
+		} else {
+			lin[i] = math.Pow((v+0.055)/1.055, 2.4)
+		}
+	}
+	return 0.2126*lin[0] + 0.7152*lin[1] + 0.0722*lin[2]
+}
+
+// contrast is the WCAG contrast ratio of two luminances.
+func contrast(a, b float64) float64 {
+	if a < b {
+		a, b = b, a
+	}
+	return (a + 0.05) / (b + 0.05)
 }
 
 // Page is the data every template gets; Data is the page's own.
 type Page struct {
 	Brand Brand
-	Title string
-	CSRF  string
-	Data  any
+	// BrandCSS is the brand stylesheet's URL, versioned by its content so
+	// browsers may cache it and still see a new colour after a restart.
+	BrandCSS string
+	Title    string
+	CSRF     string
+	Data     any
 }
 
 // Templates renders pages.
@@ -46,17 +182,31 @@ type Templates struct {
 	Brand  Brand
 	Logger *slog.Logger
 	pages  map[string]*template.Template
+	// brandCSS is /static/brand.css; csp the pages' policy, which allows
+	// images from the logo's origin when the logo is elsewhere.
+	brandCSS, brandVersion string
+	csp                    string
+	started                time.Time
 }
 
-// Parse parses every page with the shared layout.
+// Parse parses every page with the shared layout. A brand that fails
+// Validate is an error.
 func Parse(brand Brand, logger *slog.Logger) (*Templates, error) {
 	if brand.Name == "" {
 		brand.Name = "idp"
 	}
 	if brand.Color == "" {
-		brand.Color = "#2458d6"
+		brand.Color = DefaultColor
 	}
-	t := &Templates{Brand: brand, Logger: logger, pages: map[string]*template.Template{}}
+	if err := brand.Validate(); err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	brand.Color = strings.ToLower(brand.Color)
+	css := brand.stylesheet()
+	sum := sha256.Sum256(css)
+	t := &Templates{Brand: brand, Logger: logger, pages: map[string]*template.Template{},
+		brandCSS: string(css), brandVersion: hex.EncodeToString(sum[:8]),
+		csp: contentSecurityPolicy(brand.logoOrigin()), started: time.Now()}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
@@ -95,12 +245,39 @@ func (t *Templates) Names() []string {
 	return out
 }
 
+// BrandCSS serves /static/brand.css, the stylesheet made from the brand
+// colour. Pages link it with its version in the query, so it may be cached
+// for a day: a restart with a new colour links a new URL.
+func (t *Templates) BrandCSS() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/css; charset=utf-8")
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		w.Header().Set("ETag", `"`+t.brandVersion+`"`)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		http.ServeContent(w, r, "brand.css", t.started, strings.NewReader(t.brandCSS))
+	})
+}
+
+// contentSecurityPolicy is the pages' policy; logoOrigin, when set, is
+// the one other origin images may come from.
+func contentSecurityPolicy(logoOrigin string) string {
+	img := "img-src 'self' data:"
+	if logoOrigin != "" {
+		img += " " + logoOrigin
+	}
+	return "default-src 'self'; " + img + "; frame-ancestors 'none'; form-action 'self' http: https:; base-uri 'none'"
+}
+
 // NoStore sets the headers every authentication page sends.
 func NoStore(w http.ResponseWriter) {
+	noStore(w, contentSecurityPolicy(""))
+}
+
+func noStore(w http.ResponseWriter, csp string) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self' http: https:; base-uri 'none'")
+	h.Set("Content-Security-Policy", csp)
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -116,12 +293,13 @@ func (t *Templates) Render(w http.ResponseWriter, status int, page, title, csrf 
 		return
 	}
 	var buf bytes.Buffer
-	if err := tpl.Execute(&buf, Page{Brand: t.Brand, Title: title, CSRF: csrf, Data: data}); err != nil {
+	if err := tpl.Execute(&buf, Page{Brand: t.Brand, BrandCSS: "/static/brand.css?v=" + t.brandVersion,
+		Title: title, CSRF: csrf, Data: data}); err != nil {
 		t.Logger.Error("render", "page", page, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	NoStore(w)
+	noStore(w, t.csp)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())

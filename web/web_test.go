@@ -4,6 +4,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -57,4 +58,122 @@ var samples = map[string]any{
 			"Apps": []sample{{"ID": "app", "Name": "App"}}}}},
 	"account-enroll":     sample{"Secret": "ABC", "URI": "otpauth://totp/x", "Error": "e"},
 	"account-signed-out": sample{"Everywhere": true},
+	"admin": sample{"Email": "ada", "Error": "No user has the email address ada.", "Heading": "Emails containing “ada”",
+		"Users": []sample{{"ID": "u1", "Email": "ada@example.com", "Name": "Ada", "Admin": true, "Disabled": false,
+			"Created": "1 Jan 2030, 10:00 UTC", "CreatedISO": "2030-01-01T10:00:00Z"}}},
+	"admin-user": sample{
+		"User":    sample{"ID": "u1", "Email": "ada@example.com", "Name": "Ada", "IsAdmin": false, "RequireMFA": true},
+		"Created": "1 Jan 2030, 10:00 UTC", "DisabledAt": "", "MFA": "on", "Self": false, "Notice": "n", "Error": "e",
+		"Live": 1, "WindowDays": 7, "Unconfirmed": 1,
+		"Sessions": []sample{{"SID": "sid", "UserAgent": "Mozilla/5.0", "IP": "192.0.2.1",
+			"Started": "1 Jan 2030, 10:00 UTC", "StartedISO": "2030-01-01T10:00:00Z", "LastSeen": "just now",
+			"LastSeenISO": "2030-01-01T10:00:00Z", "Ended": "just now", "EndedISO": "2030-01-01T10:00:00Z",
+			"Why": "revoked by an administrator", "MultiFactor": true,
+			"Apps": []sample{
+				{"ClientID": "app-a", "Name": "App A", "SignedIn": "1 Jan 2030, 10:00 UTC", "BackchannelLogout": true,
+					"Notifications": []sample{{"ID": 7, "State": "failed", "Reason": "revoked", "Attempts": 3,
+						"LastError": "HTTP 500", "When": "refused just now", "WhenISO": "2030-01-01T10:00:00Z", "Retry": true}}},
+				{"ClientID": "app-b", "Name": "", "SignedIn": "", "BackchannelLogout": false, "Notifications": []sample{}},
+			}}}},
+}
+
+func TestBrand_Validate(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		brand Brand
+		ok    bool
+	}{
+		{"empty", Brand{}, true},
+		{"short hex", Brand{Color: "#2Ad"}, true},
+		{"long hex", Brand{Color: "#2458d6"}, true},
+		{"named colour", Brand{Color: "red"}, false},
+		{"no hash", Brand{Color: "2458d6"}, false},
+		{"four digits", Brand{Color: "#2458"}, false},
+		{"css injection", Brand{Color: "#fff; } body { display: none"}, false},
+		{"rgb function", Brand{Color: "rgb(1,2,3)"}, false},
+		{"https logo", Brand{LogoURL: "https://cdn.example.com/logo.svg"}, true},
+		{"static logo", Brand{LogoURL: "/static/style.css"}, true},
+		{"missing static file", Brand{LogoURL: "/static/nope.png"}, false},
+		{"http logo", Brand{LogoURL: "http://cdn.example.com/logo.png"}, false},
+		{"javascript logo", Brand{LogoURL: "javascript:alert(1)"}, false},
+		{"data logo", Brand{LogoURL: "data:image/png;base64,AAAA"}, false},
+		{"path outside static", Brand{LogoURL: "/account"}, false},
+		{"dot-dot", Brand{LogoURL: "/static/../account"}, false},
+		{"scheme-relative", Brand{LogoURL: "//evil.example/logo.png"}, false},
+		{"credentials", Brand{LogoURL: "https://user:pw@cdn.example.com/logo.png"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.brand.Validate()
+			if (err == nil) != tc.ok {
+				t.Fatalf("Validate(%+v) = %v, want ok=%v", tc.brand, err, tc.ok)
+			}
+			_, perr := Parse(tc.brand, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if (perr == nil) != tc.ok {
+				t.Fatalf("Parse(%+v) = %v, want ok=%v", tc.brand, perr, tc.ok)
+			}
+		})
+	}
+}
+
+// TestTemplates_BrandStylesheet checks the generated stylesheet: linked
+// from every page, the operator's colour in it, and text colours derived
+// so both text on the colour and the colour as text on white stay readable.
+func TestTemplates_BrandStylesheet(t *testing.T) {
+	for _, tc := range []struct {
+		color, wantFG string
+	}{
+		{"#2458D6", "#ffffff"}, // dark blue: white text
+		{"#fd0", "#111418"},    // yellow: dark text
+		{"#ffffff", "#111418"},
+		{"#000", "#ffffff"},
+	} {
+		t.Run(tc.color, func(t *testing.T) {
+			tpl, err := Parse(Brand{Name: "Acme", Color: tc.color}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			page := httptest.NewRecorder()
+			tpl.Render(page, 200, "error", "Error", "", ErrorData{Message: "m"})
+			href := regexp.MustCompile(`<link rel="stylesheet" href="(/static/brand\.css\?v=[0-9a-f]+)">`).FindStringSubmatch(page.Body.String())
+			if href == nil {
+				t.Fatalf("the page does not link the brand stylesheet:\n%s", page.Body)
+			}
+			w := httptest.NewRecorder()
+			tpl.BrandCSS().ServeHTTP(w, httptest.NewRequest("GET", href[1], nil))
+			css := w.Body.String()
+			if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/css") {
+				t.Fatalf("GET %s: %d %s", href[1], w.Code, w.Header().Get("Content-Type"))
+			}
+			if !strings.Contains(css, "--brand: "+strings.ToLower(tc.color)+";") || !strings.Contains(css, "--brand-fg: "+tc.wantFG+";") {
+				t.Fatalf("stylesheet for %s lacks the colour or has the wrong text colour (want %s):\n%s", tc.color, tc.wantFG, css)
+			}
+			ink := regexp.MustCompile(`--brand-ink: (#[0-9a-f]{6});`).FindStringSubmatch(css)
+			if ink == nil {
+				t.Fatalf("no --brand-ink:\n%s", css)
+			}
+			if c := contrast(luminance(parseHex(ink[1])), 1); c < 4.5 {
+				t.Errorf("--brand-ink %s on white has contrast %.2f, want at least 4.5", ink[1], c)
+			}
+			if fg := parseHex(tc.wantFG); contrast(luminance(fg), luminance(parseHex(tc.color))) < 4.5 {
+				t.Errorf("text %s on %s has contrast below 4.5", tc.wantFG, tc.color)
+			}
+		})
+	}
+}
+
+// TestTemplates_LogoOrigin checks that a logo elsewhere is allowed by the
+// pages' Content-Security-Policy, and only its origin.
+func TestTemplates_LogoOrigin(t *testing.T) {
+	tpl, err := Parse(Brand{Name: "Acme", LogoURL: "https://cdn.example.com/a/logo.svg"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	tpl.Render(w, 200, "error", "Error", "", ErrorData{Message: "m"})
+	if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "img-src 'self' data: https://cdn.example.com;") {
+		t.Errorf("CSP %q does not allow the logo's origin", csp)
+	}
+	if !strings.Contains(w.Body.String(), `<img src="https://cdn.example.com/a/logo.svg"`) {
+		t.Errorf("the page does not show the logo:\n%s", w.Body)
+	}
 }

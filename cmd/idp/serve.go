@@ -37,14 +37,25 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	migrate := fs.String("migrate", c.envOr("IDP_MIGRATE", "true"), "apply pending migrations at start ($IDP_MIGRATE)")
 	logFormat := fs.String("log-format", c.envOr("IDP_LOG_FORMAT", "text"), "text or json ($IDP_LOG_FORMAT)")
 	brandName := fs.String("brand-name", c.envOr("IDP_BRAND_NAME", "idp"), "product name on the pages ($IDP_BRAND_NAME)")
+	brandLogo := fs.String("brand-logo-url", c.getenv("IDP_BRAND_LOGO_URL"), "logo on the pages: an https `URL` or a path under /static/ ($IDP_BRAND_LOGO_URL)")
+	brandColor := fs.String("brand-color", c.envOr("IDP_BRAND_COLOR", web.DefaultColor), "primary `colour` of the pages, #rgb or #rrggbb ($IDP_BRAND_COLOR)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *secret == "" {
 		*secret = c.getenv("IDP_SECRET")
 	}
-	cfg := server.Config{Issuer: *issuer, Secret: *secret, Brand: web.Brand{Name: *brandName}}
+	cfg := server.Config{Issuer: *issuer, Secret: *secret,
+		Brand: web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}}
 	var err error
+	if err := web.CheckColor(*brandColor); err != nil {
+		return usagef("serve: --brand-color / IDP_BRAND_COLOR: %v", err)
+	}
+	if *brandLogo != "" {
+		if err := web.CheckLogoURL(*brandLogo); err != nil {
+			return usagef("serve: --brand-logo-url / IDP_BRAND_LOGO_URL: %v", err)
+		}
+	}
 	if cfg.RequireMFA, err = strconv.ParseBool(*requireMFA); err != nil {
 		return usagef("serve: --require-mfa / IDP_REQUIRE_MFA must be true or false, not %q", *requireMFA)
 	}

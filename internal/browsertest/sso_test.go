@@ -106,7 +106,9 @@ func (b *tab) eval(expr string) string {
 	return s
 }
 
-// screenshot saves the page as name.png when IDP_SCREENSHOTS is set.
+// screenshot saves the page as name.png (desktop, the window's width) and
+// name-phone.png (a 375 px wide phone at twice the pixel density) when
+// IDP_SCREENSHOTS is set.
 func (b *tab) screenshot(name string) {
 	b.t.Helper()
 	if b.shots == "" {
@@ -114,12 +116,31 @@ func (b *tab) screenshot(name string) {
 	}
 	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	// Each viewport is set explicitly: the browser's own window size is
+	// not restored by resetting the emulation.
+	desktopView := chromedp.EmulateViewport(1000, 800)
+	settle := chromedp.Sleep(150 * time.Millisecond) // let the layout follow the viewport
+	var desktop, phone []byte
+	err := chromedp.Do(ctx, desktopView, settle)
+	if err == nil {
+		desktop, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	}
+	if err == nil {
+		err = chromedp.Do(ctx, chromedp.EmulateViewport(375, 740, chromedp.EmulateScale(2), chromedp.EmulateMobile), settle)
+	}
+	if err == nil {
+		phone, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	}
+	if err == nil {
+		err = chromedp.Do(ctx, desktopView)
+	}
 	if err != nil {
 		b.t.Fatalf("screenshot %s: %v", name, err)
 	}
-	if err := os.WriteFile(filepath.Join(b.shots, name+".png"), png, 0o644); err != nil {
-		b.t.Fatal(err)
+	for suffix, png := range map[string][]byte{"": desktop, "-phone": phone} {
+		if err := os.WriteFile(filepath.Join(b.shots, name+suffix+".png"), png, 0o644); err != nil {
+			b.t.Fatal(err)
+		}
 	}
 }
 

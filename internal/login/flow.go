@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,6 +50,7 @@ type flow struct {
 	Stage          string
 	MFAFailures    int
 	StepUpSID      string
+	ReturnTo       string
 }
 
 // Start options, from the authorization endpoint.
@@ -60,6 +62,9 @@ type Start struct {
 	// StepUp names a password-only session whose user must now give a
 	// second factor (acr_values asked for two factors).
 	StepUp *sessions.Session
+	// ReturnTo is the local page to come back to when there is no
+	// authorization request to resume ("/admin"); default /account.
+	ReturnTo string
 }
 
 func (h *Handler) flowCookieName() string {
@@ -73,7 +78,8 @@ func (h *Handler) flowCookieName() string {
 // browser. Any earlier flow of this browser is simply superseded.
 func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (string, error) {
 	token := sessions.NewToken()
-	f := flow{CSRF: sessions.NewToken(), AuthorizeQuery: s.AuthorizeQuery.Encode(), Stage: stagePassword}
+	f := flow{CSRF: sessions.NewToken(), AuthorizeQuery: s.AuthorizeQuery.Encode(), Stage: stagePassword,
+		ReturnTo: localPath(s.ReturnTo)}
 	next := "/login"
 	if s.LoginHint != "" {
 		next += "?" + url.Values{"login_hint": {s.LoginHint}}.Encode()
@@ -91,9 +97,9 @@ func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (st
 	}
 	now := h.Now()
 	_, err := db.Conn(ctx, h.Pool).Exec(ctx, `
-		INSERT INTO login_flows (id_hash, csrf_token, authorize_query, user_id, stage, step_up_sid, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		sessions.HashToken(token), f.CSRF, f.AuthorizeQuery, userID, f.Stage, stepUpSID, now, now.Add(h.FlowTTL))
+		INSERT INTO login_flows (id_hash, csrf_token, authorize_query, user_id, stage, step_up_sid, created_at, expires_at, return_path)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		sessions.HashToken(token), f.CSRF, f.AuthorizeQuery, userID, f.Stage, stepUpSID, now, now.Add(h.FlowTTL), f.ReturnTo)
 	if err != nil {
 		return "", fmt.Errorf("login: begin: %w", err)
 	}
@@ -113,9 +119,9 @@ func (h *Handler) loadFlow(ctx context.Context, r *http.Request) (flow, error) {
 	var userID, stepUp *string
 	f.idHash = sessions.HashToken(c.Value)
 	err = db.Conn(ctx, h.Pool).QueryRow(ctx, `
-		SELECT csrf_token, authorize_query, user_id::text, stage, mfa_failures, step_up_sid::text
+		SELECT csrf_token, authorize_query, user_id::text, stage, mfa_failures, step_up_sid::text, return_path
 		FROM login_flows WHERE id_hash = $1 AND expires_at > $2`, f.idHash, h.Now()).
-		Scan(&f.CSRF, &f.AuthorizeQuery, &userID, &f.Stage, &f.MFAFailures, &stepUp)
+		Scan(&f.CSRF, &f.AuthorizeQuery, &userID, &f.Stage, &f.MFAFailures, &stepUp, &f.ReturnTo)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return flow{}, ErrNoFlow
 	}
@@ -152,9 +158,21 @@ func (h *Handler) finish(ctx context.Context, w http.ResponseWriter, f flow) (st
 	http.SetCookie(w, &http.Cookie{Name: h.flowCookieName(), Value: "", Path: "/", HttpOnly: true,
 		Secure: h.Sessions.Secure, SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	if f.AuthorizeQuery == "" {
+		if f.ReturnTo != "" {
+			return f.ReturnTo, nil
+		}
 		return "/account", nil
 	}
 	return "/oauth2/auth?" + f.AuthorizeQuery, nil
+}
+
+// localPath keeps p only if it is a path on this server: never a redirect
+// to another site ("//evil.example", "https://…", "/\\evil").
+func localPath(p string) string {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.ContainsAny(p, "\\\r\n") {
+		return ""
+	}
+	return p
 }
 
 // DeleteExpired removes up to limit expired flows (the janitor calls it).

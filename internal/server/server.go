@@ -21,6 +21,7 @@ import (
 	"github.com/idp/idp/internal/account"
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/console"
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/secrets"
@@ -186,6 +187,12 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Service: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, MFA: totp, Now: cfg.Now}}
 	adminAPI.Mount(mux)
 	// --- end admin ---
+	// --- console (owned by internal/console; the brand stylesheet by web) ---
+	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Templates: tpl,
+		Logger: cfg.Logger, Now: cfg.Now}
+	consoleHandler.Mount(mux)
+	mux.Handle("GET /static/brand.css", tpl.BrandCSS())
+	// --- end console ---
 	mux.Handle("GET /static/", web.Static())
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/account", http.StatusFound)

@@ -1,0 +1,163 @@
+package console
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+
+	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sso/backchannel"
+	"github.com/idp/idp/internal/users"
+)
+
+// Every action answers with a redirect back to the user's page (so a
+// reload does not post again), or with the page or an error page saying
+// why nothing was done.
+
+func (h *Handler) revokeSessions(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	res, err := h.Admin.RevokeSessions(r.Context(), id, actor(adm))
+	if !h.handled(w, r, err) {
+		return
+	}
+	h.back(w, r, id, "revoked", &res)
+}
+
+func (h *Handler) resetMFA(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	res, err := h.Admin.ResetMFA(r.Context(), id, actor(adm))
+	if errors.Is(err, mfa.ErrNotEnrolled) {
+		h.renderUser(w, r, adm, id, http.StatusConflict, userData{
+			Error: "This user has no two-factor authentication set up, so there was nothing to reset. Nothing was changed."})
+		return
+	}
+	if !h.handled(w, r, err) {
+		return
+	}
+	h.back(w, r, id, "mfa-reset", &res)
+}
+
+func (h *Handler) disable(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	// Refused rather than done: an administrator who disables their own
+	// account is locked out of the console that could undo it.
+	if id == adm.ID {
+		h.renderUser(w, r, adm, id, http.StatusConflict, userData{
+			Error: "You cannot disable your own account from the console: nobody could sign in to enable it again here. " +
+				"Ask another administrator, or use `idp users disable`. Nothing was changed."})
+		return
+	}
+	_, res, err := h.Admin.Disable(r.Context(), id, actor(adm))
+	if !h.handled(w, r, err) {
+		return
+	}
+	h.back(w, r, id, "disabled", &res)
+}
+
+func (h *Handler) enable(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	_, err := h.Admin.Enable(r.Context(), id, actor(adm))
+	if !h.handled(w, r, err) {
+		return
+	}
+	h.back(w, r, id, "enabled", nil)
+}
+
+// retry makes one of the user's undelivered logout notifications due now.
+// The notification must belong to the user whose page the button is on, so
+// a mistyped or stale URL changes nothing.
+func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	id := r.PathValue("id")
+	nid, err := strconv.ParseInt(r.PathValue("nid"), 10, 64)
+	if err != nil || nid <= 0 {
+		h.noSuchNotification(w)
+		return
+	}
+	list, err := h.Admin.ListSessions(ctx, id, admin.ListOptions{Revoked: true})
+	if !h.handled(w, r, err) {
+		return
+	}
+	if !hasUndelivered(list, nid) {
+		h.noSuchNotification(w)
+		return
+	}
+	err = h.Admin.RetryNotification(ctx, strconv.FormatInt(nid, 10), actor(adm))
+	if errors.Is(err, backchannel.ErrNotFound) {
+		// Delivered between the listing and the retry.
+		h.noSuchNotification(w)
+		return
+	}
+	if !h.handled(w, r, err) {
+		return
+	}
+	h.back(w, r, id, "retry", nil)
+}
+
+func hasUndelivered(list admin.SessionList, nid int64) bool {
+	for _, s := range list.Sessions {
+		for _, a := range s.Apps {
+			if slices.ContainsFunc(a.Notifications, func(n admin.Notification) bool {
+				return n.ID == nid && n.State != admin.StateDelivered
+			}) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (h *Handler) noSuchNotification(w http.ResponseWriter) {
+	h.Templates.Error(w, http.StatusNotFound,
+		"That logout notification is not one of this user's undelivered notifications (it may have been delivered since). Nothing was changed.",
+		"Go back to the user's page and reload it to see each notification's state.")
+}
+
+// handled answers an error of an action and reports whether there was
+// none.
+func (h *Handler) handled(w http.ResponseWriter, r *http.Request, err error) bool {
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, users.ErrNotFound):
+		h.noSuchUser(w)
+	default:
+		h.internal(w, r, err)
+	}
+	return false
+}
+
+// back redirects to the user's page with a notice and, for an action
+// that ends sessions, the counts of what it ended.
+func (h *Handler) back(w http.ResponseWriter, r *http.Request, id, notice string, res *sessions.Result) {
+	q := url.Values{"notice": {notice}}
+	if res != nil {
+		q.Set("sessions", strconv.Itoa(res.Sessions))
+		q.Set("notifications", strconv.Itoa(res.Notifications))
+	}
+	http.Redirect(w, r, userPath(id)+"?"+q.Encode(), http.StatusSeeOther)
+}

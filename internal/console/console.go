@@ -1,0 +1,144 @@
+// Package console owns the administrators' HTML console at /admin: finding
+// users, seeing a user's sessions, apps and every back-channel logout
+// notification's state, and acting on the account (revoke all sessions,
+// reset 2FA, disable, enable, retry a notification).
+//
+// It opens only to an enabled administrator whose SSO session was
+// established with two factors: without a session the browser is sent to
+// sign in; with a password-only one, to give a second factor (or enroll
+// one) through login's step-up. Every action is a form post carrying the
+// session's CSRF token and goes through admin.Service, the same methods
+// the admin API and the CLI use, with the administrator as actor; it ends
+// in a redirect back (post/redirect/get) with a notice.
+package console
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/login"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/users"
+	"github.com/idp/idp/web"
+)
+
+// Handler serves /admin (the API under /admin/api is package admin's).
+type Handler struct {
+	Admin     *admin.Service
+	Sessions  *sessions.Manager
+	Login     *login.Handler // starts a sign-in, or a step-up to two factors
+	Templates *web.Templates
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Mount registers the console routes.
+func (h *Handler) Mount(mux *http.ServeMux) {
+	mux.HandleFunc("GET /admin", h.home)
+	mux.HandleFunc("GET /admin/{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/admin", http.StatusMovedPermanently)
+	})
+	mux.HandleFunc("GET /admin/users/{id}", h.user)
+	mux.HandleFunc("POST /admin/users/{id}/revoke-sessions", h.revokeSessions)
+	mux.HandleFunc("POST /admin/users/{id}/reset-mfa", h.resetMFA)
+	mux.HandleFunc("POST /admin/users/{id}/disable", h.disable)
+	mux.HandleFunc("POST /admin/users/{id}/enable", h.enable)
+	mux.HandleFunc("POST /admin/users/{id}/notifications/{nid}/retry", h.retry)
+	// Anything else under /admin (but /admin/api/, the API's) is an HTML
+	// 404 rather than the mux's plain text.
+	mux.HandleFunc("/admin/", h.notFound)
+}
+
+// administrator returns the signed-in administrator, or answers the
+// request itself and reports false: a visitor without a session goes to
+// sign in, someone who is not an administrator gets a 403 page, and an
+// administrator whose session has one factor goes to give a second. A form
+// post that lands there is dropped: its CSRF token is of a session that is
+// about to change.
+func (h *Handler) administrator(w http.ResponseWriter, r *http.Request) (users.User, bool) {
+	ctx := r.Context()
+	s, err := h.Sessions.Current(ctx, r)
+	if errors.Is(err, sessions.ErrNoSession) {
+		h.begin(w, r, login.Start{})
+		return users.User{}, false
+	}
+	if err != nil {
+		h.internal(w, r, err)
+		return users.User{}, false
+	}
+	u, err := h.Admin.Users.ByID(ctx, s.UserID)
+	if err != nil {
+		h.internal(w, r, err)
+		return users.User{}, false
+	}
+	// Checked before the second factor: someone who may not use the console
+	// is not asked for a code first.
+	if !u.IsAdmin {
+		h.Templates.Error(w, http.StatusForbidden, "This page is for administrators.",
+			"You are signed in as "+u.Email+", which is not an administrator account. "+
+				"Your own account page is at /account.")
+		return users.User{}, false
+	}
+	if !s.MultiFactor() {
+		h.begin(w, r, login.Start{StepUp: &s})
+		return users.User{}, false
+	}
+	return u, true
+}
+
+// administratorPost is administrator plus the CSRF check every action
+// needs.
+func (h *Handler) administratorPost(w http.ResponseWriter, r *http.Request) (users.User, bool) {
+	adm, ok := h.administrator(w, r)
+	if !ok {
+		return adm, false
+	}
+	if !h.Sessions.CheckCSRF(r) {
+		h.Templates.Error(w, http.StatusForbidden, "The form could not be verified (it may be stale). Nothing was changed.",
+			"Open the console again and retry from there.")
+		return adm, false
+	}
+	return adm, true
+}
+
+// begin starts a sign-in (or a step-up) and sends the browser to it.
+func (h *Handler) begin(w http.ResponseWriter, r *http.Request, s login.Start) {
+	// Come back to the console page the admin asked for.
+	s.ReturnTo = "/admin"
+	if r.Method == http.MethodGet {
+		s.ReturnTo = r.URL.RequestURI()
+	}
+	next, err := h.Login.Begin(r.Context(), w, s)
+	if err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	web.NoStore(w)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// actor is how the audit log names the administrator.
+func actor(adm users.User) string { return "admin:" + adm.ID }
+
+func (h *Handler) internal(w http.ResponseWriter, r *http.Request, err error) {
+	h.Logger.ErrorContext(r.Context(), "console", "method", r.Method, "route", r.Pattern, "err", err)
+	h.Templates.Error(w, http.StatusInternalServerError, "Something went wrong on our side. The action may not have been carried out.",
+		"Reload the user's page to see where things stand, then try again.")
+}
+
+func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.administrator(w, r); !ok {
+		return
+	}
+	h.Templates.Error(w, http.StatusNotFound, "There is no such page in the console.", "Start again from /admin.")
+}
+
+func (h *Handler) now() time.Time {
+	if h.Now == nil {
+		return time.Now()
+	}
+	return h.Now()
+}

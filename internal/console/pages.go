@@ -1,0 +1,329 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/users"
+)
+
+// listLimit bounds the users the front page lists.
+const listLimit = 25
+
+// homeData is the console's front page: the search form and a list of
+// users (the newest, or those whose email contains what was searched).
+type homeData struct {
+	Email   string // what was searched
+	Error   string
+	Heading string
+	Users   []userRow
+}
+
+type userRow struct {
+	ID, Email, Name string
+	Admin, Disabled bool
+	Created         string
+	CreatedISO      string
+}
+
+// home is GET /admin. A search for an exact email goes straight to that
+// user; otherwise the page lists the users whose email contains the text.
+// A search changes nothing, so it is a GET form (bookmarkable, no CSRF
+// token); the access log records neither paths nor queries.
+func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
+	if _, ok := h.administrator(w, r); !ok {
+		return
+	}
+	ctx := r.Context()
+	q := strings.TrimSpace(r.URL.Query().Get("email"))
+	d := homeData{Email: q, Heading: "Newest users"}
+	status := http.StatusOK
+	if len(q) > 254 {
+		h.Templates.Render(w, http.StatusBadRequest, "admin", "Administration", "",
+			homeData{Error: "That is longer than any email address (254 characters at most). Nothing was searched."})
+		return
+	}
+	if q != "" {
+		a, err := h.Admin.FindUser(ctx, q)
+		switch {
+		case err == nil:
+			http.Redirect(w, r, userPath(a.ID), http.StatusSeeOther)
+			return
+		case !errors.Is(err, users.ErrNotFound):
+			h.internal(w, r, err)
+			return
+		}
+		status = http.StatusNotFound
+		d.Error = "No user has the email address " + q + "."
+		d.Heading = "Emails containing “" + q + "”"
+	}
+	list, err := listUsers(ctx, h.Admin, q, listLimit)
+	if err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	for _, u := range list {
+		d.Users = append(d.Users, userRow{ID: u.ID, Email: u.Email, Name: u.Name, Admin: u.IsAdmin,
+			Disabled: u.Disabled(), Created: formatTime(u.CreatedAt), CreatedISO: iso(u.CreatedAt)})
+	}
+	h.Templates.Render(w, status, "admin", "Administration", "", d)
+}
+
+// listUsers returns up to limit users, newest first, whose email contains
+// substr (all users when it is empty). It is a read for this page alone,
+// so it lives here rather than in users.Store, whose List is oldest first
+// and unfiltered.
+func listUsers(ctx context.Context, svc *admin.Service, substr string, limit int) ([]users.User, error) {
+	pattern := "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(substr) + "%"
+	rows, err := db.Conn(ctx, svc.Pool).Query(ctx, `
+		SELECT id::text, email, name, is_admin, require_mfa, disabled_at, created_at FROM users
+		WHERE email ILIKE $1
+		ORDER BY created_at DESC, id DESC LIMIT $2`, pattern, limit)
+	if err != nil {
+		return nil, fmt.Errorf("console: list users: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (users.User, error) {
+		var u users.User
+		err := row.Scan(&u.ID, &u.Email, &u.Name, &u.IsAdmin, &u.RequireMFA, &u.DisabledAt, &u.CreatedAt)
+		return u, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("console: list users: %w", err)
+	}
+	return list, nil
+}
+
+// userData is a user's page.
+type userData struct {
+	User        admin.Account
+	Created     string
+	DisabledAt  string
+	MFA         string // "on", "off" or "" when unknown
+	Self        bool   // the administrator's own account
+	Notice      string
+	Error       string
+	Sessions    []sessionView
+	Live        int
+	WindowDays  int
+	Unconfirmed int // notifications not (yet) delivered
+}
+
+type sessionView struct {
+	SID, UserAgent, IP     string
+	Started, StartedISO    string
+	LastSeen, LastSeenISO  string
+	Ended, EndedISO, Why   string // Ended is "" while live
+	MultiFactor            bool
+	Apps                   []appView
+	NotificationsPending   int
+	NotificationsDelivered int
+}
+
+type appView struct {
+	ClientID, Name    string
+	SignedIn          string
+	BackchannelLogout bool
+	Notifications     []notificationView
+}
+
+type notificationView struct {
+	ID        int64
+	State     string
+	Reason    string
+	Attempts  int
+	LastError string
+	When      string // when it reached its state, or when a pending one is tried next
+	WhenISO   string
+	Retry     bool
+}
+
+// user is GET /admin/users/{id}.
+func (h *Handler) user(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administrator(w, r)
+	if !ok {
+		return
+	}
+	h.renderUser(w, r, adm, r.PathValue("id"), http.StatusOK, userData{Notice: notice(r)})
+}
+
+// renderUser renders the page of user id with status around the given
+// messages; an unknown id is the 404 page.
+func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.User, id string, status int, d userData) {
+	ctx := r.Context()
+	a, err := h.Admin.User(ctx, id)
+	if errors.Is(err, users.ErrNotFound) {
+		h.noSuchUser(w)
+		return
+	}
+	if err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	list, err := h.Admin.ListSessions(ctx, a.ID, admin.ListOptions{Revoked: true})
+	if err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	d.User, d.Self = a, a.ID == adm.ID
+	d.Created = formatTime(a.CreatedAt)
+	if a.DisabledAt != nil {
+		d.DisabledAt = formatTime(*a.DisabledAt)
+	}
+	if a.MFAEnabled != nil {
+		d.MFA = map[bool]string{true: "on", false: "off"}[*a.MFAEnabled]
+	}
+	window := h.Admin.RecentlyRevoked
+	if window <= 0 {
+		window = admin.DefaultRecentlyRevoked
+	}
+	d.WindowDays = int(window / (24 * time.Hour))
+	now := h.now()
+	for _, s := range list.Sessions {
+		v := sessionView{SID: s.SID, UserAgent: s.UserAgent, IP: s.IP,
+			Started: formatTime(s.CreatedAt), StartedISO: iso(s.CreatedAt),
+			LastSeen: ago(now, s.LastSeenAt), LastSeenISO: iso(s.LastSeenAt), MultiFactor: s.ACR == sessions.ACRMFA}
+		if s.RevokedAt != nil {
+			v.Ended, v.EndedISO, v.Why = ago(now, *s.RevokedAt), iso(*s.RevokedAt), reasonText(s.RevokedReason)
+		} else {
+			d.Live++
+		}
+		for _, app := range s.Apps {
+			av := appView{ClientID: app.ClientID, Name: app.Name, BackchannelLogout: app.BackchannelLogout}
+			if av.Name == app.ClientID {
+				av.Name = ""
+			}
+			if app.SignedInAt != nil {
+				av.SignedIn = formatTime(*app.SignedInAt)
+			}
+			for _, n := range app.Notifications {
+				nv := notificationViewOf(n, now)
+				if n.State == admin.StateDelivered {
+					v.NotificationsDelivered++
+				} else {
+					v.NotificationsPending++
+					d.Unconfirmed++
+				}
+				av.Notifications = append(av.Notifications, nv)
+			}
+			v.Apps = append(v.Apps, av)
+		}
+		d.Sessions = append(d.Sessions, v)
+	}
+	h.Templates.Render(w, status, "admin-user", a.Email, h.Sessions.CSRFToken(r), d)
+}
+
+func notificationViewOf(n admin.Notification, now time.Time) notificationView {
+	v := notificationView{ID: n.ID, State: n.State, Reason: reasonText(n.Reason), Attempts: n.Attempts,
+		LastError: n.LastError, Retry: n.State != admin.StateDelivered}
+	at := n.CreatedAt
+	switch {
+	case n.DeliveredAt != nil:
+		v.When, at = ago(now, *n.DeliveredAt), *n.DeliveredAt
+	case n.FailedAt != nil:
+		v.When, at = ago(now, *n.FailedAt), *n.FailedAt
+	case n.AbandonedAt != nil:
+		v.When, at = ago(now, *n.AbandonedAt), *n.AbandonedAt
+	case n.NextAttemptAt != nil && n.NextAttemptAt.After(now):
+		v.When, at = "next try "+until(now, *n.NextAttemptAt), *n.NextAttemptAt
+	default:
+		v.When = "queued " + ago(now, n.CreatedAt)
+	}
+	v.WhenISO = iso(at)
+	return v
+}
+
+func (h *Handler) noSuchUser(w http.ResponseWriter) {
+	h.Templates.Error(w, http.StatusNotFound, "There is no user with that id. Nothing was changed.",
+		"Find the user by email on the console's front page, /admin.")
+}
+
+func userPath(id string) string { return "/admin/users/" + id }
+
+// reasons says in words why a session ended, by the reason recorded.
+var reasons = map[string]string{
+	"rp_logout":         "signed out from an app",
+	"user_sign_out":     "signed out on the account page",
+	"user_sign_out_all": "signed out everywhere",
+	"admin_revoke":      "revoked by an administrator",
+	"expired":           "expired",
+	"user_disabled":     "account disabled",
+	"user_deleted":      "account deleted",
+	"password_changed":  "password changed",
+	"factors_changed":   "two-factor authentication changed or reset",
+}
+
+func reasonText(reason string) string {
+	if s, ok := reasons[reason]; ok {
+		return s
+	}
+	return reason
+}
+
+// notices are the messages a redirect back may show, by key; the counts
+// come as integers, so no text from the URL reaches the page.
+func notice(r *http.Request) string {
+	q := r.URL.Query()
+	n, _ := strconv.Atoi(q.Get("sessions"))
+	m, _ := strconv.Atoi(q.Get("notifications"))
+	ended := "ended " + plural(max(n, 0), "session") + "; " + plural(max(m, 0), "app") + " to be told over the back channel."
+	switch q.Get("notice") {
+	case "revoked":
+		return "All sessions and tokens revoked: " + ended
+	case "mfa-reset":
+		return "Two-factor authentication reset: " + ended + " They sign in with their password next."
+	case "disabled":
+		return "Account disabled: " + ended
+	case "enabled":
+		return "Account enabled. They can sign in again; their old sessions stay ended."
+	case "retry":
+		return "The notification is due again now; this page shows how it went when you reload it."
+	}
+	return ""
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04 UTC") }
+
+func iso(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// ago says how long before now t was, coarsely.
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return plural(int(d/time.Minute), "minute") + " ago"
+	case d < 24*time.Hour:
+		return plural(int(d/time.Hour), "hour") + " ago"
+	}
+	return "on " + formatTime(t)
+}
+
+// until says how long after now t is, coarsely.
+func until(now, t time.Time) string {
+	d := t.Sub(now)
+	switch {
+	case d < time.Minute:
+		return "in " + plural(int(d.Round(time.Second)/time.Second), "second")
+	case d < time.Hour:
+		return "in " + plural(int(d/time.Minute), "minute")
+	}
+	return "at " + formatTime(t)
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}

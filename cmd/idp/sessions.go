@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 )
@@ -23,7 +24,8 @@ const cliActor = "cli"
 // newAdmin builds the administrative service on pool, as the server does,
 // so the CLI and the admin API act alike.
 func newAdmin(pool *pgxpool.Pool) *admin.Service {
-	return &admin.Service{Pool: pool, Users: users.NewStore(pool), Now: time.Now,
+	// Resetting a factor never decrypts a TOTP secret: no server secret needed.
+	return &admin.Service{Pool: pool, Users: users.NewStore(pool), Now: time.Now, MFA: &mfa.TOTP{Pool: pool},
 		Sessions: &sessions.Manager{Pool: pool, Now: time.Now}}
 }
 

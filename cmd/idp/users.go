@@ -10,9 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
@@ -130,26 +127,7 @@ func yesNo(b bool) string {
 func usersResetMFACommand(ctx context.Context, c *cli, args []string) error {
 	return c.userCommand(ctx, args, "users reset-mfa", "email", "--email EMAIL [--json]", nil, func(o oneUser) error {
 		u := o.user
-		totp := &mfa.TOTP{Pool: o.svc.Pool}
-		var res sessions.Result
-		err := db.InTx(ctx, o.svc.Pool, func(ctx context.Context, _ pgx.Tx) error {
-			// A set-up never confirmed is not 2FA: report it as nothing to reset
-			// rather than claim a reset that changed nothing for the user.
-			on, err := totp.Enabled(ctx, u.ID)
-			if err != nil {
-				return err
-			}
-			if !on {
-				return mfa.ErrNotEnrolled
-			}
-			if err := totp.Disable(ctx, u.ID); err != nil {
-				return err
-			}
-			res, err = o.svc.Sessions.Revoke(ctx, sessions.Revocation{
-				UserID: u.ID, Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: cliActor,
-			})
-			return err
-		})
+		res, err := o.svc.ResetMFA(ctx, u.ID, cliActor)
 		if errors.Is(err, mfa.ErrNotEnrolled) {
 			return fmt.Errorf("%s has no two-factor authentication set up; nothing was reset", u.Email)
 		}

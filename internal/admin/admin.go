@@ -28,9 +28,12 @@ import (
 	"github.com/idp/idp/internal/users"
 )
 
-// Factors tells whether a user has a confirmed second factor (mfa.TOTP).
+// Factors is what the service needs of second factors (mfa.TOTP): whether
+// a user has one, and removing it.
 type Factors interface {
 	Enabled(ctx context.Context, userID string) (bool, error)
+	// Disable deletes the user's second factor and recovery codes.
+	Disable(ctx context.Context, userID string) error
 }
 
 // Service carries out administrative actions. Each change runs in one

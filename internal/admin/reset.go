@@ -11,17 +11,6 @@ import (
 	"github.com/idp/idp/internal/sessions"
 )
 
-// FactorResetter is what ResetMFA needs of Service.MFA; mfa.TOTP is one.
-type FactorResetter interface {
-	Factors
-	// Disable deletes the user's second factor and recovery codes.
-	Disable(ctx context.Context, userID string) error
-}
-
-// ErrNoFactorStore means the Service was built without an MFA that can
-// reset factors: a wiring mistake, not the user's state.
-var ErrNoFactorStore = errors.New("admin: no second-factor store to reset")
-
 // ResetMFA is an administrator's answer to a lost phone: in one
 // transaction it removes the user's second factor and recovery codes, ends
 // all their sessions and tokens (offline ones too, reason factors_changed)
@@ -30,10 +19,7 @@ var ErrNoFactorStore = errors.New("admin: no second-factor store to reset")
 // when the user has no confirmed second factor (a set-up never confirmed
 // is not 2FA); users.ErrNotFound for an unknown user.
 func (s *Service) ResetMFA(ctx context.Context, userID, actor string) (sessions.Result, error) {
-	f, ok := s.MFA.(FactorResetter)
-	if !ok {
-		return sessions.Result{}, ErrNoFactorStore
-	}
+	f := s.MFA
 	if _, err := s.Users.ByID(ctx, userID); err != nil {
 		return sessions.Result{}, err
 	}

@@ -1,0 +1,338 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+)
+
+// Config is one run.
+type Config struct {
+	// DatabaseURL names a PostgreSQL server (any database on it, as a user
+	// that may create databases); the run gets a fresh database there.
+	DatabaseURL string
+	// Duration of each floor and scenario, after a warm-up of a tenth of it
+	// (at most a second) that is not measured.
+	Duration time.Duration
+	// Concurrency is the number of workers of every floor and scenario
+	// (the argon2id floor always uses GOMAXPROCS).
+	Concurrency int
+	// Sessions and Apps shape revoke-all: one user with Sessions sessions,
+	// each held by Apps apps.
+	Sessions, Apps int
+	// Only restricts the run to these scenarios (all when empty).
+	Only []string
+	// IDTokenAlg is the apps' id_token_signed_response_alg, which signs
+	// their ID tokens and logout tokens: "RS256" (the default) or "ES256".
+	IDTokenAlg string
+	// KeepDatabase leaves the database in place after the run.
+	KeepDatabase bool
+	// Log receives progress lines and the provider's warnings and errors.
+	Log io.Writer
+}
+
+// DefaultConcurrency is two workers per core: enough to keep the provider
+// busy while a worker waits on the database or the network, not so many
+// that the load generator, which shares the cores, crowds out the server.
+func DefaultConcurrency() int { return 2 * runtime.GOMAXPROCS(0) }
+
+func (c *Config) check() error {
+	switch {
+	case c.DatabaseURL == "":
+		return errors.New("bench: no database URL")
+	case c.Duration <= 0:
+		return errors.New("bench: duration must be positive")
+	case c.Concurrency <= 0:
+		return errors.New("bench: concurrency must be positive")
+	case c.Sessions <= 0 || c.Apps <= 0:
+		return errors.New("bench: sessions and apps must be positive")
+	}
+	switch c.IDTokenAlg {
+	case "":
+		c.IDTokenAlg = "RS256"
+	case "RS256", "ES256":
+	default:
+		return fmt.Errorf("bench: ID token algorithm must be RS256 or ES256, not %q", c.IDTokenAlg)
+	}
+	for _, s := range c.Only {
+		if !slices.Contains(Scenarios, s) {
+			return fmt.Errorf("bench: unknown scenario %q (scenarios: %v)", s, Scenarios)
+		}
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	return nil
+}
+
+func (c *Config) wants(s string) bool { return len(c.Only) == 0 || slices.Contains(c.Only, s) }
+
+// runner holds what the phases of a run share.
+type runner struct {
+	cfg      Config
+	in       *instance
+	tr       *http.Transport
+	hc       *http.Client // apps and resource servers: no cookies, no redirects
+	provider *oidc.Provider
+	resource *app
+	appA     *app
+	appB     *app
+	console  *app
+	browsers []*browser
+	rss      *rssSampler
+	// ccDoc and codeFlowDoc are the stored request documents of a real
+	// client_credentials token and of a real code-flow token.
+	ccDoc, codeFlowDoc []byte
+}
+
+func (r *runner) logf(format string, args ...any) {
+	fmt.Fprintf(r.cfg.Log, "idp-bench: "+format+"\n", args...)
+}
+
+// phase names what is being measured, for the round-trip counts and the
+// memory samples ("" between measurements).
+func (r *runner) phase(p string) {
+	r.in.meter.setPhase(p)
+	if p != "" {
+		r.rss.setPhase(p)
+	}
+}
+
+// Run performs a whole run and returns its report. An error means the run
+// could not be made; failures of the provider under load are in the
+// report.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	r := &runner{cfg: cfg, rss: startRSS(100 * time.Millisecond)}
+	r.rss.setPhase("setup")
+	rep := &Report{Started: time.Now().UTC(), Config: ReportConfig{
+		Duration: cfg.Duration, Concurrency: cfg.Concurrency, Sessions: cfg.Sessions, Apps: cfg.Apps,
+		IDTokenAlg: cfg.IDTokenAlg,
+	}}
+
+	d, err := createDatabase(ctx, cfg.DatabaseURL)
+	if err != nil {
+		r.rss.finish()
+		return nil, err
+	}
+	r.logf("database %s", d.name)
+	defer func() {
+		if cfg.KeepDatabase {
+			r.logf("kept database %s", redactURL(d.url))
+			return
+		}
+		if err := d.drop(context.WithoutCancel(ctx)); err != nil {
+			r.logf("%v", err)
+		}
+	}()
+	if r.in, err = startInstance(ctx, d.url, cfg.Log); err != nil {
+		r.rss.finish()
+		return nil, err
+	}
+	defer func() {
+		if err := r.in.close(); err != nil {
+			r.logf("stop provider: %v", err)
+		}
+	}()
+	rep.Machine = describeMachine(ctx, r.in.pool)
+	rep.Config.PoolMaxConns = r.in.pool.Config().MaxConns
+	rep.Issuer = r.in.issuer
+
+	err = r.run(ctx, rep)
+	rep.Machine.LoadAfter = loadAvg()
+	rep.Memory = r.rss.finish()
+	rep.ServerErrors = r.in.serverErrors.Load()
+	if err != nil {
+		return nil, err
+	}
+	rep.evaluate()
+	return rep, nil
+}
+
+func (r *runner) run(ctx context.Context, rep *Report) error {
+	cfg := r.cfg
+	r.tr = newTransport(cfg.Concurrency + 4)
+	defer r.tr.CloseIdleConnections()
+	r.hc = &http.Client{Transport: r.tr, Timeout: 30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var err error
+	if r.provider, err = oidc.NewProvider(oidc.ClientContext(ctx, r.hc), r.in.issuer); err != nil {
+		return fmt.Errorf("bench: discovery: %w", err)
+	}
+	if err := r.seedApps(ctx); err != nil {
+		return err
+	}
+	// One real token of each kind, for the floors' and seeds' row documents.
+	if _, err := r.issueTokens(ctx, 1); err != nil {
+		return err
+	}
+	if _, err := r.signedInBrowsers(ctx, 1); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		dst    *[]byte
+		client string
+	}{{&r.ccDoc, resourceID}, {&r.codeFlowDoc, appAID}} {
+		if err := r.in.pool.QueryRow(ctx, `SELECT request::text FROM oauth_access_tokens WHERE client_id = $1 LIMIT 1`,
+			d.client).Scan(d.dst); err != nil {
+			return fmt.Errorf("bench: read a token row: %w", err)
+		}
+	}
+
+	floorOps := map[string]op{FloorArgon2: argon2Op}
+	if cfg.wants(ScenarioClientCredentials) || cfg.wants(ScenarioIntrospection) ||
+		cfg.wants(ScenarioRefresh) || cfg.wants(ScenarioSilentSSO) {
+		fs, err := startFloorServer(ctx, r.in.dbURL, r.ccDoc)
+		if err != nil {
+			return err
+		}
+		defer fs.close()
+		if err := fs.seedSelect(ctx, 1000); err != nil {
+			return err
+		}
+		floorOps[FloorInsert] = fs.insertOp(r.hc)
+		floorOps[FloorSelect] = fs.selectOp(r.hc)
+	}
+	floors := map[string]*sample{}
+	// pair measures a scenario interleaved with its floor and files both.
+	pair := func(name string, fn op, note func() string) {
+		f := floorOf[name]
+		r.logf("scenario %s (against the %s floor)", name, f)
+		fs, ss := r.measurePair(ctx, f, floorOps[f], name, fn)
+		if floors[f] == nil {
+			floors[f] = &sample{}
+		}
+		floors[f].add(fs)
+		fst, sst := fs.stats(), ss.stats()
+		s := Scenario{Name: name, Description: describe[name], Stats: sst, Floor: f, FloorPerSec: fst.PerSec,
+			RoundTrips: r.in.meter.report(name)}
+		if fst.PerSec > 0 {
+			s.Ratio = sst.PerSec / fst.PerSec
+		}
+		if note != nil {
+			s.Note = note()
+		}
+		rep.Scenarios = append(rep.Scenarios, s)
+	}
+
+	if cfg.wants(ScenarioClientCredentials) {
+		pair(ScenarioClientCredentials, r.clientCredentials(), nil)
+	}
+	if cfg.wants(ScenarioIntrospection) {
+		tokens, err := r.issueTokens(ctx, 256)
+		if err != nil {
+			return err
+		}
+		pair(ScenarioIntrospection, r.introspection(tokens), nil)
+	}
+	if cfg.wants(ScenarioRefresh) || cfg.wants(ScenarioSilentSSO) {
+		browsers, err := r.signedInBrowsers(ctx, cfg.Concurrency)
+		if err != nil {
+			return err
+		}
+		if cfg.wants(ScenarioRefresh) {
+			chains, err := r.refreshChains(ctx, browsers)
+			if err != nil {
+				return err
+			}
+			pair(ScenarioRefresh, r.refresh(chains), nil)
+		}
+		if cfg.wants(ScenarioSilentSSO) {
+			pair(ScenarioSilentSSO, r.silentSSO(browsers), nil)
+		}
+	}
+	if cfg.wants(ScenarioFullSignIn) {
+		// Each account signs in at most once per 30 s TOTP step: seed
+		// enough for the fastest argon2id rate seen, over the measured
+		// part of the run (or one step), with room to spare.
+		r.rss.setPhase("floor:" + FloorArgon2)
+		workers := runtime.GOMAXPROCS(0)
+		est := load(ctx, workers, max(warmup(cfg.Duration), 500*time.Millisecond), argon2Op)
+		fastest := max(est.h.min, time.Millisecond)
+		rate := float64(workers) / fastest.Seconds()
+		window := min(cfg.Duration+warmup(cfg.Duration), totpPeriod*time.Second).Seconds()
+		n := int(math.Ceil(rate*window*1.5)) + 4*cfg.Concurrency
+		start := time.Now()
+		pool, err := r.seedMFAUsers(ctx, n)
+		if err != nil {
+			return err
+		}
+		r.logf("seeded %d accounts with TOTP in %s (argon2id at most %.1f/s)", n, time.Since(start).Round(time.Millisecond), rate)
+		pair(ScenarioFullSignIn, r.fullSignIn(pool), func() string {
+			if w := pool.starved.Load(); w > 0 {
+				return fmt.Sprintf("%d waits for a fresh TOTP step: seed more accounts", w)
+			}
+			return ""
+		})
+	}
+	for _, f := range []string{FloorArgon2, FloorInsert, FloorSelect} {
+		if s, ok := floors[f]; ok {
+			rep.Floors = append(rep.Floors, Floor{Name: f, Description: describe[f], Stats: s.stats()})
+		}
+	}
+
+	if cfg.wants(ScenarioRevokeAll) {
+		r.logf("scenario %s: %d sessions × %d apps", ScenarioRevokeAll, cfg.Sessions, cfg.Apps)
+		r.rss.setPhase(ScenarioRevokeAll)
+		f, err := r.revokeAll(ctx, cfg.Sessions, cfg.Apps)
+		if err != nil {
+			return err
+		}
+		f.RoundTrips = r.in.meter.report(ScenarioRevokeAll)
+		rep.Fanout = f
+	}
+	return ctx.Err()
+}
+
+// warmup is the unmeasured lead-in of a measurement: it fills the pools,
+// the statement caches and the connections.
+func warmup(d time.Duration) time.Duration { return min(d/10, time.Second) }
+
+// rounds is how many slices a measurement is cut into, alternating with
+// the floor's: both then see the same background load, which on a shared
+// machine drifts by more than the effects measured.
+func rounds(d time.Duration) int {
+	if d < time.Second {
+		return 1
+	}
+	return 5
+}
+
+// measurePair warms up the floor and the scenario, then measures each for
+// the configured duration, in alternating slices.
+func (r *runner) measurePair(ctx context.Context, floor string, floorFn op, scenario string, fn op) (fs, ss *sample) {
+	floorWorkers := r.cfg.Concurrency
+	if floor == FloorArgon2 {
+		floorWorkers = runtime.GOMAXPROCS(0)
+	}
+	fphase := "floor:" + floor
+	r.rss.setPhase(fphase)
+	load(ctx, floorWorkers, warmup(r.cfg.Duration), floorFn)
+	r.rss.setPhase(scenario)
+	load(ctx, r.cfg.Concurrency, warmup(r.cfg.Duration), fn)
+
+	fs, ss = &sample{}, &sample{}
+	n := rounds(r.cfg.Duration)
+	slice := r.cfg.Duration / time.Duration(n)
+	for range n {
+		r.rss.setPhase(fphase)
+		fs.add(load(ctx, floorWorkers, slice, floorFn))
+		r.phase(scenario)
+		ss.add(load(ctx, r.cfg.Concurrency, slice, fn))
+		r.phase("")
+	}
+	f, s := fs.stats(), ss.stats()
+	r.logf("  %s floor %.1f/s; %s %.1f/s (%.1f%%), p50 %s, p99 %s, %d errors", floor, f.PerSec, scenario, s.PerSec,
+		100*s.PerSec/max(f.PerSec, 1e-9), s.P50, s.P99, s.Errors+f.Errors)
+	return fs, ss
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -63,20 +65,43 @@ func (m *Manager) Revoke(ctx context.Context, rev Revocation) (Result, error) {
 	if len(rev.SIDs) == 0 && rev.UserID == "" {
 		return Result{}, fmt.Errorf("sessions: revoke: no sessions named")
 	}
-	if rev.SIDs == nil {
-		rev.SIDs = []string{}
+	// Ids arrive from URLs and forms: a malformed one names no session.
+	// Parsing here lets every statement compare uuid to uuid and use its
+	// index.
+	named := validUUIDs(rev.SIDs)
+	if (len(rev.SIDs) > 0 && len(named) == 0) || (rev.UserID != "" && !isUUID(rev.UserID)) {
+		return Result{}, nil
+	}
+	var except *string
+	if isUUID(rev.ExceptSID) {
+		except = &rev.ExceptSID
+	}
+	// The session filter: by sid (optionally checked against the user) or
+	// by user; args grow with it so each statement names only what it uses.
+	args := []any{m.Now(), rev.Reason}
+	where := ""
+	if len(named) > 0 {
+		args = append(args, named)
+		where = fmt.Sprintf("id = ANY($%d::uuid[])", len(args))
+	}
+	if rev.UserID != "" {
+		args = append(args, rev.UserID)
+		if where != "" {
+			where += " AND "
+		}
+		where += fmt.Sprintf("user_id = $%d::uuid", len(args))
+	}
+	if except != nil {
+		args = append(args, *except)
+		where += fmt.Sprintf(" AND id <> $%d::uuid", len(args))
 	}
 	var res Result
 	err := db.InTx(ctx, m.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		now := m.Now()
+		now := args[0].(time.Time)
 		rows, err := tx.Query(ctx, `
 			UPDATE sso_sessions SET revoked_at = $1, revoked_reason = $2
-			WHERE revoked_at IS NULL
-			  AND (cardinality($3::text[]) = 0 OR id::text = ANY($3))
-			  AND ($4 = '' OR user_id::text = $4)
-			  AND id::text <> $5
-			RETURNING id::text`,
-			now, rev.Reason, rev.SIDs, rev.UserID, rev.ExceptSID)
+			WHERE revoked_at IS NULL AND `+where+`
+			RETURNING id::text`, args...)
 		if err != nil {
 			return err
 		}
@@ -93,21 +118,21 @@ func (m *Manager) Revoke(ctx context.Context, rev Revocation) (Result, error) {
 		batch := &pgx.Batch{}
 		// With IncludeOffline every token of the user goes, except those of
 		// the session being kept.
-		batch.Queue(`DELETE FROM oauth_access_tokens WHERE sid::text = ANY($1)
-			OR ($2 <> '' AND subject = $2 AND (sid IS NULL OR sid::text <> $3))`,
-			sids, offlineUser, rev.ExceptSID).Exec(func(ct pgconn.CommandTag) error { res.AccessTokens = int(ct.RowsAffected()); return nil })
+		batch.Queue(`DELETE FROM oauth_access_tokens WHERE sid = ANY($1::uuid[])
+			OR ($2 <> '' AND subject = $2 AND ($3::uuid IS NULL OR sid IS NULL OR sid <> $3::uuid))`,
+			sids, offlineUser, except).Exec(func(ct pgconn.CommandTag) error { res.AccessTokens = int(ct.RowsAffected()); return nil })
 		batch.Queue(`UPDATE oauth_refresh_tokens SET active = false
-			WHERE active AND ((sid::text = ANY($1) AND NOT offline)
-				OR ($2 <> '' AND subject = $2 AND (sid IS NULL OR sid::text <> $3)))`,
-			sids, offlineUser, rev.ExceptSID).Exec(func(ct pgconn.CommandTag) error { res.RefreshTokens = int(ct.RowsAffected()); return nil })
-		batch.Queue(`UPDATE oauth_authorize_codes SET active = false WHERE active AND sid::text = ANY($1)`, sids)
+			WHERE active AND ((sid = ANY($1::uuid[]) AND NOT offline)
+				OR ($2 <> '' AND subject = $2 AND ($3::uuid IS NULL OR sid IS NULL OR sid <> $3::uuid)))`,
+			sids, offlineUser, except).Exec(func(ct pgconn.CommandTag) error { res.RefreshTokens = int(ct.RowsAffected()); return nil })
+		batch.Queue(`UPDATE oauth_authorize_codes SET active = false WHERE active AND sid = ANY($1::uuid[])`, sids)
 		batch.Queue(`
 			INSERT INTO logout_outbox (sid, subject, client_id, uri, include_sid, reason, created_at, next_attempt_at)
 			SELECT cs.sid, s.user_id::text, c.id, c.backchannel_logout_uri, true, $2, $3, $3
 			FROM client_sessions cs
 			JOIN oauth_clients c ON c.id = cs.client_id
 			JOIN sso_sessions s ON s.id = cs.sid
-			WHERE cs.sid::text = ANY($1) AND c.backchannel_logout_uri <> ''`,
+			WHERE cs.sid = ANY($1::uuid[]) AND c.backchannel_logout_uri <> ''`,
 			sids, rev.Reason, now).Exec(func(ct pgconn.CommandTag) error { res.Notifications = int(ct.RowsAffected()); return nil })
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 			return err
@@ -166,4 +191,19 @@ func (m *Manager) ExpireDue(ctx context.Context, limit int) (Result, error) {
 		return Result{}, fmt.Errorf("sessions: expire: %w", err)
 	}
 	return res, nil
+}
+
+func isUUID(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
+}
+
+func validUUIDs(ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		if isUUID(id) {
+			out = append(out, id)
+		}
+	}
+	return out
 }

@@ -137,6 +137,20 @@ func TestManager_Revoke(t *testing.T) {
 			t.Fatalf("%d audit records, want 2", n)
 		}
 	})
+	t.Run("a malformed sid names no session, not all of them", func(t *testing.T) {
+		m, _, user := newManager(t, false)
+		m.Create(ctx, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
+		for _, rev := range []Revocation{
+			{SIDs: []string{"not-a-uuid"}, UserID: user},
+			{SIDs: []string{"' OR true --"}},
+			{UserID: "nope"},
+		} {
+			res, err := m.Revoke(ctx, rev)
+			if err != nil || res.Sessions != 0 {
+				t.Fatalf("Revoke(%+v) = %+v, %v; want nothing revoked", rev, res, err)
+			}
+		}
+	})
 	t.Run("names nothing", func(t *testing.T) {
 		m, _, _ := newManager(t, false)
 		if _, err := m.Revoke(ctx, Revocation{Reason: ReasonAdminRevoke}); err == nil {

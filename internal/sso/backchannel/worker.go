@@ -106,6 +106,14 @@ func (w *Worker) config() (config, error) {
 		c.log = slog.Default()
 	}
 	setDefault(&c.concurrency, DefaultConcurrency)
+	if w.HTTP == nil {
+		// Deliveries run in parallel, often to one app: keep an idle
+		// connection per delivery slot, not DefaultTransport's two per host,
+		// or most notifications pay for a new connection (and TLS handshake).
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = c.concurrency
+		c.http.Transport = t
+	}
 	setDefault(&c.poll, DefaultPollInterval)
 	setDefault(&c.lease, DefaultLease)
 	setDefault(&c.baseBackoff, DefaultBaseBackoff)

@@ -204,7 +204,10 @@ func (m *Manager) current(ctx context.Context, cookieHash []byte) (Session, erro
 
 // Get returns a session by sid, live or not, with its apps.
 func (m *Manager) Get(ctx context.Context, sid string) (Session, error) {
-	list, err := m.list(ctx, `s.id::text = $1`, sid)
+	if !isUUID(sid) {
+		return Session{}, ErrNoSession
+	}
+	list, err := m.list(ctx, `s.id = $1::uuid`, sid)
 	if err != nil {
 		return Session{}, err
 	}
@@ -216,7 +219,10 @@ func (m *Manager) Get(ctx context.Context, sid string) (Session, error) {
 
 // ListByUser returns the user's live sessions, newest first, with their apps.
 func (m *Manager) ListByUser(ctx context.Context, userID string) ([]Session, error) {
-	return m.list(ctx, `s.user_id::text = $1 AND s.revoked_at IS NULL
+	if !isUUID(userID) {
+		return nil, nil
+	}
+	return m.list(ctx, `s.user_id = $1::uuid AND s.revoked_at IS NULL
 		AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2`, userID, m.Now())
 }
 
@@ -266,12 +272,15 @@ func truncate(s string, n int) string {
 // methods, class and auth_time, and a fresh cookie value, so a value seen
 // before the stronger sign-in is worthless. The sid and the apps stay.
 func (m *Manager) StepUp(ctx context.Context, w http.ResponseWriter, sid, userID string, amr []string, acr string) error {
+	if !isUUID(sid) || !isUUID(userID) {
+		return ErrNoSession
+	}
 	token := NewToken()
 	now := m.Now()
 	var absolute time.Time
 	err := db.Conn(ctx, m.Pool).QueryRow(ctx, `
 		UPDATE sso_sessions SET cookie_hash = $3, amr = $4, acr = $5, auth_time = $6, last_seen_at = $6
-		WHERE id::text = $1 AND user_id::text = $2 AND revoked_at IS NULL
+		WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL
 		RETURNING absolute_expires_at`,
 		sid, userID, HashToken(token), amr, acr, now.UTC().Truncate(time.Second)).Scan(&absolute)
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 
 	"github.com/idp/idp/internal/sessions"
@@ -43,4 +44,29 @@ func usersEnableCommand(ctx context.Context, c *cli, args []string) error {
 		_, err = fmt.Fprintf(c.stdout, "enabled %s\n", u.Email)
 		return err
 	})
+}
+
+// usersRequireMFACommand makes a user enroll a second factor at their next
+// sign-in (or, with --off, lifts that).
+func usersRequireMFACommand(ctx context.Context, c *cli, args []string) error {
+	var off *bool
+	return c.userCommand(ctx, args, "users require-mfa", "email", "--email EMAIL [--off] [--json]",
+		func(fs *flag.FlagSet) { off = fs.Bool("off", false, "no longer require 2FA of this user") },
+		func(o oneUser) error {
+			u, err := o.svc.RequireMFA(ctx, o.user.ID, !*off, cliActor)
+			if err != nil {
+				return err
+			}
+			if o.asJSON {
+				return printJSON(c.stdout, struct {
+					User users.User `json:"user"`
+				}{u})
+			}
+			if u.RequireMFA {
+				_, err = fmt.Fprintf(c.stdout, "%s must now use two-factor authentication; without it they set it up at the next sign-in\n", u.Email)
+			} else {
+				_, err = fmt.Fprintf(c.stdout, "%s no longer has to use two-factor authentication (the server-wide policy still applies)\n", u.Email)
+			}
+			return err
+		})
 }

@@ -58,6 +58,8 @@ var samples = map[string]any{
 			"Apps": []sample{{"ID": "app", "Name": "App"}}}}},
 	"account-enroll":     sample{"Secret": "ABC", "URI": "otpauth://totp/x", "Error": "e"},
 	"account-signed-out": sample{"Everywhere": true},
+	"consent": sample{"Client": "App", "Scopes": []sample{{"Name": "email", "Text": "See your email address"}},
+		"Fields": [][2]string{{"client_id", "app"}}},
 	"admin": sample{"Email": "ada", "Error": "No user has the email address ada.", "Heading": "Emails containing “ada”",
 		"Users": []sample{{"ID": "u1", "Email": "ada@example.com", "Name": "Ada", "Admin": true, "Disabled": false,
 			"Created": "1 Jan 2030, 10:00 UTC", "CreatedISO": "2030-01-01T10:00:00Z"}}},

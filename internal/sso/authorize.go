@@ -90,6 +90,9 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		ar.GrantAudience(aud)
 	}
 	client, _ := ar.GetClient().(*clients.Client)
+	if !p.consent(w, r, ar, sess, client, prompt) {
+		return
+	}
 	session := p.newSession(user, sess, client, ar.GetGrantedScopes())
 	resp, err := p.OAuth2.NewAuthorizeResponse(ctx, ar, session)
 	if err != nil {

@@ -154,7 +154,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
 			"email", "email_verified", "name"},
 		"acr_values_supported":                             []string{"urn:idp:acr:pwd", "urn:idp:acr:mfa"},
-		"prompt_values_supported":                          []string{"none", "login"},
+		"prompt_values_supported":                          []string{"none", "login", "consent"},
 		"code_challenge_methods_supported":                 []string{"S256"},
 		"token_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post", "none"},
 		"introspection_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post"},

@@ -1,0 +1,148 @@
+package sso
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/ory/fosite"
+
+	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/web"
+)
+
+// Consent applies to clients registered with --require-consent. The
+// consent page posts back to the authorization endpoint with the original
+// parameters and a decision, so the request is validated by fosite again
+// and nothing about it is kept between the two steps.
+
+const consentDecision = "consent_decision"
+
+type consentPage struct {
+	Client string
+	Scopes []scopeText
+	Fields [][2]string // the authorization request, as hidden fields
+}
+
+type scopeText struct{ Name, Text string }
+
+var scopeTexts = map[string]string{
+	"openid":         "Know who you are (your account id)",
+	"profile":        "See your name",
+	"email":          "See your email address",
+	"offline_access": "Keep access while you are signed out",
+	"admin":          "Administer this sign-in service",
+}
+
+// consent decides whether the request may go on. It returns false after it
+// has answered: with the consent page, or with an error to the app.
+func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, s sessions.Session, c *clients.Client, prompt []string) bool {
+	ctx := r.Context()
+	if c == nil || !c.RequireConsent {
+		return true
+	}
+	scopes := []string(ar.GetGrantedScopes())
+	switch ar.GetRequestForm().Get(consentDecision) {
+	case "allow":
+		if !p.Sessions.CheckCSRF(r) {
+			p.Templates.Error(w, http.StatusForbidden, "The consent form could not be verified (it may be stale).",
+				"Go back to the application and try again.")
+			return false
+		}
+		if err := p.saveConsent(ctx, s.UserID, c.ID, scopes); err != nil {
+			p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+			return false
+		}
+		return true
+	case "deny":
+		if !p.Sessions.CheckCSRF(r) {
+			p.Templates.Error(w, http.StatusForbidden, "The consent form could not be verified (it may be stale).",
+				"Go back to the application and try again.")
+			return false
+		}
+		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The person did not allow the request."))
+		return false
+	}
+	given, err := p.consented(ctx, s.UserID, c.ID, scopes)
+	if err != nil {
+		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		return false
+	}
+	if given && !slices.Contains(prompt, "consent") {
+		return true
+	}
+	if slices.Contains(prompt, "none") {
+		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrConsentRequired)
+		return false
+	}
+	page := consentPage{Client: p.clientName(r, c.ID)}
+	for _, sc := range scopes {
+		text := scopeTexts[sc]
+		if text == "" {
+			text = "Use the permission “" + sc + "”"
+		}
+		page.Scopes = append(page.Scopes, scopeText{sc, text})
+	}
+	form := ar.GetRequestForm()
+	keys := make([]string, 0, len(form))
+	for k := range form {
+		if k != consentDecision && k != "csrf_token" {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		for _, v := range form[k] {
+			if k == "prompt" {
+				v = withoutConsentPrompt(v)
+			}
+			page.Fields = append(page.Fields, [2]string{k, v})
+		}
+	}
+	web.NoStore(w)
+	p.Templates.Render(w, http.StatusOK, "consent", "Allow access", p.Sessions.CSRFToken(r), page)
+	return false
+}
+
+// withoutConsentPrompt drops "consent" (the decision posted back answers
+// it) and "login" (the person has just signed in) from a prompt value.
+func withoutConsentPrompt(v string) string {
+	var keep []string
+	for _, p := range strings.Fields(v) {
+		if p != "consent" && p != "login" {
+			keep = append(keep, p)
+		}
+	}
+	return strings.Join(keep, " ")
+}
+
+func (p *Provider) consented(ctx context.Context, userID, clientID string, scopes []string) (bool, error) {
+	var have []string
+	err := p.Store.Pool.QueryRow(ctx, `SELECT scopes FROM consents WHERE user_id = $1::uuid AND client_id = $2`,
+		userID, clientID).Scan(&have)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, s := range scopes {
+		if !slices.Contains(have, s) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (p *Provider) saveConsent(ctx context.Context, userID, clientID string, scopes []string) error {
+	_, err := p.Store.Pool.Exec(ctx, `
+		INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES ($1::uuid, $2, $3, $4)
+		ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = EXCLUDED.scopes, granted_at = EXCLUDED.granted_at`,
+		userID, clientID, scopes, p.Now())
+	return err
+}

@@ -33,21 +33,8 @@ type logoutPage struct {
 // sign them out. Every sign-out goes through sessions.Revoke, which queues
 // the back-channel notifications; the redirect never waits for them.
 func (p *Provider) endSession(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	web.NoStore(w)
-	lr, ok := p.parseLogout(w, r)
+	lr, sess, ok := p.logoutContext(w, r)
 	if !ok {
-		return
-	}
-	sess, err := p.Sessions.Current(ctx, r)
-	if errors.Is(err, sessions.ErrNoSession) {
-		// Already signed out: logging out is idempotent.
-		p.Sessions.ClearCookie(w)
-		p.afterLogout(w, r, lr)
-		return
-	}
-	if err != nil {
-		p.internalError(w, "end session", err)
 		return
 	}
 	if lr.hint == nil || lr.hint.SID != sess.ID || lr.hint.Subject != sess.UserID {
@@ -59,22 +46,33 @@ func (p *Provider) endSession(w http.ResponseWriter, r *http.Request) {
 	p.logout(w, r, sess, lr)
 }
 
-// confirmLogout is the confirmation form's target.
-func (p *Provider) confirmLogout(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+// logoutContext validates a logout request and finds the browser's
+// session. It returns false when it has answered already: a bad request
+// (an error page, nothing changed), or no session (logging out is
+// idempotent: the browser simply moves on).
+func (p *Provider) logoutContext(w http.ResponseWriter, r *http.Request) (logoutRequest, sessions.Session, bool) {
 	web.NoStore(w)
 	lr, ok := p.parseLogout(w, r)
 	if !ok {
-		return
+		return lr, sessions.Session{}, false
 	}
-	sess, err := p.Sessions.Current(ctx, r)
+	sess, err := p.Sessions.Current(r.Context(), r)
 	if errors.Is(err, sessions.ErrNoSession) {
 		p.Sessions.ClearCookie(w)
 		p.afterLogout(w, r, lr)
-		return
+		return lr, sess, false
 	}
 	if err != nil {
 		p.internalError(w, "end session", err)
+		return lr, sess, false
+	}
+	return lr, sess, true
+}
+
+// confirmLogout is the confirmation form's target.
+func (p *Provider) confirmLogout(w http.ResponseWriter, r *http.Request) {
+	lr, sess, ok := p.logoutContext(w, r)
+	if !ok {
 		return
 	}
 	if !p.Sessions.CheckCSRF(r) {

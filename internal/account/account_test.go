@@ -22,7 +22,7 @@ func TestAccount_RequiresSession(t *testing.T) {
 			t.Fatalf("GET /account without a session: %s (%d), want the login form", p.URL, p.Status)
 		}
 		p = b.Post(e.URL+"/login", url.Values{"csrf_token": {p.CSRF(t)}, "email": {"alice@example.com"}, "password": {password}})
-		wantPage(t, p, "/account", http.StatusOK, `id="account-email">alice@example.com<`)
+		servertest.WantPage(t, p, "/account", http.StatusOK, `id="account-email">alice@example.com<`)
 		if !strings.Contains(p.Body, "Test alice@example.com") {
 			t.Error("the account page does not show the name")
 		}
@@ -86,7 +86,7 @@ func TestAccount_Markup(t *testing.T) {
 	for _, pg := range pages {
 		t.Run(pg.name, func(t *testing.T) {
 			p := pg.b.Get(e.URL + pg.path)
-			wantPage(t, p, pg.path, http.StatusOK, pg.want)
+			servertest.WantPage(t, p, pg.path, http.StatusOK, pg.want)
 			if !strings.Contains(p.Body, `<link rel="stylesheet" href="/static/style.css">`) {
 				t.Error("page does not use the shared layout")
 			}
@@ -98,7 +98,7 @@ func TestAccount_Markup(t *testing.T) {
 					t.Errorf("no %s header", h)
 				}
 			}
-			checkMarkup(t, p.Body)
+			servertest.CheckMarkup(t, p.Body)
 		})
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -176,54 +174,4 @@ func (e *env) enabled(t *testing.T, userID string) bool {
 		t.Fatal(err)
 	}
 	return on
-}
-
-// wantPage fails t unless p is at path with status and its body says want.
-func wantPage(t *testing.T, p servertest.Page, path string, status int, want string) {
-	t.Helper()
-	if p.URL.Path != path || p.Status != status {
-		t.Fatalf("got %s (%d), want %s (%d):\n%s", p.URL.Path, p.Status, path, status, p.Body)
-	}
-	if !strings.Contains(p.Body, want) {
-		t.Fatalf("page %s lacks %q:\n%s", p.URL.Path, want, p.Body)
-	}
-}
-
-var (
-	inputRe = regexp.MustCompile(`<input[^>]*>`)
-	attrRe  = regexp.MustCompile(`([a-z-]+)="([^"]*)"`)
-	formRe  = regexp.MustCompile(`(?s)<form[^>]*>.*?</form>`)
-)
-
-// checkMarkup checks what password managers, phones and screen readers
-// rely on: every visible input has a label, code inputs ask for one-time
-// codes with a numeric keypad, password inputs for the current password,
-// and every form posts with a CSRF token.
-func checkMarkup(t *testing.T, body string) {
-	t.Helper()
-	for _, in := range inputRe.FindAllString(body, -1) {
-		attrs := map[string]string{}
-		for _, m := range attrRe.FindAllStringSubmatch(in, -1) {
-			attrs[m[1]] = m[2]
-		}
-		if attrs["type"] == "hidden" {
-			continue
-		}
-		if attrs["id"] == "" || !strings.Contains(body, `<label for="`+attrs["id"]+`"`) {
-			t.Errorf("input without a label: %s", in)
-		}
-		switch {
-		case attrs["name"] == "code" && (attrs["autocomplete"] != "one-time-code" || attrs["inputmode"] != "numeric"):
-			t.Errorf("code input without one-time-code/numeric: %s", in)
-		case attrs["type"] == "password" && attrs["autocomplete"] != "current-password":
-			t.Errorf("password input without current-password: %s", in)
-		}
-	}
-	forms := formRe.FindAllString(body, -1)
-	for _, f := range forms {
-		if !strings.HasPrefix(f, `<form method="post"`) || !strings.Contains(f, `name="csrf_token" value="`) ||
-			strings.Contains(f, `name="csrf_token" value=""`) {
-			t.Errorf("form without method post and a CSRF token: %s", f)
-		}
-	}
 }

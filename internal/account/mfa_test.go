@@ -43,7 +43,7 @@ func TestAccount_EnrollMFA(t *testing.T) {
 	laptopSession := e.mustSession(t, laptop)
 
 	p := laptop.Get(e.URL + "/account/mfa/enroll")
-	wantPage(t, p, "/account/mfa/enroll", http.StatusOK, `src="/account/mfa/qr.png"`)
+	servertest.WantPage(t, p, "/account/mfa/enroll", http.StatusOK, `src="/account/mfa/qr.png"`)
 	m := secretRe.FindStringSubmatch(p.Body)
 	if m == nil {
 		t.Fatalf("no secret on the enrollment page:\n%s", p.Body)
@@ -106,7 +106,7 @@ func TestAccount_EnrollMFA(t *testing.T) {
 		before := e.cookie(laptop)
 		p := laptop.Post(enroll, url.Values{"csrf_token": {csrf}, "code": {mfa.GenerateCode(secret, e.clock.Now())},
 			"password": {password}})
-		wantPage(t, p, "/account/mfa/enroll", http.StatusOK, `href="/account"`)
+		servertest.WantPage(t, p, "/account/mfa/enroll", http.StatusOK, `href="/account"`)
 		codes := recoveryCodes(t, p)
 		if !e.enabled(t, alice.ID) {
 			t.Fatal("2FA is not on")
@@ -134,12 +134,12 @@ func TestAccount_EnrollMFA(t *testing.T) {
 		if _, err := e.session(t, stale); !errors.Is(err, sessions.ErrNoSession) {
 			t.Errorf("the pre-enrollment cookie still opens a session: %v", err)
 		}
-		wantPage(t, laptop.Get(e.URL+"/account"), "/account", http.StatusOK, "9 of 10 recovery codes left")
+		servertest.WantPage(t, laptop.Get(e.URL+"/account"), "/account", http.StatusOK, "9 of 10 recovery codes left")
 	})
 
 	t.Run("afterwards the secret is never shown again", func(t *testing.T) {
 		p := laptop.Get(e.URL + "/account/mfa/enroll")
-		wantPage(t, p, "/account", http.StatusOK, "already on")
+		servertest.WantPage(t, p, "/account", http.StatusOK, "already on")
 		if strings.Contains(p.Body, secret) {
 			t.Fatal("the active secret is shown")
 		}
@@ -194,7 +194,7 @@ func TestAccount_RegenerateRecoveryCodes(t *testing.T) {
 
 	t.Run("a current code makes a new set", func(t *testing.T) {
 		p := laptop.Post(regenerate, url.Values{"csrf_token": {csrf}, "code": {e.code(secret)}})
-		wantPage(t, p, "/account/mfa/recovery-codes", http.StatusOK, "recovery codes")
+		servertest.WantPage(t, p, "/account/mfa/recovery-codes", http.StatusOK, "recovery codes")
 		fresh := recoveryCodes(t, p)
 		if _, err := e.Srv.TOTP.Verify(e.Ctx, alice.ID, old[0]); !errors.Is(err, mfa.ErrInvalidCode) {
 			t.Errorf("an old recovery code: %v, want ErrInvalidCode", err)
@@ -258,7 +258,7 @@ func TestAccount_DisableMFA(t *testing.T) {
 
 	t.Run("password and a recovery code turn it off", func(t *testing.T) {
 		p := laptop.Post(disable, url.Values{"csrf_token": {csrf}, "password": {password}, "code": {recovery[0]}})
-		wantPage(t, p, "/account", http.StatusOK, "Two-factor authentication is off")
+		servertest.WantPage(t, p, "/account", http.StatusOK, "Two-factor authentication is off")
 		if e.enabled(t, alice.ID) {
 			t.Fatal("2FA is still on")
 		}
@@ -286,7 +286,7 @@ func TestAccount_DisableMFA_RequiredByPolicy(t *testing.T) {
 		t.Fatalf("the page offers to turn off required 2FA:\n%s", p.Body)
 	}
 	p = b.Post(e.URL+"/account/mfa/disable", url.Values{"csrf_token": {p.CSRF(t)}, "password": {password}, "code": {recovery[0]}})
-	wantPage(t, p, "/account/mfa/disable", http.StatusForbidden, "required for your account")
+	servertest.WantPage(t, p, "/account/mfa/disable", http.StatusForbidden, "required for your account")
 	if !e.enabled(t, bob.ID) {
 		t.Fatal("required 2FA was turned off")
 	}

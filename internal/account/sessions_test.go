@@ -53,7 +53,7 @@ func TestAccount_Sessions(t *testing.T) {
 
 	t.Run("lists both browsers with their apps", func(t *testing.T) {
 		p := laptop.Get(e.URL + "/account")
-		wantPage(t, p, "/account", http.StatusOK, "Where you are signed in")
+		servertest.WantPage(t, p, "/account", http.StatusOK, "Where you are signed in")
 		laptopAt := strings.Index(p.Body, `id="session-`+laptopA.sid+`"`)
 		phoneAt := strings.Index(p.Body, `id="session-`+phoneB.sid+`"`)
 		badgeAt := strings.Index(p.Body, `id="this-device"`)
@@ -119,7 +119,7 @@ func TestAccount_Sessions(t *testing.T) {
 
 	t.Run("sign out another session", func(t *testing.T) {
 		p := laptop.Post(signOut(phoneB.sid), url.Values{"csrf_token": {laptopCSRF}})
-		wantPage(t, p, "/account", http.StatusOK, "That session is signed out")
+		servertest.WantPage(t, p, "/account", http.StatusOK, "That session is signed out")
 		if strings.Contains(p.Body, `id="session-`+phoneB.sid+`"`) {
 			t.Error("the ended session is still listed")
 		}
@@ -149,7 +149,7 @@ func TestAccount_Sessions(t *testing.T) {
 		e.signIn(t, tablet, alice.Email, "")
 		s := e.mustSession(t, tablet)
 		p := tablet.Post(signOut(s.ID), url.Values{"csrf_token": {tablet.Get(e.URL + "/account").CSRF(t)}})
-		wantPage(t, p, "/account/sessions/"+s.ID+"/sign-out", http.StatusOK, "You are signed out on this device")
+		servertest.WantPage(t, p, "/account/sessions/"+s.ID+"/sign-out", http.StatusOK, "You are signed out on this device")
 		if e.cookie(tablet) != "" {
 			t.Error("the session cookie was not cleared")
 		}
@@ -162,7 +162,7 @@ func TestAccount_Sessions(t *testing.T) {
 		desktop := servertest.NewBrowser(t)
 		desktopA := e.signInTo(t, desktop, appA, alice.Email)
 		p := laptop.Post(e.URL+"/account/sign-out-everywhere", url.Values{"csrf_token": {laptopCSRF}})
-		wantPage(t, p, "/account/sign-out-everywhere", http.StatusOK, "You are signed out on every device")
+		servertest.WantPage(t, p, "/account/sign-out-everywhere", http.StatusOK, "You are signed out on every device")
 		live, err := e.Srv.Sessions.ListByUser(e.Ctx, alice.ID)
 		if err != nil {
 			t.Fatal(err)

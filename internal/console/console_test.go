@@ -26,8 +26,8 @@ func TestConsole_Access(t *testing.T) {
 	t.Run("an administrator with two factors reaches the console", func(t *testing.T) {
 		b, _ := e.adminBrowser(t, "ada@example.com")
 		p := b.Get(e.URL + "/admin")
-		wantPage(t, p, "/admin", http.StatusOK, "Newest users")
-		checkMarkup(t, p.Body)
+		servertest.WantPage(t, p, "/admin", http.StatusOK, "Newest users")
+		servertest.CheckMarkup(t, p.Body)
 	})
 
 	t.Run("someone who is not an administrator gets 403 and changes nothing", func(t *testing.T) {
@@ -38,11 +38,11 @@ func TestConsole_Access(t *testing.T) {
 		b := servertest.NewBrowser(t)
 		e.signIn(t, b, e.URL+"/admin", u, "")
 		p := b.Get(e.URL + "/admin")
-		wantPage(t, p, "/admin", http.StatusForbidden, "This page is for administrators.")
+		servertest.WantPage(t, p, "/admin", http.StatusForbidden, "This page is for administrators.")
 		if ct := p.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
 			t.Errorf("Content-Type %q, want an HTML page", ct)
 		}
-		wantPage(t, b.Get(e.URL+"/admin/users/"+target.ID), "/admin/users/"+target.ID, http.StatusForbidden, "for administrators")
+		servertest.WantPage(t, b.Get(e.URL+"/admin/users/"+target.ID), "/admin/users/"+target.ID, http.StatusForbidden, "for administrators")
 		// A valid CSRF token of their own session does not make them one.
 		token := b.Get(e.URL + "/account").CSRF(t)
 		resp := postToken(t, b, e.URL+"/admin/users/"+target.ID+"/revoke-sessions", token)
@@ -60,14 +60,14 @@ func TestConsole_Access(t *testing.T) {
 		b := servertest.NewBrowser(t)
 		e.signIn(t, b, e.URL+"/admin", adm, "") // a password-only session
 		p := b.Get(e.URL + "/admin")
-		wantPage(t, p, "/login/enroll", http.StatusOK, "Set up two-factor authentication")
+		servertest.WantPage(t, p, "/login/enroll", http.StatusOK, "Set up two-factor authentication")
 		m := regexp.MustCompile(`id="totp-secret">([A-Z2-7]+)<`).FindStringSubmatch(p.Body)
 		if m == nil {
 			t.Fatalf("no secret on the enrollment page:\n%s", p.Body)
 		}
 		p = b.Post(e.URL+"/login/enroll", url.Values{"csrf_token": {p.CSRF(t)}, "code": {e.code(adm, m[1])}})
-		wantPage(t, p, "/login/enroll", http.StatusOK, "recovery codes")
-		wantPage(t, b.Get(e.URL+"/admin"), "/admin", http.StatusOK, "Find a user by email")
+		servertest.WantPage(t, p, "/login/enroll", http.StatusOK, "recovery codes")
+		servertest.WantPage(t, b.Get(e.URL+"/admin"), "/admin", http.StatusOK, "Find a user by email")
 	})
 
 	t.Run("an administrator whose session has one factor gives a second", func(t *testing.T) {
@@ -86,9 +86,9 @@ func TestConsole_Access(t *testing.T) {
 			t.Fatalf("a post from a one-factor session answered %d to %q, want 303 to the code form", resp.StatusCode, resp.Header.Get("Location"))
 		}
 		p := b.Get(e.URL + "/admin")
-		wantPage(t, p, "/login/totp", http.StatusOK, "Two-factor authentication")
+		servertest.WantPage(t, p, "/login/totp", http.StatusOK, "Two-factor authentication")
 		b.Post(e.URL+"/login/totp", url.Values{"csrf_token": {p.CSRF(t)}, "code": {e.code(adm, secret)}})
-		wantPage(t, b.Get(e.URL+"/admin"), "/admin", http.StatusOK, "Find a user by email")
+		servertest.WantPage(t, b.Get(e.URL+"/admin"), "/admin", http.StatusOK, "Find a user by email")
 		after, err := e.Srv.Sessions.ListByUser(e.Ctx, adm.ID)
 		if err != nil || len(after) != 1 || after[0].ID != before[0].ID || !after[0].MultiFactor() {
 			t.Fatalf("after the step-up: %+v (%v); want the same session, now with two factors", after, err)
@@ -104,12 +104,12 @@ func TestConsole_FindUsers(t *testing.T) {
 
 	t.Run("an exact email opens the user, whatever its case", func(t *testing.T) {
 		p := b.Get(e.URL + "/admin?email=" + url.QueryEscape(" grace@EXAMPLE.com "))
-		wantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, `<h1 id="user-email">Grace@example.com</h1>`)
-		checkMarkup(t, p.Body)
+		servertest.WantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, `<h1 id="user-email">Grace@example.com</h1>`)
+		servertest.CheckMarkup(t, p.Body)
 	})
 	t.Run("the front page lists the newest users first", func(t *testing.T) {
 		p := b.Get(e.URL + "/admin")
-		wantPage(t, p, "/admin", http.StatusOK, "Newest users")
+		servertest.WantPage(t, p, "/admin", http.StatusOK, "Newest users")
 		h, g, a := strings.Index(p.Body, "hopper@example.org"), strings.Index(p.Body, "Grace@example.com"), strings.Index(p.Body, "ada@example.com")
 		if h < 0 || g < 0 || a < 0 || !(h < g && g < a) {
 			t.Errorf("users at %d (hopper), %d (grace), %d (ada): want all listed, newest first", h, g, a)
@@ -117,24 +117,24 @@ func TestConsole_FindUsers(t *testing.T) {
 	})
 	t.Run("an unknown email is a 404 listing near matches", func(t *testing.T) {
 		p := b.Get(e.URL + "/admin?email=example.org")
-		wantPage(t, p, "/admin", http.StatusNotFound, "No user has the email address example.org.")
+		servertest.WantPage(t, p, "/admin", http.StatusNotFound, "No user has the email address example.org.")
 		if !strings.Contains(p.Body, "hopper@example.org") || strings.Contains(p.Body, "Grace@example.com") {
 			t.Errorf("the near matches for example.org are wrong:\n%s", p.Body)
 		}
 	})
 	t.Run("wildcards are searched for literally", func(t *testing.T) {
 		p := b.Get(e.URL + "/admin?email=" + url.QueryEscape("%"))
-		wantPage(t, p, "/admin", http.StatusNotFound, "No users to show.")
+		servertest.WantPage(t, p, "/admin", http.StatusNotFound, "No users to show.")
 	})
 	t.Run("a search longer than any email is refused", func(t *testing.T) {
 		p := b.Get(e.URL + "/admin?email=" + strings.Repeat("a", 300))
-		wantPage(t, p, "/admin", http.StatusBadRequest, "longer than any email address")
+		servertest.WantPage(t, p, "/admin", http.StatusBadRequest, "longer than any email address")
 	})
 	t.Run("an unknown or malformed user id is a 404 page", func(t *testing.T) {
 		for _, id := range []string{"00000000-0000-0000-0000-000000000000", "not-a-uuid"} {
-			wantPage(t, b.Get(e.URL+"/admin/users/"+id), "/admin/users/"+id, http.StatusNotFound, "There is no user with that id.")
+			servertest.WantPage(t, b.Get(e.URL+"/admin/users/"+id), "/admin/users/"+id, http.StatusNotFound, "There is no user with that id.")
 		}
-		wantPage(t, b.Get(e.URL+"/admin/nothing-here"), "/admin/nothing-here", http.StatusNotFound, "no such page")
+		servertest.WantPage(t, b.Get(e.URL+"/admin/nothing-here"), "/admin/nothing-here", http.StatusNotFound, "no such page")
 	})
 }
 
@@ -154,13 +154,13 @@ func TestConsole_RevokeAll(t *testing.T) {
 	userPage := e.URL + "/admin/users/" + grace.ID
 
 	p := b.Get(userPage)
-	wantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, "2 live.")
+	servertest.WantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, "2 live.")
 	for _, sid := range []string{sid1, sid2} {
 		if !strings.Contains(p.Body, `id="session-`+sid+`"`) {
 			t.Errorf("the user page does not list session %s", sid)
 		}
 	}
-	checkMarkup(t, p.Body)
+	servertest.CheckMarkup(t, p.Body)
 
 	t.Run("without the CSRF token nothing changes", func(t *testing.T) {
 		resp := postToken(t, b, userPage+"/revoke-sessions", "")
@@ -186,7 +186,7 @@ func TestConsole_RevokeAll(t *testing.T) {
 		t.Errorf("%d audit records of the revoke by admin:%s, want 1", n, adm.ID)
 	}
 	p = b.Get(userPage + "?notice=revoked&notifications=3&sessions=2")
-	wantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, "All sessions and tokens revoked: ended 2 sessions; 3 apps to be told")
+	servertest.WantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, "All sessions and tokens revoked: ended 2 sessions; 3 apps to be told")
 
 	// The console follows each notification to delivered.
 	deadline := time.Now().Add(15 * time.Second)
@@ -231,7 +231,7 @@ func TestConsole_AccountActions(t *testing.T) {
 
 	t.Run("reset 2FA", func(t *testing.T) {
 		p := b.Get(userPage)
-		wantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, `id="reset-mfa"`)
+		servertest.WantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, `id="reset-mfa"`)
 		resp := post(t, b, p, "/admin/users/"+grace.ID+"/reset-mfa")
 		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "notice=mfa-reset") {
 			t.Fatalf("reset answered %d to %q", resp.StatusCode, loc)
@@ -247,7 +247,7 @@ func TestConsole_AccountActions(t *testing.T) {
 		}
 		// The user signs in with the password alone.
 		p = servertest.NewBrowser(t).SignIn(e.URL+"/account", grace.Email, password)
-		wantPage(t, p, "/account", http.StatusOK, "Your account")
+		servertest.WantPage(t, p, "/account", http.StatusOK, "Your account")
 
 		// A stale page's second reset finds nothing to reset and says so.
 		p = b.Get(userPage)
@@ -274,19 +274,19 @@ func TestConsole_AccountActions(t *testing.T) {
 			t.Fatalf("after disable: disabled=%v, %d live sessions (%v)", u.Disabled(), live(), err)
 		}
 		p = b.Get(userPage + "?notice=disabled&sessions=1")
-		wantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, "Account disabled: ended 1 session;")
+		servertest.WantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, "Account disabled: ended 1 session;")
 		if strings.Contains(p.Body, `id="disable"`) {
 			t.Error("a disabled account's page offers Disable")
 		}
 		p = servertest.NewBrowser(t).SignIn(e.URL+"/account", grace.Email, password)
-		wantPage(t, p, "/login", http.StatusForbidden, "This account is disabled.")
+		servertest.WantPage(t, p, "/login", http.StatusForbidden, "This account is disabled.")
 
 		resp = post(t, b, b.Get(userPage), "/admin/users/"+grace.ID+"/enable")
 		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "notice=enabled") {
 			t.Fatalf("enable answered %d to %q", resp.StatusCode, loc)
 		}
 		p = servertest.NewBrowser(t).SignIn(e.URL+"/account", grace.Email, password)
-		wantPage(t, p, "/account", http.StatusOK, "Your account")
+		servertest.WantPage(t, p, "/account", http.StatusOK, "Your account")
 		if e.audited(t, "admin:"+adm.ID, "users.disable", grace.ID) != 1 || e.audited(t, "admin:"+adm.ID, "users.enable", grace.ID) != 1 {
 			t.Error("disable and enable are not each audited once with the administrator as actor")
 		}

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -89,7 +88,7 @@ func (e *env) adminBrowser(t *testing.T, email string) (*servertest.Browser, use
 	secret := e.enroll(t, adm)
 	b := servertest.NewBrowser(t)
 	e.signIn(t, b, e.URL+"/admin", adm, secret)
-	wantPage(t, b.Get(e.URL+"/admin"), "/admin", http.StatusOK, "Find a user by email")
+	servertest.WantPage(t, b.Get(e.URL+"/admin"), "/admin", http.StatusOK, "Find a user by email")
 	return b, adm
 }
 
@@ -193,49 +192,4 @@ func postToken(t *testing.T, b *servertest.Browser, u, token string) *http.Respo
 	}
 	resp.Body.Close()
 	return resp
-}
-
-// wantPage fails t unless p is at path with status and its body says want.
-func wantPage(t *testing.T, p servertest.Page, path string, status int, want string) {
-	t.Helper()
-	if p.URL.Path != path || p.Status != status {
-		t.Fatalf("got %s (%d), want %s (%d):\n%s", p.URL.Path, p.Status, path, status, p.Body)
-	}
-	if !strings.Contains(p.Body, want) {
-		t.Fatalf("page %s lacks %q:\n%s", p.URL.Path, want, p.Body)
-	}
-}
-
-var (
-	inputRe = regexp.MustCompile(`<input[^>]*>`)
-	attrRe  = regexp.MustCompile(`([a-z-]+)="([^"]*)"`)
-	formRe  = regexp.MustCompile(`(?s)<form[^>]*>.*?</form>`)
-)
-
-// checkMarkup checks that every visible input has a label and that every
-// form posts with a CSRF token, except the search, a GET that changes
-// nothing.
-func checkMarkup(t *testing.T, body string) {
-	t.Helper()
-	for _, in := range inputRe.FindAllString(body, -1) {
-		attrs := map[string]string{}
-		for _, m := range attrRe.FindAllStringSubmatch(in, -1) {
-			attrs[m[1]] = m[2]
-		}
-		if attrs["type"] == "hidden" {
-			continue
-		}
-		if attrs["id"] == "" || !strings.Contains(body, `<label for="`+attrs["id"]+`"`) {
-			t.Errorf("input without a label: %s", in)
-		}
-	}
-	for _, f := range formRe.FindAllString(body, -1) {
-		if strings.HasPrefix(f, `<form method="get" action="/admin" role="search"`) {
-			continue
-		}
-		if !strings.HasPrefix(f, `<form method="post"`) || !strings.Contains(f, `name="csrf_token" value="`) ||
-			strings.Contains(f, `name="csrf_token" value=""`) {
-			t.Errorf("form without method post and a CSRF token: %s", f)
-		}
-	}
 }

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -173,11 +172,4 @@ func localPath(p string) string {
 		return ""
 	}
 	return p
-}
-
-// DeleteExpired removes up to limit expired flows (the janitor calls it).
-func DeleteExpired(ctx context.Context, q db.Querier, now time.Time, limit int) (int64, error) {
-	ct, err := q.Exec(ctx, `DELETE FROM login_flows WHERE id_hash IN (
-		SELECT id_hash FROM login_flows WHERE expires_at <= $1 LIMIT $2)`, now, limit)
-	return ct.RowsAffected(), err
 }

@@ -34,15 +34,6 @@ type Middleware struct {
 // RequestIDHeader carries the request id in and out.
 const RequestIDHeader = "X-Request-Id"
 
-type requestIDKey struct{}
-
-// RequestID returns the id Middleware gave the request of ctx ("" outside
-// one), for handlers that want to log it.
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey{}).(string)
-	return id
-}
-
 // Wrap returns next (the ServeMux) with the middleware around it.
 func (m *Middleware) Wrap(next http.Handler) http.Handler {
 	logger := m.Logger
@@ -56,7 +47,7 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 			id = newRequestID()
 		}
 		w.Header().Set(RequestIDHeader, id)
-		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		ctx := r.Context()
 		if m.Timeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, m.Timeout)

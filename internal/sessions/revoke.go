@@ -26,8 +26,8 @@ const (
 	ReasonFactorsChanged  = "factors_changed" // 2FA enrolled, disabled or reset
 )
 
-// NotifyChannel is the LISTEN/NOTIFY channel that wakes logout delivery.
-// It must match backchannel.NotifyChannel.
+// NotifyChannel is the LISTEN/NOTIFY channel that wakes logout delivery
+// (backchannel.Worker listens on it).
 const NotifyChannel = "idp_logout_outbox"
 
 // Revocation says which sessions end and why.

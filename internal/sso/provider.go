@@ -52,7 +52,6 @@ type Provider struct {
 	Templates *web.Templates
 	Logger    *slog.Logger
 	Now       func() time.Time
-	Lifetimes Lifetimes
 }
 
 // Compose builds fosite with exactly the grants we support: authorization

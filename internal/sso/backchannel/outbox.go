@@ -10,13 +10,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/sessions"
 )
 
 // NotifyChannel is the LISTEN/NOTIFY channel that wakes workers. Whoever
 // queues outbox rows calls pg_notify on it, with an empty payload, in the
 // same transaction, so the notification arrives only once the rows are
-// visible.
-const NotifyChannel = "idp_logout_outbox"
+// visible. The revocation path in package sessions owns the name.
+const NotifyChannel = sessions.NotifyChannel
 
 // ErrNotFound means no undelivered outbox row has the id.
 var ErrNotFound = errors.New("backchannel: no undelivered outbox row with that id")

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/users"
 )
 
 // ErrNoSession means the request carries no live session.
@@ -159,9 +160,16 @@ func (m *Manager) CookieValue(r *http.Request) string {
 // revoked or expired session, or one whose user is disabled, is
 // ErrNoSession.
 func (m *Manager) Current(ctx context.Context, r *http.Request) (Session, error) {
+	s, _, err := m.CurrentUser(ctx, r)
+	return s, err
+}
+
+// CurrentUser is Current with the session's account, read in the same
+// round trip.
+func (m *Manager) CurrentUser(ctx context.Context, r *http.Request) (Session, users.User, error) {
 	v := m.CookieValue(r)
 	if v == "" {
-		return Session{}, ErrNoSession
+		return Session{}, users.User{}, ErrNoSession
 	}
 	return m.current(ctx, HashToken(v))
 }
@@ -170,10 +178,10 @@ func (m *Manager) Current(ctx context.Context, r *http.Request) (Session, error)
 // once a minute per session, not on every request.
 const touchEvery = time.Minute
 
-func (m *Manager) current(ctx context.Context, cookieHash []byte) (Session, error) {
+func (m *Manager) current(ctx context.Context, cookieHash []byte) (Session, users.User, error) {
 	now := m.Now()
-	// One round trip: find the live session and slide its idle expiry when
-	// it was last touched more than touchEvery ago.
+	// One round trip: find the live session and its account, and slide the
+	// idle expiry when it was last touched more than touchEvery ago.
 	row := db.Conn(ctx, m.Pool).QueryRow(ctx, `
 		WITH live AS (
 			SELECT s.id FROM sso_sessions s JOIN users u ON u.id = s.user_id
@@ -185,21 +193,23 @@ func (m *Manager) current(ctx context.Context, cookieHash []byte) (Session, erro
 			FROM live WHERE s.id = live.id AND s.last_seen_at < $2 - $4::interval
 			RETURNING s.id, s.last_seen_at, s.idle_expires_at
 		)
-		SELECT s.id, s.user_id, s.created_at, coalesce(t.last_seen_at, s.last_seen_at),
+		SELECT `+users.Columns+`, s.id, s.created_at, coalesce(t.last_seen_at, s.last_seen_at),
 			coalesce(t.idle_expires_at, s.idle_expires_at), s.absolute_expires_at, s.auth_time,
 			s.amr, s.acr, s.user_agent, s.ip
-		FROM sso_sessions s JOIN live ON live.id = s.id LEFT JOIN touched t ON t.id = s.id`,
+		FROM sso_sessions s JOIN live ON live.id = s.id JOIN users u ON u.id = s.user_id
+		LEFT JOIN touched t ON t.id = s.id`,
 		cookieHash, now, m.IdleTimeout.String(), touchEvery.String())
 	var s Session
-	err := row.Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.LastSeenAt, &s.IdleExpiresAt,
+	u, err := users.ScanWith(row, &s.ID, &s.CreatedAt, &s.LastSeenAt, &s.IdleExpiresAt,
 		&s.AbsoluteExpiresAt, &s.AuthTime, &s.AMR, &s.ACR, &s.UserAgent, &s.IP)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Session{}, ErrNoSession
+	if errors.Is(err, users.ErrNotFound) {
+		return Session{}, users.User{}, ErrNoSession
 	}
 	if err != nil {
-		return Session{}, fmt.Errorf("sessions: current: %w", err)
+		return Session{}, users.User{}, fmt.Errorf("sessions: current: %w", err)
 	}
-	return s, nil
+	s.UserID = u.ID
+	return s, u, nil
 }
 
 // Get returns a session by sid, live or not, with its apps.
@@ -252,13 +262,11 @@ func (m *Manager) list(ctx context.Context, where string, args ...any) ([]Sessio
 
 // AddClient records that clientID now holds a session under sid.
 func (m *Manager) AddClient(ctx context.Context, sid, clientID string) error {
-	_, err := db.Conn(ctx, m.Pool).Exec(ctx, `
+	// Written behind (db.Exec): in the authorization endpoint it goes out
+	// with the code it comes with.
+	return db.Exec(ctx, m.Pool, func(err error) error { return fmt.Errorf("sessions: add client: %w", err) }, `
 		INSERT INTO client_sessions (sid, client_id, created_at) VALUES ($1, $2, $3)
 		ON CONFLICT DO NOTHING`, sid, clientID, m.Now())
-	if err != nil {
-		return fmt.Errorf("sessions: add client: %w", err)
-	}
-	return nil
 }
 
 func truncate(s string, n int) string {

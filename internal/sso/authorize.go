@@ -46,7 +46,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	prompt := strings.Fields(form.Get("prompt"))
 
-	sess, err := p.Sessions.Current(ctx, r)
+	sess, user, err := p.Sessions.CurrentUser(ctx, r)
 	hasSession := err == nil
 	if err != nil && !errors.Is(err, sessions.ErrNoSession) {
 		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
@@ -74,11 +74,6 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	user, err := p.Users.ByID(ctx, sess.UserID)
-	if err != nil {
-		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
-		return
-	}
 	for _, scope := range ar.GetRequestedScopes() {
 		// admin is granted only to administrators, whatever the client may ask.
 		if scope == "admin" && !user.IsAdmin {
@@ -93,13 +88,24 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	if !p.consent(w, r, ar, sess, client, prompt) {
 		return
 	}
-	session := p.newSession(user, sess, client, ar.GetGrantedScopes())
-	resp, err := p.OAuth2.NewAuthorizeResponse(ctx, ar, session)
+	// The code, its PKCE and OpenID Connect sessions and the client session
+	// are written in one round trip before the code is handed out (a failed
+	// authorization's writes are never sent), without waiting for the disk:
+	// the code is worthless until its exchange commits, synchronously and
+	// later in the same WAL, which makes these writes durable too. Lost in
+	// a crash before that, they take the code with them, so no app can
+	// hold a session the provider does not know about.
+	batched, writes := p.Store.Batched(ctx)
+	resp, err := p.OAuth2.NewAuthorizeResponse(batched, ar, p.newSession(user, sess, client, ar.GetGrantedScopes()))
 	if err != nil {
 		p.OAuth2.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
-	if err := p.Sessions.AddClient(ctx, sess.ID, ar.GetClient().GetID()); err != nil {
+	if err := p.Sessions.AddClient(batched, sess.ID, ar.GetClient().GetID()); err != nil {
+		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	if err := writes.FlushAsyncCommit(batched); err != nil {
 		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}

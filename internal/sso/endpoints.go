@@ -30,10 +30,17 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /oauth2/sessions/logout/confirm", p.confirmLogout)
 }
 
+// token is the token endpoint. fosite's storage calls are batched (see
+// store.Batched): a code exchange or a refresh costs two round trips.
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	ctx, writes := p.Store.Batched(r.Context())
 	ar, err := p.OAuth2.NewAccessRequest(ctx, r, openid.NewDefaultSession())
 	if err != nil {
+		// A failed request's writes go out too: a PKCE session is spent by a
+		// wrong verifier, as fosite intends.
+		if ferr := writes.Flush(ctx); ferr != nil {
+			p.Logger.Error("token: flush after a failed request", "err", ferr)
+		}
 		p.logServerError("token", err)
 		p.OAuth2.WriteAccessError(ctx, w, ar, err)
 		return
@@ -48,6 +55,15 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	resp, err := p.OAuth2.NewAccessResponse(ctx, ar)
+	// What still waits goes out before the answer: a token must exist before
+	// the client holds it.
+	if ferr := writes.Flush(ctx); ferr != nil {
+		if err == nil {
+			err = fosite.ErrServerError.WithWrap(ferr).WithDebug(ferr.Error())
+		} else {
+			p.Logger.Error("token: flush after a failed request", "err", ferr)
+		}
+	}
 	if err != nil {
 		p.logServerError("token", err)
 		p.OAuth2.WriteAccessError(ctx, w, ar, err)

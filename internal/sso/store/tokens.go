@@ -48,12 +48,8 @@ func (s *Store) create(ctx context.Context, k kind, sig string, r fosite.Request
 	if err != nil {
 		return fmt.Errorf("store: create %s: %w", k.name, err)
 	}
-	_, err = db.Conn(ctx, s.Pool).Exec(ctx, k.insert,
+	return db.Exec(ctx, s.Pool, mapDBErr("create "+k.name), k.insert,
 		HashSignature(sig), rw.requestID, rw.clientID, rw.subject, rw.sid, rw.requestedAt, rw.expiresAt, rw.request)
-	if err != nil {
-		return dbErr("create "+k.name, err)
-	}
-	return nil
 }
 
 // get returns the request stored under sig and whether its row is active.
@@ -65,20 +61,26 @@ func (s *Store) get(ctx context.Context, k kind, sig string, proto fosite.Sessio
 	if err := db.Conn(ctx, s.Pool).QueryRow(ctx, k.get, HashSignature(sig)).Scan(&active, &doc); err != nil {
 		return nil, false, dbErr("get "+k.name, err)
 	}
-	req, err := s.decode(ctx, doc, proto)
+	req, err := s.decodeDoc(ctx, k.name, doc, proto)
 	if err != nil {
-		return nil, false, fmt.Errorf("store: get %s: %w", k.name, err)
+		return nil, false, err
 	}
 	return req, active, nil
 }
 
+// decodeDoc is decode for the get of kind name.
+func (s *Store) decodeDoc(ctx context.Context, name string, doc []byte, proto fosite.Session) (*fosite.Request, error) {
+	req, err := s.decode(ctx, doc, proto)
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s: %w", name, err)
+	}
+	return req, nil
+}
+
 // del is idempotent: fosite deletes what it has just read, and a concurrent
 // delete having won is not a failure of this one.
-func (s *Store) del(ctx context.Context, k kind, sig string) error {
-	if _, err := db.Conn(ctx, s.Pool).Exec(ctx, k.del, HashSignature(sig)); err != nil {
-		return dbErr("delete "+k.name, err)
-	}
-	return nil
+func (s *Store) del(ctx context.Context, k kind, key []byte) error {
+	return db.Exec(ctx, s.Pool, mapDBErr("delete "+k.name), k.del, key)
 }
 
 // CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
@@ -89,8 +91,21 @@ func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, code string, r f
 // GetAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. A used
 // code comes back with its request and fosite.ErrInvalidatedAuthorizeCode:
 // fosite needs the request id to revoke every token issued from the code.
+//
+// In a Batched context the code is read once, with its PKCE and OpenID
+// Connect sessions, and later calls (fosite reads the code twice) are
+// answered from that read.
 func (s *Store) GetAuthorizeCodeSession(ctx context.Context, code string, proto fosite.Session) (fosite.Requester, error) {
-	req, active, err := s.get(ctx, authorizeCodes, code, proto)
+	var (
+		req    *fosite.Request
+		active bool
+		err    error
+	)
+	if u, ok := unitFrom(ctx); ok {
+		req, active, err = s.readCode(ctx, u, HashSignature(code), proto)
+	} else {
+		req, active, err = s.get(ctx, authorizeCodes, code, proto)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -103,28 +118,31 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, code string, proto 
 // InvalidateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
 // Only an active code is invalidated, so of two concurrent exchanges of one
 // code the second (blocked on the row lock, then re-checking active) fails
-// and fosite rolls back its tokens: a code buys one set of tokens.
+// and fosite rolls back its tokens: a code buys one set of tokens. A used
+// or unknown code is fosite.ErrInvalidatedAuthorizeCode.
+//
+// The failure is raised by the statement itself (idp_assert), so in a
+// Batched context, where it waits to go out with the tokens fosite issues
+// next, it rolls them back with it.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string) error {
-	var updated, exists bool
-	err := db.Conn(ctx, s.Pool).QueryRow(ctx, `
+	key := HashSignature(code)
+	err := db.Exec(ctx, s.Pool, func(err error) error {
+		if db.IsAssertFailure(err) {
+			return fmt.Errorf("store: invalidate authorize code: %w", fosite.ErrInvalidatedAuthorizeCode)
+		}
+		return dbErr("invalidate authorize code", err)
+	}, `
 		WITH u AS (
 			UPDATE oauth_authorize_codes SET active = false
 			WHERE signature_hash = $1 AND active
 			RETURNING 1
 		)
-		SELECT EXISTS (SELECT 1 FROM u),
-		       EXISTS (SELECT 1 FROM oauth_authorize_codes WHERE signature_hash = $1)`,
-		HashSignature(code)).Scan(&updated, &exists)
-	switch {
-	case err != nil:
-		return dbErr("invalidate authorize code", err)
-	case updated:
-		return nil
-	case exists:
-		return fmt.Errorf("store: invalidate authorize code: %w", fosite.ErrInvalidatedAuthorizeCode)
-	default:
-		return fmt.Errorf("store: invalidate authorize code: %w", fosite.ErrNotFound)
+		SELECT idp_assert(EXISTS (SELECT 1 FROM u), 'authorize code is used or unknown')`,
+		key)
+	if err != nil {
+		return err
 	}
+	return s.deleteOIDCWithCode(ctx, key)
 }
 
 // CreatePKCERequestSession implements pkce.PKCERequestStorage.
@@ -132,8 +150,15 @@ func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, r fosi
 	return s.create(ctx, pkceSessions, sig, r)
 }
 
-// GetPKCERequestSession implements pkce.PKCERequestStorage.
+// GetPKCERequestSession implements pkce.PKCERequestStorage. In a Batched
+// context it is answered from the code's read.
 func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
+	if c, ok := cachedCode(ctx, HashSignature(sig)); ok {
+		if c.pkce == nil {
+			return nil, fmt.Errorf("store: get pkce: %w", fosite.ErrNotFound)
+		}
+		return s.decodeDoc(ctx, "pkce", c.pkce, proto)
+	}
 	req, _, err := s.get(ctx, pkceSessions, sig, proto)
 	if err != nil {
 		return nil, err
@@ -143,7 +168,7 @@ func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, proto fos
 
 // DeletePKCERequestSession implements pkce.PKCERequestStorage.
 func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
-	return s.del(ctx, pkceSessions, sig)
+	return s.del(ctx, pkceSessions, HashSignature(sig))
 }
 
 // CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
@@ -154,10 +179,15 @@ func (s *Store) CreateOpenIDConnectSession(ctx context.Context, code string, r f
 
 // GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage. The
 // session is unmarshalled into that of the token request.
+//
+// In a Batched context the session read with the code is used.
 func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
 	var proto fosite.Session
 	if r != nil {
 		proto = r.GetSession()
+	}
+	if doc, ok := cachedOIDC(ctx, HashSignature(code)); ok {
+		return s.decodeDoc(ctx, "oidc", doc, proto)
 	}
 	req, _, err := s.get(ctx, oidcSessions, code, proto)
 	if err != nil {
@@ -167,8 +197,14 @@ func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, r fosi
 }
 
 // DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+// In a Batched context the session may already have gone out with the
+// code's invalidation; then there is nothing left to do.
 func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
-	return s.del(ctx, oidcSessions, code)
+	key := HashSignature(code)
+	if oidcDeletedWithCode(ctx, key) {
+		return nil
+	}
+	return s.del(ctx, oidcSessions, key)
 }
 
 // CreateAccessTokenSession implements oauth2.AccessTokenStorage.
@@ -192,7 +228,7 @@ func (s *Store) GetAccessTokenSession(ctx context.Context, sig string, proto fos
 
 // DeleteAccessTokenSession implements oauth2.AccessTokenStorage.
 func (s *Store) DeleteAccessTokenSession(ctx context.Context, sig string) error {
-	return s.del(ctx, accessTokens, sig)
+	return s.del(ctx, accessTokens, HashSignature(sig))
 }
 
 // CreateRefreshTokenSession implements oauth2.RefreshTokenStorage. The
@@ -207,13 +243,9 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig st
 	if accessSig != "" {
 		accessHash = HashSignature(accessSig)
 	}
-	_, err = db.Conn(ctx, s.Pool).Exec(ctx, insertRefresh,
+	return db.Exec(ctx, s.Pool, mapDBErr("create refresh token"), insertRefresh,
 		HashSignature(sig), rw.requestID, rw.clientID, rw.subject, rw.sid, rw.requestedAt, rw.expiresAt, rw.request,
 		accessHash, r.GetGrantedScopes().Has("offline_access"))
-	if err != nil {
-		return dbErr("create refresh token", err)
-	}
-	return nil
 }
 
 // GetRefreshTokenSession implements oauth2.RefreshTokenStorage. A rotated or
@@ -232,7 +264,7 @@ func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, proto fo
 
 // DeleteRefreshTokenSession implements oauth2.RefreshTokenStorage.
 func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
-	return s.del(ctx, refreshTokens, sig)
+	return s.del(ctx, refreshTokens, HashSignature(sig))
 }
 
 // RotateRefreshToken implements oauth2.RefreshTokenStorage. The token is
@@ -244,10 +276,16 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error
 // first commits, finds the row inactive and touches nothing. It then gets
 // fosite.ErrInactiveToken and fosite rolls back the tokens it was about to
 // issue: exactly one refresh wins. requestID is not needed: the signature
-// names the token.
+// names the token. As with codes, the failure is raised by the statement
+// (idp_assert), so in a Batched context it rolls back the new tokens queued
+// with it.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
-	var rotated bool
-	err := db.Conn(ctx, s.Pool).QueryRow(ctx, `
+	return db.Exec(ctx, s.Pool, func(err error) error {
+		if db.IsAssertFailure(err) {
+			return fmt.Errorf("store: rotate refresh token: %w", fosite.ErrInactiveToken)
+		}
+		return dbErr("rotate refresh token", err)
+	}, `
 		WITH r AS (
 			UPDATE oauth_refresh_tokens SET active = false
 			WHERE signature_hash = $1 AND active
@@ -255,36 +293,21 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 		), a AS (
 			DELETE FROM oauth_access_tokens WHERE signature_hash IN (SELECT access_signature_hash FROM r)
 		)
-		SELECT EXISTS (SELECT 1 FROM r)`,
-		HashSignature(sig)).Scan(&rotated)
-	if err != nil {
-		return dbErr("rotate refresh token", err)
-	}
-	if !rotated {
-		return fmt.Errorf("store: rotate refresh token: %w", fosite.ErrInactiveToken)
-	}
-	return nil
+		SELECT idp_assert(EXISTS (SELECT 1 FROM r), 'refresh token is rotated, revoked or unknown')`,
+		HashSignature(sig))
 }
 
 // RevokeRefreshToken implements oauth2.TokenRevocationStorage: every refresh
 // token of the grant is deactivated, so presenting one later is seen as
 // reuse rather than as an unknown token.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	_, err := db.Conn(ctx, s.Pool).Exec(ctx,
+	return db.Exec(ctx, s.Pool, mapDBErr("revoke refresh token"),
 		`UPDATE oauth_refresh_tokens SET active = false WHERE request_id = $1 AND active`, requestID)
-	if err != nil {
-		return dbErr("revoke refresh token", err)
-	}
-	return nil
 }
 
 // RevokeAccessToken implements oauth2.TokenRevocationStorage: every access
 // token of the grant is deleted.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
-	_, err := db.Conn(ctx, s.Pool).Exec(ctx,
+	return db.Exec(ctx, s.Pool, mapDBErr("revoke access token"),
 		`DELETE FROM oauth_access_tokens WHERE request_id = $1`, requestID)
-	if err != nil {
-		return dbErr("revoke access token", err)
-	}
-	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/idp/idp/internal/users"
 )
 
 // Config is one run.
@@ -117,7 +119,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.rss.setPhase("setup")
 	rep := &Report{Started: time.Now().UTC(), Config: ReportConfig{
 		Duration: cfg.Duration, Concurrency: cfg.Concurrency, Sessions: cfg.Sessions, Apps: cfg.Apps,
-		IDTokenAlg: cfg.IDTokenAlg,
+		IDTokenAlg: cfg.IDTokenAlg, Argon2: argon2Params(),
 	}}
 
 	d, err := createDatabase(ctx, cfg.DatabaseURL)
@@ -335,4 +337,11 @@ func (r *runner) measurePair(ctx context.Context, floor string, floorFn op, scen
 	r.logf("  %s floor %.1f/s; %s %.1f/s (%.1f%%), p50 %s, p99 %s, %d errors", floor, f.PerSec, scenario, s.PerSec,
 		100*s.PerSec/max(f.PerSec, 1e-9), s.P50, s.P99, s.Errors+f.Errors)
 	return fs, ss
+}
+
+// argon2Params describes the password hash the sign-ins and the argon2id
+// floor pay for.
+func argon2Params() string {
+	p := users.DefaultParams
+	return fmt.Sprintf("m=%d KiB, t=%d, p=%d", p.Memory, p.Time, p.Threads)
 }

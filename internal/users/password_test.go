@@ -29,7 +29,7 @@ func TestHashPassword(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("PHC format with OWASP parameters", func(t *testing.T) {
-		re := regexp.MustCompile(`^\$argon2id\$v=19\$m=19456,t=2,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$`)
+		re := regexp.MustCompile(`^\$argon2id\$v=19\$m=12288,t=3,p=1\$[A-Za-z0-9+/]{22}\$[A-Za-z0-9+/]{43}$`)
 		if !re.MatchString(h) {
 			t.Fatalf("hash %q does not match %s", h, re)
 		}

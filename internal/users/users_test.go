@@ -252,7 +252,7 @@ func TestStore_Authenticate(t *testing.T) {
 		if err := s.Pool.QueryRow(ctx, `SELECT hash FROM password_credentials WHERE user_id = $1`, u.ID).Scan(&stored); err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(stored, ",t=2,") {
+		if !strings.Contains(stored, ",t=3,") {
 			t.Fatalf("hash not upgraded: %s", stored)
 		}
 	})

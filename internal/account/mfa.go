@@ -94,8 +94,13 @@ func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) {
 		h.internal(w, err)
 		return
 	}
+	png, err := e.QRPNG()
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
 	w.Header().Set("Content-Type", "image/png")
-	w.Write(e.QRPNG)
+	w.Write(png)
 }
 
 // enrollSubmit turns 2FA on. It asks for the password as well as the first

@@ -142,17 +142,31 @@ func checkCSRF(r *http.Request, want string) bool {
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
-func (h *Handler) advance(ctx context.Context, f flow, stage, userID string) error {
-	_, err := db.Conn(ctx, h.Pool).Exec(ctx,
-		`UPDATE login_flows SET stage = $2, user_id = $3 WHERE id_hash = $1`, f.idHash, stage, userID)
-	return err
+// advance moves the flow on to stage, for userID, in one round trip with the
+// writes already queued on b.
+func (h *Handler) advance(ctx context.Context, b *pgx.Batch, f flow, stage, userID string) error {
+	b.Queue(`UPDATE login_flows SET stage = $2, user_id = $3 WHERE id_hash = $1`, f.idHash, stage, userID)
+	if err := h.send(ctx, b); err != nil {
+		return fmt.Errorf("login: advance: %w", err)
+	}
+	return nil
+}
+
+// send sends the statements queued on b in one round trip; none, none.
+func (h *Handler) send(ctx context.Context, b *pgx.Batch) error {
+	if b.Len() == 0 {
+		return nil
+	}
+	return db.Conn(ctx, h.Pool).SendBatch(ctx, b).Close()
 }
 
 // finish ends the flow: the flow row goes, its cookie goes, and the browser
 // returns to the authorization endpoint with the original request.
 func (h *Handler) finish(ctx context.Context, w http.ResponseWriter, f flow) (string, error) {
-	if _, err := db.Conn(ctx, h.Pool).Exec(ctx, `DELETE FROM login_flows WHERE id_hash = $1`, f.idHash); err != nil {
-		return "", fmt.Errorf("login: finish: %w", err)
+	err := db.Exec(ctx, h.Pool, func(err error) error { return fmt.Errorf("login: finish: %w", err) },
+		`DELETE FROM login_flows WHERE id_hash = $1`, f.idHash)
+	if err != nil {
+		return "", err
 	}
 	http.SetCookie(w, &http.Cookie{Name: h.flowCookieName(), Value: "", Path: "/", HttpOnly: true,
 		Secure: h.Sessions.Secure, SameSite: http.SameSiteLaxMode, MaxAge: -1})

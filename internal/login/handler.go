@@ -11,8 +11,10 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
@@ -107,6 +109,10 @@ func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request) {
 		passwordData{Client: h.clientName(r.Context(), f), Email: r.URL.Query().Get("login_hint")})
 }
 
+// passwordSubmit checks the password. Three round trips take a person on to
+// the code form: the flow, then (users.Store.SignIn) the throttle state,
+// account, password hash and second factor, then the flow's next stage sent
+// together with the reset of earlier failures, if there were any.
 func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	f, ok := h.flowOrError(w, r, stagePassword)
 	if !ok {
@@ -114,7 +120,7 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	email := r.PostFormValue("email")
-	user, err := h.Users.Authenticate(ctx, email, r.PostFormValue("password"), clientIP(r))
+	si, err := h.Users.SignIn(ctx, email, r.PostFormValue("password"), clientIP(r))
 	var throttled *users.ThrottledError
 	data := passwordData{Client: h.clientName(ctx, f), Email: email}
 	switch {
@@ -136,20 +142,25 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	enrolled, err := h.TOTP.Enabled(ctx, user.ID)
-	if err != nil {
-		h.internal(w, err)
-		return
-	}
-	if !enrolled && !h.RequireMFA && !user.RequireMFA {
+	reset := &pgx.Batch{}
+	si.QueueReset(reset)
+	user := si.User
+	if !si.SecondFactor && !h.RequireMFA && !user.RequireMFA {
+		// Rare (only after failed attempts), so sent on its own rather
+		// than threaded through the session's creation.
+		if err := h.send(ctx, reset); err != nil {
+			h.internal(w, err)
+			return
+		}
 		h.complete(w, r, f, user.ID, []string{sessions.AMRPassword}, sessions.ACRPassword)
 		return
 	}
-	if err := h.advance(ctx, f, secondStage(enrolled), user.ID); err != nil {
+	next := secondStage(si.SecondFactor)
+	if err := h.advance(ctx, reset, f, next, user.ID); err != nil {
 		h.internal(w, err)
 		return
 	}
-	http.Redirect(w, r, stagePath(secondStage(enrolled)), http.StatusSeeOther)
+	http.Redirect(w, r, stagePath(next), http.StatusSeeOther)
 }
 
 // complete creates the SSO session (with a fresh cookie) and returns the
@@ -164,7 +175,9 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request, f flow, userI
 // establish creates (or, for a step-up, upgrades) the SSO session and ends
 // the flow; it returns where to go next and the session's sid.
 func (h *Handler) establish(w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) (next, sid string, ok bool) {
-	ctx := r.Context()
+	// A new session and the end of the flow go out in one round trip,
+	// before the redirect that lets the browser use the session.
+	ctx, writes := db.WithWriteBehind(r.Context(), h.Pool)
 	var err error
 	if f.StepUpSID != "" {
 		sid = f.StepUpSID
@@ -177,11 +190,12 @@ func (h *Handler) establish(w http.ResponseWriter, r *http.Request, f flow, user
 		})
 		sid = s.ID
 	}
-	if err != nil {
-		h.internal(w, err)
-		return "", "", false
+	if err == nil {
+		next, err = h.finish(ctx, w, f)
 	}
-	next, err = h.finish(ctx, w, f)
+	if err == nil {
+		err = writes.Flush(ctx)
+	}
 	if err != nil {
 		h.internal(w, err)
 		return "", "", false

@@ -25,6 +25,10 @@ func (h *Handler) totpPage(w http.ResponseWriter, r *http.Request) {
 		totpData{Client: h.clientName(r.Context(), f), Remaining: MaxCodeFailures - f.MFAFailures})
 }
 
+// totpSubmit checks the second factor. A right code costs five round trips:
+// the flow; two for mfa.TOTP.Verify (the credential locked with its
+// throttle state, then the spent step with COMMIT); the new session; the
+// flow's DELETE.
 func (h *Handler) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	f, ok := h.flowOrError(w, r, stageTOTP)
 	if !ok {
@@ -144,9 +148,14 @@ func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	png, err := e.QRPNG()
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
 	w.Header().Set("Content-Type", "image/png")
 	w.Header().Set("Cache-Control", "no-store")
-	w.Write(e.QRPNG)
+	w.Write(png)
 }
 
 func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {

@@ -92,13 +92,11 @@ func hashRecovery(userID, canonical string) []byte {
 	return h.Sum(nil)
 }
 
-// replaceRecoveryCodes deletes userID's codes and stores a fresh set in tx,
-// returning the codes for display: this is the only time they exist in
-// clear.
-func (m *TOTP) replaceRecoveryCodes(ctx context.Context, tx pgx.Tx, userID string) ([]string, error) {
-	if _, err := tx.Exec(ctx, `DELETE FROM recovery_codes WHERE user_id = $1`, userID); err != nil {
-		return nil, err
-	}
+// queueRecoveryCodes queues on b the writes that replace userID's codes
+// with a fresh set, and returns the codes for display: this is the only
+// time they exist in clear.
+func (m *TOTP) queueRecoveryCodes(b *pgx.Batch, userID string) []string {
+	b.Queue(`DELETE FROM recovery_codes WHERE user_id = $1`, userID)
 	seen := make(map[string]bool, RecoveryCodeCount)
 	codes := make([]string, 0, RecoveryCodeCount)
 	hashes := make([][]byte, 0, RecoveryCodeCount)
@@ -111,21 +109,18 @@ func (m *TOTP) replaceRecoveryCodes(ctx context.Context, tx pgx.Tx, userID strin
 		codes = append(codes, displayRecovery(c))
 		hashes = append(hashes, hashRecovery(userID, c))
 	}
-	_, err := tx.Exec(ctx, `
+	b.Queue(`
 		INSERT INTO recovery_codes (user_id, code_hash, created_at)
 		SELECT $1, h, $3 FROM unnest($2::bytea[]) AS h`,
 		userID, hashes, m.now())
-	if err != nil {
-		return nil, err
-	}
-	return codes, nil
+	return codes
 }
 
 // useRecoveryCode spends one code. The conditional UPDATE is the whole
 // single-use rule: of two transactions spending one code, the second finds
 // used_at set and matches no row.
-func (m *TOTP) useRecoveryCode(ctx context.Context, tx pgx.Tx, userID, canonical string) (verdict, err error) {
-	tag, err := tx.Exec(ctx, `
+func (m *TOTP) useRecoveryCode(ctx context.Context, q db.Querier, userID, canonical string) (verdict, err error) {
+	tag, err := q.Exec(ctx, `
 		UPDATE recovery_codes SET used_at = $3
 		WHERE user_id = $1 AND code_hash = $2 AND used_at IS NULL`,
 		userID, hashRecovery(userID, canonical), m.now())
@@ -160,8 +155,9 @@ func (m *TOTP) RegenerateRecoveryCodes(ctx context.Context, userID string) ([]st
 		if err != nil {
 			return err
 		}
-		codes, err = m.replaceRecoveryCodes(ctx, tx, uid)
-		return err
+		b := &pgx.Batch{}
+		codes = m.queueRecoveryCodes(b, uid)
+		return tx.SendBatch(ctx, b).Close()
 	})
 	if errors.Is(err, ErrNotEnrolled) {
 		return nil, ErrNotEnrolled

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
@@ -83,15 +84,24 @@ type TOTP struct {
 	Now func() time.Time
 }
 
-// Enrollment is what the enrollment page shows. All three carry the
-// secret: serve them only to the user enrolling, never cache them.
+// Enrollment is what the enrollment page shows. The secret, the link and
+// the QR code all carry the secret: serve them only to the user enrolling,
+// never cache them.
 type Enrollment struct {
 	// Secret is the base32 secret for typing into the app by hand.
 	Secret string
 	// URI is the otpauth:// link that phones open in their app.
 	URI string
-	// QRPNG is a PNG of a QR code holding URI.
-	QRPNG []byte
+}
+
+// QRPNG renders a PNG of a QR code holding URI. It costs milliseconds of
+// CPU, so only the image's own request renders it, not the page around it.
+func (e Enrollment) QRPNG() ([]byte, error) {
+	png, err := qrPNG(e.URI)
+	if err != nil {
+		return nil, fmt.Errorf("mfa: qr code: %w", err)
+	}
+	return png, nil
 }
 
 func (m *TOTP) now() time.Time {
@@ -185,7 +195,7 @@ func (m *TOTP) Pending(ctx context.Context, userID, accountName string) (Enrollm
 	return e, nil
 }
 
-// enrollment builds the URI and QR code for a raw secret. pquerna/otp writes
+// enrollment builds the URI for a raw secret. pquerna/otp writes
 // the otpauth URI, so its format is the one apps are tested against.
 func (m *TOTP) enrollment(accountName string, raw []byte) (Enrollment, error) {
 	key, err := totp.Generate(totp.GenerateOpts{
@@ -199,11 +209,7 @@ func (m *TOTP) enrollment(accountName string, raw []byte) (Enrollment, error) {
 	if err != nil {
 		return Enrollment{}, err
 	}
-	png, err := qrPNG(key.URL())
-	if err != nil {
-		return Enrollment{}, fmt.Errorf("qr code: %w", err)
-	}
-	return Enrollment{Secret: key.Secret(), URI: key.URL(), QRPNG: png}, nil
+	return Enrollment{Secret: key.Secret(), URI: key.URL()}, nil
 }
 
 // Confirm activates the pending secret when code is valid for it, and
@@ -218,23 +224,20 @@ func (m *TOTP) Confirm(ctx context.Context, userID, code string) (recoveryCodes 
 	if err != nil || k != kindTOTP {
 		return nil, errMalformedConfirm
 	}
-	err = m.attempt(ctx, uid, false, func(ctx context.Context, tx pgx.Tx, cred credential) (error, error) {
+	err = m.attempt(ctx, uid, false, func(_ context.Context, _ db.Querier, cred credential, writes *pgx.Batch) (error, error) {
 		step, ok, err := m.match(cred, uid, c)
 		if err != nil || !ok {
 			return ErrInvalidCode, err
 		}
-		tag, err := tx.Exec(ctx, `
-			UPDATE totp_credentials SET confirmed_at = $3, last_step = $2
-			WHERE user_id = $1 AND confirmed_at IS NULL AND last_step < $2`,
-			uid, step, m.now())
-		if err != nil {
-			return nil, err
-		}
-		if tag.RowsAffected() == 0 {
+		if step <= cred.lastStep {
 			return ErrReplayed, nil
 		}
-		recoveryCodes, err = m.replaceRecoveryCodes(ctx, tx, uid)
-		return nil, err
+		writes.Queue(`
+			UPDATE totp_credentials SET confirmed_at = $3, last_step = $2
+			WHERE user_id = $1 AND confirmed_at IS NULL AND last_step < $2`,
+			uid, step, m.now()).Exec(stepRecorded)
+		recoveryCodes = m.queueRecoveryCodes(writes, uid)
+		return nil, nil
 	})
 	if err != nil {
 		return nil, wrap("confirm", err)
@@ -249,13 +252,19 @@ func (m *TOTP) Enabled(ctx context.Context, userID string) (bool, error) {
 		return false, err
 	}
 	var on bool
-	err = db.Conn(ctx, m.Pool).QueryRow(ctx,
-		`SELECT EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = $1 AND confirmed_at IS NOT NULL)`,
-		uid).Scan(&on)
+	err = db.Conn(ctx, m.Pool).QueryRow(ctx, `SELECT `+EnabledSQL("$1"), uid).Scan(&on)
 	if err != nil {
 		return false, fmt.Errorf("mfa: enabled: %w", err)
 	}
 	return on, nil
+}
+
+// EnabledSQL is Enabled as a boolean SQL expression on userID, a column or
+// parameter of the caller's statement ("u.id", "$1"), for a caller that
+// needs the answer in a statement it makes anyway: the password step of a
+// sign-in reads it with the password hash, to know which step comes next.
+func EnabledSQL(userID string) string {
+	return `EXISTS (SELECT 1 FROM totp_credentials WHERE user_id = ` + userID + ` AND confirmed_at IS NOT NULL)`
 }
 
 // Verify checks a code from the user's app, or a recovery code, and
@@ -272,27 +281,26 @@ func (m *TOTP) Verify(ctx context.Context, userID, code string) (method string, 
 	if err != nil {
 		return "", err
 	}
-	err = m.attempt(ctx, uid, true, func(ctx context.Context, tx pgx.Tx, cred credential) (error, error) {
+	err = m.attempt(ctx, uid, true, func(ctx context.Context, q db.Querier, cred credential, writes *pgx.Batch) (error, error) {
 		if k == kindRecovery {
-			return m.useRecoveryCode(ctx, tx, uid, c)
+			return m.useRecoveryCode(ctx, q, uid, c)
 		}
 		step, ok, err := m.match(cred, uid, c)
 		if err != nil || !ok {
 			return ErrInvalidCode, err
 		}
-		// The replay rule lives in this WHERE clause, not in the Go code
-		// above: whatever races past the row lock, PostgreSQL accepts a step
-		// only if it is newer than every step accepted before.
-		tag, err := tx.Exec(ctx, `
-			UPDATE totp_credentials SET last_step = $2
-			WHERE user_id = $1 AND confirmed_at IS NOT NULL AND last_step < $2`,
-			uid, step)
-		if err != nil {
-			return nil, err
-		}
-		if tag.RowsAffected() == 0 {
+		// The row lock makes cred.lastStep the last word, so the replay rule
+		// is decided here. The UPDATE states it again in its WHERE clause:
+		// PostgreSQL records a step only if it is newer than every step
+		// accepted before, lock or no lock, and stepRecorded fails the guess
+		// when it did not.
+		if step <= cred.lastStep {
 			return ErrReplayed, nil
 		}
+		writes.Queue(`
+			UPDATE totp_credentials SET last_step = $2
+			WHERE user_id = $1 AND confirmed_at IS NOT NULL AND last_step < $2`,
+			uid, step).Exec(stepRecorded)
 		return nil, nil
 	})
 	if err != nil {
@@ -310,57 +318,90 @@ type credential struct {
 	lastStep int64
 }
 
-// attempt judges one guess for userID. In one transaction it locks the
-// user's credential row, so guesses for one user are judged one at a time
-// and each sees the failures counted before it (parallel guesses cannot all
-// pass the throttle check before any failure is recorded); checks the
-// row's state (confirmed or not, per wantConfirmed) and the throttle; runs
-// check; then counts a failure for ErrInvalidCode and ErrReplayed or clears
-// the count on success. check returns its verdict apart from internal
-// errors: a wrong code must still commit its failure count, so verdicts do
-// not roll the transaction back.
+// errStepNotRecorded means the UPDATE that spends a time step matched no
+// row although the credential was locked and its last step older: the guess
+// is not accepted. It cannot happen while every writer of last_step holds
+// the row lock.
+var errStepNotRecorded = errors.New("time step not recorded")
+
+// stepRecorded checks that the UPDATE spending a time step changed the row.
+func stepRecorded(tag pgconn.CommandTag) error {
+	if tag.RowsAffected() != 1 {
+		return errStepNotRecorded
+	}
+	return nil
+}
+
+// attempt judges one guess for userID. Guesses for one user are judged one
+// at a time: the first statement locks the user's credential row and every
+// verdict is written before the lock is released, so each guess sees the
+// failures counted before it (parallel guesses cannot all pass the throttle
+// check before any failure is recorded). attempt checks the row's state
+// (confirmed or not, per wantConfirmed) and the throttle, runs check, then
+// counts a failure for ErrInvalidCode and ErrReplayed, or on success forgets
+// the earlier ones, if there were any.
+//
+// Two round trips (see guessTx): BEGIN with the locking read and the
+// throttle read, then the verdict's writes with COMMIT. check may make
+// round trips of its own on q, which is inside the transaction (spending a
+// recovery code); what it queues on writes is sent only when its verdict is
+// nil. It returns its verdict apart from internal errors: a wrong code must
+// still commit its failure count, so verdicts do not roll back.
 func (m *TOTP) attempt(ctx context.Context, userID string, wantConfirmed bool,
-	check func(ctx context.Context, tx pgx.Tx, c credential) (verdict, err error)) error {
-	key := throttleKey(userID)
-	var verdict error
-	err := db.InTx(ctx, m.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		var c credential
-		var confirmed bool
-		err := tx.QueryRow(ctx, `
-			SELECT secret_encrypted, last_step, confirmed_at IS NOT NULL
-			FROM totp_credentials WHERE user_id = $1 FOR UPDATE`,
-			userID).Scan(&c.sealed, &c.lastStep, &confirmed)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows), err == nil && wantConfirmed && !confirmed:
-			verdict = ErrNotEnrolled
-			return nil
-		case err != nil:
-			return err
-		case !wantConfirmed && confirmed:
-			verdict = ErrAlreadyEnrolled
-			return nil
-		}
-		wait, err := m.limiter().Wait(ctx, key)
-		if err != nil {
-			return err
-		}
-		if wait > 0 {
-			verdict = &ThrottledError{RetryAfter: wait}
-			return nil
-		}
-		verdict, err = check(ctx, tx, c)
-		if err != nil {
-			return err
-		}
-		if verdict == nil {
-			return m.limiter().Reset(ctx, key)
-		}
-		if errors.Is(verdict, ErrInvalidCode) || errors.Is(verdict, ErrReplayed) {
-			return m.limiter().Fail(ctx, key)
-		}
-		return nil
-	})
+	check func(ctx context.Context, q db.Querier, c credential, writes *pgx.Batch) (verdict, err error)) error {
+	g, err := m.beginGuess(ctx)
 	if err != nil {
+		return err
+	}
+	defer g.end(ctx)
+
+	key := throttleKey(userID)
+	b := g.first()
+	var c credential
+	var found, confirmed bool
+	b.Queue(`
+		SELECT secret_encrypted, last_step, confirmed_at IS NOT NULL
+		FROM totp_credentials WHERE user_id = $1 FOR UPDATE`,
+		userID).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&c.sealed, &c.lastStep, &confirmed)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	// The throttle is read by a statement of its own, after the one that
+	// waits for the lock: it takes its snapshot once the lock is granted and
+	// so sees the failure that the guess holding the lock before committed.
+	// Read within the locking statement, it would not.
+	throttled := m.limiter().QueueCheck(b, key)
+	if err := g.send(ctx, b); err != nil {
+		return err
+	}
+
+	var verdict error
+	writes := &pgx.Batch{} // sent with COMMIT
+	switch wait := throttled.Wait(); {
+	case !found, wantConfirmed && !confirmed:
+		verdict = ErrNotEnrolled
+	case !wantConfirmed && confirmed:
+		verdict = ErrAlreadyEnrolled
+	case wait > 0:
+		verdict = &ThrottledError{RetryAfter: wait}
+	default:
+		queued := &pgx.Batch{}
+		if verdict, err = check(ctx, g.q, c, queued); err != nil {
+			return err
+		}
+		switch {
+		case verdict == nil:
+			writes = queued
+			throttled.QueueReset(writes, key)
+		case errors.Is(verdict, ErrInvalidCode), errors.Is(verdict, ErrReplayed):
+			m.limiter().QueueFail(writes, key)
+		}
+	}
+	if err := g.commit(ctx, writes); err != nil {
 		return err
 	}
 	return verdict

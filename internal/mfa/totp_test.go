@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/secrets"
 )
 
@@ -62,7 +65,7 @@ func TestTOTP_Begin(t *testing.T) {
 				t.Errorf("URI %s = %q, want %q", k, got, want)
 			}
 		}
-		if !bytes.HasPrefix(e.QRPNG, []byte("\x89PNG\r\n\x1a\n")) {
+		if png, err := e.QRPNG(); err != nil || !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
 			t.Error("QRPNG is not a PNG")
 		}
 	})
@@ -173,7 +176,7 @@ func TestTOTP_Pending(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p.Secret != e.Secret || p.URI != e.URI || !bytes.Equal(p.QRPNG, e.QRPNG) {
+		if p != e {
 			t.Fatalf("Pending = %q %q, want Begin's %q %q and the same QR", p.Secret, p.URI, e.Secret, e.URI)
 		}
 	})
@@ -382,6 +385,70 @@ func TestTOTP_Verify(t *testing.T) {
 		}
 	})
 
+	t.Run("parallel wrong guesses take turns", func(t *testing.T) {
+		// Judged one at a time, each guess sees the failures before it:
+		// the free ones and the first delayed one are checked, and every
+		// other guess finds the delay set. Judged side by side, all of them
+		// would pass the throttle before any failure was counted.
+		f := newFixture(t)
+		uid, secret, _ := f.enroll(t)
+		wrong := wrongCode(secret, f.clock.Now())
+		errs := race(16, func() error {
+			_, err := f.m.Verify(ctx, uid, wrong)
+			return err
+		})
+		var checked int
+		for _, err := range errs {
+			var te *ThrottledError
+			switch {
+			case errors.Is(err, ErrInvalidCode):
+				checked++
+			case !errors.As(err, &te):
+				t.Errorf("err = %v, want ErrInvalidCode or *ThrottledError", err)
+			}
+		}
+		if want := f.m.Limiter.Free + 1; checked != want {
+			t.Fatalf("%d of 16 parallel wrong codes were checked, want %d", checked, want)
+		}
+		if n := f.state(t, uid).failures; n != f.m.Limiter.Free+1 {
+			t.Fatalf("failures = %d, want %d", n, f.m.Limiter.Free+1)
+		}
+	})
+
+	t.Run("inside the caller's transaction", func(t *testing.T) {
+		f := newFixture(t)
+		uid, secret, _ := f.enroll(t)
+		code := GenerateCode(secret, f.clock.Now())
+		errUndo := errors.New("caller rolls back")
+		err := db.InTx(ctx, f.pool, func(ctx context.Context, _ pgx.Tx) error {
+			if _, err := f.m.Verify(ctx, uid, code); err != nil {
+				return err
+			}
+			return errUndo
+		})
+		if !errors.Is(err, errUndo) {
+			t.Fatalf("InTx err = %v, want the caller's", err)
+		}
+		// The caller rolled back, and the spent step with it.
+		if _, err := f.m.Verify(ctx, uid, code); err != nil {
+			t.Fatalf("code after the caller rolled back: %v", err)
+		}
+		// A failure commits with the caller.
+		err = db.InTx(ctx, f.pool, func(ctx context.Context, _ pgx.Tx) error {
+			_, err := f.m.Verify(ctx, uid, wrongCode(secret, f.clock.Now()))
+			if !errors.Is(err, ErrInvalidCode) {
+				t.Errorf("wrong code: err = %v, want ErrInvalidCode", err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := f.state(t, uid).failures; n != 1 {
+			t.Fatalf("failures = %d, want 1", n)
+		}
+	})
+
 	t.Run("throttled after the free failures", func(t *testing.T) {
 		f := newFixture(t)
 		uid, secret, _ := f.enroll(t)
@@ -485,6 +552,40 @@ func TestTOTP_Verify(t *testing.T) {
 			t.Fatalf("err = %v, want ErrDecrypt", err)
 		}
 	})
+}
+
+// Verify is on the sign-in's hot path: it must cost two round trips (BEGIN
+// with the locking read, the verdict with COMMIT) whatever the verdict, and
+// a success after failures must forget them in those two.
+func TestTOTP_VerifyRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	uid, secret, _ := f.enroll(t)
+	m, trips := f.traced(t)
+	steps := []struct {
+		name         string
+		code         func() string
+		want         error
+		wantFailures int
+	}{
+		{"right code", func() string { return GenerateCode(secret, f.clock.Now()) }, nil, 0},
+		{"wrong code", func() string { return wrongCode(secret, f.clock.Now()) }, ErrInvalidCode, 1},
+		{"replayed code", func() string { return GenerateCode(secret, f.clock.Now()) }, ErrReplayed, 2},
+		{"right code after failures", func() string { return GenerateCode(secret, f.clock.Now().Add(step)) }, nil, 0},
+	}
+	for _, s := range steps {
+		var err error
+		n := trips.count(func() { _, err = m.Verify(ctx, uid, s.code()) })
+		if !errors.Is(err, s.want) {
+			t.Fatalf("%s: err = %v, want %v", s.name, err, s.want)
+		}
+		if n != 2 {
+			t.Errorf("%s: %d round trips, want 2", s.name, n)
+		}
+		if got := f.state(t, uid).failures; got != s.wantFailures {
+			t.Errorf("%s: failures = %d, want %d", s.name, got, s.wantFailures)
+		}
+	}
 }
 
 func TestTOTP_Disable(t *testing.T) {

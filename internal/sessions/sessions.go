@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -114,19 +115,25 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, n NewSessio
 		n.AMR = []string{}
 	}
 	s := Session{
+		ID:     uuid.NewString(),
 		UserID: n.UserID, CreatedAt: now, LastSeenAt: now,
 		IdleExpiresAt: now.Add(m.IdleTimeout), AbsoluteExpiresAt: now.Add(m.AbsoluteTimeout),
 		AuthTime: n.AuthTime.UTC().Truncate(time.Second), AMR: n.AMR, ACR: n.ACR,
 		UserAgent: truncate(n.UserAgent, 256), IP: n.IP,
 	}
-	err := db.Conn(ctx, m.Pool).QueryRow(ctx, `
-		INSERT INTO sso_sessions (cookie_hash, user_id, created_at, last_seen_at, idle_expires_at,
+	// The sid is made here rather than by the database, so the INSERT has
+	// no result to wait for and can go out with the caller's other writes
+	// (db.Exec): the sign-in sends it with the end of its login flow. A
+	// caller that batches must send the batch before the cookie reaches the
+	// browser's next request, and fail the response if it cannot.
+	err := db.Exec(ctx, m.Pool, func(err error) error { return fmt.Errorf("sessions: create: %w", err) }, `
+		INSERT INTO sso_sessions (id, cookie_hash, user_id, created_at, last_seen_at, idle_expires_at,
 			absolute_expires_at, auth_time, amr, acr, user_agent, ip)
-		VALUES ($1, $2, $3, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id`,
-		HashToken(token), s.UserID, now, s.IdleExpiresAt, s.AbsoluteExpiresAt, s.AuthTime,
-		s.AMR, s.ACR, s.UserAgent, s.IP).Scan(&s.ID)
+		VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		s.ID, HashToken(token), s.UserID, now, s.IdleExpiresAt, s.AbsoluteExpiresAt, s.AuthTime,
+		s.AMR, s.ACR, s.UserAgent, s.IP)
 	if err != nil {
-		return Session{}, fmt.Errorf("sessions: create: %w", err)
+		return Session{}, err
 	}
 	m.setCookie(w, token, s.AbsoluteExpiresAt)
 	return s, nil

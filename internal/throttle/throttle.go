@@ -6,13 +6,20 @@
 // count decays once a window passes without failures: an attacker who knows
 // a victim's email can slow sign-ins to that account, but cannot lock the
 // victim out for longer than the cap.
+//
+// Sign-in steps read and write it in round trips they make anyway: they
+// queue the check (QueueCheck), the failure (QueueFail) or the reset
+// (Check.QueueReset, which writes nothing when there were no failures) on a
+// pgx.Batch of their own.
 package throttle
 
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/db"
@@ -41,49 +48,104 @@ func Default(pool *pgxpool.Pool) *Limiter {
 // Wait returns how long the most throttled of keys must still wait (zero
 // when none is blocked).
 func (l *Limiter) Wait(ctx context.Context, keys ...string) (time.Duration, error) {
-	var until *time.Time
-	err := db.Conn(ctx, l.Pool).QueryRow(ctx,
-		`SELECT max(blocked_until) FROM throttle WHERE key = ANY($1)`, keys).Scan(&until)
-	if err != nil {
+	b := &pgx.Batch{}
+	c := l.QueueCheck(b, keys...)
+	if err := db.Conn(ctx, l.Pool).SendBatch(ctx, b).Close(); err != nil {
 		return 0, fmt.Errorf("throttle: wait: %w", err)
 	}
-	if until == nil {
-		return 0, nil
+	return c.Wait(), nil
+}
+
+// Check is the throttle state of some keys, read by QueueCheck in a round
+// trip the caller makes anyway. Its methods are valid once that batch has
+// been sent.
+type Check struct {
+	l     *Limiter
+	until *time.Time // the latest blocked_until among the keys
+	// recorded are the keys that have a row: the only ones a success has
+	// failures to forget.
+	recorded []string
+}
+
+// QueueCheck queues on b the read that Wait makes, for a caller that sends
+// it together with its own statements. The answer is in the returned Check
+// once b has been sent.
+func (l *Limiter) QueueCheck(b *pgx.Batch, keys ...string) *Check {
+	c := &Check{l: l}
+	b.Queue(`SELECT max(blocked_until), coalesce(array_agg(key), '{}') FROM throttle WHERE key = ANY($1)`, keys).
+		QueryRow(func(row pgx.Row) error {
+			if err := row.Scan(&c.until, &c.recorded); err != nil {
+				return fmt.Errorf("throttle: check: %w", err)
+			}
+			return nil
+		})
+	return c
+}
+
+// Wait is Limiter.Wait's answer for the keys checked.
+func (c *Check) Wait() time.Duration {
+	if c.until == nil {
+		return 0
 	}
-	if d := until.Sub(l.Now()); d > 0 {
-		return d.Round(time.Second) + time.Second/2, nil
+	if d := c.until.Sub(c.l.Now()); d > 0 {
+		return d.Round(time.Second) + time.Second/2
 	}
-	return 0, nil
+	return 0
+}
+
+// QueueReset queues on b the Reset of those of keys that had failures when
+// checked, and nothing when none had: the common success then costs no
+// write at all.
+func (c *Check) QueueReset(b *pgx.Batch, keys ...string) {
+	var failed []string
+	for _, k := range keys {
+		if slices.Contains(c.recorded, k) {
+			failed = append(failed, k)
+		}
+	}
+	if len(failed) > 0 {
+		c.l.QueueReset(b, failed...)
+	}
 }
 
 // Fail records one failure for each key and sets its next delay.
 func (l *Limiter) Fail(ctx context.Context, keys ...string) error {
-	now := l.Now()
-	for _, key := range keys {
-		// The count restarts when the last failure is older than the window.
-		// The cut-off is computed here rather than as an interval literal:
-		// PostgreSQL does not parse every unit time.Duration prints ("µs").
-		// RETURNING reads the count this statement wrote, not a concurrent one.
-		var failures int
-		err := db.Conn(ctx, l.Pool).QueryRow(ctx, `
-			INSERT INTO throttle AS t (key, failures, last_failure_at, blocked_until)
-			VALUES ($1, 1, $2, $2)
-			ON CONFLICT (key) DO UPDATE SET
-				failures = CASE WHEN t.last_failure_at < $3 THEN 1 ELSE t.failures + 1 END,
-				last_failure_at = $2
-			RETURNING failures`,
-			key, now, now.Add(-l.Window)).Scan(&failures)
-		if err != nil {
-			return fmt.Errorf("throttle: fail: %w", err)
-		}
-		if d := l.delay(failures); d > 0 {
-			if _, err := db.Conn(ctx, l.Pool).Exec(ctx,
-				`UPDATE throttle SET blocked_until = $2 WHERE key = $1`, key, now.Add(d)); err != nil {
-				return fmt.Errorf("throttle: fail: %w", err)
-			}
-		}
+	b := &pgx.Batch{}
+	l.QueueFail(b, keys...)
+	if err := db.Conn(ctx, l.Pool).SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("throttle: fail: %w", err)
 	}
 	return nil
+}
+
+// QueueFail queues on b what Fail writes, for a caller that sends it with
+// its own statements. Sent as one batch, the two statements run in one
+// transaction: the second sees the counts the first wrote, not a
+// concurrent request's.
+func (l *Limiter) QueueFail(b *pgx.Batch, keys ...string) {
+	// Sorted, so that requests failing several keys lock their rows in one
+	// order and never deadlock; without repeats, which one INSERT cannot
+	// update twice.
+	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
+	now := l.Now()
+	// The count restarts when the last failure is older than the window.
+	// The cut-off is computed here rather than as an interval literal:
+	// PostgreSQL does not parse every unit time.Duration prints ("µs").
+	b.Queue(`
+		INSERT INTO throttle AS t (key, failures, last_failure_at, blocked_until)
+		SELECT key, 1, $2, $2 FROM unnest($1::text[]) AS key
+		ON CONFLICT (key) DO UPDATE SET
+			failures = CASE WHEN t.last_failure_at < $3 THEN 1 ELSE t.failures + 1 END,
+			last_failure_at = $2`,
+		keys, now, now.Add(-l.Window))
+	// Each key's new count picks its delay from the table Go computed, so
+	// the policy has one home (delay) and counting costs one round trip. A
+	// block already set is never shortened.
+	b.Queue(`
+		UPDATE throttle SET blocked_until = greatest(blocked_until,
+			$2::timestamptz + ($3::bigint[])[least(failures, cardinality($3::bigint[]))] * interval '1 microsecond')
+		WHERE key = ANY($1)`,
+		keys, now, l.delays())
 }
 
 // Failures returns the current failure count of key.
@@ -100,11 +162,34 @@ func (l *Limiter) Failures(ctx context.Context, key string) (int, error) {
 
 // Reset forgets the failures of keys, after a success.
 func (l *Limiter) Reset(ctx context.Context, keys ...string) error {
-	_, err := db.Conn(ctx, l.Pool).Exec(ctx, `DELETE FROM throttle WHERE key = ANY($1)`, keys)
+	_, err := db.Conn(ctx, l.Pool).Exec(ctx, resetSQL, keys)
 	if err != nil {
 		return fmt.Errorf("throttle: reset: %w", err)
 	}
 	return nil
+}
+
+// QueueReset queues on b what Reset writes.
+func (l *Limiter) QueueReset(b *pgx.Batch, keys ...string) {
+	b.Queue(resetSQL, keys)
+}
+
+const resetSQL = `DELETE FROM throttle WHERE key = ANY($1)`
+
+// delays lists, in microseconds, the delay after the 1st, 2nd, … failure,
+// up to the first count whose delay is the cap: every later count has the
+// cap too, so QueueFail looks any count up in this table.
+func (l *Limiter) delays() []int64 {
+	var us []int64
+	for n := 1; ; n++ {
+		d := l.delay(n)
+		us = append(us, d.Microseconds())
+		// Doubling reaches any cap within 64 steps; the bound also ends
+		// the table when Base is zero and the cap is never reached.
+		if d >= l.Max || n > l.Free+64 {
+			return us
+		}
+	}
 }
 
 func (l *Limiter) delay(failures int) time.Duration {

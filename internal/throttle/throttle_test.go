@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/throttle"
@@ -149,4 +151,102 @@ func TestLimiter_Fail(t *testing.T) {
 		fail(t, l, 1, key)
 		wantFailures(t, l, key, 1)
 	})
+}
+
+func send(t *testing.T, l *throttle.Limiter, b *pgx.Batch) {
+	t.Helper()
+	if err := l.Pool.SendBatch(context.Background(), b).Close(); err != nil {
+		t.Fatalf("send batch: %v", err)
+	}
+}
+
+func TestLimiter_QueueCheck(t *testing.T) {
+	const (
+		account = "pwd-user:a@example.com"
+		address = "pwd-ip:192.0.2.1"
+	)
+
+	t.Run("no failures: no wait, nothing to reset", func(t *testing.T) {
+		l, _ := newLimiter(t)
+		b := &pgx.Batch{}
+		c := l.QueueCheck(b, account, address)
+		send(t, l, b)
+		if w := c.Wait(); w != 0 {
+			t.Fatalf("Wait = %v, want 0", w)
+		}
+		reset := &pgx.Batch{}
+		c.QueueReset(reset, account)
+		if reset.Len() != 0 {
+			t.Fatalf("QueueReset queued %d statements for a key without failures, want none", reset.Len())
+		}
+	})
+
+	t.Run("answers as Wait does", func(t *testing.T) {
+		l, _ := newLimiter(t)
+		fail(t, l, l.Free+3, address) // 4 s
+		want, err := l.Wait(context.Background(), account, address)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := &pgx.Batch{}
+		c := l.QueueCheck(b, account, address)
+		send(t, l, b)
+		if got := c.Wait(); got != want || got < 4*time.Second {
+			t.Fatalf("Check.Wait = %v, want Wait's %v (at least 4s)", got, want)
+		}
+	})
+
+	t.Run("reset forgets only the keys asked that had failures", func(t *testing.T) {
+		l, _ := newLimiter(t)
+		fail(t, l, 2, account, address)
+		b := &pgx.Batch{}
+		c := l.QueueCheck(b, account, address)
+		send(t, l, b)
+		reset := &pgx.Batch{}
+		c.QueueReset(reset, account, "pwd-user:never-failed@example.com")
+		if reset.Len() != 1 {
+			t.Fatalf("QueueReset queued %d statements, want 1", reset.Len())
+		}
+		send(t, l, reset)
+		wantFailures(t, l, account, 0)
+		wantFailures(t, l, address, 2)
+	})
+}
+
+func TestLimiter_FailSeveralKeys(t *testing.T) {
+	l, _ := newLimiter(t)
+	const a, b = "pwd-user:a@example.com", "pwd-ip:192.0.2.1"
+	// Given in either order, and a key given twice counts once.
+	fail(t, l, l.Free, a, b)
+	fail(t, l, 1, b, a, b)
+	wantFailures(t, l, a, l.Free+1)
+	wantFailures(t, l, b, l.Free+1)
+	wantWait(t, l, l.Base, a)
+	wantWait(t, l, l.Base, b)
+}
+
+func TestLimiter_FailConcurrently(t *testing.T) {
+	// Every failure counts, and the delay follows the final count, however
+	// the requests interleave.
+	l, _ := newLimiter(t)
+	const n = 8
+	const a, b = "pwd-user:a@example.com", "pwd-ip:192.0.2.1"
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			if i%2 == 0 {
+				errs <- l.Fail(context.Background(), a, b)
+			} else {
+				errs <- l.Fail(context.Background(), b, a)
+			}
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("Fail: %v", err)
+		}
+	}
+	wantFailures(t, l, a, n)
+	wantFailures(t, l, b, n)
+	wantWait(t, l, 16*time.Second, a, b) // 8 failures: the 5th past the free ones
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/throttle"
 )
 
@@ -206,7 +207,8 @@ func userKey(email string) string {
 	return "pwd-user:" + email
 }
 
-// Authenticate checks an email and password at sign-in. clientAddr is the
+// Authenticate checks an email and password at sign-in, as SignIn does,
+// and forgets the account's earlier failures itself. clientAddr is the
 // client's address for the per-address throttle ("" skips that key).
 //
 // Errors: *ThrottledError when the account or address must wait (nothing is
@@ -214,51 +216,135 @@ func userKey(email string) string {
 // password alike, after the same amount of hashing; ErrDisabled for a
 // disabled account with the right password.
 func (s *Store) Authenticate(ctx context.Context, email, password, clientAddr string) (User, error) {
+	si, err := s.SignIn(ctx, email, password, clientAddr)
+	if err != nil {
+		return User{}, err
+	}
+	b := &pgx.Batch{}
+	si.QueueReset(b)
+	if b.Len() > 0 {
+		if err := db.Conn(ctx, s.Pool).SendBatch(ctx, b).Close(); err != nil {
+			return User{}, fmt.Errorf("users: authenticate: %w", err)
+		}
+	}
+	return si.User, nil
+}
+
+// SignIn is a password accepted at sign-in.
+type SignIn struct {
+	User User
+	// SecondFactor reports a confirmed TOTP credential (mfa.TOTP.Enabled),
+	// read with the password hash: the sign-in knows its next step without
+	// asking again.
+	SecondFactor bool
+
+	throttle   *throttle.Check
+	accountKey string
+}
+
+// QueueReset queues on b the writes that forget the account's earlier
+// failures, which a successful sign-in owes; nothing when it had none. The
+// caller sends b with its own next write, and must send it: until then the
+// failures still count.
+func (si SignIn) QueueReset(b *pgx.Batch) {
+	if si.throttle != nil {
+		si.throttle.QueueReset(b, si.accountKey)
+	}
+}
+
+// SignIn checks an email and password at sign-in, like Authenticate, but
+// leaves forgetting the account's earlier failures to the caller
+// (SignIn.QueueReset), who sends it in a round trip it makes anyway.
+//
+// One round trip reads the throttle state of the account and the address,
+// the account, its password hash and whether it has a second factor. A
+// wrong password costs one more, to count the failure; a right one none,
+// unless its hash is upgraded.
+func (s *Store) SignIn(ctx context.Context, email, password, clientAddr string) (SignIn, error) {
 	keys := []string{userKey(email)}
 	if clientAddr != "" {
 		keys = append(keys, "pwd-ip:"+clientAddr)
 	}
-	if wait, err := s.Limiter.Wait(ctx, keys...); err != nil {
-		return User{}, fmt.Errorf("users: authenticate: %w", err)
-	} else if wait > 0 {
-		return User{}, &ThrottledError{RetryAfter: wait}
+	b := &pgx.Batch{}
+	check := s.Limiter.QueueCheck(b, keys...)
+	a := queueAccount(b, email)
+	if err := db.Conn(ctx, s.Pool).SendBatch(ctx, b).Close(); err != nil {
+		return SignIn{}, fmt.Errorf("users: sign in: %w", err)
+	}
+	// Refused before the hash is looked at: a throttled guess learns
+	// nothing and costs no hashing.
+	if wait := check.Wait(); wait > 0 {
+		return SignIn{}, &ThrottledError{RetryAfter: wait}
 	}
 
-	u, hash, err := s.withHash(ctx, `lower(u.email) = lower($1)`, strings.TrimSpace(email))
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return User{}, fmt.Errorf("users: authenticate: %w", err)
-	}
-	ok := false
-	// An oversized password never matches (no stored one can be that long)
-	// and is not hashed, which bounds the work a request can cause.
-	if len(password) <= MaxPasswordBytes {
-		if hash == "" {
-			hash = dummyHash()
-		}
-		ok, err = CheckPassword(ctx, hash, password)
-		if err != nil {
-			return User{}, fmt.Errorf("users: authenticate: %w", err)
-		}
-		ok = ok && u.ID != ""
+	ok, err := checkSignInPassword(ctx, a, password)
+	if err != nil {
+		return SignIn{}, fmt.Errorf("users: sign in: %w", err)
 	}
 	if !ok {
 		if err := s.Limiter.Fail(ctx, keys...); err != nil {
-			return User{}, fmt.Errorf("users: authenticate: %w", err)
+			return SignIn{}, fmt.Errorf("users: sign in: %w", err)
 		}
-		return User{}, ErrInvalidCredentials
+		return SignIn{}, ErrInvalidCredentials
 	}
-	if u.Disabled() {
-		return User{}, ErrDisabled
+	if a.user.Disabled() {
+		return SignIn{}, ErrDisabled
 	}
-	if err := s.Limiter.Reset(ctx, keys[0]); err != nil {
-		return User{}, fmt.Errorf("users: authenticate: %w", err)
-	}
-	if needsRehash(hash) {
+	if needsRehash(a.hash) {
 		// Upgrading parameters needs the plain password, which only a
 		// successful sign-in has. A failure here must not fail the sign-in.
-		_ = s.storeHash(ctx, u.ID, password)
+		_ = s.storeHash(ctx, a.user.ID, password)
 	}
-	return u, nil
+	return SignIn{User: a.user, SecondFactor: a.secondFactor, throttle: check, accountKey: keys[0]}, nil
+}
+
+// signInAccount is what a sign-in reads about the account named by an email.
+type signInAccount struct {
+	user         User   // the zero User when no account has the email
+	hash         string // "" when none
+	secondFactor bool
+}
+
+// queueAccount queues on b the read of the account with email (ignoring
+// case), its password hash and whether it has a second factor.
+func queueAccount(b *pgx.Batch, email string) *signInAccount {
+	a := &signInAccount{}
+	b.Queue(`SELECT `+userColumns+`, p.hash, `+mfa.EnabledSQL("u.id")+`
+		FROM users u LEFT JOIN password_credentials p ON p.user_id = u.id
+		WHERE lower(u.email) = lower($1)`, strings.TrimSpace(email)).
+		QueryRow(func(row pgx.Row) error {
+			var hash *string
+			u, err := scanUser(row, &hash, &a.secondFactor)
+			if errors.Is(err, ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			a.user = u
+			if hash != nil {
+				a.hash = *hash
+			}
+			return nil
+		})
+	return a
+}
+
+// checkSignInPassword reports whether password is the account's. An unknown
+// account, or one without a password, takes as long as a wrong password:
+// a dummy hash is checked instead, so timing does not tell which emails
+// have accounts, and never matches. An oversized password never matches
+// (no stored one can be that long) and is not hashed, which bounds the work
+// a request can cause.
+func checkSignInPassword(ctx context.Context, a *signInAccount, password string) (bool, error) {
+	if len(password) > MaxPasswordBytes {
+		return false, nil
+	}
+	if a.hash == "" {
+		_, err := CheckPassword(ctx, dummyHash(), password)
+		return false, err
+	}
+	return CheckPassword(ctx, a.hash, password)
 }
 
 // withHash loads an account and its password hash ("" when it has none).

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/dbtest"
@@ -14,6 +18,50 @@ import (
 )
 
 const password = "correct horse battery"
+
+// roundTrips counts what reaches the database as internal/bench does: a
+// statement sent alone is one round trip, and so is a batch.
+type roundTrips struct{ n atomic.Int64 }
+
+func (c *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (c *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// count returns how many round trips fn made.
+func (c *roundTrips) count(fn func()) int64 {
+	before := c.n.Load()
+	fn()
+	return c.n.Load() - before
+}
+
+// tracedStore is newStore on a pool whose round trips are counted.
+func tracedStore(t *testing.T) (*users.Store, *roundTrips) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(dbtest.New(t).URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &roundTrips{}
+	cfg.ConnConfig.Tracer = c
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	clk := clocktest.New(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC))
+	s := users.NewStore(pool)
+	s.Now = clk.Now
+	s.Limiter.Now = clk.Now
+	return s, c
+}
 
 // newStore returns a Store on a fresh database whose store and throttle
 // share a settable clock.
@@ -256,6 +304,148 @@ func TestStore_Authenticate(t *testing.T) {
 			t.Fatalf("hash not upgraded: %s", stored)
 		}
 	})
+}
+
+func TestStore_SignIn(t *testing.T) {
+	ctx := context.Background()
+	const ip = "192.0.2.7"
+
+	t.Run("second factor", func(t *testing.T) {
+		s, _ := newStore(t)
+		tests := []struct {
+			name, email string
+			credential  string // "", "pending" or "confirmed"
+			want        bool
+		}{
+			{"none", "none@example.com", "", false},
+			{"set-up not confirmed", "pending@example.com", "pending", false},
+			{"confirmed", "confirmed@example.com", "confirmed", true},
+		}
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				u := mustCreate(t, s, tc.email)
+				if tc.credential != "" {
+					if _, err := s.Pool.Exec(ctx, `
+						INSERT INTO totp_credentials (user_id, secret_encrypted, confirmed_at)
+						VALUES ($1, 'x', CASE WHEN $2 THEN now() END)`, u.ID, tc.credential == "confirmed"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				si, err := s.SignIn(ctx, tc.email, password, ip)
+				if err != nil || si.User.ID != u.ID {
+					t.Fatalf("SignIn = %+v, %v", si.User, err)
+				}
+				if si.SecondFactor != tc.want {
+					t.Fatalf("SecondFactor = %v, want %v", si.SecondFactor, tc.want)
+				}
+			})
+		}
+	})
+
+	t.Run("nothing to reset without failures", func(t *testing.T) {
+		s, _ := newStore(t)
+		mustCreate(t, s, "ada@example.com")
+		si, err := s.SignIn(ctx, "ada@example.com", password, ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := &pgx.Batch{}
+		si.QueueReset(b)
+		if b.Len() != 0 {
+			t.Fatalf("QueueReset queued %d statements for an account without failures, want none", b.Len())
+		}
+	})
+
+	t.Run("reset forgets the account's failures, not the address's", func(t *testing.T) {
+		s, _ := newStore(t)
+		mustCreate(t, s, "ada@example.com")
+		if _, err := s.SignIn(ctx, "ada@example.com", "wrong password", ip); !errors.Is(err, users.ErrInvalidCredentials) {
+			t.Fatalf("wrong password: err = %v, want ErrInvalidCredentials", err)
+		}
+		si, err := s.SignIn(ctx, "ada@example.com", password, ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Not yet sent: the failure still counts.
+		if n, _ := s.Limiter.Failures(ctx, "pwd-user:ada@example.com"); n != 1 {
+			t.Fatalf("account failures before the reset is sent = %d, want 1", n)
+		}
+		b := &pgx.Batch{}
+		si.QueueReset(b)
+		if err := s.Pool.SendBatch(ctx, b).Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := s.Limiter.Failures(ctx, "pwd-user:ada@example.com"); n != 0 {
+			t.Fatalf("account failures after the reset = %d, want 0", n)
+		}
+		if n, _ := s.Limiter.Failures(ctx, "pwd-ip:"+ip); n != 1 {
+			t.Fatalf("address failures after the reset = %d, want 1", n)
+		}
+	})
+
+	t.Run("throttled before the password is checked", func(t *testing.T) {
+		s, _ := newStore(t)
+		mustCreate(t, s, "ada@example.com")
+		for i := 0; i <= s.Limiter.Free; i++ {
+			s.SignIn(ctx, "ada@example.com", "wrong password", ip)
+		}
+		// A wrong guess during the delay is not judged, so not counted.
+		var te *users.ThrottledError
+		if _, err := s.SignIn(ctx, "ada@example.com", "another wrong password", "198.51.100.1"); !errors.As(err, &te) {
+			t.Fatalf("err = %v, want ThrottledError", err)
+		}
+		if n, _ := s.Limiter.Failures(ctx, "pwd-user:ada@example.com"); n != s.Limiter.Free+1 {
+			t.Fatalf("account failures = %d, want %d: a throttled guess was counted", n, s.Limiter.Free+1)
+		}
+		if n, _ := s.Limiter.Failures(ctx, "pwd-ip:198.51.100.1"); n != 0 {
+			t.Fatalf("address failures = %d, want 0: a throttled guess was counted", n)
+		}
+	})
+
+	t.Run("throttled by address", func(t *testing.T) {
+		s, _ := newStore(t)
+		mustCreate(t, s, "ada@example.com")
+		// Guesses at many accounts from one address slow that address down,
+		// for every account.
+		for i := 0; i <= s.Limiter.Free; i++ {
+			s.SignIn(ctx, fmt.Sprintf("guess%d@example.com", i), "guess", ip)
+		}
+		var te *users.ThrottledError
+		if _, err := s.SignIn(ctx, "ada@example.com", password, ip); !errors.As(err, &te) {
+			t.Fatalf("from the guessing address: err = %v, want ThrottledError", err)
+		}
+		if _, err := s.SignIn(ctx, "ada@example.com", password, "198.51.100.1"); err != nil {
+			t.Fatalf("from another address: %v", err)
+		}
+	})
+}
+
+// SignIn is on the sign-in's hot path: a right password costs one round
+// trip, a wrong one two (the second counts the failure for both keys).
+func TestStore_SignInRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	s, trips := tracedStore(t)
+	mustCreate(t, s, "ada@example.com")
+	tests := []struct {
+		name, email, password string
+		want                  error
+		trips                 int64
+	}{
+		{"right password", "ada@example.com", password, nil, 1},
+		{"wrong password", "ada@example.com", "wrong password", users.ErrInvalidCredentials, 2},
+		{"unknown account", "bob@example.com", password, users.ErrInvalidCredentials, 2},
+		{"right password after a failure", "ada@example.com", password, nil, 1},
+	}
+	for _, tc := range tests {
+		var err error
+		n := trips.count(func() { _, err = s.SignIn(ctx, tc.email, tc.password, "192.0.2.7") })
+		if !errors.Is(err, tc.want) {
+			t.Fatalf("%s: err = %v, want %v", tc.name, err, tc.want)
+		}
+		if n != tc.trips {
+			t.Errorf("%s: %d round trips, want %d", tc.name, n, tc.trips)
+		}
+	}
 }
 
 func TestStore_SetPassword(t *testing.T) {

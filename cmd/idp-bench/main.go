@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/idp/idp/internal/bench"
+	"github.com/idp/idp/internal/server"
 )
 
 func main() {
@@ -81,6 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	check := fs.Bool("check", false, "exit with status 1 when a target is missed")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (provider and load alike) to `file`")
+	memoryLimit := fs.String("memory-limit", "auto", "the process's soft memory `limit`, as idp serve's --memory-limit: auto, off or a size like 512MiB\n(ignored when GOGC or GOMEMLIMIT is set)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -107,6 +109,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case cfg.IDTokenAlg != "RS256" && cfg.IDTokenAlg != "ES256":
 		return usageError{fmt.Errorf("--id-token-alg must be RS256 or ES256, not %q", cfg.IDTokenAlg)}
 	}
+	limit, err := server.ParseMemoryLimit(*memoryLimit)
+	if err != nil {
+		return usageError{fmt.Errorf("--memory-limit: %w", err)}
+	}
+	cfg.MemoryLimit = limit
 	for _, s := range cfg.Only {
 		if !slices.Contains(bench.Scenarios, s) {
 			return usageError{fmt.Errorf("--only: unknown scenario %q (scenarios: %s)", s, strings.Join(bench.Scenarios, ", "))}

@@ -277,3 +277,10 @@ func TestRun_Usage(t *testing.T) {
 		}
 	})
 }
+
+func TestRun_ServeMemoryLimit(t *testing.T) {
+	// Refused before anything is opened: the database URL is unreachable.
+	runCLI(t, "postgres://nobody@127.0.0.1:1/nowhere", "", "serve", "--issuer", "http://localhost:8080",
+		"--secret", strings.Repeat("s", 32), "--memory-limit", "lots").
+		check(t, 2, "--memory-limit / IDP_MEMORY_LIMIT: memory limit must be auto, off or a size like 512MiB")
+}

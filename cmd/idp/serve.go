@@ -39,6 +39,9 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	brandName := fs.String("brand-name", c.envOr("IDP_BRAND_NAME", "idp"), "product name on the pages ($IDP_BRAND_NAME)")
 	brandLogo := fs.String("brand-logo-url", c.getenv("IDP_BRAND_LOGO_URL"), "logo on the pages: an https `URL` or a path under /static/ ($IDP_BRAND_LOGO_URL)")
 	brandColor := fs.String("brand-color", c.envOr("IDP_BRAND_COLOR", web.DefaultColor), "primary `colour` of the pages, #rgb or #rrggbb ($IDP_BRAND_COLOR)")
+	memoryLimit := fs.String("memory-limit", c.envOr("IDP_MEMORY_LIMIT", "auto"), fmt.Sprintf(
+		"soft memory `limit` the garbage collector works to: auto (%d MiB on this machine), off, or a size like 512MiB;\n"+
+			"ignored when GOGC or GOMEMLIMIT is set ($IDP_MEMORY_LIMIT)", server.DefaultMemoryLimit()>>20))
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -79,6 +82,13 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
+	}
+	limit, err := server.ParseMemoryLimit(*memoryLimit)
+	if err != nil {
+		return usagef("serve: --memory-limit / IDP_MEMORY_LIMIT: %v", err)
+	}
+	if server.TuneMemory(limit, c.getenv) {
+		cfg.Logger.Info("memory limit set", "bytes", limit)
 	}
 
 	pool, err := c.openPool(ctx, *dbURL)

@@ -7,12 +7,14 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"runtime"
 	"slices"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
+	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -32,6 +34,9 @@ type Config struct {
 	Sessions, Apps int
 	// Only restricts the run to these scenarios (all when empty).
 	Only []string
+	// MemoryLimit is the soft memory limit set on the process, as idp serve
+	// sets it (server.TuneMemory); 0 keeps the runtime's defaults.
+	MemoryLimit int64
 	// IDTokenAlg is the apps' id_token_signed_response_alg, which signs
 	// their ID tokens and logout tokens: "RS256" (the default) or "ES256".
 	IDTokenAlg string
@@ -115,11 +120,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
+	// The provider runs in this process, so the process gets serve's
+	// memory tuning, which governs the load generator too.
+	tuned := server.TuneMemory(cfg.MemoryLimit, os.Getenv)
 	r := &runner{cfg: cfg, rss: startRSS(100 * time.Millisecond)}
 	r.rss.setPhase("setup")
 	rep := &Report{Started: time.Now().UTC(), Config: ReportConfig{
 		Duration: cfg.Duration, Concurrency: cfg.Concurrency, Sessions: cfg.Sessions, Apps: cfg.Apps,
-		IDTokenAlg: cfg.IDTokenAlg, Argon2: argon2Params(),
+		IDTokenAlg: cfg.IDTokenAlg, Argon2: argon2Params(), GC: gcSettings(tuned, cfg.MemoryLimit),
 	}}
 
 	d, err := createDatabase(ctx, cfg.DatabaseURL)
@@ -344,4 +352,16 @@ func (r *runner) measurePair(ctx context.Context, floor string, floorFn op, scen
 func argon2Params() string {
 	p := users.DefaultParams
 	return fmt.Sprintf("m=%d KiB, t=%d, p=%d", p.Memory, p.Time, p.Threads)
+}
+
+// gcSettings describes the garbage collector's settings for the report.
+func gcSettings(tuned bool, limit int64) string {
+	if tuned {
+		return fmt.Sprintf("memory limit %d MiB (idp serve's tuning)", limit>>20)
+	}
+	gogc, memlimit := os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT")
+	if gogc == "" && memlimit == "" {
+		return "runtime defaults"
+	}
+	return fmt.Sprintf("GOGC=%q GOMEMLIMIT=%q", gogc, memlimit)
 }

@@ -90,10 +90,10 @@ func (w *WriteBehind) Flush(ctx context.Context) error {
 // FlushAsyncCommit is Flush with synchronous_commit off for this one
 // transaction: it returns once PostgreSQL has committed, without waiting
 // for the commit to reach the disk (the WAL writer does that within a few
-// hundred milliseconds). Use it only for writes that a later synchronous
-// commit depends on anyway: WAL is flushed in order, so when that later
-// commit is durable, so is this one, and a crash before it loses this
-// write and nothing that was built on it.
+// hundred milliseconds). Use it only for writes whose loss in a crash of
+// the database costs a person at most signing in again, and that nothing
+// durable depends on without a synchronous commit of its own after them:
+// WAL is flushed in order, so that later commit makes them durable too.
 func (w *WriteBehind) FlushAsyncCommit(ctx context.Context) error {
 	return w.flush(ctx, true)
 }
@@ -111,8 +111,7 @@ func (w *WriteBehind) flush(ctx context.Context, async bool) error {
 	}
 	b := &pgx.Batch{}
 	if async {
-		// Local to the batch's implicit transaction, so it ends with it.
-		b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+		queueAsyncCommit(b)
 	}
 	for _, s := range stmts {
 		b.Queue(s.sql, s.args...)
@@ -136,6 +135,26 @@ func (w *WriteBehind) flush(ctx context.Context, async bool) error {
 		first = fmt.Errorf("db: write-behind: %w", err)
 	}
 	return first
+}
+
+// SendAsyncCommit sends b in one round trip as one implicit transaction,
+// with synchronous_commit off for it, under the rule of FlushAsyncCommit.
+// Inside a transaction in ctx it just sends b there: the setting would
+// reach the caller's other writes.
+func SendAsyncCommit(ctx context.Context, pool *pgxpool.Pool, b *pgx.Batch) error {
+	if tx, ok := TxFrom(ctx); ok {
+		return tx.SendBatch(ctx, b).Close()
+	}
+	async := &pgx.Batch{}
+	queueAsyncCommit(async)
+	async.QueuedQueries = append(async.QueuedQueries, b.QueuedQueries...)
+	return pool.SendBatch(ctx, async).Close()
+}
+
+// queueAsyncCommit turns synchronous_commit off for the rest of the batch's
+// implicit transaction; the setting ends with it.
+func queueAsyncCommit(b *pgx.Batch) {
+	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
 }
 
 func (s queued) fail(err error) error {

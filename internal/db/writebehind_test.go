@@ -133,6 +133,49 @@ func TestWriteBehind(t *testing.T) {
 			t.Errorf("synchronous_commit = %q on the same connection after the batch, want on", setting)
 		}
 	})
+	t.Run("SendAsyncCommit: one transaction, setting local to it", func(t *testing.T) {
+		pool := onePool(t)
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO t VALUES (1)`)
+		b.Queue(`INSERT INTO t VALUES (1)`) // fails: the first must go too
+		if err := db.SendAsyncCommit(t.Context(), pool, b); !db.IsUniqueViolation(err) {
+			t.Fatalf("err = %v, want the second insert's unique violation", err)
+		}
+		if got := rows(t, pool); len(got) != 0 {
+			t.Errorf("rows %v written by a failed batch", got)
+		}
+		var setting string
+		if err := pool.QueryRow(t.Context(), `SHOW synchronous_commit`).Scan(&setting); err != nil {
+			t.Fatal(err)
+		}
+		if setting != "on" {
+			t.Errorf("synchronous_commit = %q after the batch, want on", setting)
+		}
+	})
+	t.Run("SendAsyncCommit in a transaction leaves its commit alone", func(t *testing.T) {
+		pool := onePool(t)
+		err := db.InTx(t.Context(), pool, func(ctx context.Context, tx pgx.Tx) error {
+			b := &pgx.Batch{}
+			b.Queue(`INSERT INTO t VALUES (1)`)
+			if err := db.SendAsyncCommit(ctx, pool, b); err != nil {
+				return err
+			}
+			var setting string
+			if err := tx.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&setting); err != nil {
+				return err
+			}
+			if setting != "on" {
+				t.Errorf("synchronous_commit = %q in the caller's transaction, want on", setting)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rows(t, pool); len(got) != 1 {
+			t.Errorf("rows %v, want [1]", got)
+		}
+	})
 	t.Run("without a write-behind, or in a transaction, writes run at once", func(t *testing.T) {
 		pool := onePool(t)
 		if err := db.Exec(t.Context(), pool, nil, `INSERT INTO t VALUES (1)`); err != nil {

@@ -95,10 +95,15 @@ func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (st
 		next = stagePath(f.Stage)
 	}
 	now := h.Now()
-	_, err := db.Conn(ctx, h.Pool).Exec(ctx, `
+	// Without waiting for the disk, like every write of a flow (see send).
+	ctx, writes := db.WithWriteBehind(ctx, h.Pool)
+	err := db.Exec(ctx, h.Pool, nil, `
 		INSERT INTO login_flows (id_hash, csrf_token, authorize_query, user_id, stage, step_up_sid, created_at, expires_at, return_path)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		sessions.HashToken(token), f.CSRF, f.AuthorizeQuery, userID, f.Stage, stepUpSID, now, now.Add(h.FlowTTL), f.ReturnTo)
+	if err == nil {
+		err = writes.FlushAsyncCommit(ctx)
+	}
 	if err != nil {
 		return "", fmt.Errorf("login: begin: %w", err)
 	}
@@ -152,12 +157,17 @@ func (h *Handler) advance(ctx context.Context, b *pgx.Batch, f flow, stage, user
 	return nil
 }
 
-// send sends the statements queued on b in one round trip; none, none.
+// send sends the statements queued on b in one round trip; none, none. Like
+// every write of a sign-in in progress it commits without waiting for the
+// disk (db.SendAsyncCommit): a crash of the database can lose a flow, or a
+// session made a moment before, and the person signs in again; the first
+// token issued from a session is a synchronous commit that makes every
+// write before it durable.
 func (h *Handler) send(ctx context.Context, b *pgx.Batch) error {
 	if b.Len() == 0 {
 		return nil
 	}
-	return db.Conn(ctx, h.Pool).SendBatch(ctx, b).Close()
+	return db.SendAsyncCommit(ctx, h.Pool, b)
 }
 
 // finish ends the flow: the flow row goes, its cookie goes, and the browser

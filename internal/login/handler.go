@@ -176,7 +176,8 @@ func (h *Handler) complete(w http.ResponseWriter, r *http.Request, f flow, userI
 // the flow; it returns where to go next and the session's sid.
 func (h *Handler) establish(w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) (next, sid string, ok bool) {
 	// A new session and the end of the flow go out in one round trip,
-	// before the redirect that lets the browser use the session.
+	// before the redirect that lets the browser use the session, without
+	// waiting for the disk (see send).
 	ctx, writes := db.WithWriteBehind(r.Context(), h.Pool)
 	var err error
 	if f.StepUpSID != "" {
@@ -194,7 +195,7 @@ func (h *Handler) establish(w http.ResponseWriter, r *http.Request, f flow, user
 		next, err = h.finish(ctx, w, f)
 	}
 	if err == nil {
-		err = writes.Flush(ctx)
+		err = writes.FlushAsyncCommit(ctx)
 	}
 	if err != nil {
 		h.internal(w, err)

@@ -267,12 +267,32 @@ func (m *Manager) list(ctx context.Context, where string, args ...any) ([]Sessio
 	return out, nil
 }
 
-// AddClient records that clientID now holds a session under sid.
+// AddClient records that clientID now holds a session under sid, and
+// fails with ErrNoSession when the session has been revoked. The check
+// holds a share lock on the session row until the write commits, so a
+// revocation running at the same moment either comes first (and nothing
+// is written) or waits and then sees this app and tells it: no app ends up
+// holding a session the provider has ended without notice.
+//
+// Written behind (db.Exec): in the authorization endpoint it goes out with
+// the code it comes with, and its failure rolls the code back.
 func (m *Manager) AddClient(ctx context.Context, sid, clientID string) error {
-	// Written behind (db.Exec): in the authorization endpoint it goes out
-	// with the code it comes with.
-	return db.Exec(ctx, m.Pool, func(err error) error { return fmt.Errorf("sessions: add client: %w", err) }, `
-		INSERT INTO client_sessions (sid, client_id, created_at) VALUES ($1, $2, $3)
+	if !isUUID(sid) {
+		return ErrNoSession
+	}
+	return db.Exec(ctx, m.Pool, func(err error) error {
+		if db.IsAssertFailure(err) {
+			return fmt.Errorf("sessions: add client: %w", ErrNoSession)
+		}
+		return fmt.Errorf("sessions: add client: %w", err)
+	}, `
+		WITH live AS (
+			SELECT id FROM sso_sessions WHERE id = $1::uuid AND revoked_at IS NULL FOR SHARE
+		), checked AS (
+			SELECT idp_assert(EXISTS (SELECT 1 FROM live), 'session ended')
+		)
+		INSERT INTO client_sessions (sid, client_id, created_at)
+		SELECT $1::uuid, $2, $3 FROM checked
 		ON CONFLICT DO NOTHING`, sid, clientID, m.Now())
 }
 

@@ -2,12 +2,14 @@ package sessions
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/idp/idp/internal/clocktest"
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/dbtest"
 )
 
@@ -155,6 +157,64 @@ func TestManager_Revoke(t *testing.T) {
 		m, _, _ := newManager(t, false)
 		if _, err := m.Revoke(ctx, Revocation{Reason: ReasonAdminRevoke}); err == nil {
 			t.Fatal("a revocation naming no session or user succeeded")
+		}
+	})
+}
+
+func TestManager_AddClient(t *testing.T) {
+	ctx := context.Background()
+	m, _, user := newManager(t, false)
+	if _, err := m.Pool.Exec(ctx, `INSERT INTO oauth_clients (id, name, backchannel_logout_uri)
+		VALUES ('app', 'App', 'https://app.example/bc')`); err != nil {
+		t.Fatal(err)
+	}
+	clients := func(sid string) int {
+		var n int
+		if err := m.Pool.QueryRow(ctx, `SELECT count(*) FROM client_sessions WHERE sid = $1`, sid).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	t.Run("a revoked session takes no app", func(t *testing.T) {
+		s, _ := m.Create(ctx, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
+		if _, err := m.Revoke(ctx, Revocation{SIDs: []string{s.ID}, Reason: ReasonUserSignOut}); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.AddClient(ctx, s.ID, "app"); !errors.Is(err, ErrNoSession) {
+			t.Fatalf("AddClient on a revoked session: %v, want ErrNoSession", err)
+		}
+		if n := clients(s.ID); n != 0 {
+			t.Errorf("%d client sessions recorded for a revoked session", n)
+		}
+	})
+	t.Run("a revocation at the same moment waits and tells the app", func(t *testing.T) {
+		s, _ := m.Create(ctx, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
+		tx, err := m.Pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx) //nolint:errcheck // after commit, a no-op
+		if err := m.AddClient(db.WithTx(ctx, tx), s.ID, "app"); err != nil {
+			t.Fatal(err)
+		}
+		revoked := make(chan Result, 1)
+		go func() {
+			res, err := m.Revoke(ctx, Revocation{SIDs: []string{s.ID}, Reason: ReasonUserSignOut})
+			if err != nil {
+				t.Error(err)
+			}
+			revoked <- res
+		}()
+		select {
+		case res := <-revoked:
+			t.Fatalf("revocation finished (%+v) while the app's session was being recorded", res)
+		case <-time.After(200 * time.Millisecond):
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if res := <-revoked; res.Sessions != 1 || res.Notifications != 1 {
+			t.Errorf("revocation after the app joined = %+v, want 1 session and 1 notification", res)
 		}
 	})
 }

@@ -57,20 +57,11 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	needStepUp := !needLogin && wantsMFA(form.Get("acr_values")) && !sess.MultiFactor()
 
 	if needLogin || needStepUp {
-		if slices.Contains(prompt, "none") {
-			p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The person is not signed in, or must sign in again."))
-			return
-		}
-		start := login.Start{AuthorizeQuery: resumeQuery(form), LoginHint: form.Get("login_hint")}
+		var stepUp *sessions.Session
 		if needStepUp {
-			start.StepUp = &sess
+			stepUp = &sess
 		}
-		next, err := p.Login.Begin(ctx, w, start)
-		if err != nil {
-			p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
-			return
-		}
-		http.Redirect(w, r, next, http.StatusSeeOther)
+		p.signInFirst(w, r, ar, stepUp)
 		return
 	}
 
@@ -105,11 +96,36 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}
-	if err := writes.FlushAsyncCommit(batched); err != nil {
+	err = writes.FlushAsyncCommit(batched)
+	if errors.Is(err, sessions.ErrNoSession) {
+		// The session ended (signed out elsewhere, revoked) since it was
+		// read: the code went with it, and the person signs in again.
+		p.signInFirst(w, r, ar, nil)
+		return
+	}
+	if err != nil {
 		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}
 	p.OAuth2.WriteAuthorizeResponse(ctx, w, ar, resp)
+}
+
+// signInFirst sends the person to sign in (or, with stepUp, to give a
+// second factor) and back to this authorization afterwards; with
+// prompt=none the app gets login_required instead.
+func (p *Provider) signInFirst(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, stepUp *sessions.Session) {
+	ctx := r.Context()
+	form := ar.GetRequestForm()
+	if slices.Contains(strings.Fields(form.Get("prompt")), "none") {
+		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The person is not signed in, or must sign in again."))
+		return
+	}
+	next, err := p.Login.Begin(ctx, w, login.Start{AuthorizeQuery: resumeQuery(form), LoginHint: form.Get("login_hint"), StepUp: stepUp})
+	if err != nil {
+		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 // newSession is what fosite stores with the code: the ID token's claims

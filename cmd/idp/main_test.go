@@ -284,3 +284,9 @@ func TestRun_ServeMemoryLimit(t *testing.T) {
 		"--secret", strings.Repeat("s", 32), "--memory-limit", "lots").
 		check(t, 2, "--memory-limit / IDP_MEMORY_LIMIT: memory limit must be auto, off or a size like 512MiB")
 }
+
+func TestRun_ServeTrustedProxies(t *testing.T) {
+	runCLI(t, "postgres://nobody@127.0.0.1:1/nowhere", "", "serve", "--issuer", "http://localhost:8080",
+		"--secret", strings.Repeat("s", 32), "--trusted-proxies", "10.0.0.0/8,proxy.example").
+		check(t, 2, `--trusted-proxies / IDP_TRUSTED_PROXIES: trusted proxies: "proxy.example" is neither`)
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/web"
 )
@@ -39,6 +40,8 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	brandName := fs.String("brand-name", c.envOr("IDP_BRAND_NAME", "idp"), "product name on the pages ($IDP_BRAND_NAME)")
 	brandLogo := fs.String("brand-logo-url", c.getenv("IDP_BRAND_LOGO_URL"), "logo on the pages: an https `URL` or a path under /static/ ($IDP_BRAND_LOGO_URL)")
 	brandColor := fs.String("brand-color", c.envOr("IDP_BRAND_COLOR", web.DefaultColor), "primary `colour` of the pages, #rgb or #rrggbb ($IDP_BRAND_COLOR)")
+	trustedProxies := fs.String("trusted-proxies", c.getenv("IDP_TRUSTED_PROXIES"),
+		"comma-separated `addresses or CIDRs` of reverse proxies whose X-Forwarded-For names the client ($IDP_TRUSTED_PROXIES)")
 	memoryLimit := fs.String("memory-limit", c.envOr("IDP_MEMORY_LIMIT", "auto"), fmt.Sprintf(
 		"soft memory `limit` the garbage collector works to: auto (%d MiB on this machine), off, or a size like 512MiB;\n"+
 			"ignored when GOGC or GOMEMLIMIT is set ($IDP_MEMORY_LIMIT)", server.DefaultMemoryLimit()>>20))
@@ -79,6 +82,9 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 		cfg.Logger = slog.New(slog.NewJSONHandler(c.stderr, nil))
 	default:
 		return usagef("serve: --log-format must be text or json, not %q", *logFormat)
+	}
+	if cfg.TrustedProxies, err = ops.ParseTrustedProxies(*trustedProxies); err != nil {
+		return usagef("serve: --trusted-proxies / IDP_TRUSTED_PROXIES: %v", err)
 	}
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -29,6 +30,10 @@ type Middleware struct {
 	// the request context to the database, so it bounds how long a request
 	// waits for a connection or an answer when the database hangs.
 	Timeout time.Duration
+	// TrustedProxies are believed about the client's address: behind them
+	// r.RemoteAddr becomes the client's (TrustedProxies.ClientAddr), for
+	// every handler and throttle alike.
+	TrustedProxies TrustedProxies
 }
 
 // RequestIDHeader carries the request id in and out.
@@ -56,6 +61,10 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		// The mux records the matched pattern on this very request, so
 		// routed.Pattern is known once it has routed.
 		routed := r.WithContext(ctx)
+		if len(m.TrustedProxies) > 0 {
+			_, port, _ := net.SplitHostPort(r.RemoteAddr)
+			routed.RemoteAddr = net.JoinHostPort(m.TrustedProxies.ClientAddr(r), port)
+		}
 		rec := &recorder{ResponseWriter: w, req: routed, probe: m.Probe, base: w.Header().Clone()}
 		next.ServeHTTP(rec, routed)
 		if rec.status == 0 {

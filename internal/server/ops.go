@@ -43,7 +43,8 @@ func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux) http.Handler {
 	mux.HandleFunc("GET /healthz", health.Live)
 	mux.HandleFunc("GET /readyz", health.Ready)
 	mux.Handle("GET /metrics", metrics.Handler())
-	mw := &ops.Middleware{Logger: cfg.Logger, Metrics: metrics, Probe: &ops.Probe{Pool: pool}, Timeout: requestTimeout}
+	mw := &ops.Middleware{Logger: cfg.Logger, Metrics: metrics, Probe: &ops.Probe{Pool: pool}, Timeout: requestTimeout,
+		TrustedProxies: cfg.TrustedProxies}
 	return mw.Wrap(mux)
 }
 

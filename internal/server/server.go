@@ -24,6 +24,7 @@ import (
 	"github.com/idp/idp/internal/console"
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso"
@@ -47,8 +48,11 @@ type Config struct {
 	SessionAbsolute time.Duration
 	Lifetimes       sso.Lifetimes
 	Brand           web.Brand
-	Logger          *slog.Logger
-	Now             func() time.Time
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
+	// the client (IDP_TRUSTED_PROXIES); none by default.
+	TrustedProxies ops.TrustedProxies
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Defaults fills the zero fields.

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/clocktest"
@@ -52,44 +51,11 @@ func newFixture(t testing.TB) *fixture {
 	}
 }
 
-// roundTrips counts what reaches the database as internal/bench does: a
-// statement sent alone is one round trip, and so is a batch.
-type roundTrips struct{ n atomic.Int64 }
-
-func (c *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-func (c *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (c *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-func (c *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (c *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
-
-// count returns how many round trips fn made.
-func (c *roundTrips) count(fn func()) int64 {
-	before := c.n.Load()
-	fn()
-	return c.n.Load() - before
-}
-
 // traced returns f's TOTP on a pool of the same database whose round trips
 // are counted.
-func (f *fixture) traced(t testing.TB) (*TOTP, *roundTrips) {
+func (f *fixture) traced(t testing.TB) (*TOTP, *dbtest.RoundTrips) {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(f.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &roundTrips{}
-	cfg.ConnConfig.Tracer = c
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool, c := dbtest.TracedPool(t, f.url)
 	m := *f.m
 	m.Pool = pool
 	lim := *f.m.Limiter

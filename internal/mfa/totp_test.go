@@ -575,7 +575,7 @@ func TestTOTP_VerifyRoundTrips(t *testing.T) {
 	}
 	for _, s := range steps {
 		var err error
-		n := trips.count(func() { _, err = m.Verify(ctx, uid, s.code()) })
+		n := trips.Count(func() { _, err = m.Verify(ctx, uid, s.code()) })
 		if !errors.Is(err, s.want) {
 			t.Fatalf("%s: err = %v, want %v", s.name, err, s.want)
 		}

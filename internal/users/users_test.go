@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/dbtest"
@@ -19,43 +17,10 @@ import (
 
 const password = "correct horse battery"
 
-// roundTrips counts what reaches the database as internal/bench does: a
-// statement sent alone is one round trip, and so is a batch.
-type roundTrips struct{ n atomic.Int64 }
-
-func (c *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-func (c *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (c *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-func (c *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (c *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
-
-// count returns how many round trips fn made.
-func (c *roundTrips) count(fn func()) int64 {
-	before := c.n.Load()
-	fn()
-	return c.n.Load() - before
-}
-
 // tracedStore is newStore on a pool whose round trips are counted.
-func tracedStore(t *testing.T) (*users.Store, *roundTrips) {
+func tracedStore(t *testing.T) (*users.Store, *dbtest.RoundTrips) {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(dbtest.New(t).URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &roundTrips{}
-	cfg.ConnConfig.Tracer = c
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool, c := dbtest.TracedPool(t, dbtest.New(t).URL)
 	clk := clocktest.New(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC))
 	s := users.NewStore(pool)
 	s.Now = clk.Now
@@ -438,7 +403,7 @@ func TestStore_SignInRoundTrips(t *testing.T) {
 	}
 	for _, tc := range tests {
 		var err error
-		n := trips.count(func() { _, err = s.SignIn(ctx, tc.email, tc.password, "192.0.2.7") })
+		n := trips.Count(func() { _, err = s.SignIn(ctx, tc.email, tc.password, "192.0.2.7") })
 		if !errors.Is(err, tc.want) {
 			t.Fatalf("%s: err = %v, want %v", tc.name, err, tc.want)
 		}

@@ -13,12 +13,9 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/openid"
@@ -42,29 +39,7 @@ type provider struct {
 	store *store.Store
 	// batched runs each endpoint in store.Batched, as the server does.
 	batched bool
-	trips   *tripCounter
-}
-
-// tripCounter counts database round trips: each query, and each batch once.
-type tripCounter struct{ n atomic.Int64 }
-
-func (c *tripCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-func (c *tripCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-func (c *tripCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-func (c *tripCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
-func (c *tripCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
-
-// countTrips returns how many round trips fn made.
-func (p *provider) countTrips(fn func()) int64 {
-	before := p.trips.n.Load()
-	fn()
-	return p.trips.n.Load() - before
+	trips   *dbtest.RoundTrips
 }
 
 func newProvider(t *testing.T, batched bool) *provider {
@@ -92,17 +67,7 @@ func newProvider(t *testing.T, batched bool) *provider {
 		ResponseTypes: []string{"code"},
 		Scopes:        []string{"openid", "offline_access"},
 	}
-	trips := &tripCounter{}
-	cfgPool, err := pgxpool.ParseConfig(dbtest.New(t).URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPool.ConnConfig.Tracer = trips
-	pool, err := pgxpool.NewWithConfig(t.Context(), cfgPool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool, trips := dbtest.TracedPool(t, dbtest.New(t).URL)
 	s := store.New(pool, clientMap{testClientID: client})
 	p := compose.Compose(cfg, s, &compose.CommonStrategy{
 		CoreStrategy:               compose.NewOAuth2HMACStrategy(cfg),
@@ -208,6 +173,19 @@ func (p *provider) active(t *testing.T, access string) bool {
 	t.Helper()
 	_, _, err := p.IntrospectToken(t.Context(), access, fosite.AccessToken, &openid.DefaultSession{})
 	return err == nil
+}
+
+// twiceAtOnce runs fn in two goroutines at once and returns their errors.
+func twiceAtOnce(fn func() error) [2]error {
+	var (
+		wg   sync.WaitGroup
+		errs [2]error
+	)
+	for i := range errs {
+		wg.Go(func() { errs[i] = fn() })
+	}
+	wg.Wait()
+	return errs
 }
 
 func TestStore_Fosite(t *testing.T) {
@@ -328,12 +306,12 @@ func TestStore_Fosite(t *testing.T) {
 				tok, ref tokens
 				err      error
 			)
-			authorize := p.countTrips(func() { code = p.authorize(t) })
-			exchange := p.countTrips(func() { tok, err = p.exchange(t.Context(), code) })
+			authorize := p.trips.Count(func() { code = p.authorize(t) })
+			exchange := p.trips.Count(func() { tok, err = p.exchange(t.Context(), code) })
 			if err != nil {
 				t.Fatalf("exchange: %v", err)
 			}
-			refresh := p.countTrips(func() { ref, err = p.refresh(t.Context(), tok.refresh) })
+			refresh := p.trips.Count(func() { ref, err = p.refresh(t.Context(), tok.refresh) })
 			if err != nil {
 				t.Fatalf("refresh: %v", err)
 			}
@@ -360,18 +338,10 @@ func TestStore_Fosite(t *testing.T) {
 		}},
 		{"concurrent exchanges of one code", func(t *testing.T, p *provider) {
 			code := p.authorize(t)
-			var (
-				wg   sync.WaitGroup
-				errs [2]error
-			)
-			for i := range errs {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_, errs[i] = p.exchange(t.Context(), code)
-				}()
-			}
-			wg.Wait()
+			errs := twiceAtOnce(func() error {
+				_, err := p.exchange(t.Context(), code)
+				return err
+			})
 			if (errs[0] == nil) == (errs[1] == nil) {
 				t.Fatalf("errors = %v, %v; want exactly one exchange to succeed", errs[0], errs[1])
 			}
@@ -393,18 +363,10 @@ func TestStore_Fosite(t *testing.T) {
 			if err != nil {
 				t.Fatalf("exchange: %v", err)
 			}
-			var (
-				wg   sync.WaitGroup
-				errs [2]error
-			)
-			for i := range errs {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					_, errs[i] = p.refresh(t.Context(), tok.refresh)
-				}()
-			}
-			wg.Wait()
+			errs := twiceAtOnce(func() error {
+				_, err := p.refresh(t.Context(), tok.refresh)
+				return err
+			})
 			if (errs[0] == nil) == (errs[1] == nil) {
 				t.Errorf("errors = %v, %v; want exactly one refresh to succeed", errs[0], errs[1])
 			}

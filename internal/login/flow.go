@@ -95,16 +95,12 @@ func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (st
 		next = stagePath(f.Stage)
 	}
 	now := h.Now()
-	// Without waiting for the disk, like every write of a flow (see send).
-	ctx, writes := db.WithWriteBehind(ctx, h.Pool)
-	err := db.Exec(ctx, h.Pool, nil, `
+	b := &pgx.Batch{}
+	b.Queue(`
 		INSERT INTO login_flows (id_hash, csrf_token, authorize_query, user_id, stage, step_up_sid, created_at, expires_at, return_path)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		sessions.HashToken(token), f.CSRF, f.AuthorizeQuery, userID, f.Stage, stepUpSID, now, now.Add(h.FlowTTL), f.ReturnTo)
-	if err == nil {
-		err = writes.FlushAsyncCommit(ctx)
-	}
-	if err != nil {
+	if err := h.send(ctx, b); err != nil {
 		return "", fmt.Errorf("login: begin: %w", err)
 	}
 	http.SetCookie(w, &http.Cookie{

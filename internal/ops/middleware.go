@@ -182,7 +182,7 @@ func (rec *recorder) WriteHeader(code int) {
 	}
 	if rec.probe != nil && !dbFreeRoutes[rec.req.Pattern] {
 		switch {
-		case code >= 400 && !rec.probe.Up(rec.req.Context()):
+		case code >= 400 && !rec.probe.Up(rec.req.Context(), code >= 500):
 			rec.status = http.StatusServiceUnavailable
 			rec.replaced, rec.unavailable = true, true
 			writeUnavailable(rec.ResponseWriter, rec.base, rec.req)
@@ -191,7 +191,7 @@ func (rec *recorder) WriteHeader(code int) {
 			// An authorization request that failed is redirected back to
 			// the app (fosite's server_error); RFC 6749 §4.1.2.1 has a code
 			// for "try again later", which apps may act on.
-			if loc, ok := temporarilyUnavailable(rec.Header().Get("Location")); ok && !rec.probe.Up(rec.req.Context()) {
+			if loc, ok := temporarilyUnavailable(rec.Header().Get("Location")); ok && !rec.probe.Up(rec.req.Context(), true) {
 				rec.Header().Set("Location", loc)
 				rec.unavailable = true
 			}
@@ -316,7 +316,14 @@ type Probe struct {
 // Up pings the database unless a recent answer is at hand. ctx may have
 // expired already (its deadline may be why the handler failed): the ping
 // gets its own.
-func (p *Probe) Up(ctx context.Context) bool {
+//
+// serverError says the request failed on the server's side, which is what a
+// database that has just gone away looks like: then only a recent "down" is
+// reused, and a recent "up" is checked again. Otherwise the first second of
+// an outage would answer 500s on the strength of a ping made just before
+// it. A client error (a wrong password, a bad request) reuses either
+// answer, so such requests cannot make the provider ping at their rate.
+func (p *Probe) Up(ctx context.Context, serverError bool) bool {
 	timeout, ttl := p.Timeout, p.TTL
 	if timeout <= 0 {
 		timeout = time.Second
@@ -326,7 +333,7 @@ func (p *Probe) Up(ctx context.Context) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.checked.IsZero() && time.Since(p.checked) < ttl {
+	if !p.checked.IsZero() && time.Since(p.checked) < ttl && !(serverError && p.up) {
 		return p.up
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)

@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.KeepDatabase, "keep-db", false, "keep the run's database for inspection")
 	check := fs.Bool("check", false, "exit with status 1 when a target is missed")
 	quiet := fs.Bool("quiet", false, "no progress lines on stderr")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (provider and load alike) to `file`")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (provider and load alike) to `file`;\nthe load's and the handlers' samples carry a phase label: go tool pprof -tagfocus phase=silent_sso")
 	memoryLimit := fs.String("memory-limit", "auto", "the process's soft memory `limit`, as idp serve's --memory-limit: auto, off or a size like 512MiB\n(ignored when GOGC or GOMEMLIMIT is set)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

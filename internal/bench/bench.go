@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"time"
 
@@ -336,15 +337,24 @@ func (r *runner) measurePair(ctx context.Context, floor string, floorFn op, scen
 	slice := r.cfg.Duration / time.Duration(n)
 	for range n {
 		r.rss.setPhase(fphase)
-		fs.add(load(ctx, floorWorkers, slice, floorFn))
+		fs.add(labelledLoad(ctx, fphase, floorWorkers, slice, floorFn))
 		r.phase(scenario)
-		ss.add(load(ctx, r.cfg.Concurrency, slice, fn))
+		ss.add(labelledLoad(ctx, scenario, r.cfg.Concurrency, slice, fn))
 		r.phase("")
 	}
 	f, s := fs.stats(), ss.stats()
 	r.logf("  %s floor %.1f/s; %s %.1f/s (%.1f%%), p50 %s, p99 %s, %d errors", floor, f.PerSec, scenario, s.PerSec,
 		100*s.PerSec/max(f.PerSec, 1e-9), s.P50, s.P99, s.Errors+f.Errors)
 	return fs, ss
+}
+
+// labelledLoad is load with its workers' CPU profile samples labelled
+// with phase, as the provider's handlers are (meter.wrap).
+func labelledLoad(ctx context.Context, phase string, concurrency int, d time.Duration, fn op) (s *sample) {
+	pprof.Do(ctx, pprof.Labels("phase", phase), func(ctx context.Context) {
+		s = load(ctx, concurrency, d, fn)
+	})
+	return s
 }
 
 // argon2Params describes the password hash the sign-ins and the argon2id

@@ -31,6 +31,8 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	dbURL := c.databaseFlag(fs)
 	issuer := fs.String("issuer", c.getenv("IDP_ISSUER"), "public issuer `URL` ($IDP_ISSUER)")
 	addr := fs.String("addr", c.envOr("IDP_ADDR", ":8080"), "listen `address` ($IDP_ADDR)")
+	metricsAddr := fs.String("metrics-addr", c.getenv("IDP_METRICS_ADDR"),
+		"serve /metrics (and /healthz, /readyz) on this `address` only, e.g. 127.0.0.1:9464, instead of on --addr ($IDP_METRICS_ADDR)")
 	secret := fs.String("secret", "", "server secret, ≥32 characters, comma-separated to rotate (default $IDP_SECRET)")
 	requireMFA := fs.String("require-mfa", c.envOr("IDP_REQUIRE_MFA", "false"), "every user must use 2FA ($IDP_REQUIRE_MFA)")
 	idle := fs.String("session-idle-timeout", c.envOr("IDP_SESSION_IDLE_TIMEOUT", "8h"), "SSO session idle timeout ($IDP_SESSION_IDLE_TIMEOUT)")
@@ -51,7 +53,7 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	if *secret == "" {
 		*secret = c.getenv("IDP_SECRET")
 	}
-	cfg := server.Config{Issuer: *issuer, Secret: *secret,
+	cfg := server.Config{Issuer: *issuer, Secret: *secret, SeparateMetrics: *metricsAddr != "",
 		Brand: web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}}
 	var err error
 	if err := web.CheckColor(*brandColor); err != nil {
@@ -124,38 +126,58 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("serve: listen: %w", err)
 	}
-	httpServer := &http.Server{
-		Handler:           srv.Handler,
+	servers := []*http.Server{newHTTPServer(srv.Handler)}
+	listeners := []net.Listener{ln}
+	if *metricsAddr != "" {
+		mln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("serve: listen for metrics: %w", err)
+		}
+		servers = append(servers, newHTTPServer(srv.Ops))
+		listeners = append(listeners, mln)
+	}
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	workDone := make(chan error, 1)
+	go func() { workDone <- srv.Run(workCtx) }()
+	serveDone := make(chan error, len(servers))
+	for i, hs := range servers {
+		go func() { serveDone <- hs.Serve(listeners[i]) }()
+	}
+	cfg.Logger.Info("idp listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer)
+	if len(listeners) > 1 {
+		cfg.Logger.Info("metrics listening", "addr", listeners[1].Addr().String())
+	}
+
+	select {
+	case err = <-serveDone:
+	case <-ctx.Done():
+		cfg.Logger.Info("shutting down: draining requests")
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	for _, hs := range servers {
+		err = errors.Join(err, hs.Shutdown(shutCtx))
+	}
+	cancel()
+	// Stop claiming background work; in-flight deliveries finish and record
+	// their outcome, and anything unfinished is picked up by another
+	// instance or the next start.
+	stopWork()
+	<-workDone
+	// A server only ends on its own with a real error: http.ErrServerClosed
+	// comes after Shutdown, which nobody waits for here.
+	return err
+}
+
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 	}
-	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	workDone := make(chan error, 1)
-	go func() { workDone <- srv.Run(workCtx) }()
-	serveDone := make(chan error, 1)
-	go func() { serveDone <- httpServer.Serve(ln) }()
-	cfg.Logger.Info("idp listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer)
-
-	select {
-	case err = <-serveDone:
-	case <-ctx.Done():
-		cfg.Logger.Info("shutting down: draining requests")
-		shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err = httpServer.Shutdown(shutCtx)
-		cancel()
-	}
-	// Stop claiming background work; in-flight deliveries finish and record
-	// their outcome, and anything unfinished is picked up by another
-	// instance or the next start.
-	stopWork()
-	<-workDone
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
 }
 
 func positiveDuration(flag, v string) (time.Duration, error) {

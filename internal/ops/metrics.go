@@ -31,6 +31,8 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	loginSteps  *prometheus.CounterVec
 	unavailable prometheus.Counter
+	deliveries  *prometheus.CounterVec
+	notified    prometheus.Histogram
 }
 
 // NewMetrics registers the request metrics, the sign-in counters, the Go
@@ -62,8 +64,19 @@ func NewMetrics(pool *pgxpool.Pool, now func() time.Time) *Metrics {
 			Name: "idp_http_db_unavailable_total",
 			Help: "Error responses turned into 503 (or, for authorization requests, error=temporarily_unavailable) because the database did not answer.",
 		}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "idp_logout_deliveries_total",
+			Help: "Back-channel logout delivery attempts made by this instance, by app and outcome " +
+				"(delivered; retry: unreachable, 5xx or 429; failed: refused by the app; abandoned: given up).",
+		}, []string{"client_id", "outcome"}),
+		notified: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "idp_logout_delivery_delay_seconds",
+			Help: "Time from a session's end to the app acknowledging its logout token, for delivered notifications: " +
+				"how long the app went on treating the session as alive.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600},
+		}),
 	}
-	m.Registry.MustRegister(m.requests, m.duration, m.loginSteps, m.unavailable,
+	m.Registry.MustRegister(m.requests, m.duration, m.loginSteps, m.unavailable, m.deliveries, m.notified,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newDBCollector(pool, now))
@@ -78,6 +91,16 @@ func (m *Metrics) Handler() http.Handler {
 		MaxRequestsInFlight: 2,
 		Timeout:             10 * time.Second,
 	})
+}
+
+// ObserveLogoutDelivery records one back-channel logout delivery attempt
+// (backchannel.Worker.Observe): its outcome and, once delivered, how long
+// after the session's end.
+func (m *Metrics) ObserveLogoutDelivery(clientID, outcome string, sinceQueued time.Duration) {
+	m.deliveries.WithLabelValues(clientID, outcome).Inc()
+	if outcome == "delivered" {
+		m.notified.Observe(sinceQueued.Seconds())
+	}
 }
 
 // observe records one served request.

@@ -36,16 +36,25 @@ const (
 
 // withOps registers the operational endpoints on mux and wraps it in the
 // request middleware (request id, access log, metrics, deadline, 503 when
-// the database is unreachable).
-func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux) http.Handler {
+// the database is unreachable). The worker's delivery attempts are counted
+// in the same registry. opsOnly serves the operational endpoints alone;
+// with cfg.SeparateMetrics, /metrics is only there.
+func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, worker *backchannel.Worker) (main, opsOnly http.Handler) {
 	metrics := ops.NewMetrics(pool, cfg.Now)
+	worker.Observe = func(a backchannel.Attempt) { metrics.ObserveLogoutDelivery(a.ClientID, a.Outcome, a.Since) }
 	health := &ops.Health{Pool: pool}
-	mux.HandleFunc("GET /healthz", health.Live)
-	mux.HandleFunc("GET /readyz", health.Ready)
-	mux.Handle("GET /metrics", metrics.Handler())
+	om := http.NewServeMux()
+	for _, m := range []*http.ServeMux{mux, om} {
+		m.HandleFunc("GET /healthz", health.Live)
+		m.HandleFunc("GET /readyz", health.Ready)
+	}
+	om.Handle("GET /metrics", metrics.Handler())
+	if !cfg.SeparateMetrics {
+		mux.Handle("GET /metrics", metrics.Handler())
+	}
 	mw := &ops.Middleware{Logger: cfg.Logger, Metrics: metrics, Probe: &ops.Probe{Pool: pool}, Timeout: requestTimeout,
 		TrustedProxies: cfg.TrustedProxies}
-	return mw.Wrap(mux)
+	return mw.Wrap(mux), om
 }
 
 func (s *Server) cleanup() *ops.Cleanup {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -17,9 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
+	"github.com/idp/idp/internal/sessions"
 )
 
 // lockedBuffer is a log sink that tests read while the server writes.
@@ -67,6 +70,16 @@ func scrape(t *testing.T, h *servertest.Harness) string {
 // format writes it (label names sorted): `name{a="1",b="2"}`.
 func metric(t *testing.T, body, series string) float64 {
 	t.Helper()
+	v, ok := lookupMetric(t, body, series)
+	if !ok {
+		t.Fatalf("no series %s in /metrics", series)
+	}
+	return v
+}
+
+// lookupMetric is metric for a series that may not exist yet.
+func lookupMetric(t *testing.T, body, series string) (float64, bool) {
+	t.Helper()
 	sc := bufio.NewScanner(strings.NewReader(body))
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
@@ -74,11 +87,10 @@ func metric(t *testing.T, body, series string) float64 {
 			if err != nil {
 				t.Fatalf("series %s: value %q: %v", series, v, err)
 			}
-			return f
+			return f, true
 		}
 	}
-	t.Fatalf("no series %s in /metrics", series)
-	return 0
+	return 0, false
 }
 
 func TestOps_Metrics(t *testing.T) {
@@ -158,6 +170,58 @@ func TestOps_Metrics(t *testing.T) {
 	}
 	if v := metric(t, body, wrongCode); v != 1 {
 		t.Errorf("%s = %v, want 1", wrongCode, v)
+	}
+}
+
+// TestOps_DeliveryMetrics: every back-channel delivery attempt is counted by
+// app and outcome, and a delivered one's delay since the session ended is
+// observed.
+func TestOps_DeliveryMetrics(t *testing.T) {
+	h := servertest.New(t)
+	h.CreateUser("alice@example.com", password)
+	flaky := h.NewReceiver("flaky")
+	flaky.FailNext(1) // one 503, then delivered
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "unknown session", http.StatusBadRequest)
+	}))
+	t.Cleanup(refusing.Close)
+	appA := h.NewRP("flaky", func(c *clients.Client) { c.BackchannelLogoutURI = flaky.URL })
+	appB := h.NewRP("refusing", func(c *clients.Client) { c.BackchannelLogoutURI = refusing.URL })
+	br := servertest.NewBrowser(t)
+	in := signInTo(t, br, appA, flaky, "alice@example.com")
+	signInTo(t, br, appB, nil, "alice@example.com")
+
+	ended := time.Now()
+	if _, err := h.Srv.Sessions.Revoke(h.Ctx, sessions.Revocation{SIDs: []string{in.sid}, Reason: sessions.ReasonLogout}); err != nil {
+		t.Fatal(err)
+	}
+	flaky.WaitFor(t, 1)
+	want := map[string]float64{
+		`idp_logout_deliveries_total{client_id="flaky",outcome="retry"}`:     1,
+		`idp_logout_deliveries_total{client_id="flaky",outcome="delivered"}`: 1,
+		`idp_logout_deliveries_total{client_id="refusing",outcome="failed"}`: 1,
+		`idp_logout_delivery_delay_seconds_count`:                            1,
+		`idp_logout_delivery_delay_seconds_bucket{le="0.01"}`:                0,
+	}
+	// The worker counts an attempt just after recording it.
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		body = scrape(t, h)
+		v, ok := lookupMetric(t, body, `idp_logout_deliveries_total{client_id="flaky",outcome="delivered"}`)
+		if ok && v >= 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for series, w := range want {
+		if v := metric(t, body, series); v != w {
+			t.Errorf("%s = %v, want %v", series, v, w)
+		}
+	}
+	// The delay is measured from the revocation: positive, and no longer
+	// than the test has waited since.
+	sum := metric(t, body, `idp_logout_delivery_delay_seconds_sum`)
+	if sum <= 0 || sum > time.Since(ended).Seconds() {
+		t.Errorf("delivery delay %v s, want within (0, %v]", sum, time.Since(ended).Seconds())
 	}
 }
 

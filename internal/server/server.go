@@ -51,8 +51,11 @@ type Config struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (IDP_TRUSTED_PROXIES); none by default.
 	TrustedProxies ops.TrustedProxies
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// SeparateMetrics keeps /metrics off Handler: the operator serves
+	// Server.Ops on an address of its own (IDP_METRICS_ADDR).
+	SeparateMetrics bool
+	Logger          *slog.Logger
+	Now             func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -101,9 +104,12 @@ func isLoopback(host string) bool {
 
 // Server is one provider instance.
 type Server struct {
-	Config   Config
-	Pool     *pgxpool.Pool
-	Handler  http.Handler
+	Config  Config
+	Pool    *pgxpool.Pool
+	Handler http.Handler
+	// Ops serves /metrics, /healthz and /readyz alone, for a listener that
+	// only monitoring reaches.
+	Ops      http.Handler
 	Provider *sso.Provider
 	Sessions *sessions.Manager
 	Users    *users.Store
@@ -201,8 +207,9 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		http.Redirect(w, r, "/account", http.StatusFound)
 	})
 
+	handler, opsHandler := withOps(cfg, pool, mux, worker)
 	return &Server{
-		Config: cfg, Pool: pool, Handler: withOps(cfg, pool, mux), Provider: provider, Sessions: sess, Users: userStore,
+		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
 		Clients: clientStore, TOTP: totp, Keys: keySet, Worker: worker,
 	}, nil
 }

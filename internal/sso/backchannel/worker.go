@@ -62,6 +62,21 @@ type Worker struct {
 	// GiveUpAfter is how long after the row was queued a notification is
 	// retried before it is abandoned (DefaultGiveUpAfter).
 	GiveUpAfter time.Duration
+	// Observe, when set, is told of every attempt once it is over (for
+	// metrics). It runs on the delivering goroutine and must not block.
+	Observe func(Attempt)
+}
+
+// Attempt is one delivery attempt as the Worker reports it to Observe.
+type Attempt struct {
+	ClientID string
+	// Outcome is "delivered", "retry" (it will be tried again), "failed"
+	// (the app refused it) or "abandoned" (unreachable for GiveUpAfter).
+	Outcome string
+	// Since is the time from the notification being queued, at the
+	// session's end, to the end of this attempt: for a delivered one, how
+	// long the app went on believing the session alive.
+	Since time.Duration
 }
 
 // config is a Worker with its defaults filled in.
@@ -276,6 +291,7 @@ func (w *Worker) listenOnce(ctx context.Context, wake chan struct{}) (connected 
 func (w *Worker) deliver(ctx context.Context, cfg config, j job) {
 	now := cfg.now()
 	o, status, retryAfter, lastErr, jti := w.attempt(ctx, cfg, j, now)
+	since := cfg.now().Sub(j.CreatedAt)
 
 	var next time.Time
 	if o == retrying {
@@ -296,6 +312,9 @@ func (w *Worker) deliver(ctx context.Context, cfg config, j job) {
 	recCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	recErr := record(recCtx, w.Pool, j, o, now, next, lastErr)
+	if w.Observe != nil {
+		w.Observe(Attempt{ClientID: j.ClientID, Outcome: o.String(), Since: since})
+	}
 
 	attrs := []slog.Attr{
 		slog.Int64("outbox_id", j.ID),

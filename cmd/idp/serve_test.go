@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idp/idp/internal/dbtest"
+)
+
+// freeAddr returns a loopback address nothing listens on just now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestRun_ServeMetricsAddr runs `idp serve` with --metrics-addr: /metrics
+// moves to that listener, the probes are on both, the provider only on the
+// main one, and cancelling the context shuts both down cleanly.
+func TestRun_ServeMetricsAddr(t *testing.T) {
+	d := dbtest.New(t)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	env := map[string]string{
+		"IDP_DATABASE_URL": d.URL,
+		"IDP_SECRET":       strings.Repeat("s", 40),
+		"IDP_METRICS_ADDR": metricsAddr,
+		"IDP_MEMORY_LIMIT": "off", // leave the test process's GC alone
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--issuer", "http://localhost:8080", "--addr", addr},
+			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, io.Discard)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+
+	get := func(url string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	// Wait for the provider to listen.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended before listening: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("serve did not listen in 20 s")
+		}
+	}
+
+	if code, body := get("http://" + metricsAddr + "/metrics"); code != http.StatusOK || !strings.Contains(body, "\nidp_db_up 1\n") {
+		t.Errorf("metrics listener /metrics: %d, idp_db_up 1 missing:\n%.300s", code, body)
+	}
+	if code, _ := get("http://" + addr + "/metrics"); code != http.StatusNotFound {
+		t.Errorf("main listener /metrics: %d, want 404", code)
+	}
+	for _, a := range []string{addr, metricsAddr} {
+		for _, p := range []string{"/healthz", "/readyz"} {
+			if code, _ := get("http://" + a + p); code != http.StatusOK {
+				t.Errorf("%s%s: %d, want 200", a, p, code)
+			}
+		}
+	}
+	if code, _ := get("http://" + metricsAddr + "/.well-known/openid-configuration"); code != http.StatusNotFound {
+		t.Errorf("metrics listener serves the provider: %d, want 404", code)
+	}
+	if code, _ := get("http://" + addr + "/.well-known/openid-configuration"); code != http.StatusOK {
+		t.Errorf("main listener discovery: %d, want 200", code)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve after shutdown: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not shut down in 30 s")
+	}
+	done <- nil // for the cleanup
+	for _, a := range []string{addr, metricsAddr} {
+		if _, err := net.DialTimeout("tcp", a, time.Second); err == nil {
+			t.Errorf("%s still accepts connections after shutdown", a)
+		}
+	}
+}

@@ -44,7 +44,7 @@ func keysRotateCommand(ctx context.Context, c *cli, args []string) error {
 		return usagef("keys rotate: IDP_SECRET is required: the same server secret as the running instances, " +
 			"which seals the new private key")
 	}
-	box, err := secrets.New(secret, "signing-keys")
+	box, err := secrets.New(secret, keys.SecretPurpose)
 	if err != nil {
 		return usageError{err}
 	}

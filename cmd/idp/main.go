@@ -1,5 +1,6 @@
 // Command idp is the identity provider: `idp serve` runs it, and the other
-// commands administer its database (migrations, users, OAuth clients).
+// commands administer its database (migrations, users, OAuth clients,
+// signing keys, the server secret's rotation).
 //
 // This package is the composition root: it parses flags and environment,
 // builds the stores and hands them to the domain packages. It holds no logic
@@ -69,6 +70,9 @@ func commands() []command {
 		{name: "keys", summary: "rotate and list token signing keys", subs: []command{
 			{name: "rotate", summary: "add a signing key, published now and signing after --publish-ahead", run: keysRotateCommand},
 			{name: "list", summary: "list signing keys and which one signs", run: keysListCommand},
+		}},
+		{name: "secrets", summary: "rotate the server secret (IDP_SECRET)", subs: []command{
+			{name: "reencrypt", summary: "re-seal TOTP secrets and signing keys under the first value of IDP_SECRET", run: secretsReencryptCommand},
 		}},
 		{name: "clients", summary: "manage OAuth clients", subs: []command{
 			{name: "create", summary: "register a client and print its secret once", run: clientsCreateCommand},

@@ -63,6 +63,11 @@ var totpOpts = totp.ValidateOpts{Period: totpPeriod, Digits: otp.DigitsSix, Algo
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 
+// SecretPurpose is the purpose the box sealing TOTP secrets is derived
+// for: secrets.New(serverSecret, SecretPurpose). Changing it makes every
+// stored secret unreadable.
+const SecretPurpose = "totp"
+
 // TOTP enrolls and verifies time-based one-time passwords and recovery
 // codes. Its methods are safe for concurrent use, on any number of
 // instances sharing one database.
@@ -73,7 +78,7 @@ var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 // failure count is lost.
 type TOTP struct {
 	Pool *pgxpool.Pool
-	// Box seals secrets at rest: secrets.New(serverSecret, "totp").
+	// Box seals secrets at rest: secrets.New(serverSecret, SecretPurpose).
 	Box *secrets.Box
 	// Issuer names this service in the authenticator app.
 	Issuer string

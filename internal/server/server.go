@@ -125,11 +125,11 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	keyBox, err := secrets.New(cfg.Secret, "signing-keys")
+	keyBox, err := secrets.New(cfg.Secret, keys.SecretPurpose)
 	if err != nil {
 		return nil, err
 	}
-	totpBox, err := secrets.New(cfg.Secret, "totp")
+	totpBox, err := secrets.New(cfg.Secret, mfa.SecretPurpose)
 	if err != nil {
 		return nil, err
 	}

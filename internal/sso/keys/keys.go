@@ -8,7 +8,9 @@
 // moment it is created but signs only from its active_at, so relying parties
 // that cache the JWKS learn a new key before they meet a token signed by it.
 // A superseded key stays published until every token it signed has expired,
-// then Retire removes it from the JWKS.
+// then Retire removes it from the JWKS. After an operator puts a new value
+// in front of the server secret, ReencryptAll re-seals the private parts
+// under it, so the old value can leave the list.
 package keys
 
 import (
@@ -402,4 +404,59 @@ func (s *Set) Retire(ctx context.Context, olderThan time.Duration) (int, error) 
 		return 0, err
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// SecretPurpose is the purpose the box sealing private keys is derived
+// for: secrets.New(serverSecret, SecretPurpose). Changing it makes every
+// stored key unreadable.
+const SecretPurpose = "signing-keys"
+
+// ReencryptAll re-seals under box's current key every private key that an
+// older key of box sealed, retired keys included (the table keeps them), and
+// returns how many it re-sealed. It needs no Set: it never parses a key, so
+// it also re-seals keys of algorithms this release does not know, and it
+// generates nothing in an empty table.
+//
+// Each row is swapped only if it still holds the ciphertext read, so it is
+// safe to run from several places at once and alongside running instances:
+// they hold their keys decrypted and do not open them again, and one that
+// starts later opens old and new ciphertexts alike as long as its server
+// secret lists both values. A row no key of box opens is reported in the
+// joined error, naming its kid, and does not stop the others.
+func ReencryptAll(ctx context.Context, pool *pgxpool.Pool, box *secrets.Box) (int, error) {
+	rows, err := db.Conn(ctx, pool).Query(ctx, `SELECT kid, private_encrypted FROM signing_keys ORDER BY kid`)
+	if err != nil {
+		return 0, fmt.Errorf("keys: reencrypt: %w", err)
+	}
+	type row struct {
+		Kid    string
+		Sealed []byte
+	}
+	all, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	if err != nil {
+		return 0, fmt.Errorf("keys: reencrypt: %w", err)
+	}
+	var n int
+	var errs []error
+	for _, r := range all {
+		if !box.NeedsRotation(r.Sealed) {
+			continue
+		}
+		der, err := box.Open(r.Sealed, []byte(r.Kid))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("keys: reencrypt signing key %s: %w", r.Kid, err))
+			continue
+		}
+		tag, err := db.Conn(ctx, pool).Exec(ctx,
+			`UPDATE signing_keys SET private_encrypted = $3 WHERE kid = $1 AND private_encrypted = $2`,
+			r.Kid, r.Sealed, box.Seal(der, []byte(r.Kid)))
+		if err != nil {
+			// Keep the rows already found unreadable: the caller reports them
+			// along with what stopped the run.
+			errs = append(errs, fmt.Errorf("keys: reencrypt signing key %s: %w", r.Kid, err))
+			return n, errors.Join(errs...)
+		}
+		n += int(tag.RowsAffected())
+	}
+	return n, errors.Join(errs...)
 }

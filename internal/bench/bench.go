@@ -348,12 +348,15 @@ func (r *runner) measurePair(ctx context.Context, floor string, floorFn op, scen
 	return fs, ss
 }
 
-// labelledLoad is load with its workers' CPU profile samples labelled
-// with phase, as the provider's handlers are (meter.wrap).
+// labelledLoad is load with the CPU it costs measured, and its workers'
+// CPU profile samples labelled with phase, as the provider's handlers are
+// (meter.wrap).
 func labelledLoad(ctx context.Context, phase string, concurrency int, d time.Duration, fn op) (s *sample) {
+	start := readCPU()
 	pprof.Do(ctx, pprof.Labels("phase", phase), func(ctx context.Context) {
 		s = load(ctx, concurrency, d, fn)
 	})
+	s.cpu = cpuSince(start)
 	return s
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -220,6 +221,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 		}
 	}
 	tw.Flush()
+	writeCPU(&b, rep)
 	for _, s := range rep.Scenarios {
 		if s.Note != "" {
 			fmt.Fprintf(&b, "note: %s: %s\n", s.Name, s.Note)
@@ -373,6 +375,28 @@ func procField(file, name string) string {
 }
 
 // loadAvg is the 1, 5 and 15 minute load average.
+// writeCPU prints what one operation of each floor and scenario cost in CPU.
+func writeCPU(b *bytes.Buffer, rep *Report) {
+	all := append(floorsAsScenarios(rep.Floors), rep.Scenarios...)
+	if !slices.ContainsFunc(all, func(s Scenario) bool { return s.ProcessCPUPerOp > 0 }) {
+		return
+	}
+	fmt.Fprintf(b, "\nCPU per operation (process: provider and load generator; machine: all %d CPUs, PostgreSQL and anything else running included)\n", rep.Machine.Cores)
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\tprocess\tmachine\tmachine busy\t")
+	for _, s := range all {
+		if s.ProcessCPUPerOp == 0 {
+			continue
+		}
+		machine, busy := "?", "?"
+		if s.MachineCPUPerOp > 0 {
+			machine, busy = ms(s.MachineCPUPerOp), fmt.Sprintf("%.0f%%", 100*s.Busy)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", s.Name, ms(s.ProcessCPUPerOp), machine, busy)
+	}
+	tw.Flush()
+}
+
 func loadAvg() string {
 	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -88,6 +89,13 @@ type Stats struct {
 	// FirstErrors are the first few distinct error messages; they never
 	// carry a token or a code.
 	FirstErrors []string `json:"first_errors,omitempty"`
+	// ProcessCPUPerOp is the CPU time this process (provider and load
+	// generator) spent per successful operation; MachineCPUPerOp that of
+	// the whole machine, PostgreSQL included; Busy the fraction of the
+	// machine's CPUs busy meanwhile. Zero where not measured.
+	ProcessCPUPerOp time.Duration `json:"process_cpu_per_op_ns,omitempty"`
+	MachineCPUPerOp time.Duration `json:"machine_cpu_per_op_ns,omitempty"`
+	Busy            float64       `json:"machine_busy,omitempty"`
 }
 
 const keepErrors = 5
@@ -102,10 +110,12 @@ type sample struct {
 	errs    uint64
 	first   []string
 	elapsed time.Duration
+	cpu     cpuSpent // zero unless the load was measured (labelledLoad)
 }
 
 func (s *sample) add(o *sample) {
 	s.h.merge(&o.h)
+	s.cpu.add(o.cpu)
 	s.errs += o.errs
 	s.elapsed += o.elapsed
 	for _, e := range o.first {
@@ -120,6 +130,13 @@ func (s *sample) stats() Stats {
 		P50: s.h.quantile(0.50), P99: s.h.quantile(0.99), Max: s.h.max, FirstErrors: s.first}
 	if s.elapsed > 0 {
 		st.PerSec = float64(s.h.n) / s.elapsed.Seconds()
+	}
+	if s.h.n > 0 && s.cpu.process > 0 {
+		st.ProcessCPUPerOp = s.cpu.process / time.Duration(s.h.n)
+		if !s.cpu.unknown {
+			st.MachineCPUPerOp = s.cpu.busy / time.Duration(s.h.n)
+			st.Busy = s.cpu.busy.Seconds() / (s.elapsed.Seconds() * float64(runtime.NumCPU()))
+		}
 	}
 	return st
 }

@@ -39,7 +39,9 @@ type Params struct {
 // with and are upgraded at the next successful sign-in.
 var DefaultParams = Params{Memory: 12288, Time: 3, Threads: 1, SaltLen: 16, KeyLen: 32}
 
-// Password policy, after OWASP ASVS 5.0 (V6.2): length is the only rule.
+// Password policy, after OWASP ASVS 5.0 (V6.2): a new password must be
+// long enough and not one of the most common passwords (6.2.4, the list in
+// common-passwords.txt); there are no composition rules (6.2.5).
 const (
 	// MinPasswordRunes counts characters, not bytes, so a passphrase in any
 	// script is judged by what the person typed.
@@ -77,7 +79,9 @@ func release() { <-hashSlots }
 // ErrMalformedHash reports a stored hash this package cannot read.
 var ErrMalformedHash = errors.New("users: malformed password hash")
 
-// checkPolicy returns ErrWeakPassword with the reason, or nil.
+// checkPolicy returns ErrWeakPassword with the reason, or nil. It judges a
+// password being chosen, never one given at sign-in: a rule added later must
+// not lock out the people whose passwords predate it.
 func checkPolicy(password string) error {
 	if len(password) > MaxPasswordBytes {
 		return fmt.Errorf("%w: must be at most %d bytes", ErrWeakPassword, MaxPasswordBytes)
@@ -85,8 +89,13 @@ func checkPolicy(password string) error {
 	if !utf8.ValidString(password) {
 		return fmt.Errorf("%w: must be valid UTF-8 text", ErrWeakPassword)
 	}
-	if utf8.RuneCountInString(normalize(password)) < MinPasswordRunes {
+	normalized := normalize(password)
+	if utf8.RuneCountInString(normalized) < MinPasswordRunes {
 		return fmt.Errorf("%w: must be at least %d characters", ErrWeakPassword, MinPasswordRunes)
+	}
+	// The message never repeats the password: errors end up in logs.
+	if isCommon(normalized) {
+		return fmt.Errorf("%w: is one of the most common passwords; choose another", ErrWeakPassword)
 	}
 	return nil
 }

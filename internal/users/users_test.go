@@ -117,6 +117,7 @@ func TestStore_Create(t *testing.T) {
 		{"7 characters in 14 bytes", "ada@example.com", "парольп", users.ErrWeakPassword},
 		{"over 256 bytes", "ada@example.com", strings.Repeat("x", 257), users.ErrWeakPassword},
 		{"invalid UTF-8", "ada@example.com", "\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8", users.ErrWeakPassword},
+		{"common password", "ada@example.com", "Password1", users.ErrWeakPassword},
 	}
 	// Nothing is written by any of them, so they share one database.
 	s, _ := newStore(t)
@@ -133,10 +134,10 @@ func TestStore_Create(t *testing.T) {
 	}
 
 	good := []struct{ name, password string }{
-		{"8 characters", "12345678"},
+		{"8 characters", "zq8-vk3m"},
 		{"8 characters in 16 bytes", "парольпа"},
 		{"256 bytes", strings.Repeat("x", 256)},
-		{"no composition rules", "aaaaaaaa"},
+		{"no composition rules", "onlylowercaseletters"},
 	}
 	for i, tc := range good {
 		t.Run(tc.name+" accepted", func(t *testing.T) {
@@ -247,6 +248,27 @@ func TestStore_Authenticate(t *testing.T) {
 		}
 		if _, err := s.Authenticate(ctx, "ada@example.com", password, ip); err != nil {
 			t.Fatalf("re-enabled: %v", err)
+		}
+	})
+
+	// The list of common passwords judges a password being chosen: one
+	// stored before it (or before it grew) still signs in.
+	t.Run("common password stored earlier still signs in", func(t *testing.T) {
+		s, _ := newStore(t)
+		u := mustCreate(t, s, "ada@example.com")
+		const common = "baseball1"
+		if err := s.SetPassword(ctx, u.ID, common); !errors.Is(err, users.ErrWeakPassword) {
+			t.Fatalf("SetPassword(%q) err = %v, want ErrWeakPassword: the test needs a listed password", common, err)
+		}
+		h, err := users.HashPassword(ctx, common)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Pool.Exec(ctx, `UPDATE password_credentials SET hash = $2 WHERE user_id = $1`, u.ID, h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Authenticate(ctx, "ada@example.com", common, ip); err != nil {
+			t.Fatalf("Authenticate: %v", err)
 		}
 	})
 
@@ -419,14 +441,22 @@ func TestStore_SetPassword(t *testing.T) {
 	u := mustCreate(t, s, "ada@example.com")
 	const next = "another long passphrase"
 
-	t.Run("weak password changes nothing", func(t *testing.T) {
-		if err := s.SetPassword(ctx, u.ID, "short"); !errors.Is(err, users.ErrWeakPassword) {
-			t.Fatalf("err = %v, want ErrWeakPassword", err)
-		}
-		if _, err := s.Authenticate(ctx, "ada@example.com", password, ""); err != nil {
-			t.Fatalf("old password: %v", err)
-		}
-	})
+	for _, weak := range []struct{ name, password string }{
+		{"short", "short"},
+		{"common", "PASSWORD123"},
+	} {
+		t.Run(weak.name+" password changes nothing", func(t *testing.T) {
+			if err := s.SetPassword(ctx, u.ID, weak.password); !errors.Is(err, users.ErrWeakPassword) {
+				t.Fatalf("err = %v, want ErrWeakPassword", err)
+			}
+			if _, err := s.Authenticate(ctx, "ada@example.com", weak.password, ""); !errors.Is(err, users.ErrInvalidCredentials) {
+				t.Fatalf("refused password: err = %v, want ErrInvalidCredentials", err)
+			}
+			if _, err := s.Authenticate(ctx, "ada@example.com", password, ""); err != nil {
+				t.Fatalf("old password: %v", err)
+			}
+		})
+	}
 	t.Run("unknown user", func(t *testing.T) {
 		for _, id := range []string{"nope", "00000000-0000-0000-0000-000000000000"} {
 			if err := s.SetPassword(ctx, id, next); !errors.Is(err, users.ErrNotFound) {

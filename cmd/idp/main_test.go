@@ -122,6 +122,7 @@ func TestRun_Users(t *testing.T) {
 		{"empty stdin", "", []string{"users", "create", "--email", "eve@example.com"}, 2, "no password on stdin"},
 		{"empty first line", "\nsecond line\n", []string{"users", "create", "--email", "eve@example.com"}, 2, "no password on stdin"},
 		{"weak password", "short\n", []string{"users", "create", "--email", "eve@example.com"}, 1, "at least 8 characters"},
+		{"common password", "Password1\n", []string{"users", "create", "--email", "eve@example.com"}, 1, "one of the most common passwords"},
 		{"invalid email", "correct horse battery\n", []string{"users", "create", "--email", "Eve <eve@example.com>"}, 1, "invalid email"},
 		{"missing email", "correct horse battery\n", []string{"users", "create"}, 2, "missing required flag --email"},
 		{"list", "", []string{"users", "list"}, 0, "ada@example.com"},

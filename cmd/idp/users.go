@@ -31,7 +31,7 @@ func usersCreateCommand(ctx context.Context, c *cli, args []string) error {
 	if err := required(fs, "email"); err != nil {
 		return err
 	}
-	password, err := readPassword(c.stdin)
+	password, err := readPassword(c.stdin, "users create")
 	if err != nil {
 		return err
 	}
@@ -57,8 +57,8 @@ func usersCreateCommand(ctx context.Context, c *cli, args []string) error {
 
 // readPassword returns the first line of r without its line ending. Only a
 // bounded prefix is read: the policy caps passwords far below it.
-func readPassword(r io.Reader) (string, error) {
-	const hint = "no password on stdin: pass it as the first line, e.g. printf '%s\\n' \"$PASSWORD\" | idp users create --email ..."
+func readPassword(r io.Reader, command string) (string, error) {
+	hint := "no password on stdin: pass it as the first line, e.g. printf '%s\\n' \"$PASSWORD\" | idp " + command + " --email ..."
 	if r == nil {
 		return "", usagef("%s", hint)
 	}
@@ -146,4 +146,34 @@ func usersResetMFACommand(ctx context.Context, c *cli, args []string) error {
 			u.Email, plural(res.Sessions, "session"), plural(res.Notifications, "logout notification"))
 		return err
 	})
+}
+
+// usersSetPasswordCommand is an administrator's answer to a forgotten
+// password: it sets the password read from the first line of stdin (never
+// a flag, which shell history and process listings would keep) and ends
+// all the user's sessions and tokens, offline ones too, in one
+// transaction.
+func usersSetPasswordCommand(ctx context.Context, c *cli, args []string) error {
+	return c.userCommand(ctx, args, "users set-password", "email", "--email EMAIL [--json]   (new password: first line of stdin)",
+		nil, func(o oneUser) error {
+			u := o.user
+			password, err := readPassword(c.stdin, "users set-password")
+			if err != nil {
+				return err
+			}
+			res, err := o.svc.SetPassword(ctx, u.ID, password, cliActor)
+			if err != nil {
+				return fmt.Errorf("set the password of %s: %w", u.Email, err)
+			}
+			if o.asJSON {
+				return printJSON(c.stdout, struct {
+					UserID string `json:"user_id"`
+					Email  string `json:"email"`
+					sessions.Result
+				}{u.ID, u.Email, res})
+			}
+			_, err = fmt.Fprintf(c.stdout, "set the password of %s: %s ended, %s queued\n",
+				u.Email, plural(res.Sessions, "session"), plural(res.Notifications, "logout notification"))
+			return err
+		})
 }

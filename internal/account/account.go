@@ -1,11 +1,12 @@
 // Package account owns the signed-in person's own pages at /account: their
-// sessions (and ending them), and their second factor (enrolling, recovery
-// codes, disabling).
+// sessions (and ending them), their password, and their second factor
+// (enrolling, recovery codes, disabling).
 //
 // Only a live SSO session (sessions.Manager.Current) opens these pages; a
 // sign-in in progress does not. Every form posts with the session's CSRF
 // token. Sessions end only through sessions.Manager.Revoke, and every change
-// of factors ends the person's other sessions in the same transaction, so a
+// of factors (the password included) ends the person's other sessions in the
+// same transaction, so a
 // session that may have been stolen before the change does not outlive it.
 package account
 
@@ -56,6 +57,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /account/mfa/enroll", h.enrollSubmit)
 	mux.HandleFunc("POST /account/mfa/recovery-codes", h.regenerateSubmit)
 	mux.HandleFunc("POST /account/mfa/disable", h.disableSubmit)
+	mux.HandleFunc("POST /account/password", h.passwordSubmit)
 }
 
 // signedIn returns the live session of r. Without one it sends the browser
@@ -111,6 +113,8 @@ var notices = map[string]string{
 	"mfa-on":        "Two-factor authentication is already on.",
 	"mfa-off":       "Two-factor authentication is off. Your other sessions were signed out.",
 	"mfa-none":      "Two-factor authentication was already off.",
+	"password-changed": "Your password is changed. Your other sessions were signed out, " +
+		"and the apps they were used with have been told.",
 }
 
 func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
@@ -131,6 +135,7 @@ type overviewData struct {
 	Error         string // about the sessions or the page as a whole
 	RecoveryError string // about the recovery-codes form
 	DisableError  string // about the turn-off form
+	PasswordError string // about the change-password form
 }
 
 type mfaStatus struct {

@@ -25,7 +25,8 @@ var (
 
 // CheckMarkup checks what password managers, phones and screen readers
 // rely on: every visible input has a label, code inputs ask for one-time
-// codes with a numeric keypad, password inputs for the current password;
+// codes with a numeric keypad, password inputs for the current password
+// (or, named new_password or confirm_password, for a new one);
 // and every form that changes something posts with a CSRF token (a GET
 // form, such as a search, changes nothing).
 func CheckMarkup(t *testing.T, body string) {
@@ -44,6 +45,10 @@ func CheckMarkup(t *testing.T, body string) {
 		switch {
 		case attrs["name"] == "code" && (attrs["autocomplete"] != "one-time-code" || attrs["inputmode"] != "numeric"):
 			t.Errorf("code input without one-time-code/numeric: %s", in)
+		case attrs["type"] == "password" && (attrs["name"] == "new_password" || attrs["name"] == "confirm_password"):
+			if attrs["autocomplete"] != "new-password" {
+				t.Errorf("new password input without new-password: %s", in)
+			}
 		case attrs["type"] == "password" && attrs["autocomplete"] != "current-password":
 			t.Errorf("password input without current-password: %s", in)
 		}

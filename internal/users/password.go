@@ -79,23 +79,37 @@ func release() { <-hashSlots }
 // ErrMalformedHash reports a stored hash this package cannot read.
 var ErrMalformedHash = errors.New("users: malformed password hash")
 
-// checkPolicy returns ErrWeakPassword with the reason, or nil. It judges a
-// password being chosen, never one given at sign-in: a rule added later must
-// not lock out the people whose passwords predate it.
+// PolicyError is a password refused by the policy. It is ErrWeakPassword
+// (errors.Is), and Reason says why in words a person can act on, without
+// repeating the password: errors end up in logs.
+type PolicyError struct {
+	Reason string // e.g. "must be at least 8 characters"
+}
+
+func (e *PolicyError) Error() string { return ErrWeakPassword.Error() + ": " + e.Reason }
+func (e *PolicyError) Unwrap() error { return ErrWeakPassword }
+
+// CheckNewPassword applies the policy a password being chosen must meet,
+// so a caller can refuse one before doing anything else: a *PolicyError, or
+// nil. Create and SetPassword apply it themselves.
+func CheckNewPassword(password string) error { return checkPolicy(password) }
+
+// checkPolicy returns a *PolicyError, or nil. It judges a password being
+// chosen, never one given at sign-in: a rule added later must not lock out
+// the people whose passwords predate it.
 func checkPolicy(password string) error {
 	if len(password) > MaxPasswordBytes {
-		return fmt.Errorf("%w: must be at most %d bytes", ErrWeakPassword, MaxPasswordBytes)
+		return &PolicyError{fmt.Sprintf("must be at most %d bytes", MaxPasswordBytes)}
 	}
 	if !utf8.ValidString(password) {
-		return fmt.Errorf("%w: must be valid UTF-8 text", ErrWeakPassword)
+		return &PolicyError{"must be valid UTF-8 text"}
 	}
 	normalized := normalize(password)
 	if utf8.RuneCountInString(normalized) < MinPasswordRunes {
-		return fmt.Errorf("%w: must be at least %d characters", ErrWeakPassword, MinPasswordRunes)
+		return &PolicyError{fmt.Sprintf("must be at least %d characters", MinPasswordRunes)}
 	}
-	// The message never repeats the password: errors end up in logs.
 	if isCommon(normalized) {
-		return fmt.Errorf("%w: is one of the most common passwords; choose another", ErrWeakPassword)
+		return &PolicyError{"is one of the most common passwords; choose another"}
 	}
 	return nil
 }

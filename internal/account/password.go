@@ -1,0 +1,57 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/idp/idp/internal/users"
+)
+
+// passwordSubmit changes the password. It asks for the current one, so a
+// stolen session cookie alone cannot lock the owner out, and like a change
+// of factors it ends the person's other sessions and all their tokens in
+// the same transaction (their apps are told): whoever knew the old password
+// and signed in with it is signed out.
+func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.signedInPost(w, r)
+	if !ok {
+		return
+	}
+	fail := func(status int, msg string) {
+		h.renderOverview(w, r, s, status, overviewData{PasswordError: msg + " Your password was not changed."})
+	}
+	current, next, confirm := r.PostFormValue("current_password"), r.PostFormValue("new_password"), r.PostFormValue("confirm_password")
+	if current == "" || next == "" {
+		fail(http.StatusBadRequest, "Enter your current password and the new one.")
+		return
+	}
+	if next != confirm {
+		fail(http.StatusBadRequest, "The new password and its confirmation differ.")
+		return
+	}
+	// The policy first: a refused new password costs no guess of the
+	// current one and no hash.
+	var pe *users.PolicyError
+	if err := users.CheckNewPassword(next); errors.As(err, &pe) {
+		fail(http.StatusBadRequest, "The new password "+pe.Reason+".")
+		return
+	} else if err != nil {
+		h.internal(w, err)
+		return
+	}
+	if msg, status, ok := h.checkPassword(w, r, s, current); !ok {
+		if status != 0 {
+			fail(status, msg)
+		}
+		return
+	}
+	err := h.changeFactors(r.Context(), s, func(ctx context.Context) error {
+		return h.Users.SetPassword(ctx, s.UserID, next)
+	})
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	http.Redirect(w, r, "/account?notice=password-changed", http.StatusSeeOther)
+}

@@ -1,0 +1,43 @@
+package admin
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/users"
+)
+
+// SetPassword is an administrator's answer to a forgotten password: in one
+// transaction it replaces the user's password, ends all their sessions and
+// tokens (offline ones too, reason factors_changed, so their apps are told)
+// and records the action. Whoever knew the old password, or held a session
+// opened with it, is out. Errors: a *users.PolicyError for a password the
+// policy refuses (checked before anything else), users.ErrNotFound.
+func (s *Service) SetPassword(ctx context.Context, userID, password, actor string) (sessions.Result, error) {
+	if err := users.CheckNewPassword(password); err != nil {
+		return sessions.Result{}, err
+	}
+	if _, err := s.Users.ByID(ctx, userID); err != nil {
+		return sessions.Result{}, err
+	}
+	var res sessions.Result
+	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		if err := s.Users.SetPassword(ctx, userID, password); err != nil {
+			return err
+		}
+		var err error
+		res, err = s.Sessions.Revoke(ctx, sessions.Revocation{UserID: userID, Reason: sessions.ReasonFactorsChanged,
+			IncludeOffline: true, Actor: actor})
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, actor, "users.set_password", userID, nil)
+	})
+	if err != nil {
+		return sessions.Result{}, wrap("set password", err)
+	}
+	return res, nil
+}

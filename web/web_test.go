@@ -43,12 +43,13 @@ func TestTemplates_RenderEach(t *testing.T) {
 type sample map[string]any
 
 var samples = map[string]any{
-	"error":    ErrorData{Message: "m", Hint: "h"},
-	"login":    sample{"Client": "App", "Email": "a@example.com", "Error": "e"},
-	"totp":     sample{"Client": "App", "Error": "e", "Remaining": 3},
-	"enroll":   sample{"Secret": "ABC", "URI": "otpauth://totp/x", "Error": "", "QRURL": "/qr.png", "Action": "/enroll"},
-	"recovery": sample{"RecoveryCodes": []string{"abcde-fghij"}, "Continue": "/next"},
-	"logout":   sample{"Client": "App", "RedirectURI": "https://app/", "State": "s", "ClientID": "app", "Done": false},
+	"error":        ErrorData{Message: "m", Hint: "h"},
+	"login":        sample{"Client": "App", "Email": "a@example.com", "Error": "e"},
+	"new-password": sample{"Client": "App", "Error": "e"},
+	"totp":         sample{"Client": "App", "Error": "e", "Remaining": 3},
+	"enroll":       sample{"Secret": "ABC", "URI": "otpauth://totp/x", "Error": "", "QRURL": "/qr.png", "Action": "/enroll"},
+	"recovery":     sample{"RecoveryCodes": []string{"abcde-fghij"}, "Continue": "/next"},
+	"logout":       sample{"Client": "App", "RedirectURI": "https://app/", "State": "s", "ClientID": "app", "Done": false},
 	"account": sample{"User": sample{"Email": "a@example.com", "Name": "Ada"},
 		"MFA":    sample{"Enabled": true, "Remaining": 2, "Total": 10, "Low": true, "Required": false},
 		"Notice": "n", "Error": "e", "RecoveryError": "r", "DisableError": "d",

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -19,10 +20,11 @@ import (
 // line of stdin, never from a flag: flags show up in shell history and in
 // every process listing.
 func usersCreateCommand(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("users create", "--email EMAIL [--name NAME] [--admin] [--json] < password-file")
+	fs := c.flags("users create", "--email EMAIL [--name NAME] [--admin] [--temporary] [--json] < password-file")
 	email := fs.String("email", "", "email `address`, the sign-in name (required)")
 	name := fs.String("name", "", "display `name`")
 	admin := fs.Bool("admin", false, "make the user an administrator")
+	temporary := fs.Bool("temporary", false, "the person must choose their own password at the first sign-in")
 	dbURL := c.databaseFlag(fs)
 	asJSON := jsonFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -40,7 +42,8 @@ func usersCreateCommand(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	u, err := users.NewStore(pool).Create(ctx, users.NewUser{Email: *email, Name: *name, Password: password, Admin: *admin})
+	u, err := users.NewStore(pool).Create(ctx, users.NewUser{Email: *email, Name: *name, Password: password, Admin: *admin,
+		MustChangePassword: *temporary})
 	if err != nil {
 		return err
 	}
@@ -152,16 +155,20 @@ func usersResetMFACommand(ctx context.Context, c *cli, args []string) error {
 // password: it sets the password read from the first line of stdin (never
 // a flag, which shell history and process listings would keep) and ends
 // all the user's sessions and tokens, offline ones too, in one
-// transaction.
+// transaction. The password is temporary unless --temporary=false: the
+// administrator knows it, so the person replaces it at the next sign-in.
 func usersSetPasswordCommand(ctx context.Context, c *cli, args []string) error {
-	return c.userCommand(ctx, args, "users set-password", "email", "--email EMAIL [--json]   (new password: first line of stdin)",
-		nil, func(o oneUser) error {
+	var temporary *bool
+	return c.userCommand(ctx, args, "users set-password", "email", "--email EMAIL [--temporary=false] [--json]   (new password: first line of stdin)",
+		func(fs *flag.FlagSet) {
+			temporary = fs.Bool("temporary", true, "the person must replace the password at the next sign-in")
+		}, func(o oneUser) error {
 			u := o.user
 			password, err := readPassword(c.stdin, "users set-password")
 			if err != nil {
 				return err
 			}
-			res, err := o.svc.SetPassword(ctx, u.ID, password, cliActor)
+			res, err := o.svc.SetPassword(ctx, u.ID, password, cliActor, *temporary)
 			if err != nil {
 				return fmt.Errorf("set the password of %s: %w", u.Email, err)
 			}
@@ -172,8 +179,12 @@ func usersSetPasswordCommand(ctx context.Context, c *cli, args []string) error {
 					sessions.Result
 				}{u.ID, u.Email, res})
 			}
-			_, err = fmt.Fprintf(c.stdout, "set the password of %s: %s ended, %s queued\n",
-				u.Email, plural(res.Sessions, "session"), plural(res.Notifications, "logout notification"))
+			then := "it is theirs to keep"
+			if *temporary {
+				then = "they choose their own at the next sign-in"
+			}
+			_, err = fmt.Fprintf(c.stdout, "set the password of %s: %s ended, %s queued; %s\n",
+				u.Email, plural(res.Sessions, "session"), plural(res.Notifications, "logout notification"), then)
 			return err
 		})
 }

@@ -71,9 +71,19 @@ func TestRun_UsersSetPassword(t *testing.T) {
 		}
 	})
 
+	mustChange := func(t *testing.T) bool {
+		t.Helper()
+		var must bool
+		if err := d.Pool.QueryRow(ctx, `SELECT must_change FROM password_credentials WHERE user_id = $1`, ada.ID).Scan(&must); err != nil {
+			t.Fatal(err)
+		}
+		return must
+	}
+
 	t.Run("sets it and ends every session", func(t *testing.T) {
 		runCLI(t, d.URL, newPassword+"\n", "users", "set-password", "--email", "ada@example.com").
-			check(t, 0, "set the password of ada@example.com: 1 session ended, 1 logout notification queued")
+			check(t, 0, "set the password of ada@example.com: 1 session ended, 1 logout notification queued; "+
+				"they choose their own at the next sign-in")
 		if err := store.VerifyPassword(ctx, ada.ID, oldPassword); !errors.Is(err, users.ErrInvalidCredentials) {
 			t.Errorf("old password: %v, want ErrInvalidCredentials", err)
 		}
@@ -83,10 +93,31 @@ func TestRun_UsersSetPassword(t *testing.T) {
 		if live() {
 			t.Error("the session is still live")
 		}
+		if mustChange(t) != true {
+			t.Error("the password an administrator set is not temporary")
+		}
 		var audited int
 		if err := d.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE action = 'users.set_password' AND target = $1 AND actor = 'cli'`,
 			ada.ID).Scan(&audited); err != nil || audited != 1 {
 			t.Errorf("audit rows: %d (%v), want 1", audited, err)
+		}
+	})
+
+	t.Run("--temporary=false sets a lasting one", func(t *testing.T) {
+		runCLI(t, d.URL, "another lasting passphrase\n", "users", "set-password", "--email", "ada@example.com", "--temporary=false").
+			check(t, 0, "it is theirs to keep")
+		if mustChange(t) {
+			t.Error("--temporary=false set a temporary password")
+		}
+	})
+
+	t.Run("users create --temporary", func(t *testing.T) {
+		runCLI(t, d.URL, "a first passphrase\n", "users", "create", "--email", "eve@example.com", "--temporary").
+			check(t, 0, "created user eve@example.com")
+		var must bool
+		if err := d.Pool.QueryRow(ctx, `SELECT p.must_change FROM password_credentials p JOIN users u ON u.id = p.user_id
+			WHERE u.email = 'eve@example.com'`).Scan(&must); err != nil || !must {
+			t.Errorf("must_change = %v (%v), want true", must, err)
 		}
 	})
 }

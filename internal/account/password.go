@@ -47,7 +47,7 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err := h.changeFactors(r.Context(), s, func(ctx context.Context) error {
-		return h.Users.SetPassword(ctx, s.UserID, next)
+		return h.Users.SetPassword(ctx, s.UserID, next, false)
 	})
 	if err != nil {
 		h.internal(w, err)

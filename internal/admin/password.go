@@ -14,9 +14,11 @@ import (
 // transaction it replaces the user's password, ends all their sessions and
 // tokens (offline ones too, reason factors_changed, so their apps are told)
 // and records the action. Whoever knew the old password, or held a session
-// opened with it, is out. Errors: a *users.PolicyError for a password the
-// policy refuses (checked before anything else), users.ErrNotFound.
-func (s *Service) SetPassword(ctx context.Context, userID, password, actor string) (sessions.Result, error) {
+// opened with it, is out. A temporary password (the usual case: the
+// administrator knows it) must be replaced by the person at their next
+// sign-in. Errors: a *users.PolicyError for a password the policy refuses
+// (checked before anything else), users.ErrNotFound.
+func (s *Service) SetPassword(ctx context.Context, userID, password, actor string, temporary bool) (sessions.Result, error) {
 	if err := users.CheckNewPassword(password); err != nil {
 		return sessions.Result{}, err
 	}
@@ -25,7 +27,7 @@ func (s *Service) SetPassword(ctx context.Context, userID, password, actor strin
 	}
 	var res sessions.Result
 	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		if err := s.Users.SetPassword(ctx, userID, password); err != nil {
+		if err := s.Users.SetPassword(ctx, userID, password, temporary); err != nil {
 			return err
 		}
 		var err error
@@ -34,7 +36,7 @@ func (s *Service) SetPassword(ctx context.Context, userID, password, actor strin
 		if err != nil {
 			return err
 		}
-		return s.audit(ctx, tx, actor, "users.set_password", userID, nil)
+		return s.audit(ctx, tx, actor, "users.set_password", userID, map[string]bool{"temporary": temporary})
 	})
 	if err != nil {
 		return sessions.Result{}, wrap("set password", err)

@@ -27,6 +27,9 @@ const (
 	stagePassword = "password"
 	stageTOTP     = "totp"   // password proven, a code is due
 	stageEnroll   = "enroll" // password proven, 2FA must be set up first
+	// Every factor proven; the password was temporary and the person must
+	// choose their own before the session is made.
+	stageNewPassword = "new-password"
 )
 
 // secondStage is where a person who proved their password goes next: the
@@ -50,6 +53,12 @@ type flow struct {
 	MFAFailures    int
 	StepUpSID      string
 	ReturnTo       string
+	// MustChangePassword: the password proven was temporary.
+	MustChangePassword bool
+	// PendingAMR and PendingACR are what the session gets once the new
+	// password is in (stageNewPassword).
+	PendingAMR []string
+	PendingACR string
 }
 
 // Start options, from the authorization endpoint.
@@ -119,9 +128,11 @@ func (h *Handler) loadFlow(ctx context.Context, r *http.Request) (flow, error) {
 	var userID, stepUp *string
 	f.idHash = sessions.HashToken(c.Value)
 	err = db.Conn(ctx, h.Pool).QueryRow(ctx, `
-		SELECT csrf_token, authorize_query, user_id::text, stage, mfa_failures, step_up_sid::text, return_path
+		SELECT csrf_token, authorize_query, user_id::text, stage, mfa_failures, step_up_sid::text, return_path,
+			must_change_password, pending_amr, pending_acr
 		FROM login_flows WHERE id_hash = $1 AND expires_at > $2`, f.idHash, h.Now()).
-		Scan(&f.CSRF, &f.AuthorizeQuery, &userID, &f.Stage, &f.MFAFailures, &stepUp, &f.ReturnTo)
+		Scan(&f.CSRF, &f.AuthorizeQuery, &userID, &f.Stage, &f.MFAFailures, &stepUp, &f.ReturnTo,
+			&f.MustChangePassword, &f.PendingAMR, &f.PendingACR)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return flow{}, ErrNoFlow
 	}
@@ -146,7 +157,8 @@ func checkCSRF(r *http.Request, want string) bool {
 // advance moves the flow on to stage, for userID, in one round trip with the
 // writes already queued on b.
 func (h *Handler) advance(ctx context.Context, b *pgx.Batch, f flow, stage, userID string) error {
-	b.Queue(`UPDATE login_flows SET stage = $2, user_id = $3 WHERE id_hash = $1`, f.idHash, stage, userID)
+	b.Queue(`UPDATE login_flows SET stage = $2, user_id = $3, must_change_password = $4 WHERE id_hash = $1`,
+		f.idHash, stage, userID, f.MustChangePassword)
 	if err := h.send(ctx, b); err != nil {
 		return fmt.Errorf("login: advance: %w", err)
 	}

@@ -50,6 +50,8 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /login/enroll", h.enrollPage)
 	mux.HandleFunc("GET /login/enroll/qr.png", h.enrollQR)
 	mux.HandleFunc("POST /login/enroll", h.enrollSubmit)
+	mux.HandleFunc("GET /login/new-password", h.newPasswordPage)
+	mux.HandleFunc("POST /login/new-password", h.newPasswordSubmit)
 }
 
 type passwordData struct {
@@ -86,6 +88,8 @@ func stagePath(stage string) string {
 	switch stage {
 	case stageTOTP:
 		return "/login/totp"
+	case stageNewPassword:
+		return "/login/new-password"
 	case stageEnroll:
 		return "/login/enroll"
 	}
@@ -145,6 +149,7 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	reset := &pgx.Batch{}
 	si.QueueReset(reset)
 	user := si.User
+	f.MustChangePassword = si.MustChangePassword
 	if !si.SecondFactor && !h.RequireMFA && !user.RequireMFA {
 		// Rare (only after failed attempts), so sent on its own rather
 		// than threaded through the session's creation.
@@ -164,8 +169,17 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 // complete creates the SSO session (with a fresh cookie) and returns the
-// browser to the authorization endpoint.
+// browser to the authorization endpoint; after a temporary password it asks
+// for the person's own first.
 func (h *Handler) complete(w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) {
+	if f.MustChangePassword {
+		if err := h.toNewPassword(r.Context(), f, userID, amr, acr); err != nil {
+			h.internal(w, err)
+			return
+		}
+		http.Redirect(w, r, stagePath(stageNewPassword), http.StatusSeeOther)
+		return
+	}
 	next, _, ok := h.establish(w, r, f, userID, amr, acr)
 	if ok {
 		http.Redirect(w, r, next, http.StatusSeeOther)
@@ -209,9 +223,9 @@ func (h *Handler) internal(w http.ResponseWriter, err error) {
 	h.Templates.Error(w, http.StatusInternalServerError, "Something went wrong on our side.", "Try again in a moment.")
 }
 
-// clientIP is the peer address. Behind a proxy every request would share
-// the proxy's address; trusting X-Forwarded-For needs an explicit list of
-// trusted proxies, which is not configurable yet.
+// clientIP is the client's address: the peer's, which the ops middleware
+// has already replaced with the X-Forwarded-For client when the peer is a
+// trusted proxy (IDP_TRUSTED_PROXIES).
 func clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

@@ -179,10 +179,21 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 			enrollData{Secret: e.Secret, URI: e.URI, Error: msg, QRURL: "/login/enroll/qr.png", Action: "/login/enroll"})
 		return
 	}
-	next, sid, ok := h.establish(w, r, f, f.UserID,
-		[]string{sessions.AMRPassword, sessions.AMROTP, sessions.AMRMFA}, sessions.ACRMFA)
-	if !ok {
-		return
+	amr := []string{sessions.AMRPassword, sessions.AMROTP, sessions.AMRMFA}
+	var next, sid string
+	if f.MustChangePassword {
+		// The password was temporary: the session waits for the person's
+		// own, and the codes page continues to that form.
+		if err := h.toNewPassword(ctx, f, f.UserID, amr, sessions.ACRMFA); err != nil {
+			h.internal(w, err)
+			return
+		}
+		next = stagePath(stageNewPassword)
+	} else {
+		var ok bool
+		if next, sid, ok = h.establish(w, r, f, f.UserID, amr, sessions.ACRMFA); !ok {
+			return
+		}
 	}
 	// A change of factors ends the person's other sessions: whoever held
 	// one signed in under the old, weaker rules.

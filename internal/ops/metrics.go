@@ -56,7 +56,7 @@ func NewMetrics(pool *pgxpool.Pool, now func() time.Time) *Metrics {
 		}, []string{"route"}),
 		loginSteps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idp_login_attempts_total",
-			Help: "Sign-in form submissions by step (password, totp, enroll) and outcome (signed_in, " +
+			Help: "Sign-in form submissions by step (password, totp, enroll, new_password) and outcome (signed_in, " +
 				"next_step, wrong_password, wrong_code, throttled, rejected, invalid, error), " +
 				"derived from the route and the response status.",
 		}, []string{"step", "outcome"}),
@@ -131,6 +131,8 @@ var loginStepRoutes = map[string]string{
 	"POST /login":        "password",
 	"POST /login/totp":   "totp",
 	"POST /login/enroll": "enroll",
+	// A temporary password replaced by the person's own.
+	"POST /login/new-password": "new_password",
 }
 
 // loginOutcome reads a sign-in step's outcome from what the login handler

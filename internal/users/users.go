@@ -61,6 +61,9 @@ func (e *ThrottledError) Error() string {
 type NewUser struct {
 	Email, Name, Password string
 	Admin                 bool
+	// MustChangePassword makes Password temporary: the person chooses
+	// their own at the first sign-in.
+	MustChangePassword bool
 }
 
 // Store reads and writes accounts in PostgreSQL.
@@ -140,8 +143,8 @@ func (s *Store) Create(ctx context.Context, nu NewUser) (User, error) {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO password_credentials (user_id, hash, updated_at) VALUES ($1, $2, $3)`,
-			u.ID, hash, now)
+		_, err = tx.Exec(ctx, `INSERT INTO password_credentials (user_id, hash, updated_at, must_change) VALUES ($1, $2, $3, $4)`,
+			u.ID, hash, now, nu.MustChangePassword)
 		return err
 	})
 	if db.IsUniqueViolation(err) {
@@ -237,6 +240,9 @@ type SignIn struct {
 	// read with the password hash: the sign-in knows its next step without
 	// asking again.
 	SecondFactor bool
+	// MustChangePassword: the password is a temporary one an administrator
+	// set; the person chooses their own before the sign-in completes.
+	MustChangePassword bool
 
 	throttle   *throttle.Check
 	accountKey string
@@ -293,15 +299,17 @@ func (s *Store) SignIn(ctx context.Context, email, password, clientAddr string) 
 	if needsRehash(a.hash) {
 		// Upgrading parameters needs the plain password, which only a
 		// successful sign-in has. A failure here must not fail the sign-in.
-		_ = s.storeHash(ctx, a.user.ID, password)
+		_ = s.storeHash(ctx, a.user.ID, password, nil)
 	}
-	return SignIn{User: a.user, SecondFactor: a.secondFactor, throttle: check, accountKey: keys[0]}, nil
+	return SignIn{User: a.user, SecondFactor: a.secondFactor, MustChangePassword: a.mustChange,
+		throttle: check, accountKey: keys[0]}, nil
 }
 
 // signInAccount is what a sign-in reads about the account named by an email.
 type signInAccount struct {
 	user         User   // the zero User when no account has the email
 	hash         string // "" when none
+	mustChange   bool   // the password is temporary
 	secondFactor bool
 }
 
@@ -309,12 +317,12 @@ type signInAccount struct {
 // case), its password hash and whether it has a second factor.
 func queueAccount(b *pgx.Batch, email string) *signInAccount {
 	a := &signInAccount{}
-	b.Queue(`SELECT `+userColumns+`, p.hash, `+mfa.EnabledSQL("u.id")+`
+	b.Queue(`SELECT `+userColumns+`, p.hash, coalesce(p.must_change, false), `+mfa.EnabledSQL("u.id")+`
 		FROM users u LEFT JOIN password_credentials p ON p.user_id = u.id
 		WHERE lower(u.email) = lower($1)`, strings.TrimSpace(email)).
 		QueryRow(func(row pgx.Row) error {
 			var hash *string
-			u, err := scanUser(row, &hash, &a.secondFactor)
+			u, err := scanUser(row, &hash, &a.mustChange, &a.secondFactor)
 			if errors.Is(err, ErrNotFound) {
 				return nil
 			}
@@ -401,29 +409,51 @@ func (s *Store) VerifyPassword(ctx context.Context, userID, password string) err
 	return nil
 }
 
-// SetPassword replaces an account's password after checking the policy.
-// Ending the account's sessions is the caller's job.
-func (s *Store) SetPassword(ctx context.Context, userID, password string) error {
+// SameAsCurrent reports whether password is the account's current one. It
+// counts no failures: it is for a person who has just proved the current
+// password and every factor, choosing a new one, which must differ from a
+// temporary password an administrator knows.
+func (s *Store) SameAsCurrent(ctx context.Context, userID, password string) (bool, error) {
+	if !validID(userID) {
+		return false, ErrNotFound
+	}
+	_, hash, err := s.withHash(ctx, `u.id = $1`, userID)
+	if err != nil {
+		return false, err
+	}
+	if hash == "" || len(password) > MaxPasswordBytes {
+		return false, nil
+	}
+	return CheckPassword(ctx, hash, password)
+}
+
+// SetPassword replaces an account's password after checking the policy; a
+// temporary one (set by an administrator) must be replaced by the person at
+// their next sign-in. Ending the account's sessions is the caller's job.
+func (s *Store) SetPassword(ctx context.Context, userID, password string, temporary bool) error {
 	if !validID(userID) {
 		return ErrNotFound
 	}
 	if err := checkPolicy(password); err != nil {
 		return err
 	}
-	return s.storeHash(ctx, userID, password)
+	return s.storeHash(ctx, userID, password, &temporary)
 }
 
-func (s *Store) storeHash(ctx context.Context, userID, password string) error {
+// storeHash hashes and stores password; mustChange, when not nil, sets
+// whether it is temporary (nil, for a rehash, keeps what it was).
+func (s *Store) storeHash(ctx context.Context, userID, password string, mustChange *bool) error {
 	hash, err := HashPassword(ctx, password)
 	if err != nil {
 		return err
 	}
 	now := s.Now()
 	tag, err := db.Conn(ctx, s.Pool).Exec(ctx, `
-		INSERT INTO password_credentials (user_id, hash, updated_at)
-		SELECT id, $2, $3 FROM users WHERE id = $1
-		ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at`,
-		userID, hash, now)
+		INSERT INTO password_credentials (user_id, hash, updated_at, must_change)
+		SELECT id, $2, $3, coalesce($4, false) FROM users WHERE id = $1
+		ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at,
+			must_change = coalesce($4, password_credentials.must_change)`,
+		userID, hash, now, mustChange)
 	if err != nil {
 		return fmt.Errorf("users: set password: %w", err)
 	}

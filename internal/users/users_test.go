@@ -257,7 +257,7 @@ func TestStore_Authenticate(t *testing.T) {
 		s, _ := newStore(t)
 		u := mustCreate(t, s, "ada@example.com")
 		const common = "baseball1"
-		if err := s.SetPassword(ctx, u.ID, common); !errors.Is(err, users.ErrWeakPassword) {
+		if err := s.SetPassword(ctx, u.ID, common, false); !errors.Is(err, users.ErrWeakPassword) {
 			t.Fatalf("SetPassword(%q) err = %v, want ErrWeakPassword: the test needs a listed password", common, err)
 		}
 		h, err := users.HashPassword(ctx, common)
@@ -446,7 +446,7 @@ func TestStore_SetPassword(t *testing.T) {
 		{"common", "PASSWORD123"},
 	} {
 		t.Run(weak.name+" password changes nothing", func(t *testing.T) {
-			if err := s.SetPassword(ctx, u.ID, weak.password); !errors.Is(err, users.ErrWeakPassword) {
+			if err := s.SetPassword(ctx, u.ID, weak.password, false); !errors.Is(err, users.ErrWeakPassword) {
 				t.Fatalf("err = %v, want ErrWeakPassword", err)
 			}
 			if _, err := s.Authenticate(ctx, "ada@example.com", weak.password, ""); !errors.Is(err, users.ErrInvalidCredentials) {
@@ -459,13 +459,13 @@ func TestStore_SetPassword(t *testing.T) {
 	}
 	t.Run("unknown user", func(t *testing.T) {
 		for _, id := range []string{"nope", "00000000-0000-0000-0000-000000000000"} {
-			if err := s.SetPassword(ctx, id, next); !errors.Is(err, users.ErrNotFound) {
+			if err := s.SetPassword(ctx, id, next, false); !errors.Is(err, users.ErrNotFound) {
 				t.Fatalf("SetPassword(%q) err = %v, want ErrNotFound", id, err)
 			}
 		}
 	})
 	t.Run("new password replaces the old", func(t *testing.T) {
-		if err := s.SetPassword(ctx, u.ID, next); err != nil {
+		if err := s.SetPassword(ctx, u.ID, next, false); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.Authenticate(ctx, "ada@example.com", password, ""); !errors.Is(err, users.ErrInvalidCredentials) {

@@ -1,0 +1,90 @@
+package login
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/users"
+)
+
+type newPasswordData struct {
+	Client, Error string
+}
+
+// toNewPassword moves a flow whose factors are all proven, but whose
+// password was temporary, to the new-password form, remembering what the
+// session will get.
+func (h *Handler) toNewPassword(ctx context.Context, f flow, userID string, amr []string, acr string) error {
+	b := &pgx.Batch{}
+	b.Queue(`UPDATE login_flows SET stage = $2, user_id = $3, pending_amr = $4, pending_acr = $5 WHERE id_hash = $1`,
+		f.idHash, stageNewPassword, userID, amr, acr)
+	if err := h.send(ctx, b); err != nil {
+		return fmt.Errorf("login: new password: %w", err)
+	}
+	return nil
+}
+
+func (h *Handler) newPasswordPage(w http.ResponseWriter, r *http.Request) {
+	f, ok := h.flowOrError(w, r, stageNewPassword)
+	if !ok {
+		return
+	}
+	h.Templates.Render(w, http.StatusOK, "new-password", "Choose your password", f.CSRF,
+		newPasswordData{Client: h.clientName(r.Context(), f)})
+}
+
+// newPasswordSubmit replaces a temporary password with the person's own,
+// then makes the session as the other stages would have, and ends the
+// person's other sessions: a password change always does.
+func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
+	f, ok := h.flowOrError(w, r, stageNewPassword)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	fail := func(status int, msg string) {
+		h.Templates.Render(w, status, "new-password", "Choose your password", f.CSRF,
+			newPasswordData{Client: h.clientName(ctx, f), Error: msg})
+	}
+	next, confirm := r.PostFormValue("new_password"), r.PostFormValue("confirm_password")
+	if next != confirm {
+		fail(http.StatusBadRequest, "The two passwords differ. Type the same new password twice.")
+		return
+	}
+	var pe *users.PolicyError
+	if err := users.CheckNewPassword(next); errors.As(err, &pe) {
+		fail(http.StatusBadRequest, "The new password "+pe.Reason+".")
+		return
+	} else if err != nil {
+		h.internal(w, err)
+		return
+	}
+	same, err := h.Users.SameAsCurrent(ctx, f.UserID, next)
+	if err != nil {
+		h.internal(w, err)
+		return
+	}
+	if same {
+		fail(http.StatusBadRequest, "That is the password you were given. Choose one only you know.")
+		return
+	}
+	if err := h.Users.SetPassword(ctx, f.UserID, next, false); err != nil {
+		h.internal(w, err)
+		return
+	}
+	dest, sid, ok := h.establish(w, r, f, f.UserID, f.PendingAMR, f.PendingACR)
+	if !ok {
+		return
+	}
+	if _, err := h.Sessions.Revoke(ctx, sessions.Revocation{UserID: f.UserID, ExceptSID: sid,
+		Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: "user:" + f.UserID}); err != nil {
+		h.internal(w, err)
+		return
+	}
+	http.Redirect(w, r, dest, http.StatusSeeOther)
+}

@@ -49,6 +49,27 @@ func (h *Handler) resetMFA(w http.ResponseWriter, r *http.Request) {
 	h.back(w, r, id, "mfa-reset", &res)
 }
 
+// setPassword gives the user a temporary password, for a forgotten one:
+// they replace it at their next sign-in, and every session ends now.
+func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	res, err := h.Admin.SetPassword(r.Context(), id, r.PostFormValue("new_password"), actor(adm), true)
+	var pe *users.PolicyError
+	if errors.As(err, &pe) {
+		h.renderUser(w, r, adm, id, http.StatusBadRequest, userData{
+			Error: "The temporary password " + pe.Reason + ". Nothing was changed."})
+		return
+	}
+	if !h.handled(w, r, err) {
+		return
+	}
+	h.back(w, r, id, "password-set", &res)
+}
+
 func (h *Handler) disable(w http.ResponseWriter, r *http.Request) {
 	adm, ok := h.administratorPost(w, r)
 	if !ok {

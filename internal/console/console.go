@@ -44,6 +44,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /admin/users/{id}", h.user)
 	mux.HandleFunc("POST /admin/users/{id}/revoke-sessions", h.revokeSessions)
 	mux.HandleFunc("POST /admin/users/{id}/reset-mfa", h.resetMFA)
+	mux.HandleFunc("POST /admin/users/{id}/password", h.setPassword)
 	mux.HandleFunc("POST /admin/users/{id}/disable", h.disable)
 	mux.HandleFunc("POST /admin/users/{id}/enable", h.enable)
 	mux.HandleFunc("POST /admin/users/{id}/notifications/{nid}/retry", h.retry)

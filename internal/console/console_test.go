@@ -385,3 +385,73 @@ func waitFor(t *testing.T, b *servertest.Browser, u, want string) servertest.Pag
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestConsole_SetTemporaryPassword: for a forgotten password an
+// administrator sets a temporary one; the user is signed out everywhere
+// and must choose their own at the next sign-in. A password the policy
+// refuses changes nothing.
+func TestConsole_SetTemporaryPassword(t *testing.T) {
+	e := newEnv(t)
+	b, adm := e.adminBrowser(t, "ada@example.com")
+	grace := e.createUser(t, "grace@example.com", false)
+	e.signIn(t, servertest.NewBrowser(t), e.URL+"/account", grace, "")
+	userPage := e.URL + "/admin/users/" + grace.ID
+	const temporary = "temporary for grace"
+	submit := func(form url.Values) *http.Response {
+		t.Helper()
+		c := *b.Client
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, err := c.PostForm(userPage+"/password", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	unchanged := func(t *testing.T) {
+		t.Helper()
+		if same, err := e.Srv.Users.SameAsCurrent(e.Ctx, grace.ID, password); err != nil || !same {
+			t.Fatalf("the password changed (%v)", err)
+		}
+		if list, err := e.Srv.Sessions.ListByUser(e.Ctx, grace.ID); err != nil || len(list) != 1 {
+			t.Fatalf("%d live sessions (%v), want 1", len(list), err)
+		}
+	}
+
+	p := b.Get(userPage)
+	servertest.WantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, `id="set-password"`)
+	csrf := p.CSRF(t)
+	t.Run("no CSRF token", func(t *testing.T) {
+		if resp := submit(url.Values{"new_password": {temporary}}); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("answered %d, want 403", resp.StatusCode)
+		}
+		unchanged(t)
+	})
+	t.Run("a common password", func(t *testing.T) {
+		resp := submit(url.Values{"csrf_token": {csrf}, "new_password": {"Password1"}})
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("answered %d, want 400", resp.StatusCode)
+		}
+		p := b.Post(userPage+"/password", url.Values{"csrf_token": {csrf}, "new_password": {"Password1"}})
+		servertest.WantPage(t, p, "/admin/users/"+grace.ID+"/password", http.StatusBadRequest,
+			"The temporary password is one of the most common passwords")
+		unchanged(t)
+	})
+	t.Run("set", func(t *testing.T) {
+		resp := submit(url.Values{"csrf_token": {csrf}, "new_password": {temporary}})
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther ||
+			!strings.Contains(loc, "notice=password-set") || !strings.Contains(loc, "sessions=1") {
+			t.Fatalf("answered %d to %q", resp.StatusCode, loc)
+		}
+		if list, err := e.Srv.Sessions.ListByUser(e.Ctx, grace.ID); err != nil || len(list) != 0 {
+			t.Errorf("%d live sessions (%v), want 0", len(list), err)
+		}
+		if n := e.audited(t, "admin:"+adm.ID, "users.set_password", grace.ID); n != 1 {
+			t.Errorf("%d audit records, want 1", n)
+		}
+		p := b.Get(userPage + "?notice=password-set&sessions=1&notifications=0")
+		servertest.WantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, "Temporary password set: ended 1 session;")
+		p = servertest.NewBrowser(t).SignIn(e.URL+"/account", grace.Email, temporary)
+		servertest.WantPage(t, p, "/login/new-password", http.StatusOK, "Choose your password")
+	})
+}

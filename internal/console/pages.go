@@ -281,6 +281,9 @@ func notice(r *http.Request) string {
 		return "All sessions and tokens revoked: " + ended
 	case "mfa-reset":
 		return "Two-factor authentication reset: " + ended + " They sign in with their password next."
+	case "password-set":
+		return "Temporary password set: " + ended + " Give it to them by a channel other than their email; " +
+			"they choose their own at the next sign-in."
 	case "disabled":
 		return "Account disabled: " + ended
 	case "enabled":

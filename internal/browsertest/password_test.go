@@ -73,3 +73,33 @@ func TestBrowser_ChangePassword(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("signed-in")))
 	t.Logf("browser scenario took %s", time.Since(began).Round(time.Millisecond))
 }
+
+// TestBrowser_TemporaryPassword: a person whose password an administrator
+// reset signs in to App A with the temporary one, is asked for their own,
+// and arrives at App A signed in.
+func TestBrowser_TemporaryPassword(t *testing.T) {
+	h := servertest.New(t)
+	u := h.CreateUser(email, password)
+	const temporary, mine = "from the help desk", "only mine from now on"
+	if err := h.Srv.Users.SetPassword(h.Ctx, u.ID, temporary, true); err != nil {
+		t.Fatal(err)
+	}
+	appA := demoapptest.Start(t, h, "app-a", "App A")
+	b := &tab{t: t, ctx: newBrowser(t), shots: screenshotDir(t)}
+	b.do("open the app", chromedp.Navigate(appA.URL+"/"), chromedp.WaitVisible(chromedp.ID("signed-out")))
+	b.do("sign in with the temporary password", chromedp.Click(chromedp.ID("sign-in")),
+		chromedp.WaitVisible(chromedp.CSS(`input[autocomplete="current-password"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[autocomplete="username"]`), email),
+		chromedp.SendKeys(chromedp.CSS(`input[autocomplete="current-password"]`), temporary),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`form[action="/login/new-password"]`)))
+	b.screenshot("new-password")
+	b.do("choose their own",
+		chromedp.SendKeys(chromedp.ID("new-password"), mine),
+		chromedp.SendKeys(chromedp.ID("confirm-password"), mine),
+		chromedp.Click(chromedp.CSS(`form[action="/login/new-password"] button`)),
+		chromedp.WaitVisible(chromedp.ID("signed-in")))
+	if same, err := h.Srv.Users.SameAsCurrent(h.Ctx, u.ID, mine); err != nil || !same {
+		t.Errorf("the new password is not the account's (%v)", err)
+	}
+}

@@ -51,6 +51,7 @@ func (a *API) Mount(mux *http.ServeMux) {
 		"DELETE /admin/api/users/{id}/sessions": a.revokeSessions,
 		"POST /admin/api/users/{id}/disable":    a.disable,
 		"POST /admin/api/users/{id}/enable":     a.enable,
+		"POST /admin/api/users/{id}/password":   a.setPassword,
 		"POST /admin/api/outbox/{id}/retry":     a.retry,
 		"/admin/api/":                           a.notFound,
 	}
@@ -117,6 +118,31 @@ func (a *API) enable(w http.ResponseWriter, r *http.Request, adm users.User) err
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"user": u})
+}
+
+// setPassword sets a password from a JSON body {"password": "…",
+// "temporary": true}; temporary defaults to true, as the administrator
+// knows the password.
+func (a *API) setPassword(w http.ResponseWriter, r *http.Request, adm users.User) error {
+	var body struct {
+		Password  string `json:"password"`
+		Temporary *bool  `json:"temporary"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return badRequest(`The body must be JSON: {"password": "…", "temporary": true}.`)
+	}
+	temporary := body.Temporary == nil || *body.Temporary
+	res, err := a.Service.SetPassword(r.Context(), r.PathValue("id"), body.Password, actor(adm), temporary)
+	var pe *users.PolicyError
+	if errors.As(err, &pe) {
+		return badRequest("The password " + pe.Reason + ".")
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"temporary": temporary, "revoked": res})
 }
 
 func (a *API) retry(w http.ResponseWriter, r *http.Request, adm users.User) error {

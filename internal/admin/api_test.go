@@ -32,9 +32,22 @@ type response struct {
 // header ("" sends none).
 func call(t *testing.T, h *servertest.Harness, method, path, auth string) response {
 	t.Helper()
-	req, err := http.NewRequest(method, h.URL+path, nil)
+	return callWith(t, h, method, path, auth, "")
+}
+
+// callWith is call with a JSON body ("" sends none).
+func callWith(t *testing.T, h *servertest.Harness, method, path, auth, payload string) response {
+	t.Helper()
+	var rd io.Reader
+	if payload != "" {
+		rd = strings.NewReader(payload)
+	}
+	req, err := http.NewRequest(method, h.URL+path, rd)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if payload != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
@@ -430,6 +443,55 @@ func TestAPI(t *testing.T) {
 		}
 		if err != nil || strings.Join(actions, ",") != "sessions.revoke,users.disable,users.enable" {
 			t.Fatalf("audit actions for bob = %v (%v), want revoke, disable, enable", actions, err)
+		}
+	})
+
+	t.Run("set a password", func(t *testing.T) {
+		dora := h.CreateUser("dora@example.com", password)
+		br := servertest.NewBrowser(t)
+		tok := signIn(t, br, appA, dora.Email)
+		path := "/admin/api/users/" + dora.ID + "/password"
+		refusals := []struct {
+			name, path, body string
+			status           int
+			code             string
+		}{
+			{"not JSON", path, "password=x", 400, "invalid_request"},
+			{"an unknown field", path, `{"password": "temporary for dora", "expires": 1}`, 400, "invalid_request"},
+			{"a common password", path, `{"password": "Password1"}`, 400, "invalid_request"},
+			{"too short", path, `{"password": "short"}`, 400, "invalid_request"},
+			{"an unknown user", "/admin/api/users/00000000-0000-0000-0000-000000000000/password", `{"password": "temporary for dora"}`, 404, "not_found"},
+		}
+		for _, rc := range refusals {
+			callWith(t, h, "POST", rc.path, auth, rc.body).wantError(t, rc.status, rc.code)
+			if same, err := h.Srv.Users.SameAsCurrent(ctx, dora.ID, password); err != nil || !same {
+				t.Fatalf("%s: the password changed (%v)", rc.name, err)
+			}
+			if appA.Introspect(t, tok.AccessToken)["active"] != true {
+				t.Fatalf("%s: dora's access token was revoked", rc.name)
+			}
+		}
+
+		var set struct {
+			Temporary bool            `json:"temporary"`
+			Revoked   sessions.Result `json:"revoked"`
+		}
+		callWith(t, h, "POST", path, auth, `{"password": "temporary for dora"}`).want(t, 200, &set)
+		if !set.Temporary || set.Revoked.Sessions != 1 {
+			t.Fatalf("set = %+v, want temporary and dora's session ended", set)
+		}
+		if appA.Introspect(t, tok.AccessToken)["active"] != false {
+			t.Error("dora's access token is still active")
+		}
+		if p := servertest.NewBrowser(t).SignIn(appA.AuthURL().URL, dora.Email, "temporary for dora"); p.URL.Path != "/login/new-password" {
+			t.Errorf("signing in with the temporary password led to %s (%d), want the new-password form", p.URL, p.Status)
+		}
+		callWith(t, h, "POST", path, auth, `{"password": "lasting for dora", "temporary": false}`).want(t, 200, &set)
+		if set.Temporary {
+			t.Error(`"temporary": false set a temporary password`)
+		}
+		if p := servertest.NewBrowser(t).SignIn(appA.AuthURL().URL, dora.Email, "lasting for dora"); p.URL.Path != "/callback" {
+			t.Errorf("signing in with a lasting password led to %s (%d), want the app", p.URL, p.Status)
 		}
 	})
 

@@ -13,6 +13,7 @@ import (
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/server"
+	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
 )
 
@@ -31,6 +32,9 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	dbURL := c.databaseFlag(fs)
 	issuer := fs.String("issuer", c.getenv("IDP_ISSUER"), "public issuer `URL` ($IDP_ISSUER)")
 	addr := fs.String("addr", c.envOr("IDP_ADDR", ":8080"), "listen `address` ($IDP_ADDR)")
+	breached := fs.String("breached-passwords-url", c.getenv("IDP_BREACHED_PASSWORDS_URL"),
+		"ask this Pwned Passwords range API (k-anonymity: 5 hex digits of a SHA-1 leave) about every password being chosen,\n"+
+			"e.g. "+users.PwnedPasswordsURL+"; none by default ($IDP_BREACHED_PASSWORDS_URL)")
 	metricsAddr := fs.String("metrics-addr", c.getenv("IDP_METRICS_ADDR"),
 		"serve /metrics (and /healthz, /readyz) on this `address` only, e.g. 127.0.0.1:9464, instead of on --addr ($IDP_METRICS_ADDR)")
 	secret := fs.String("secret", "", "server secret, ≥32 characters, comma-separated to rotate (default $IDP_SECRET)")
@@ -53,7 +57,7 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	if *secret == "" {
 		*secret = c.getenv("IDP_SECRET")
 	}
-	cfg := server.Config{Issuer: *issuer, Secret: *secret, SeparateMetrics: *metricsAddr != "",
+	cfg := server.Config{Issuer: *issuer, Secret: *secret, SeparateMetrics: *metricsAddr != "", BreachedPasswordsURL: *breached,
 		Brand: web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}}
 	var err error
 	if err := web.CheckColor(*brandColor); err != nil {

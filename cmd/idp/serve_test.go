@@ -109,3 +109,9 @@ func TestRun_ServeMetricsAddr(t *testing.T) {
 		}
 	}
 }
+
+func TestRun_ServeBreachedPasswordsURL(t *testing.T) {
+	runCLI(t, "postgres://nobody@127.0.0.1:1/nowhere", "", "serve", "--issuer", "http://localhost:8080",
+		"--secret", strings.Repeat("s", 32), "--breached-passwords-url", "api.pwnedpasswords.com").
+		check(t, 2, `IDP_BREACHED_PASSWORDS_URL must be an http(s) URL such as https://api.pwnedpasswords.com`)
+}

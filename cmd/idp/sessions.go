@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -23,10 +24,22 @@ const cliActor = "cli"
 
 // newAdmin builds the administrative service on pool, as the server does,
 // so the CLI and the admin API act alike.
-func newAdmin(pool *pgxpool.Pool) *admin.Service {
+func (c *cli) newAdmin(pool *pgxpool.Pool) *admin.Service {
 	// Resetting a factor never decrypts a TOTP secret: no server secret needed.
-	return &admin.Service{Pool: pool, Users: users.NewStore(pool), Now: time.Now, MFA: &mfa.TOTP{Pool: pool},
+	return &admin.Service{Pool: pool, Users: c.userStore(pool), Now: time.Now, MFA: &mfa.TOTP{Pool: pool},
 		Sessions: &sessions.Manager{Pool: pool, Now: time.Now}}
+}
+
+// userStore is the accounts store on pool, asking the breached-password
+// service of IDP_BREACHED_PASSWORDS_URL, as idp serve does, about the
+// passwords it is given.
+func (c *cli) userStore(pool *pgxpool.Pool) *users.Store {
+	s := users.NewStore(pool)
+	if u := c.getenv("IDP_BREACHED_PASSWORDS_URL"); u != "" {
+		s.Breached = &users.BreachedPasswords{URL: u}
+		s.Logger = slog.New(slog.NewTextHandler(c.stderr, nil))
+	}
+	return s
 }
 
 // findUser finds the account an email names, with a message a person can
@@ -70,7 +83,7 @@ func (c *cli) userCommand(ctx context.Context, args []string, name, emailFlag, s
 		return err
 	}
 	defer pool.Close()
-	svc := newAdmin(pool)
+	svc := c.newAdmin(pool)
 	u, err := findUser(ctx, svc, *email)
 	if err != nil {
 		return err

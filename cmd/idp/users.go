@@ -42,7 +42,7 @@ func usersCreateCommand(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	u, err := users.NewStore(pool).Create(ctx, users.NewUser{Email: *email, Name: *name, Password: password, Admin: *admin,
+	u, err := c.userStore(pool).Create(ctx, users.NewUser{Email: *email, Name: *name, Password: password, Admin: *admin,
 		MustChangePassword: *temporary})
 	if err != nil {
 		return err

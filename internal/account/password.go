@@ -33,7 +33,7 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	// The policy first: a refused new password costs no guess of the
 	// current one and no hash.
 	var pe *users.PolicyError
-	if err := users.CheckNewPassword(next); errors.As(err, &pe) {
+	if err := h.Users.CheckNewPassword(r.Context(), next); errors.As(err, &pe) {
 		fail(http.StatusBadRequest, "The new password "+pe.Reason+".")
 		return
 	} else if err != nil {

@@ -1,13 +1,19 @@
 package account_test
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
@@ -97,4 +103,43 @@ func TestAccount_ChangePassword(t *testing.T) {
 			t.Errorf("sign-in with the new password ended at %s (%d)", p.URL, p.Status)
 		}
 	})
+}
+
+// TestAccount_ChangePassword_Breached: with IDP_BREACHED_PASSWORDS_URL set,
+// a new password the Pwned Passwords service knows is refused.
+func TestAccount_ChangePassword_Breached(t *testing.T) {
+	const leaked = "leaked in a breach once"
+	sum := sha1.Sum([]byte(leaked))
+	digest := strings.ToUpper(hex.EncodeToString(sum[:]))
+	var asked []string
+	var mu sync.Mutex
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.Path)
+		mu.Unlock()
+		if r.URL.Path == "/range/"+digest[:5] {
+			fmt.Fprintf(w, "%s:7\r\n", digest[5:])
+		}
+	}))
+	t.Cleanup(api.Close)
+	e := newEnv(t, func(c *server.Config) { c.BreachedPasswordsURL = api.URL })
+	alice := e.CreateUser("alice@example.com", password)
+	b := servertest.NewBrowser(t)
+	csrf := e.signIn(t, b, alice.Email, "").CSRF(t)
+
+	p := b.Post(e.URL+"/account/password", url.Values{"csrf_token": {csrf}, "current_password": {password},
+		"new_password": {leaked}, "confirm_password": {leaked}})
+	if p.Status != http.StatusBadRequest || !strings.Contains(p.Body, "has appeared in a known data breach") {
+		t.Fatalf("status %d, want 400 naming the breach:\n%s", p.Status, p.Body)
+	}
+	if same, err := e.Srv.Users.SameAsCurrent(e.Ctx, alice.ID, password); err != nil || !same {
+		t.Fatalf("the refusal changed the password (%v)", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Asked at the account's creation, then about the new password: by
+	// 5-digit prefixes only.
+	if len(asked) != 2 || asked[1] != "/range/"+digest[:5] {
+		t.Errorf("the service was asked %v, want the new password's 5-digit prefix last", asked)
+	}
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/sessions"
-	"github.com/idp/idp/internal/users"
 )
 
 // SetPassword is an administrator's answer to a forgotten password: in one
@@ -19,7 +18,7 @@ import (
 // sign-in. Errors: a *users.PolicyError for a password the policy refuses
 // (checked before anything else), users.ErrNotFound.
 func (s *Service) SetPassword(ctx context.Context, userID, password, actor string, temporary bool) (sessions.Result, error) {
-	if err := users.CheckNewPassword(password); err != nil {
+	if err := s.Users.CheckNewPassword(ctx, password); err != nil {
 		return sessions.Result{}, err
 	}
 	if _, err := s.Users.ByID(ctx, userID); err != nil {

@@ -57,7 +57,7 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var pe *users.PolicyError
-	if err := users.CheckNewPassword(next); errors.As(err, &pe) {
+	if err := h.Users.CheckNewPassword(ctx, next); errors.As(err, &pe) {
 		fail(http.StatusBadRequest, "The new password "+pe.Reason+".")
 		return
 	} else if err != nil {

@@ -51,6 +51,9 @@ type Config struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (IDP_TRUSTED_PROXIES); none by default.
 	TrustedProxies ops.TrustedProxies
+	// BreachedPasswordsURL, when set, is a Pwned Passwords range API
+	// (IDP_BREACHED_PASSWORDS_URL) asked about every password being chosen.
+	BreachedPasswordsURL string
 	// SeparateMetrics keeps /metrics off Handler: the operator serves
 	// Server.Ops on an address of its own (IDP_METRICS_ADDR).
 	SeparateMetrics bool
@@ -94,6 +97,12 @@ func (c Config) Validate() error {
 	}
 	if c.Secret == "" {
 		return errors.New("IDP_SECRET is required: at least 32 random characters (e.g. `openssl rand -base64 48`)")
+	}
+	if c.BreachedPasswordsURL != "" {
+		if u, err := url.Parse(c.BreachedPasswordsURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("IDP_BREACHED_PASSWORDS_URL must be an http(s) URL such as %s, not %q",
+				users.PwnedPasswordsURL, c.BreachedPasswordsURL)
+		}
 	}
 	return nil
 }
@@ -156,6 +165,10 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	userStore := users.NewStore(pool)
 	userStore.Now = cfg.Now
 	userStore.Limiter.Now = cfg.Now
+	userStore.Logger = cfg.Logger
+	if cfg.BreachedPasswordsURL != "" {
+		userStore.Breached = &users.BreachedPasswords{URL: cfg.BreachedPasswordsURL}
+	}
 	clientStore := clients.NewStore(pool)
 	limiter := throttle.Default(pool)
 	limiter.Now = cfg.Now

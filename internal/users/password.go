@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
@@ -92,7 +93,32 @@ func (e *PolicyError) Unwrap() error { return ErrWeakPassword }
 // CheckNewPassword applies the policy a password being chosen must meet,
 // so a caller can refuse one before doing anything else: a *PolicyError, or
 // nil. Create and SetPassword apply it themselves.
-func CheckNewPassword(password string) error { return checkPolicy(password) }
+//
+// With s.Breached set it also asks the breached-password service. When the
+// service cannot be asked the password is judged without it (and the
+// failure logged): an outage of a third party must not stop people from
+// choosing passwords, and the local list of common ones still applies.
+func (s *Store) CheckNewPassword(ctx context.Context, password string) error {
+	if err := checkPolicy(password); err != nil {
+		return err
+	}
+	if s.Breached == nil {
+		return nil
+	}
+	n, err := s.Breached.Count(ctx, password)
+	if err != nil {
+		log := s.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		log.WarnContext(ctx, "password accepted without the breached-password check", "err", err)
+		return nil
+	}
+	if n > 0 {
+		return &PolicyError{"has appeared in a known data breach; choose another"}
+	}
+	return nil
+}
 
 // checkPolicy returns a *PolicyError, or nil. It judges a password being
 // chosen, never one given at sign-in: a rule added later must not lock out

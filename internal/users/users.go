@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/mail"
 	"strings"
 	"time"
@@ -71,6 +72,9 @@ type Store struct {
 	Pool    *pgxpool.Pool
 	Limiter *throttle.Limiter
 	Now     func() time.Time
+	// Breached, when set, is asked about every password being chosen.
+	Breached *BreachedPasswords
+	Logger   *slog.Logger // nil: slog.Default()
 }
 
 // NewStore returns a Store with the default password throttle.
@@ -123,7 +127,7 @@ func (s *Store) Create(ctx context.Context, nu NewUser) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	if err := checkPolicy(nu.Password); err != nil {
+	if err := s.CheckNewPassword(ctx, nu.Password); err != nil {
 		return User{}, err
 	}
 	// Hash before the transaction: no connection is held for the ~tens of
@@ -434,7 +438,7 @@ func (s *Store) SetPassword(ctx context.Context, userID, password string, tempor
 	if !validID(userID) {
 		return ErrNotFound
 	}
-	if err := checkPolicy(password); err != nil {
+	if err := s.CheckNewPassword(ctx, password); err != nil {
 		return err
 	}
 	return s.storeHash(ctx, userID, password, &temporary)

@@ -181,7 +181,7 @@ func usersSetPasswordCommand(ctx context.Context, c *cli, args []string) error {
 			}
 			then := "it is theirs to keep"
 			if *temporary {
-				then = "they choose their own at the next sign-in"
+				then = fmt.Sprintf("they choose their own at the next sign-in, within %d hours", int(users.TemporaryPasswordLifetime.Hours()))
 			}
 			_, err = fmt.Fprintf(c.stdout, "set the password of %s: %s ended, %s queued; %s\n",
 				u.Email, plural(res.Sessions, "session"), plural(res.Notifications, "logout notification"), then)

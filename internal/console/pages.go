@@ -283,7 +283,7 @@ func notice(r *http.Request) string {
 		return "Two-factor authentication reset: " + ended + " They sign in with their password next."
 	case "password-set":
 		return "Temporary password set: " + ended + " Give it to them by a channel other than their email; " +
-			"they choose their own at the next sign-in."
+			fmt.Sprintf("they choose their own at the next sign-in, within %d hours.", int(users.TemporaryPasswordLifetime.Hours()))
 	case "disabled":
 		return "Account disabled: " + ended
 	case "enabled":

@@ -141,6 +141,10 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 		data.Error = "This account is disabled. Contact your administrator."
 		h.Templates.Render(w, http.StatusForbidden, "login", "Sign in", f.CSRF, data)
 		return
+	case errors.Is(err, users.ErrPasswordExpired):
+		data.Error = "This temporary password has expired. Ask your administrator for a new one."
+		h.Templates.Render(w, http.StatusForbidden, "login", "Sign in", f.CSRF, data)
+		return
 	case err != nil:
 		h.internal(w, err)
 		return

@@ -166,3 +166,21 @@ func TestLogin_TemporaryPasswordAfterFactors(t *testing.T) {
 		assertTwoFactor(t, claims, "otp")
 	})
 }
+
+// TestLogin_TemporaryPasswordExpired: a temporary password not replaced in
+// time no longer signs in, and the page says what to do.
+func TestLogin_TemporaryPasswordExpired(t *testing.T) {
+	h := servertest.New(t)
+	dan := h.CreateUser("dan@example.com", password)
+	setTemporary(t, h, dan)
+	if _, err := h.DB.Pool.Exec(h.Ctx, `UPDATE password_credentials SET expires_at = now() - interval '1 minute' WHERE user_id = $1`,
+		dan.ID); err != nil {
+		t.Fatal(err)
+	}
+	app := h.NewRP("app")
+	p := servertest.NewBrowser(t).SignIn(app.AuthURL().URL, dan.Email, temporaryPassword)
+	servertest.WantPage(t, p, "/login", http.StatusForbidden, "This temporary password has expired. Ask your administrator for a new one.")
+	if liveSessions(t, h, dan) != 0 {
+		t.Error("an expired temporary password made a session")
+	}
+}

@@ -41,10 +41,13 @@ type User struct {
 func (u User) Disabled() bool { return u.DisabledAt != nil }
 
 var (
-	ErrNotFound           = errors.New("users: user not found")
-	ErrEmailTaken         = errors.New("users: email already registered")
-	ErrInvalidEmail       = errors.New("users: invalid email address")
-	ErrWeakPassword       = errors.New("users: password rejected")
+	ErrNotFound     = errors.New("users: user not found")
+	ErrEmailTaken   = errors.New("users: email already registered")
+	ErrInvalidEmail = errors.New("users: invalid email address")
+	ErrWeakPassword = errors.New("users: password rejected")
+	// ErrPasswordExpired: the password was right, but it was a temporary
+	// one and its time ran out before it was replaced.
+	ErrPasswordExpired    = errors.New("users: temporary password expired")
 	ErrInvalidCredentials = errors.New("users: invalid email or password")
 	ErrDisabled           = errors.New("users: account disabled")
 )
@@ -147,8 +150,9 @@ func (s *Store) Create(ctx context.Context, nu NewUser) (User, error) {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO password_credentials (user_id, hash, updated_at, must_change) VALUES ($1, $2, $3, $4)`,
-			u.ID, hash, now, nu.MustChangePassword)
+		_, err = tx.Exec(ctx, `INSERT INTO password_credentials (user_id, hash, updated_at, must_change, expires_at)
+			VALUES ($1, $2, $3, $4, $5)`,
+			u.ID, hash, now, nu.MustChangePassword, temporaryExpiry(nu.MustChangePassword, now))
 		return err
 	})
 	if db.IsUniqueViolation(err) {
@@ -300,6 +304,9 @@ func (s *Store) SignIn(ctx context.Context, email, password, clientAddr string) 
 	if a.user.Disabled() {
 		return SignIn{}, ErrDisabled
 	}
+	if a.expiresAt != nil && !s.Now().Before(*a.expiresAt) {
+		return SignIn{}, ErrPasswordExpired
+	}
 	if needsRehash(a.hash) {
 		// Upgrading parameters needs the plain password, which only a
 		// successful sign-in has. A failure here must not fail the sign-in.
@@ -314,6 +321,7 @@ type signInAccount struct {
 	user         User   // the zero User when no account has the email
 	hash         string // "" when none
 	mustChange   bool   // the password is temporary
+	expiresAt    *time.Time
 	secondFactor bool
 }
 
@@ -321,12 +329,12 @@ type signInAccount struct {
 // case), its password hash and whether it has a second factor.
 func queueAccount(b *pgx.Batch, email string) *signInAccount {
 	a := &signInAccount{}
-	b.Queue(`SELECT `+userColumns+`, p.hash, coalesce(p.must_change, false), `+mfa.EnabledSQL("u.id")+`
+	b.Queue(`SELECT `+userColumns+`, p.hash, coalesce(p.must_change, false), p.expires_at, `+mfa.EnabledSQL("u.id")+`
 		FROM users u LEFT JOIN password_credentials p ON p.user_id = u.id
 		WHERE lower(u.email) = lower($1)`, strings.TrimSpace(email)).
 		QueryRow(func(row pgx.Row) error {
 			var hash *string
-			u, err := scanUser(row, &hash, &a.mustChange, &a.secondFactor)
+			u, err := scanUser(row, &hash, &a.mustChange, &a.expiresAt, &a.secondFactor)
 			if errors.Is(err, ErrNotFound) {
 				return nil
 			}
@@ -413,6 +421,22 @@ func (s *Store) VerifyPassword(ctx context.Context, userID, password string) err
 	return nil
 }
 
+// TemporaryPasswordLifetime is how long a password an administrator set
+// works if the person does not replace it: long enough to pass it on by
+// another channel, short enough that a forgotten one does not linger
+// (ASVS 5.0 6.4.1).
+const TemporaryPasswordLifetime = 72 * time.Hour
+
+// temporaryExpiry is when a password set at now stops working: nil for
+// the person's own.
+func temporaryExpiry(temporary bool, now time.Time) *time.Time {
+	if !temporary {
+		return nil
+	}
+	t := now.Add(TemporaryPasswordLifetime)
+	return &t
+}
+
 // SameAsCurrent reports whether password is the account's current one. It
 // counts no failures: it is for a person who has just proved the current
 // password and every factor, choosing a new one, which must differ from a
@@ -452,12 +476,17 @@ func (s *Store) storeHash(ctx context.Context, userID, password string, mustChan
 		return err
 	}
 	now := s.Now()
+	var expires *time.Time
+	if mustChange != nil {
+		expires = temporaryExpiry(*mustChange, now)
+	}
 	tag, err := db.Conn(ctx, s.Pool).Exec(ctx, `
-		INSERT INTO password_credentials (user_id, hash, updated_at, must_change)
-		SELECT id, $2, $3, coalesce($4, false) FROM users WHERE id = $1
+		INSERT INTO password_credentials (user_id, hash, updated_at, must_change, expires_at)
+		SELECT id, $2, $3, coalesce($4, false), $5 FROM users WHERE id = $1
 		ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at,
-			must_change = coalesce($4, password_credentials.must_change)`,
-		userID, hash, now, mustChange)
+			must_change = coalesce($4, password_credentials.must_change),
+			expires_at = CASE WHEN $4::boolean IS NULL THEN password_credentials.expires_at ELSE $5 END`,
+		userID, hash, now, mustChange, expires)
 	if err != nil {
 		return fmt.Errorf("users: set password: %w", err)
 	}

@@ -544,3 +544,47 @@ func TestStore_SetFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestStore_TemporaryPassword: a password set as temporary asks for a new
+// one at sign-in, and stops working TemporaryPasswordLifetime after it was
+// set; the person's own password has no such limit.
+func TestStore_TemporaryPassword(t *testing.T) {
+	s, clk := newStore(t)
+	ctx := t.Context()
+	const temporary, own = "given by the help desk", "chosen by ada herself"
+	u, err := s.Create(ctx, users.NewUser{Email: "ada@example.com", Password: temporary, MustChangePassword: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, err := s.SignIn(ctx, u.Email, temporary, "")
+	if err != nil || !si.MustChangePassword {
+		t.Fatalf("SignIn with a new account's temporary password = %+v, %v; want it accepted and marked", si, err)
+	}
+	clk.Advance(users.TemporaryPasswordLifetime - time.Second)
+	if _, err := s.SignIn(ctx, u.Email, temporary, ""); err != nil {
+		t.Fatalf("just before expiry: %v", err)
+	}
+	clk.Advance(time.Second)
+	if _, err := s.SignIn(ctx, u.Email, temporary, ""); !errors.Is(err, users.ErrPasswordExpired) {
+		t.Fatalf("at expiry: %v, want ErrPasswordExpired", err)
+	}
+	if _, err := s.SignIn(ctx, u.Email, "not the password", ""); !errors.Is(err, users.ErrInvalidCredentials) {
+		t.Fatalf("a wrong password after expiry: %v, want ErrInvalidCredentials (expiry tells only who knows the password)", err)
+	}
+
+	// An administrator sets a new temporary one: a fresh lifetime.
+	if err := s.SetPassword(ctx, u.ID, temporary+" again", true); err != nil {
+		t.Fatal(err)
+	}
+	if si, err := s.SignIn(ctx, u.Email, temporary+" again", ""); err != nil || !si.MustChangePassword {
+		t.Fatalf("a new temporary password: %+v, %v", si, err)
+	}
+	// The person's own has no expiry and asks for nothing.
+	if err := s.SetPassword(ctx, u.ID, own, false); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(100 * users.TemporaryPasswordLifetime)
+	if si, err := s.SignIn(ctx, u.Email, own, ""); err != nil || si.MustChangePassword {
+		t.Fatalf("their own password later: %+v, %v; want accepted, nothing asked", si, err)
+	}
+}

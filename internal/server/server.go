@@ -159,9 +159,17 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var rotatedCSRF [][]byte
+	for _, old := range rotated {
+		k, err := hkdf.Key(sha256.New, old, nil, "idp csrf", 32)
+		if err != nil {
+			return nil, err
+		}
+		rotatedCSRF = append(rotatedCSRF, k)
+	}
 	secure := strings.HasPrefix(cfg.Issuer, "https://")
 	sess := &sessions.Manager{Pool: pool, Now: cfg.Now, IdleTimeout: cfg.SessionIdle,
-		AbsoluteTimeout: cfg.SessionAbsolute, Secure: secure, CSRFKey: csrfKey}
+		AbsoluteTimeout: cfg.SessionAbsolute, Secure: secure, CSRFKey: csrfKey, RotatedCSRFKeys: rotatedCSRF}
 	userStore := users.NewStore(pool)
 	userStore.Now = cfg.Now
 	userStore.Limiter.Now = cfg.Now

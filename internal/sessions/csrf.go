@@ -11,19 +11,30 @@ import (
 // browser: an HMAC of its session cookie, so it needs no storage, changes
 // with every new sign-in, and cannot be computed by another site.
 func (m *Manager) CSRFToken(r *http.Request) string {
-	v := m.CookieValue(r)
-	if v == "" {
+	return csrfToken(m.CSRFKey, m.CookieValue(r))
+}
+
+func csrfToken(key []byte, cookie string) string {
+	if cookie == "" {
 		return ""
 	}
-	mac := hmac.New(sha256.New, m.CSRFKey)
-	mac.Write([]byte("csrf:" + v))
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("csrf:" + cookie))
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
 // CheckCSRF reports whether the posted csrf_token belongs to this browser's
-// session (constant-time).
+// session (constant-time), under the current key or a rotated one.
 func (m *Manager) CheckCSRF(r *http.Request) bool {
-	want := m.CSRFToken(r)
-	got := r.PostFormValue("csrf_token")
-	return want != "" && hmac.Equal([]byte(got), []byte(want))
+	cookie := m.CookieValue(r)
+	got := []byte(r.PostFormValue("csrf_token"))
+	if cookie == "" || len(got) == 0 {
+		return false
+	}
+	ok := false
+	for _, key := range append([][]byte{m.CSRFKey}, m.RotatedCSRFKeys...) {
+		// Every key is tried, so the time taken does not say which matched.
+		ok = hmac.Equal(got, []byte(csrfToken(key, cookie))) || ok
+	}
+	return ok
 }

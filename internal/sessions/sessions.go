@@ -73,6 +73,9 @@ type Manager struct {
 	Secure bool
 	// CSRFKey keys the anti-forgery tokens of signed-in forms.
 	CSRFKey []byte
+	// RotatedCSRFKeys still verify tokens, so a form opened before the
+	// server secret was rotated can still be sent.
+	RotatedCSRFKeys [][]byte
 }
 
 // CookieName is the session cookie's name for this manager.

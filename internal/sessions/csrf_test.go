@@ -1,0 +1,51 @@
+package sessions
+
+import (
+	"context"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// TestManager_CSRF: a form's token is bound to the session cookie and
+// checked under the current key or a rotated one, never another.
+func TestManager_CSRF(t *testing.T) {
+	m, _, user := newManager(t, false)
+	w := httptest.NewRecorder()
+	if _, err := m.Create(context.Background(), w, NewSession{UserID: user, AuthTime: m.Now(), AMR: []string{AMRPassword}, ACR: ACRPassword}); err != nil {
+		t.Fatal(err)
+	}
+	cookie := m.CookieValue(request(w))
+	post := func(token string) bool {
+		t.Helper()
+		r := httptest.NewRequest("POST", "/", strings.NewReader(url.Values{"csrf_token": {token}}.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for _, c := range w.Result().Cookies() {
+			r.AddCookie(c)
+		}
+		return m.CheckCSRF(r)
+	}
+	old, current, other := []byte("old key"), []byte("current key"), []byte("another key")
+	m.CSRFKey, m.RotatedCSRFKeys = current, [][]byte{old}
+
+	cases := []struct {
+		name  string
+		token string
+		want  bool
+	}{
+		{"current key", csrfToken(current, cookie), true},
+		{"rotated key", csrfToken(old, cookie), true},
+		{"unknown key", csrfToken(other, cookie), false},
+		{"another session's token", csrfToken(current, cookie+"x"), false},
+		{"empty", "", false},
+	}
+	for _, tc := range cases {
+		if got := post(tc.token); got != tc.want {
+			t.Errorf("%s: CheckCSRF = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if m.CSRFToken(request(w)) != csrfToken(current, cookie) {
+		t.Error("new forms are not given tokens under the current key")
+	}
+}

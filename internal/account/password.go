@@ -31,9 +31,10 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The policy first: a refused new password costs no guess of the
-	// current one and no hash.
+	// current one.
 	var pe *users.PolicyError
-	if err := h.Users.CheckNewPassword(r.Context(), next); errors.As(err, &pe) {
+	chosen, err := h.Users.ChoosePassword(r.Context(), next)
+	if errors.As(err, &pe) {
 		fail(http.StatusBadRequest, "The new password "+pe.Reason+".")
 		return
 	} else if err != nil {
@@ -46,8 +47,8 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	err := h.changeFactors(r.Context(), s, func(ctx context.Context) error {
-		return h.Users.SetPassword(ctx, s.UserID, next, false)
+	err = h.changeFactors(r.Context(), s, func(ctx context.Context) error {
+		return h.Users.StorePassword(ctx, s.UserID, chosen, false)
 	})
 	if err != nil {
 		h.internal(w, err)

@@ -18,15 +18,17 @@ import (
 // sign-in. Errors: a *users.PolicyError for a password the policy refuses
 // (checked before anything else), users.ErrNotFound.
 func (s *Service) SetPassword(ctx context.Context, userID, password, actor string, temporary bool) (sessions.Result, error) {
-	if err := s.Users.CheckNewPassword(ctx, password); err != nil {
+	// Chosen (checked and hashed) before the transaction.
+	chosen, err := s.Users.ChoosePassword(ctx, password)
+	if err != nil {
 		return sessions.Result{}, err
 	}
 	if _, err := s.Users.ByID(ctx, userID); err != nil {
 		return sessions.Result{}, err
 	}
 	var res sessions.Result
-	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		if err := s.Users.SetPassword(ctx, userID, password, temporary); err != nil {
+	err = db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		if err := s.Users.StorePassword(ctx, userID, chosen, temporary); err != nil {
 			return err
 		}
 		var err error

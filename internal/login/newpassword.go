@@ -57,7 +57,8 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var pe *users.PolicyError
-	if err := h.Users.CheckNewPassword(ctx, next); errors.As(err, &pe) {
+	chosen, err := h.Users.ChoosePassword(ctx, next)
+	if errors.As(err, &pe) {
 		fail(http.StatusBadRequest, "The new password "+pe.Reason+".")
 		return
 	} else if err != nil {
@@ -73,7 +74,7 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "That is the password you were given. Choose one only you know.")
 		return
 	}
-	if err := h.Users.SetPassword(ctx, f.UserID, next, false); err != nil {
+	if err := h.Users.StorePassword(ctx, f.UserID, chosen, false); err != nil {
 		h.internal(w, err)
 		return
 	}

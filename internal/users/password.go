@@ -90,15 +90,31 @@ type PolicyError struct {
 func (e *PolicyError) Error() string { return ErrWeakPassword.Error() + ": " + e.Reason }
 func (e *PolicyError) Unwrap() error { return ErrWeakPassword }
 
-// CheckNewPassword applies the policy a password being chosen must meet,
-// so a caller can refuse one before doing anything else: a *PolicyError, or
-// nil. Create and SetPassword apply it themselves.
-//
-// With s.Breached set it also asks the breached-password service. When the
-// service cannot be asked the password is judged without it (and the
-// failure logged): an outage of a third party must not stop people from
-// choosing passwords, and the local list of common ones still applies.
-func (s *Store) CheckNewPassword(ctx context.Context, password string) error {
+// NewPassword is a password that passed the policy, hashed and ready for
+// StorePassword.
+type NewPassword struct{ hash string }
+
+// ChoosePassword applies the policy a password being chosen must meet and
+// hashes it: a *PolicyError, or a NewPassword. A caller that has more to
+// check (the current password, say) chooses first, so a refused password
+// costs nothing else, and the hashing happens before any transaction.
+func (s *Store) ChoosePassword(ctx context.Context, password string) (NewPassword, error) {
+	if err := s.checkNewPassword(ctx, password); err != nil {
+		return NewPassword{}, err
+	}
+	hash, err := HashPassword(ctx, password)
+	if err != nil {
+		return NewPassword{}, err
+	}
+	return NewPassword{hash: hash}, nil
+}
+
+// checkNewPassword is the policy, and with s.Breached set it also asks the
+// breached-password service. When the service cannot be asked the password
+// is judged without it (and the failure logged): an outage of a third party
+// must not stop people from choosing passwords, and the local list of
+// common ones still applies.
+func (s *Store) checkNewPassword(ctx context.Context, password string) error {
 	if err := checkPolicy(password); err != nil {
 		return err
 	}

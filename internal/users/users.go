@@ -130,12 +130,9 @@ func (s *Store) Create(ctx context.Context, nu NewUser) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	if err := s.CheckNewPassword(ctx, nu.Password); err != nil {
-		return User{}, err
-	}
-	// Hash before the transaction: no connection is held for the ~tens of
-	// milliseconds argon2 takes.
-	hash, err := HashPassword(ctx, nu.Password)
+	// Chosen (and so hashed) before the transaction: no connection is held
+	// for the ~tens of milliseconds argon2 takes.
+	p, err := s.ChoosePassword(ctx, nu.Password)
 	if err != nil {
 		return User{}, err
 	}
@@ -152,7 +149,7 @@ func (s *Store) Create(ctx context.Context, nu NewUser) (User, error) {
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO password_credentials (user_id, hash, updated_at, must_change, expires_at)
 			VALUES ($1, $2, $3, $4, $5)`,
-			u.ID, hash, now, nu.MustChangePassword, temporaryExpiry(nu.MustChangePassword, now))
+			u.ID, p.hash, now, nu.MustChangePassword, temporaryExpiry(nu.MustChangePassword, now))
 		return err
 	})
 	if db.IsUniqueViolation(err) {
@@ -310,7 +307,9 @@ func (s *Store) SignIn(ctx context.Context, email, password, clientAddr string) 
 	if needsRehash(a.hash) {
 		// Upgrading parameters needs the plain password, which only a
 		// successful sign-in has. A failure here must not fail the sign-in.
-		_ = s.storeHash(ctx, a.user.ID, password, nil)
+		if hash, err := HashPassword(ctx, password); err == nil {
+			_ = s.storeHash(ctx, a.user.ID, hash, nil)
+		}
 	}
 	return SignIn{User: a.user, SecondFactor: a.secondFactor, MustChangePassword: a.mustChange,
 		throttle: check, accountKey: keys[0]}, nil
@@ -455,26 +454,33 @@ func (s *Store) SameAsCurrent(ctx context.Context, userID, password string) (boo
 	return CheckPassword(ctx, hash, password)
 }
 
-// SetPassword replaces an account's password after checking the policy; a
-// temporary one (set by an administrator) must be replaced by the person at
-// their next sign-in. Ending the account's sessions is the caller's job.
+// SetPassword replaces an account's password after checking the policy
+// (ChoosePassword, then StorePassword). Ending the account's sessions is
+// the caller's job.
 func (s *Store) SetPassword(ctx context.Context, userID, password string, temporary bool) error {
 	if !validID(userID) {
 		return ErrNotFound
 	}
-	if err := s.CheckNewPassword(ctx, password); err != nil {
-		return err
-	}
-	return s.storeHash(ctx, userID, password, &temporary)
-}
-
-// storeHash hashes and stores password; mustChange, when not nil, sets
-// whether it is temporary (nil, for a rehash, keeps what it was).
-func (s *Store) storeHash(ctx context.Context, userID, password string, mustChange *bool) error {
-	hash, err := HashPassword(ctx, password)
+	p, err := s.ChoosePassword(ctx, password)
 	if err != nil {
 		return err
 	}
+	return s.StorePassword(ctx, userID, p, temporary)
+}
+
+// StorePassword replaces an account's password with a chosen one; a
+// temporary one (set by an administrator) must be replaced by the person at
+// their next sign-in. Ending the account's sessions is the caller's job.
+func (s *Store) StorePassword(ctx context.Context, userID string, p NewPassword, temporary bool) error {
+	if !validID(userID) {
+		return ErrNotFound
+	}
+	return s.storeHash(ctx, userID, p.hash, &temporary)
+}
+
+// storeHash stores a password hash; mustChange, when not nil, sets whether
+// it is temporary (nil, for a rehash, keeps what it was).
+func (s *Store) storeHash(ctx context.Context, userID, hash string, mustChange *bool) error {
 	now := s.Now()
 	var expires *time.Time
 	if mustChange != nil {

@@ -138,11 +138,7 @@ func usersResetMFACommand(ctx context.Context, c *cli, args []string) error {
 			return fmt.Errorf("reset 2FA of %s: %w", u.Email, err)
 		}
 		if o.asJSON {
-			return printJSON(c.stdout, struct {
-				UserID string `json:"user_id"`
-				Email  string `json:"email"`
-				sessions.Result
-			}{u.ID, u.Email, res})
+			return printUserResult(c, u, res)
 		}
 		_, err = fmt.Fprintf(c.stdout, "reset two-factor authentication of %s: %s ended, %s queued; "+
 			"they sign in with their password next, and set up 2FA again if it is required\n",
@@ -173,11 +169,7 @@ func usersSetPasswordCommand(ctx context.Context, c *cli, args []string) error {
 				return fmt.Errorf("set the password of %s: %w", u.Email, err)
 			}
 			if o.asJSON {
-				return printJSON(c.stdout, struct {
-					UserID string `json:"user_id"`
-					Email  string `json:"email"`
-					sessions.Result
-				}{u.ID, u.Email, res})
+				return printUserResult(c, u, res)
 			}
 			then := "it is theirs to keep"
 			if *temporary {
@@ -187,4 +179,13 @@ func usersSetPasswordCommand(ctx context.Context, c *cli, args []string) error {
 				u.Email, plural(res.Sessions, "session"), plural(res.Notifications, "logout notification"), then)
 			return err
 		})
+}
+
+// printUserResult prints, as JSON, what an action on one user ended.
+func printUserResult(c *cli, u users.User, res sessions.Result) error {
+	return printJSON(c.stdout, struct {
+		UserID string `json:"user_id"`
+		Email  string `json:"email"`
+		sessions.Result
+	}{u.ID, u.Email, res})
 }

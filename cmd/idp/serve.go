@@ -37,6 +37,8 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 			"e.g. "+users.PwnedPasswordsURL+"; none by default ($IDP_BREACHED_PASSWORDS_URL)")
 	metricsAddr := fs.String("metrics-addr", c.getenv("IDP_METRICS_ADDR"),
 		"serve /metrics (and /healthz, /readyz) on this `address` only, e.g. 127.0.0.1:9464, instead of on --addr ($IDP_METRICS_ADDR)")
+	metricsToken := fs.String("metrics-token", "",
+		"bearer `token` /metrics asks for, ≥32 random characters; none by default (default $IDP_METRICS_TOKEN)")
 	secret := fs.String("secret", "", "server secret, ≥32 characters, comma-separated to rotate (default $IDP_SECRET)")
 	requireMFA := fs.String("require-mfa", c.envOr("IDP_REQUIRE_MFA", "false"), "every user must use 2FA ($IDP_REQUIRE_MFA)")
 	idle := fs.String("session-idle-timeout", c.envOr("IDP_SESSION_IDLE_TIMEOUT", "8h"), "SSO session idle timeout ($IDP_SESSION_IDLE_TIMEOUT)")
@@ -57,7 +59,11 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	if *secret == "" {
 		*secret = c.getenv("IDP_SECRET")
 	}
-	cfg := server.Config{Issuer: *issuer, Secret: *secret, SeparateMetrics: *metricsAddr != "", BreachedPasswordsURL: *breached,
+	if *metricsToken == "" {
+		*metricsToken = c.getenv("IDP_METRICS_TOKEN")
+	}
+	cfg := server.Config{Issuer: *issuer, Secret: *secret, BreachedPasswordsURL: *breached,
+		SeparateMetrics: *metricsAddr != "", MetricsToken: *metricsToken,
 		Brand: web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}}
 	var err error
 	if err := web.CheckColor(*brandColor); err != nil {

@@ -23,17 +23,20 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestRun_ServeMetricsAddr runs `idp serve` with --metrics-addr: /metrics
-// moves to that listener, the probes are on both, the provider only on the
-// main one, and cancelling the context shuts both down cleanly.
+// TestRun_ServeMetricsAddr runs `idp serve` with --metrics-addr and a
+// scrape token from the environment: /metrics moves to that listener and
+// asks for the token, the probes are on both, the provider only on the main
+// one, and cancelling the context shuts both down cleanly.
 func TestRun_ServeMetricsAddr(t *testing.T) {
 	d := dbtest.New(t)
 	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	const scrapeToken = "a-scrape-token-of-more-than-32-characters"
 	env := map[string]string{
-		"IDP_DATABASE_URL": d.URL,
-		"IDP_SECRET":       strings.Repeat("s", 40),
-		"IDP_METRICS_ADDR": metricsAddr,
-		"IDP_MEMORY_LIMIT": "off", // leave the test process's GC alone
+		"IDP_DATABASE_URL":  d.URL,
+		"IDP_SECRET":        strings.Repeat("s", 40),
+		"IDP_METRICS_ADDR":  metricsAddr,
+		"IDP_METRICS_TOKEN": scrapeToken,
+		"IDP_MEMORY_LIMIT":  "off", // leave the test process's GC alone
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -46,9 +49,13 @@ func TestRun_ServeMetricsAddr(t *testing.T) {
 		<-done
 	})
 
-	get := func(url string) (int, string) {
+	get := func(url string, token ...string) (int, string) {
 		t.Helper()
-		resp, err := http.Get(url)
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		for _, tok := range token {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatalf("GET %s: %v", url, err)
 		}
@@ -73,8 +80,11 @@ func TestRun_ServeMetricsAddr(t *testing.T) {
 		}
 	}
 
-	if code, body := get("http://" + metricsAddr + "/metrics"); code != http.StatusOK || !strings.Contains(body, "\nidp_db_up 1\n") {
+	if code, body := get("http://"+metricsAddr+"/metrics", scrapeToken); code != http.StatusOK || !strings.Contains(body, "\nidp_db_up 1\n") {
 		t.Errorf("metrics listener /metrics: %d, idp_db_up 1 missing:\n%.300s", code, body)
+	}
+	if code, body := get("http://" + metricsAddr + "/metrics"); code != http.StatusUnauthorized || strings.Contains(body, "idp_db_up") {
+		t.Errorf("metrics listener /metrics without the token: %d, want 401 and no metrics:\n%.300s", code, body)
 	}
 	if code, _ := get("http://" + addr + "/metrics"); code != http.StatusNotFound {
 		t.Errorf("main listener /metrics: %d, want 404", code)
@@ -114,4 +124,10 @@ func TestRun_ServeBreachedPasswordsURL(t *testing.T) {
 	runCLI(t, "postgres://nobody@127.0.0.1:1/nowhere", "", "serve", "--issuer", "http://localhost:8080",
 		"--secret", strings.Repeat("s", 32), "--breached-passwords-url", "api.pwnedpasswords.com").
 		check(t, 2, `IDP_BREACHED_PASSWORDS_URL must be an http(s) URL such as https://api.pwnedpasswords.com`)
+}
+
+func TestRun_ServeMetricsTokenTooShort(t *testing.T) {
+	runCLI(t, "postgres://nobody@127.0.0.1:1/nowhere", "", "serve", "--issuer", "http://localhost:8080",
+		"--secret", strings.Repeat("s", 32), "--metrics-token", "guessable").
+		check(t, 2, "IDP_METRICS_TOKEN must be at least 32 random characters")
 }

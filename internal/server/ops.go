@@ -38,7 +38,8 @@ const (
 // request middleware (request id, access log, metrics, deadline, 503 when
 // the database is unreachable). The worker's delivery attempts are counted
 // in the same registry. opsOnly serves the operational endpoints alone;
-// with cfg.SeparateMetrics, /metrics is only there.
+// with cfg.SeparateMetrics, /metrics is only there. The probes stay open
+// (they say only up or not); /metrics asks for cfg.MetricsToken if set.
 func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, worker *backchannel.Worker) (main, opsOnly http.Handler) {
 	metrics := ops.NewMetrics(pool, cfg.Now)
 	worker.Observe = func(a backchannel.Attempt) { metrics.ObserveLogoutDelivery(a.ClientID, a.Outcome, a.Since) }
@@ -48,9 +49,13 @@ func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, worker *backcha
 		m.HandleFunc("GET /healthz", health.Live)
 		m.HandleFunc("GET /readyz", health.Ready)
 	}
-	om.Handle("GET /metrics", metrics.Handler())
+	scrape := metrics.Handler()
+	if cfg.MetricsToken != "" {
+		scrape = ops.RequireBearer(cfg.MetricsToken, scrape)
+	}
+	om.Handle("GET /metrics", scrape)
 	if !cfg.SeparateMetrics {
-		mux.Handle("GET /metrics", metrics.Handler())
+		mux.Handle("GET /metrics", scrape)
 	}
 	mw := &ops.Middleware{Logger: cfg.Logger, Metrics: metrics, Probe: &ops.Probe{Pool: pool}, Timeout: requestTimeout,
 		TrustedProxies: cfg.TrustedProxies}

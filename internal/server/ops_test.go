@@ -173,6 +173,60 @@ func TestOps_Metrics(t *testing.T) {
 	}
 }
 
+// TestOps_MetricsToken: with a scrape token set, /metrics answers only a
+// request bearing it (any case of the scheme), refuses the rest with a
+// challenge, and counts the refusals; the probes stay open.
+func TestOps_MetricsToken(t *testing.T) {
+	const token = "scrape-token-0123456789abcdefghijklmnop"
+	h := servertest.New(t, func(c *server.Config) { c.MetricsToken = token })
+	get := func(authorization string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, h.URL+"/metrics", nil)
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(body)
+	}
+
+	for _, c := range []struct{ name, authorization, challenge string }{
+		{"no token", "", `Bearer realm="metrics"`},
+		{"another scheme", "Basic " + token, `Bearer realm="metrics"`},
+		{"empty token", "Bearer ", `Bearer realm="metrics"`},
+		{"wrong last character", "Bearer " + token[:len(token)-1] + "q", `Bearer realm="metrics", error="invalid_token"`},
+		{"a prefix", "Bearer " + token[:8], `Bearer realm="metrics", error="invalid_token"`},
+		{"token and more", "Bearer " + token + "x", `Bearer realm="metrics", error="invalid_token"`},
+	} {
+		code, header, body := get(c.authorization)
+		if code != http.StatusUnauthorized || header.Get("WWW-Authenticate") != c.challenge {
+			t.Errorf("%s: %d, WWW-Authenticate %q; want 401, %q", c.name, code, header.Get("WWW-Authenticate"), c.challenge)
+		}
+		if strings.Contains(body, "idp_") {
+			t.Errorf("%s: the refusal carries metrics:\n%.300s", c.name, body)
+		}
+	}
+
+	for _, scheme := range []string{"Bearer", "bearer"} {
+		code, _, body := get(scheme + " " + token)
+		if code != http.StatusOK || !strings.Contains(body, "\nidp_db_up 1\n") {
+			t.Fatalf("%s token: %d\n%.300s", scheme, code, body)
+		}
+		if v := metric(t, body, `idp_http_requests_total{code="4xx",route="GET /metrics"}`); v != 6 {
+			t.Errorf("refused scrapes counted: %v, want 6", v)
+		}
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if st, _, _ := probe(t, h.URL+p); st != http.StatusOK {
+			t.Errorf("%s without a token: %d, want 200", p, st)
+		}
+	}
+}
+
 // TestOps_DeliveryMetrics: every back-channel delivery attempt is counted by
 // app and outcome, and a delivered one's delay since the session ended is
 // observed.

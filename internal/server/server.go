@@ -57,8 +57,11 @@ type Config struct {
 	// SeparateMetrics keeps /metrics off Handler: the operator serves
 	// Server.Ops on an address of its own (IDP_METRICS_ADDR).
 	SeparateMetrics bool
-	Logger          *slog.Logger
-	Now             func() time.Time
+	// MetricsToken, when set (IDP_METRICS_TOKEN), is the bearer token
+	// /metrics asks for, on whichever listener serves it.
+	MetricsToken string
+	Logger       *slog.Logger
+	Now          func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -97,6 +100,9 @@ func (c Config) Validate() error {
 	}
 	if c.Secret == "" {
 		return errors.New("IDP_SECRET is required: at least 32 random characters (e.g. `openssl rand -base64 48`)")
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < ops.MinScrapeTokenLen {
+		return fmt.Errorf("IDP_METRICS_TOKEN must be at least %d random characters (e.g. `openssl rand -base64 32`)", ops.MinScrapeTokenLen)
 	}
 	if c.BreachedPasswordsURL != "" {
 		if u, err := url.Parse(c.BreachedPasswordsURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

@@ -58,7 +58,7 @@ func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, worker *backcha
 		mux.Handle("GET /metrics", scrape)
 	}
 	mw := &ops.Middleware{Logger: cfg.Logger, Metrics: metrics, Probe: &ops.Probe{Pool: pool}, Timeout: requestTimeout,
-		TrustedProxies: cfg.TrustedProxies}
+		TrustedProxies: cfg.TrustedProxies, HSTS: ops.HSTSFor(cfg.Issuer)}
 	return mw.Wrap(mux), om
 }
 

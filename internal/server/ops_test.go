@@ -227,6 +227,31 @@ func TestOps_MetricsToken(t *testing.T) {
 	}
 }
 
+// TestOps_HSTS: an instance whose issuer is https sends its
+// Strict-Transport-Security policy on pages and API answers alike (TLS may
+// end at a proxy in front of it); the http test harness's sends none.
+func TestOps_HSTS(t *testing.T) {
+	d := dbtest.New(t)
+	s, err := server.New(context.Background(), server.Config{Issuer: "https://login.example.com",
+		Secret: strings.Repeat("s", 32), Logger: slog.New(slog.DiscardHandler)}, d.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/.well-known/openid-configuration", "/login", "/healthz"} {
+		rec := httptest.NewRecorder()
+		s.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if got := rec.Header().Get("Strict-Transport-Security"); got != "max-age=31536000; includeSubDomains" {
+			t.Errorf("GET %s (%d): Strict-Transport-Security %q", path, rec.Code, got)
+		}
+	}
+	h := servertest.New(t)
+	resp := must(http.Get(h.URL + "/.well-known/openid-configuration"))
+	resp.Body.Close()
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
+		t.Errorf("http issuer: Strict-Transport-Security %q, want none", got)
+	}
+}
+
 // TestOps_DeliveryMetrics: every back-channel delivery attempt is counted by
 // app and outcome, and a delivered one's delay since the session ended is
 // observed.

@@ -64,6 +64,10 @@ func TestRun_Smoke(t *testing.T) {
 		if s.Ratio <= 0 {
 			t.Errorf("scenario %s: ratio to its floor %v, want > 0", name, s.Ratio)
 		}
+		// Each slice pair's ratio: one pair in so short a run.
+		if len(s.SliceRatios) != 1 || s.SliceRatios[0] <= 0 {
+			t.Errorf("scenario %s: slice ratios %v, want one, > 0", name, s.SliceRatios)
+		}
 		if len(s.RoundTrips) == 0 {
 			t.Errorf("scenario %s: no database round trips counted", name)
 		}

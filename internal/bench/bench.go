@@ -219,14 +219,14 @@ func (r *runner) run(ctx context.Context, rep *Report) error {
 	pair := func(name string, fn op, note func() string) {
 		f := floorOf[name]
 		r.logf("scenario %s (against the %s floor)", name, f)
-		fs, ss := r.measurePair(ctx, f, floorOps[f], name, fn)
+		fs, ss, ratios := r.measurePair(ctx, f, floorOps[f], name, fn)
 		if floors[f] == nil {
 			floors[f] = &sample{}
 		}
 		floors[f].add(fs)
 		fst, sst := fs.stats(), ss.stats()
 		s := Scenario{Name: name, Description: describe[name], Stats: sst, Floor: f, FloorPerSec: fst.PerSec,
-			RoundTrips: r.in.meter.report(name)}
+			SliceRatios: ratios, RoundTrips: r.in.meter.report(name)}
 		if fst.PerSec > 0 {
 			s.Ratio = sst.PerSec / fst.PerSec
 		}
@@ -320,8 +320,9 @@ func rounds(d time.Duration) int {
 }
 
 // measurePair warms up the floor and the scenario, then measures each for
-// the configured duration, in alternating slices.
-func (r *runner) measurePair(ctx context.Context, floor string, floorFn op, scenario string, fn op) (fs, ss *sample) {
+// the configured duration, in alternating slices; it also returns the
+// scenario's ratio to the floor in each pair of slices.
+func (r *runner) measurePair(ctx context.Context, floor string, floorFn op, scenario string, fn op) (fs, ss *sample, ratios []float64) {
 	floorWorkers := r.cfg.Concurrency
 	if floor == FloorArgon2 {
 		floorWorkers = runtime.GOMAXPROCS(0)
@@ -337,15 +338,20 @@ func (r *runner) measurePair(ctx context.Context, floor string, floorFn op, scen
 	slice := r.cfg.Duration / time.Duration(n)
 	for range n {
 		r.rss.setPhase(fphase)
-		fs.add(labelledLoad(ctx, fphase, floorWorkers, slice, floorFn))
+		f := labelledLoad(ctx, fphase, floorWorkers, slice, floorFn)
 		r.phase(scenario)
-		ss.add(labelledLoad(ctx, scenario, r.cfg.Concurrency, slice, fn))
+		s := labelledLoad(ctx, scenario, r.cfg.Concurrency, slice, fn)
 		r.phase("")
+		fs.add(f)
+		ss.add(s)
+		if f.rate() > 0 {
+			ratios = append(ratios, s.rate()/f.rate())
+		}
 	}
 	f, s := fs.stats(), ss.stats()
 	r.logf("  %s floor %.1f/s; %s %.1f/s (%.1f%%), p50 %s, p99 %s, %d errors", floor, f.PerSec, scenario, s.PerSec,
 		100*s.PerSec/max(f.PerSec, 1e-9), s.P50, s.P99, s.Errors+f.Errors)
-	return fs, ss
+	return fs, ss, ratios
 }
 
 // labelledLoad is load with the CPU it costs measured, and its workers'

@@ -76,8 +76,11 @@ type Scenario struct {
 	Stats
 	Floor string `json:"floor"`
 	// FloorPerSec is the floor's rate measured alongside the scenario.
-	FloorPerSec float64      `json:"floor_ops_per_sec"`
-	Ratio       float64      `json:"ratio_to_floor"`
+	FloorPerSec float64 `json:"floor_ops_per_sec"`
+	Ratio       float64 `json:"ratio_to_floor"`
+	// SliceRatios are the ratios in each pair of alternating slices: their
+	// spread is how much the machine drifted during the measurement.
+	SliceRatios []float64    `json:"slice_ratios"`
 	RoundTrips  []RoundTrips `json:"round_trips"`
 	Note        string       `json:"note,omitempty"`
 }
@@ -127,7 +130,7 @@ func (rep *Report) evaluate() {
 			continue
 		}
 		add(fmt.Sprintf("%s ≥ %.0f%% of the %s floor", t.scenario, 100*t.min, s.Floor),
-			s.Ratio >= t.min, fmt.Sprintf("%.1f%%", 100*s.Ratio))
+			s.Ratio >= t.min, fmt.Sprintf("%.1f%%", 100*s.Ratio)+sliceNote(s.SliceRatios))
 	}
 	if f := rep.Fanout; f != nil {
 		add(fmt.Sprintf("revoke-all of %d sessions × %d apps: the admin call returns in < %s", f.Sessions, f.Apps, RevokeCallMax),
@@ -214,10 +217,10 @@ func (rep *Report) WriteText(w io.Writer) error {
 		fmt.Fprintln(tw, "\t\t\t\t\t\t")
 	}
 	if len(rep.Scenarios) > 0 {
-		fmt.Fprintln(tw, "scenario\tops/s\tp50\tp99\tops\terrors\tfloor\tfloor ops/s\tof floor\t")
+		fmt.Fprintln(tw, "scenario\tops/s\tp50\tp99\tops\terrors\tfloor\tfloor ops/s\tof floor\tper slice\t")
 		for _, s := range rep.Scenarios {
-			fmt.Fprintf(tw, "%s\t%.1f\t%s\t%s\t%d\t%d\t%s\t%.1f\t%.1f%%\t\n", s.Name, s.PerSec, ms(s.P50), ms(s.P99), s.Ops, s.Errors,
-				s.Floor, s.FloorPerSec, 100*s.Ratio)
+			fmt.Fprintf(tw, "%s\t%.1f\t%s\t%s\t%d\t%d\t%s\t%.1f\t%.1f%%\t%s\t\n", s.Name, s.PerSec, ms(s.P50), ms(s.P99), s.Ops, s.Errors,
+				s.Floor, s.FloorPerSec, 100*s.Ratio, percentRange(s.SliceRatios))
 		}
 	}
 	tw.Flush()
@@ -407,4 +410,21 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// sliceNote is percentRange for a target's verdict: "(slices 57.1–64.0%)".
+func sliceNote(ratios []float64) string {
+	if r := percentRange(ratios); r != "" {
+		return " (slices " + r + ")"
+	}
+	return ""
+}
+
+// percentRange writes the lowest and highest of ratios as percentages,
+// "57.1–64.0%"; one ratio alone, or none, says nothing more than the total.
+func percentRange(ratios []float64) string {
+	if len(ratios) < 2 {
+		return ""
+	}
+	return fmt.Sprintf("%.1f–%.1f%%", 100*slices.Min(ratios), 100*slices.Max(ratios))
 }

@@ -125,12 +125,18 @@ func (s *sample) add(o *sample) {
 	}
 }
 
+// rate is successful operations per second.
+func (s *sample) rate() float64 {
+	if s.elapsed <= 0 {
+		return 0
+	}
+	return float64(s.h.n) / s.elapsed.Seconds()
+}
+
 func (s *sample) stats() Stats {
 	st := Stats{Ops: s.h.n, Errors: s.errs, Elapsed: s.elapsed,
 		P50: s.h.quantile(0.50), P99: s.h.quantile(0.99), Max: s.h.max, FirstErrors: s.first}
-	if s.elapsed > 0 {
-		st.PerSec = float64(s.h.n) / s.elapsed.Seconds()
-	}
+	st.PerSec = s.rate()
 	if s.h.n > 0 && s.cpu.process > 0 {
 		st.ProcessCPUPerOp = s.cpu.process / time.Duration(s.h.n)
 		if !s.cpu.unknown {

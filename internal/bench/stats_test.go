@@ -53,3 +53,18 @@ func TestRouteOf(t *testing.T) {
 		}
 	}
 }
+
+func TestPercentRange(t *testing.T) {
+	for _, tt := range []struct {
+		ratios []float64
+		want   string
+	}{
+		{nil, ""},
+		{[]float64{0.61}, ""},
+		{[]float64{0.64, 0.571, 0.6}, "57.1–64.0%"},
+	} {
+		if got := percentRange(tt.ratios); got != tt.want {
+			t.Errorf("percentRange(%v) = %q, want %q", tt.ratios, got, tt.want)
+		}
+	}
+}

@@ -80,6 +80,7 @@ func commands() []command {
 			{name: "list", summary: "list clients", run: clientsListCommand},
 			{name: "delete", summary: "delete a client and revoke its tokens", run: clientsDeleteCommand},
 		}},
+		{name: "audit", summary: "print the audit log, newest first (--user: to or by one user)", run: auditCommand},
 		{name: "sessions", summary: "list and revoke a user's SSO sessions", subs: []command{
 			{name: "list", summary: "list a user's sessions and their apps", run: sessionsListCommand},
 			{name: "revoke", summary: "end all of a user's sessions and tokens", run: sessionsRevokeCommand},

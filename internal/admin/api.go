@@ -1,10 +1,13 @@
 package admin
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/ory/fosite"
@@ -28,6 +31,8 @@ const Scope = "admin"
 //	POST   /admin/api/users/{id}/disable        disable and revoke; the account and the counts
 //	POST   /admin/api/users/{id}/enable         enable; the account
 //	POST   /admin/api/outbox/{id}/retry         retry a logout notification now (202)
+//	GET    /admin/api/audit                     the audit log, newest first:
+//	                                            ?user=ID (about or by that user), ?before=N, ?limit=N
 //
 // Errors are JSON {"error", "error_description"}; an unknown or malformed
 // id is 404.
@@ -53,6 +58,7 @@ func (a *API) Mount(mux *http.ServeMux) {
 		"POST /admin/api/users/{id}/enable":     a.enable,
 		"POST /admin/api/users/{id}/password":   a.setPassword,
 		"POST /admin/api/outbox/{id}/retry":     a.retry,
+		"GET /admin/api/audit":                  a.auditLog,
 		"/admin/api/":                           a.notFound,
 	}
 	for pattern, h := range routes {
@@ -152,6 +158,46 @@ func (a *API) retry(w http.ResponseWriter, r *http.Request, adm users.User) erro
 	// Accepted: the workers deliver it, and the sessions listing shows how
 	// that went.
 	return writeJSON(w, http.StatusAccepted, map[string]any{"id": r.PathValue("id"), "state": StatePending})
+}
+
+// auditLog pages through the audit log: {"entries": [...], "next_before":
+// N}, where next_before, present when the page is full, is the ?before of
+// the next page.
+func (a *API) auditLog(w http.ResponseWriter, r *http.Request, _ users.User) error {
+	q := AuditQuery{UserID: r.URL.Query().Get("user")}
+	for _, p := range []struct {
+		name string
+		max  int64
+		dst  func(int64)
+	}{
+		{"before", 1<<63 - 1, func(n int64) { q.Before = n }},
+		{"limit", MaxAuditLimit, func(n int64) { q.Limit = int(n) }},
+	} {
+		v := r.URL.Query().Get(p.name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || n > p.max {
+			return badRequest(fmt.Sprintf("%s must be a whole number from 1 to %d.", p.name, p.max))
+		}
+		p.dst(n)
+	}
+	if r.URL.Query().Has("user") && q.UserID == "" {
+		return badRequest("user must be a user id.")
+	}
+	entries, err := a.Service.AuditLog(r.Context(), q)
+	if err != nil {
+		return err
+	}
+	page := struct {
+		Entries    []AuditEntry `json:"entries"`
+		NextBefore int64        `json:"next_before,omitempty"`
+	}{Entries: entries}
+	if limit := cmp.Or(q.Limit, DefaultAuditLimit); len(entries) == limit {
+		page.NextBefore = entries[len(entries)-1].ID
+	}
+	return writeJSON(w, http.StatusOK, page)
 }
 
 func (a *API) notFound(http.ResponseWriter, *http.Request, users.User) error {

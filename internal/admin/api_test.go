@@ -538,6 +538,109 @@ func TestAPI(t *testing.T) {
 		call(t, h, "POST", "/admin/api/outbox/"+strconv.FormatInt(notifications(list)[0].ID, 10)+"/retry", auth).wantError(t, 404, "not_found")
 	})
 
+	t.Run("audit log", func(t *testing.T) {
+		type page struct {
+			Entries    []admin.AuditEntry `json:"entries"`
+			NextBefore int64              `json:"next_before"`
+		}
+		var all page
+		call(t, h, "GET", "/admin/api/audit", auth).want(t, 200, &all)
+		if n := auditCount(t, h); len(all.Entries) != n || n == 0 || all.NextBefore != 0 {
+			t.Fatalf("%d entries (next_before %d), want all %d of the table on one page", len(all.Entries), all.NextBefore, n)
+		}
+		for i := 1; i < len(all.Entries); i++ {
+			if all.Entries[i].ID >= all.Entries[i-1].ID {
+				t.Fatalf("entries not newest first: %d before %d", all.Entries[i-1].ID, all.Entries[i].ID)
+			}
+		}
+
+		// A user's: what was done to them, by whom, and nothing else.
+		for email, want := range map[string][]string{
+			"alice@example.com": {"sessions.revoke"},
+			"bob@example.com":   {"users.disable", "sessions.revoke", "users.enable"},
+			"dora@example.com":  {"users.set_password", "sessions.revoke"},
+		} {
+			u, err := h.Srv.Users.ByEmail(ctx, email)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var theirs page
+			call(t, h, "GET", "/admin/api/audit?user="+u.ID, auth).want(t, 200, &theirs)
+			actions := map[string]string{} // action → actor
+			for _, e := range theirs.Entries {
+				if e.Target != u.ID && e.Actor != "user:"+u.ID && e.Actor != "admin:"+u.ID {
+					t.Errorf("%s: entry %+v is neither about nor by them", email, e)
+				}
+				actions[e.Action] = e.Actor
+			}
+			for _, a := range want {
+				if actions[a] != "admin:"+root.ID {
+					t.Errorf("%s: %s by %q, want by admin:%s (all: %v)", email, a, actions[a], root.ID, actions)
+				}
+			}
+			var n int
+			if err := h.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE target = $1 OR actor IN ('user:' || $1, 'admin:' || $1)`,
+				u.ID).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if len(theirs.Entries) != n {
+				t.Errorf("%s: %d entries, the table has %d", email, len(theirs.Entries), n)
+			}
+		}
+		// root's: what the administrator did, to anyone.
+		var roots page
+		call(t, h, "GET", "/admin/api/audit?user="+root.ID, auth).want(t, 200, &roots)
+		if len(roots.Entries) == 0 || roots.Entries[0].Actor != "admin:"+root.ID || roots.Entries[0].Action != "outbox.retry" {
+			t.Errorf("root's log starts with %+v, want the retry just made", roots.Entries)
+		}
+
+		// Pages of two walk the whole log once.
+		var walked []int64
+		for before := int64(0); ; {
+			path := "/admin/api/audit?limit=2"
+			if before != 0 {
+				path += "&before=" + strconv.FormatInt(before, 10)
+			}
+			var p page
+			call(t, h, "GET", path, auth).want(t, 200, &p)
+			for _, e := range p.Entries {
+				walked = append(walked, e.ID)
+			}
+			if p.NextBefore == 0 {
+				break
+			}
+			if len(p.Entries) != 2 || p.NextBefore != p.Entries[1].ID {
+				t.Fatalf("page %+v: next_before %d", p.Entries, p.NextBefore)
+			}
+			before = p.NextBefore
+		}
+		if len(walked) != len(all.Entries) {
+			t.Fatalf("paging saw %d entries, want %d", len(walked), len(all.Entries))
+		}
+		for i, id := range walked {
+			if id != all.Entries[i].ID {
+				t.Fatalf("paging: entry %d is %d, want %d", i, id, all.Entries[i].ID)
+			}
+		}
+
+		for _, tc := range []struct {
+			query  string
+			status int
+			code   string
+		}{
+			{"limit=0", 400, "invalid_request"},
+			{"limit=501", 400, "invalid_request"},
+			{"limit=ten", 400, "invalid_request"},
+			{"before=-3", 400, "invalid_request"},
+			{"user=", 400, "invalid_request"},
+			{"user=not-a-uuid", 404, "not_found"},
+			{"user=00000000-0000-0000-0000-000000000000", 404, "not_found"},
+		} {
+			call(t, h, "GET", "/admin/api/audit?"+tc.query, auth).wantError(t, tc.status, tc.code)
+		}
+		call(t, h, "GET", "/admin/api/audit", bearer(malloryTok.AccessToken)).wantError(t, 403, "insufficient_scope")
+	})
+
 	t.Run("administrator who lost the role", func(t *testing.T) {
 		ops, err := h.Srv.Users.Create(ctx, users.NewUser{Email: "ops@example.com", Password: password, Admin: true})
 		if err != nil {

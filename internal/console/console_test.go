@@ -306,6 +306,33 @@ func TestConsole_AccountActions(t *testing.T) {
 		}
 	})
 
+	t.Run("recent activity", func(t *testing.T) {
+		p := b.Get(userPage)
+		var got []string
+		for _, m := range regexp.MustCompile(`data-action="([^"]+)"`).FindAllStringSubmatch(p.Body, -1) {
+			got = append(got, m[1])
+		}
+		// Newest first: each action's own entry follows the sessions it
+		// ended, written first in the same transaction.
+		want := []string{"users.enable", "users.disable", "sessions.revoke", "users.reset_mfa", "sessions.revoke"}
+		if len(got) < len(want) || strings.Join(got[:len(want)], " ") != strings.Join(want, " ") {
+			t.Fatalf("activity %v, want it to start with %v", got, want)
+		}
+		for _, text := range []string{"Account enabled", "Account disabled", "sessions: account disabled",
+			"Two-factor authentication reset", "<td data-label=\"By\">you</td>"} {
+			if !strings.Contains(p.Body, text) {
+				t.Errorf("grace's page lacks %q", text)
+			}
+		}
+		// The administrator's own page lists what they did, to whom.
+		p = b.Get(e.URL + "/admin/users/" + adm.ID)
+		if !strings.Contains(p.Body, "Account disabled ("+grace.ID+")") {
+			t.Errorf("the administrator's page does not show disabling grace")
+		}
+		quiet := e.createUser(t, "quiet@example.com", false)
+		servertest.WantPage(t, b.Get(e.URL+"/admin/users/"+quiet.ID), "/admin/users/"+quiet.ID, http.StatusOK, `id="no-activity"`)
+	})
+
 	t.Run("an unknown user changes nothing", func(t *testing.T) {
 		token := b.Get(e.URL + "/admin/users/" + adm.ID).CSRF(t)
 		for _, action := range []string{"revoke-sessions", "reset-mfa", "disable", "enable"} {

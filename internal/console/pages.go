@@ -116,6 +116,7 @@ type userData struct {
 	Live        int
 	WindowDays  int
 	Unconfirmed int // notifications not (yet) delivered
+	Activity    []activityView
 }
 
 type sessionView struct {
@@ -218,6 +219,14 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.U
 			v.Apps = append(v.Apps, av)
 		}
 		d.Sessions = append(d.Sessions, v)
+	}
+	log, err := h.Admin.AuditLog(ctx, admin.AuditQuery{UserID: a.ID, Limit: recentActivity})
+	if err != nil {
+		h.internal(w, r, err)
+		return
+	}
+	for _, e := range log {
+		d.Activity = append(d.Activity, activityOf(e, a.User, adm, now))
 	}
 	h.Templates.Render(w, status, "admin-user", a.Email, h.Sessions.CSRFToken(r), d)
 }

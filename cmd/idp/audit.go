@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/idp/idp/internal/admin"
+)
+
+// auditCommand prints the audit log, newest first: every administrative
+// action, from the console, the admin API or this CLI, and every ended
+// session with its reason. --user keeps what was done to that user and what
+// they did.
+func auditCommand(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("audit", "[--user EMAIL] [--limit N] [--before ID] [--json]")
+	email := fs.String("user", "", "only what was done to, or by, the user with this email `address`")
+	limit := fs.Int("limit", admin.DefaultAuditLimit, fmt.Sprintf("print at most `N` entries (1 to %d)", admin.MaxAuditLimit))
+	before := fs.Int64("before", 0, "only entries older than this `ID` (the last ID of the previous page)")
+	dbURL := c.databaseFlag(fs)
+	asJSON := jsonFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *limit < 1 || *limit > admin.MaxAuditLimit {
+		return usagef("audit: --limit must be from 1 to %d, not %d", admin.MaxAuditLimit, *limit)
+	}
+	if *before < 0 {
+		return usagef("audit: --before must be an entry ID, not %d", *before)
+	}
+	pool, err := c.openPool(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	svc := c.newAdmin(pool)
+	q := admin.AuditQuery{Limit: *limit, Before: *before}
+	if *email != "" {
+		u, err := findUser(ctx, svc, *email)
+		if err != nil {
+			return err
+		}
+		q.UserID = u.ID
+	}
+	entries, err := svc.AuditLog(ctx, q)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(c.stdout, entries)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tAT\tACTOR\tACTION\tTARGET\tDETAILS")
+	for _, e := range entries {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.At.UTC().Format(time.RFC3339), e.Actor, e.Action, e.Target, e.Details)
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,81 @@
+package console
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/users"
+)
+
+// recentActivity is how many audit entries a user's page shows; the rest
+// are a call to the admin API or `idp audit` away.
+const recentActivity = 20
+
+// activityView is one audit entry on a user's page, in words.
+type activityView struct {
+	When, WhenISO string
+	By            string
+	What          string
+	Action        string // the recorded action, e.g. users.disable
+}
+
+// actions say in words what an audit entry records, by action.
+var actions = map[string]string{
+	"users.disable":      "Account disabled",
+	"users.enable":       "Account enabled",
+	"users.reset_mfa":    "Two-factor authentication reset",
+	"users.set_password": "Password set",
+	"users.require_mfa":  "Two-factor requirement changed",
+	"outbox.retry":       "Logout notification retried",
+}
+
+// activityOf describes e as seen on the page of user, by administrator adm.
+func activityOf(e admin.AuditEntry, user, adm users.User, now time.Time) activityView {
+	v := activityView{When: ago(now, e.At), WhenISO: iso(e.At), By: actorText(e.Actor, user, adm), Action: e.Action}
+	var d struct {
+		Reason    string `json:"reason"`
+		Sessions  int    `json:"sessions"`
+		Temporary *bool  `json:"temporary"`
+		Require   *bool  `json:"require"`
+	}
+	_ = json.Unmarshal(e.Details, &d) // what does not decode is not shown
+	v.What = actions[e.Action]
+	switch {
+	case e.Action == "sessions.revoke":
+		v.What = "Ended " + plural(d.Sessions, "session") + ": " + reasonText(d.Reason)
+	case e.Action == "users.set_password" && d.Temporary != nil && *d.Temporary:
+		v.What = "Temporary password set"
+	case e.Action == "users.require_mfa" && d.Require != nil:
+		v.What = map[bool]string{true: "Two-factor authentication required", false: "Two-factor requirement lifted"}[*d.Require]
+	case v.What == "":
+		v.What = e.Action
+	}
+	// What an administrator did to something else (another user, a
+	// notification) says what it was done to.
+	if e.Target != user.ID && e.Target != "" && e.Action != "sessions.revoke" {
+		v.What += " (" + e.Target + ")"
+	}
+	return v
+}
+
+// actorText names who acted: the administrator looking, the user of the
+// page, another administrator, the command line or the provider itself.
+func actorText(actor string, user, adm users.User) string {
+	switch {
+	case actor == "admin:"+adm.ID:
+		return "you"
+	case actor == "user:"+user.ID:
+		return "the user"
+	case actor == "admin:"+user.ID:
+		return "the user, as administrator"
+	case strings.HasPrefix(actor, "admin:"):
+		return "administrator " + strings.TrimPrefix(actor, "admin:")
+	case actor == "cli":
+		return "the command line"
+	case actor == "system":
+		return "the provider"
+	}
+	return actor
+}

@@ -6,7 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/audit"
 )
 
 // auditCommand prints the audit log, newest first: every administrative
@@ -16,15 +16,15 @@ import (
 func auditCommand(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("audit", "[--user EMAIL] [--limit N] [--before ID] [--json]")
 	email := fs.String("user", "", "only what was done to, or by, the user with this email `address`")
-	limit := fs.Int("limit", admin.DefaultAuditLimit, fmt.Sprintf("print at most `N` entries (1 to %d)", admin.MaxAuditLimit))
+	limit := fs.Int("limit", audit.DefaultLimit, fmt.Sprintf("print at most `N` entries (1 to %d)", audit.MaxLimit))
 	before := fs.Int64("before", 0, "only entries older than this `ID` (the last ID of the previous page)")
 	dbURL := c.databaseFlag(fs)
 	asJSON := jsonFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *limit < 1 || *limit > admin.MaxAuditLimit {
-		return usagef("audit: --limit must be from 1 to %d, not %d", admin.MaxAuditLimit, *limit)
+	if *limit < 1 || *limit > audit.MaxLimit {
+		return usagef("audit: --limit must be from 1 to %d, not %d", audit.MaxLimit, *limit)
 	}
 	if *before < 0 {
 		return usagef("audit: --before must be an entry ID, not %d", *before)
@@ -35,7 +35,7 @@ func auditCommand(ctx context.Context, c *cli, args []string) error {
 	}
 	defer pool.Close()
 	svc := c.newAdmin(pool)
-	q := admin.AuditQuery{Limit: *limit, Before: *before}
+	q := audit.Query{Limit: *limit, Before: *before}
 	if *email != "" {
 		u, err := findUser(ctx, svc, *email)
 		if err != nil {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/dbtest"
 )
 
@@ -22,17 +22,17 @@ func TestRun_Audit(t *testing.T) {
 	runCLI(t, d.URL, "", "users", "enable", "--email", "ann@example.com").check(t, 0, "enabled")
 	runCLI(t, d.URL, "", "users", "require-mfa", "--email", "ben@example.com").check(t, 0, "ben@example.com")
 
-	entries := func(args ...string) []admin.AuditEntry {
+	entries := func(args ...string) []audit.Entry {
 		t.Helper()
 		r := runCLI(t, d.URL, "", append([]string{"audit", "--json"}, args...)...)
 		r.check(t, 0, "")
-		var out []admin.AuditEntry
+		var out []audit.Entry
 		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
 			t.Fatalf("audit --json: %v\n%s", err, r.stdout)
 		}
 		return out
 	}
-	actions := func(es []admin.AuditEntry) string {
+	actions := func(es []audit.Entry) string {
 		var a []string
 		for _, e := range es {
 			if e.Actor != "cli" {

@@ -14,13 +14,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 )
 
 // cliActor is who the audit log names for changes made with the CLI.
-const cliActor = "cli"
+const cliActor = audit.CLI
 
 // newAdmin builds the administrative service on pool, as the server does,
 // so the CLI and the admin API act alike.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/sessions"
@@ -98,7 +99,7 @@ func (h *Handler) signedInPost(w http.ResponseWriter, r *http.Request) (sessions
 }
 
 // actor is how the audit log names the person acting on their own account.
-func actor(s sessions.Session) string { return "user:" + s.UserID }
+func actor(s sessions.Session) string { return audit.User(s.UserID) }
 
 func (h *Handler) internal(w http.ResponseWriter, err error) {
 	h.Logger.Error("account", "err", err)

@@ -13,7 +13,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -22,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/backchannel"
@@ -184,16 +184,7 @@ func (s *Service) RetryNotification(ctx context.Context, id, actor string) error
 
 // audit records an administrative action in the caller's transaction.
 func (s *Service) audit(ctx context.Context, q db.Querier, actor, action, target string, details any) error {
-	if details == nil {
-		details = struct{}{}
-	}
-	b, err := json.Marshal(details)
-	if err != nil {
-		return err
-	}
-	_, err = q.Exec(ctx, `INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)`,
-		s.now(), actor, action, target, b)
-	return err
+	return audit.Record(ctx, q, s.now(), actor, action, target, details)
 }
 
 // wrap adds context to unexpected errors; the sentinels callers map to a

@@ -13,6 +13,7 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/sso/backchannel"
 	"github.com/idp/idp/internal/users"
 )
@@ -164,14 +165,14 @@ func (a *API) retry(w http.ResponseWriter, r *http.Request, adm users.User) erro
 // N}, where next_before, present when the page is full, is the ?before of
 // the next page.
 func (a *API) auditLog(w http.ResponseWriter, r *http.Request, _ users.User) error {
-	q := AuditQuery{UserID: r.URL.Query().Get("user")}
+	q := audit.Query{UserID: r.URL.Query().Get("user")}
 	for _, p := range []struct {
 		name string
 		max  int64
 		dst  func(int64)
 	}{
 		{"before", 1<<63 - 1, func(n int64) { q.Before = n }},
-		{"limit", MaxAuditLimit, func(n int64) { q.Limit = int(n) }},
+		{"limit", audit.MaxLimit, func(n int64) { q.Limit = int(n) }},
 	} {
 		v := r.URL.Query().Get(p.name)
 		if v == "" {
@@ -191,10 +192,10 @@ func (a *API) auditLog(w http.ResponseWriter, r *http.Request, _ users.User) err
 		return err
 	}
 	page := struct {
-		Entries    []AuditEntry `json:"entries"`
-		NextBefore int64        `json:"next_before,omitempty"`
+		Entries    []audit.Entry `json:"entries"`
+		NextBefore int64         `json:"next_before,omitempty"`
 	}{Entries: entries}
-	if limit := cmp.Or(q.Limit, DefaultAuditLimit); len(entries) == limit {
+	if limit := cmp.Or(q.Limit, audit.DefaultLimit); len(entries) == limit {
 		page.NextBefore = entries[len(entries)-1].ID
 	}
 	return writeJSON(w, http.StatusOK, page)
@@ -204,7 +205,7 @@ func (a *API) notFound(http.ResponseWriter, *http.Request, users.User) error {
 	return &apiError{status: http.StatusNotFound, code: "not_found", desc: "No such admin API endpoint."}
 }
 
-func actor(adm users.User) string { return "admin:" + adm.ID }
+func actor(adm users.User) string { return audit.Admin(adm.ID) }
 
 // authenticated runs h for a request that carries a live access token of
 // this provider with the admin scope, whose subject is an enabled

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/servertest"
 	"github.com/idp/idp/internal/sessions"
@@ -540,8 +541,8 @@ func TestAPI(t *testing.T) {
 
 	t.Run("audit log", func(t *testing.T) {
 		type page struct {
-			Entries    []admin.AuditEntry `json:"entries"`
-			NextBefore int64              `json:"next_before"`
+			Entries    []audit.Entry `json:"entries"`
+			NextBefore int64         `json:"next_before"`
 		}
 		var all page
 		call(t, h, "GET", "/admin/api/audit", auth).want(t, 200, &all)

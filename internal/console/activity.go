@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -32,7 +32,7 @@ var actions = map[string]string{
 }
 
 // activityOf describes e as seen on the page of user, by administrator adm.
-func activityOf(e admin.AuditEntry, user, adm users.User, now time.Time) activityView {
+func activityOf(e audit.Entry, user, adm users.User, now time.Time) activityView {
 	v := activityView{When: ago(now, e.At), WhenISO: iso(e.At), By: actorText(e.Actor, user, adm), Action: e.Action}
 	var d struct {
 		Reason    string `json:"reason"`
@@ -64,17 +64,17 @@ func activityOf(e admin.AuditEntry, user, adm users.User, now time.Time) activit
 // page, another administrator, the command line or the provider itself.
 func actorText(actor string, user, adm users.User) string {
 	switch {
-	case actor == "admin:"+adm.ID:
+	case actor == audit.Admin(adm.ID):
 		return "you"
-	case actor == "user:"+user.ID:
+	case actor == audit.User(user.ID):
 		return "the user"
-	case actor == "admin:"+user.ID:
+	case actor == audit.Admin(user.ID):
 		return "the user, as administrator"
 	case strings.HasPrefix(actor, "admin:"):
 		return "administrator " + strings.TrimPrefix(actor, "admin:")
-	case actor == "cli":
+	case actor == audit.CLI:
 		return "the command line"
-	case actor == "system":
+	case actor == audit.System:
 		return "the provider"
 	}
 	return actor

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
@@ -122,7 +123,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, s login.Start) {
 }
 
 // actor is how the audit log names the administrator.
-func actor(adm users.User) string { return "admin:" + adm.ID }
+func actor(adm users.User) string { return audit.Admin(adm.ID) }
 
 func (h *Handler) internal(w http.ResponseWriter, r *http.Request, err error) {
 	h.Logger.ErrorContext(r.Context(), "console", "method", r.Method, "route", r.Pattern, "err", err)

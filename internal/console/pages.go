@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
@@ -220,7 +221,7 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.U
 		}
 		d.Sessions = append(d.Sessions, v)
 	}
-	log, err := h.Admin.AuditLog(ctx, admin.AuditQuery{UserID: a.ID, Limit: recentActivity})
+	log, err := h.Admin.AuditLog(ctx, audit.Query{UserID: a.ID, Limit: recentActivity})
 	if err != nil {
 		h.internal(w, r, err)
 		return

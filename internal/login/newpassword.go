@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 )
@@ -83,7 +84,7 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, err := h.Sessions.Revoke(ctx, sessions.Revocation{UserID: f.UserID, ExceptSID: sid,
-		Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: "user:" + f.UserID}); err != nil {
+		Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: audit.User(f.UserID)}); err != nil {
 		h.internal(w, err)
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/sessions"
@@ -198,7 +199,7 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 	// A change of factors ends the person's other sessions: whoever held
 	// one signed in under the old, weaker rules.
 	if _, err := h.Sessions.Revoke(ctx, sessions.Revocation{UserID: f.UserID, ExceptSID: sid,
-		Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: "user:" + f.UserID}); err != nil {
+		Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: audit.User(f.UserID)}); err != nil {
 		h.internal(w, err)
 		return
 	}

@@ -2,7 +2,6 @@ package sessions
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
 )
 
@@ -143,22 +143,20 @@ func (m *Manager) Revoke(ctx context.Context, rev Revocation) (Result, error) {
 				return err
 			}
 		}
-		details, _ := json.Marshal(struct {
+		details := struct {
 			Reason string   `json:"reason"`
 			SIDs   []string `json:"sids"`
 			Result
-		}{rev.Reason, sids, res})
+		}{rev.Reason, sids, res}
 		target := rev.UserID
 		if target == "" && len(sids) > 0 {
 			target = "sid:" + sids[0]
 		}
 		actor := rev.Actor
 		if actor == "" {
-			actor = "system"
+			actor = audit.System
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, 'sessions.revoke', $3, $4)`,
-			now, actor, target, details)
-		return err
+		return audit.Record(ctx, tx, now, actor, "sessions.revoke", target, details)
 	})
 	if err != nil {
 		return Result{}, fmt.Errorf("sessions: revoke: %w", err)

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/web"
@@ -85,7 +86,7 @@ func (p *Provider) confirmLogout(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) logout(w http.ResponseWriter, r *http.Request, s sessions.Session, lr logoutRequest) {
 	_, err := p.Sessions.Revoke(r.Context(), sessions.Revocation{
-		SIDs: []string{s.ID}, UserID: s.UserID, Reason: sessions.ReasonLogout, Actor: "user:" + s.UserID,
+		SIDs: []string{s.ID}, UserID: s.UserID, Reason: sessions.ReasonLogout, Actor: audit.User(s.UserID),
 	})
 	if err != nil {
 		p.internalError(w, "end session", err)

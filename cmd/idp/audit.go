@@ -6,7 +6,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/db"
 )
 
 // auditCommand prints the audit log, newest first: every administrative
@@ -56,4 +60,17 @@ func auditCommand(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.At.UTC().Format(time.RFC3339), e.Actor, e.Action, e.Target, e.Details)
 	}
 	return tw.Flush()
+}
+
+// audited runs change and records its action in the audit log, as the
+// command line, in one transaction: a change is never left unrecorded.
+// change returns what it acted on and the entry's details (no secrets).
+func audited(ctx context.Context, pool *pgxpool.Pool, action string, change func(ctx context.Context) (target string, details any, err error)) error {
+	return db.InTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+		target, details, err := change(ctx)
+		if err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, time.Now(), audit.CLI, action, target, details)
+	})
 }

@@ -21,6 +21,12 @@ func TestRun_Audit(t *testing.T) {
 	runCLI(t, d.URL, "", "users", "disable", "--email", "ann@example.com").check(t, 0, "disabled")
 	runCLI(t, d.URL, "", "users", "enable", "--email", "ann@example.com").check(t, 0, "enabled")
 	runCLI(t, d.URL, "", "users", "require-mfa", "--email", "ben@example.com").check(t, 0, "ben@example.com")
+	runCLI(t, d.URL, "", "clients", "create", "--id", "wiki", "--redirect-uri", "https://wiki.example/cb").check(t, 0, "client_secret")
+	runCLI(t, d.URL, "", "clients", "delete", "--id", "wiki").check(t, 0, "deleted client wiki")
+	runEnv(t, map[string]string{"IDP_DATABASE_URL": d.URL, "IDP_SECRET": keysTestSecret}, "keys", "rotate").check(t, 0, "published now")
+	// What is refused records nothing.
+	runCLI(t, d.URL, testPassword+"\n", "users", "create", "--email", "ANN@example.com").check(t, 1, "already registered")
+	runCLI(t, d.URL, "", "clients", "delete", "--id", "wiki").check(t, 1, "wiki")
 
 	entries := func(args ...string) []audit.Entry {
 		t.Helper()
@@ -45,13 +51,33 @@ func TestRun_Audit(t *testing.T) {
 
 	// disable ends the sessions it finds (none) and says so in the log too,
 	// before its own entry, in the same transaction.
-	if got, want := actions(entries()), "users.require_mfa users.enable users.disable sessions.revoke"; got != want {
+	all := entries()
+	if got, want := actions(all), "keys.rotate clients.delete clients.create users.require_mfa users.enable users.disable sessions.revoke users.create users.create"; got != want {
 		t.Errorf("audit: %s, want %s", got, want)
 	}
-	if got, want := actions(entries("--user", "ANN@example.com")), "users.enable users.disable sessions.revoke"; got != want {
+	if got, want := actions(entries("--user", "ANN@example.com")), "users.enable users.disable sessions.revoke users.create"; got != want {
 		t.Errorf("audit --user ann: %s, want %s", got, want)
 	}
-	all := entries()
+	// Targets say what was acted on; details never hold the client secret.
+	for _, e := range all {
+		switch e.Action {
+		case "clients.create", "clients.delete":
+			if e.Target != "client:wiki" {
+				t.Errorf("%s target %q, want client:wiki", e.Action, e.Target)
+			}
+		case "keys.rotate":
+			if !strings.HasPrefix(e.Target, "key:") || !strings.Contains(string(e.Details), `"alg": "RS256"`) {
+				t.Errorf("keys.rotate entry %+v", e)
+			}
+		case "users.create":
+			if !strings.Contains(string(e.Details), `"email": "`) {
+				t.Errorf("users.create details %s, want the email", e.Details)
+			}
+		}
+		if strings.Contains(string(e.Details), "secret") {
+			t.Errorf("entry %+v mentions a secret", e)
+		}
+	}
 	page := entries("--limit", "2", "--before", "0")
 	next := entries("--limit", "2", "--before", strconv.FormatInt(page[1].ID, 10))
 	if len(page) != 2 || len(next) != 2 || page[0].ID != all[0].ID || next[0].ID != all[2].ID || next[1].ID != all[3].ID {

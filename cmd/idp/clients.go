@@ -41,7 +41,13 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	secret, err := clients.NewStore(pool).Create(ctx, cl)
+	var secret string
+	err = audited(ctx, pool, "clients.create", func(ctx context.Context) (string, any, error) {
+		var err error
+		secret, err = clients.NewStore(pool).Create(ctx, cl)
+		return "client:" + cl.ID, map[string]any{"public": cl.Public, "redirect_uris": cl.RedirectURIs,
+			"grant_types": cl.GrantTypes, "scopes": cl.Scopes, "backchannel_logout_uri": cl.BackchannelLogoutURI}, err
+	})
 	if err != nil {
 		return err
 	}
@@ -112,7 +118,9 @@ func clientsDeleteCommand(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	if err := clients.NewStore(pool).Delete(ctx, *id); err != nil {
+	if err := audited(ctx, pool, "clients.delete", func(ctx context.Context) (string, any, error) {
+		return "client:" + *id, nil, clients.NewStore(pool).Delete(ctx, *id)
+	}); err != nil {
 		return err
 	}
 	if *asJSON {

@@ -64,7 +64,12 @@ func keysRotateCommand(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	kid, err := set.Rotate(ctx, *alg, *ahead)
+	var kid string
+	err = audited(ctx, pool, "keys.rotate", func(ctx context.Context) (string, any, error) {
+		var err error
+		kid, err = set.Rotate(ctx, *alg, *ahead)
+		return "key:" + kid, map[string]any{"alg": *alg, "publish_ahead": ahead.String()}, err
+	})
 	if err != nil {
 		return err
 	}

@@ -42,8 +42,13 @@ func usersCreateCommand(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	u, err := c.userStore(pool).Create(ctx, users.NewUser{Email: *email, Name: *name, Password: password, Admin: *admin,
-		MustChangePassword: *temporary})
+	var u users.User
+	err = audited(ctx, pool, "users.create", func(ctx context.Context) (string, any, error) {
+		var err error
+		u, err = c.userStore(pool).Create(ctx, users.NewUser{Email: *email, Name: *name, Password: password, Admin: *admin,
+			MustChangePassword: *temporary})
+		return u.ID, map[string]any{"email": u.Email, "admin": u.IsAdmin, "temporary_password": *temporary}, err
+	})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/sessions"
@@ -125,7 +126,7 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var codes []string
-	err := h.changeFactors(ctx, s, func(ctx context.Context) (err error) {
+	err := h.changeFactors(ctx, s, audit.ActionEnableMFA, func(ctx context.Context) (err error) {
 		codes, err = h.TOTP.Confirm(ctx, s.UserID, code)
 		return err
 	})
@@ -175,7 +176,7 @@ func (h *Handler) regenerateSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var codes []string
-	err := h.changeFactors(ctx, s, func(ctx context.Context) error {
+	err := h.changeFactors(ctx, s, audit.ActionRegenerateRecoveryCodes, func(ctx context.Context) error {
 		if _, err := h.TOTP.Verify(ctx, s.UserID, code); err != nil {
 			return err
 		}
@@ -235,7 +236,7 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	err = h.changeFactors(ctx, s, func(ctx context.Context) error {
+	err = h.changeFactors(ctx, s, audit.ActionDisableMFA, func(ctx context.Context) error {
 		if _, err := h.TOTP.Verify(ctx, s.UserID, code); err != nil {
 			return err
 		}
@@ -258,17 +259,21 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 
 // changeFactors runs change and, in the same transaction, ends the user's
 // other sessions and all their tokens, so no session that existed before
-// the change outlives it (and a failure leaves both undone). A verdict of
-// mfa (wrong code, throttled…) is returned as is and still committed: the
-// failure count it recorded must stick.
-func (h *Handler) changeFactors(ctx context.Context, s sessions.Session, change func(ctx context.Context) error) error {
+// the change outlives it, and records action in the audit log (a failure
+// leaves all three undone). A verdict of mfa (wrong code, throttled…) is
+// returned as is and still committed: the failure count it recorded must
+// stick.
+func (h *Handler) changeFactors(ctx context.Context, s sessions.Session, action string, change func(ctx context.Context) error) error {
 	var verdict error
-	err := db.InTx(ctx, h.Pool, func(ctx context.Context, _ pgx.Tx) error {
+	err := db.InTx(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
 		if err := change(ctx); err != nil {
 			if isVerdict(err) {
 				verdict = err
 				return nil
 			}
+			return err
+		}
+		if err := audit.Record(ctx, tx, h.Now(), actor(s), action, s.UserID, nil); err != nil {
 			return err
 		}
 		_, err := h.Sessions.Revoke(ctx, sessions.Revocation{

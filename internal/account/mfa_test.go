@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
@@ -135,6 +136,9 @@ func TestAccount_EnrollMFA(t *testing.T) {
 			t.Errorf("the pre-enrollment cookie still opens a session: %v", err)
 		}
 		servertest.WantPage(t, laptop.Get(e.URL+"/account"), "/account", http.StatusOK, "9 of 10 recovery codes left")
+		if n := e.OwnChanges(alice.ID, audit.ActionEnableMFA); n != 1 {
+			t.Errorf("enrolling is in the audit log %d times, want once", n)
+		}
 	})
 
 	t.Run("afterwards the secret is never shown again", func(t *testing.T) {
@@ -206,6 +210,9 @@ func TestAccount_RegenerateRecoveryCodes(t *testing.T) {
 			t.Errorf("phone session: revoked reason %q, want %q", got, sessions.ReasonFactorsChanged)
 		}
 		e.mustSession(t, laptop)
+		if n := e.OwnChanges(alice.ID, audit.ActionRegenerateRecoveryCodes); n != 1 {
+			t.Errorf("the new codes are in the audit log %d times, want once", n)
+		}
 	})
 }
 
@@ -256,6 +263,9 @@ func TestAccount_DisableMFA(t *testing.T) {
 		t.Fatalf("recovery codes left: %d (%v); refusals must not spend recovery[0]", n, err)
 	}
 
+	if n := e.OwnChanges(alice.ID, audit.ActionDisableMFA); n != 0 {
+		t.Fatalf("refusals to turn 2FA off are in the audit log %d times", n)
+	}
 	t.Run("password and a recovery code turn it off", func(t *testing.T) {
 		p := laptop.Post(disable, url.Values{"csrf_token": {csrf}, "password": {password}, "code": {recovery[0]}})
 		servertest.WantPage(t, p, "/account", http.StatusOK, "Two-factor authentication is off")
@@ -270,6 +280,9 @@ func TestAccount_DisableMFA(t *testing.T) {
 		}
 		if !e.live(t, laptopSID) {
 			t.Error("the session that turned 2FA off was ended")
+		}
+		if n := e.OwnChanges(alice.ID, audit.ActionDisableMFA); n != 1 {
+			t.Errorf("turning 2FA off is in the audit log %d times, want once", n)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -47,7 +48,7 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	err = h.changeFactors(r.Context(), s, func(ctx context.Context) error {
+	err = h.changeFactors(r.Context(), s, audit.ActionChangePassword, func(ctx context.Context) error {
 		return h.Users.StorePassword(ctx, s.UserID, chosen, false)
 	})
 	if err != nil {

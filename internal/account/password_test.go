@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
@@ -66,6 +67,9 @@ func TestAccount_ChangePassword(t *testing.T) {
 			if !e.live(t, onPhone.sid) || !onPhone.active(t) {
 				t.Fatal("a refused change ended the phone's session or its tokens")
 			}
+			if n := e.OwnChanges(alice.ID, audit.ActionChangePassword); n != 0 {
+				t.Fatalf("a refused change is in the audit log %d times", n)
+			}
 		})
 	}
 
@@ -93,6 +97,9 @@ func TestAccount_ChangePassword(t *testing.T) {
 		}
 		if !e.live(t, laptopSID) {
 			t.Error("the session that changed the password was ended")
+		}
+		if n := e.OwnChanges(alice.ID, audit.ActionChangePassword); n != 1 {
+			t.Errorf("the change is in the audit log %d times, want once", n)
 		}
 		// A new browser signs in with the new password, not the old one.
 		fresh := servertest.NewBrowser(t)

@@ -29,6 +29,17 @@ func Admin(userID string) string { return "admin:" + userID }
 // User is the actor of a person's action on their own account.
 func User(userID string) string { return "user:" + userID }
 
+// Actions a person takes on their own sign-in factors: on the account
+// page, or during the sign-in that makes them set up 2FA or replace a
+// temporary password. (Other packages name their own actions, e.g.
+// "users.disable"; the console says each in words.)
+const (
+	ActionEnableMFA               = "mfa.enable"
+	ActionDisableMFA              = "mfa.disable"
+	ActionRegenerateRecoveryCodes = "mfa.regenerate_recovery_codes"
+	ActionChangePassword          = "users.change_password"
+)
+
 // Entry is one recorded action: who (actor), what (action, e.g.
 // "sessions.revoke"), to what (target: a user id, "sid:<id>",
 // "client:<id>", "key:<kid>" or "outbox:<id>") and the details.

@@ -29,6 +29,15 @@ var actions = map[string]string{
 	"users.set_password": "Password set",
 	"users.require_mfa":  "Two-factor requirement changed",
 	"outbox.retry":       "Logout notification retried",
+
+	audit.ActionEnableMFA:               "Two-factor authentication set up",
+	audit.ActionDisableMFA:              "Two-factor authentication turned off",
+	audit.ActionRegenerateRecoveryCodes: "New recovery codes made",
+	audit.ActionChangePassword:          "Password changed",
+	"users.create":                      "Account created",
+	"clients.create":                    "App registered",
+	"clients.delete":                    "App deleted",
+	"keys.rotate":                       "Signing key added",
 }
 
 // activityOf describes e as seen on the page of user, by administrator adm.

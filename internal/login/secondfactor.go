@@ -198,8 +198,7 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	// A change of factors ends the person's other sessions: whoever held
 	// one signed in under the old, weaker rules.
-	if _, err := h.Sessions.Revoke(ctx, sessions.Revocation{UserID: f.UserID, ExceptSID: sid,
-		Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: audit.User(f.UserID)}); err != nil {
+	if err := h.factorsChanged(ctx, f.UserID, sid, audit.ActionEnableMFA); err != nil {
 		h.internal(w, err)
 		return
 	}

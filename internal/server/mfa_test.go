@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
@@ -98,6 +99,9 @@ func TestMFA_SignIn(t *testing.T) {
 	secret, codes, p := enroll(t, h, alice, p, time.Now())
 	_, _, claims := app.Exchange(t, app.Code(t, p, a), a)
 	assertTwoFactor(t, claims, "otp")
+	if n := h.OwnChanges(claims["sub"].(string), audit.ActionEnableMFA); n != 1 {
+		t.Errorf("the enrollment is in the audit log %d times, want once", n)
+	}
 
 	t.Run("two factors afterwards", func(t *testing.T) {
 		br := servertest.NewBrowser(t)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
@@ -105,6 +106,9 @@ func TestLogin_TemporaryPassword(t *testing.T) {
 		}
 		if s, err := h.Srv.Sessions.Get(h.Ctx, old.sid); err != nil || s.RevokedReason != sessions.ReasonFactorsChanged {
 			t.Errorf("laptop session: %+v (%v), want revoked for %s", s, err, sessions.ReasonFactorsChanged)
+		}
+		if n := h.OwnChanges(alice.ID, audit.ActionChangePassword); n != 1 {
+			t.Errorf("the new password is in the audit log %d times, want once", n)
 		}
 		// The next sign-in takes the new password and asks for nothing more.
 		br := servertest.NewBrowser(t)

@@ -22,6 +22,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/dbtest"
@@ -109,6 +110,18 @@ func (h *Harness) CreateUser(email, password string) users.User {
 		h.T.Fatal(err)
 	}
 	return u
+}
+
+// OwnChanges counts the audit entries of action that userID made on their
+// own account.
+func (h *Harness) OwnChanges(userID, action string) int {
+	h.T.Helper()
+	var n int
+	if err := h.DB.Pool.QueryRow(h.Ctx, `SELECT count(*) FROM audit_log WHERE actor = $1 AND action = $2 AND target = $3`,
+		audit.User(userID), action, userID).Scan(&n); err != nil {
+		h.T.Fatal(err)
+	}
+	return n
 }
 
 // rp is a relying party: a registered client with a callback server that

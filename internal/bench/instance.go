@@ -99,9 +99,9 @@ type instance struct {
 // configured as db.Open configures it. Its log goes to logw, warnings and
 // errors only.
 func startInstance(ctx context.Context, dbURL string, logw io.Writer) (*instance, error) {
-	cfg, err := pgxpool.ParseConfig(dbURL)
+	cfg, err := db.ParseConfig(dbURL)
 	if err != nil {
-		return nil, fmt.Errorf("bench: parse database URL: %w", err)
+		return nil, fmt.Errorf("bench: %w", err)
 	}
 	in := &instance{dbURL: dbURL, meter: &meter{}}
 	cfg.ConnConfig.Tracer = dbTracer{background: &in.background}

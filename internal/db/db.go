@@ -37,8 +37,13 @@ const (
 	DefaultPingTimeout    = 2 * time.Second
 )
 
-// Open connects a pool and checks the database answers.
-func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
+// ParseConfig reads a pool configuration from url with the defaults above
+// for what it does not set, and, unless it sets target_session_attrs,
+// libpq's target_session_attrs=read-write: a new connection that lands on a
+// read-only server (a standby, a demoted primary) is refused, and the next
+// host of a multi-host URL is tried. The provider writes on nearly every
+// request, so a read-only connection is no use to it.
+func ParseConfig(url string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("db: parse url: %w", err)
@@ -48,6 +53,18 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	}
 	if cfg.PingTimeout <= 0 {
 		cfg.PingTimeout = DefaultPingTimeout
+	}
+	if cfg.ConnConfig.ValidateConnect == nil {
+		cfg.ConnConfig.ValidateConnect = pgconn.ValidateConnectTargetSessionAttrsReadWrite
+	}
+	return cfg, nil
+}
+
+// Open connects a pool (ParseConfig) and checks the database answers.
+func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := ParseConfig(url)
+	if err != nil {
+		return nil, err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

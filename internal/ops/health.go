@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -14,7 +15,7 @@ import (
 
 // Health serves the probes: Live (the process answers; no database) for a
 // liveness check that must not restart instances during a database outage,
-// and Ready (the database answers within Timeout and has no pending
+// and Ready (the database answers within Timeout, takes writes and has no pending
 // migration) for taking an instance out of a load balancer.
 type Health struct {
 	Pool *pgxpool.Pool
@@ -35,8 +36,8 @@ func (h *Health) Live(w http.ResponseWriter, r *http.Request) {
 	writeHealth(w, http.StatusOK, healthBody{Status: "ok"})
 }
 
-// Ready answers 200 when the database is reachable and fully migrated,
-// else 503. Errors are summarised, not quoted: they may name hosts.
+// Ready answers 200 when the database is reachable, writable and fully
+// migrated, else 503. Errors are summarised, not quoted: they may name hosts.
 func (h *Health) Ready(w http.ResponseWriter, r *http.Request) {
 	timeout := h.Timeout
 	if timeout <= 0 {
@@ -45,7 +46,10 @@ func (h *Health) Ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	body := healthBody{Status: "unavailable", Database: "unreachable"}
-	if err := h.Pool.Ping(ctx); err != nil {
+	if err := db.CheckWritable(ctx, h.Pool); err != nil {
+		if errors.Is(err, db.ErrReadOnly) {
+			body.Database = "read-only"
+		}
 		writeHealth(w, http.StatusServiceUnavailable, body)
 		return
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/idp/idp/internal/db"
 )
 
 // Middleware wraps the instance's ServeMux: it gives every request an id,
@@ -317,9 +319,11 @@ const unavailablePage = `<!doctype html>
 </main></body></html>
 `
 
-// Probe answers whether the database is reachable, pinging it at most once
-// per TTL however many requests ask: during an outage every failing request
-// asks at once.
+// Probe answers whether the database is reachable and writable, asking it
+// at most once per TTL however many requests ask: during an outage every
+// failing request asks at once. A read-only answer (a failover left the
+// pool on a standby) counts as down, and resets the pool
+// (db.CheckWritable).
 type Probe struct {
 	Pool *pgxpool.Pool
 	// Timeout bounds one ping (default 1 s); TTL is how long its answer
@@ -356,7 +360,7 @@ func (p *Probe) Up(ctx context.Context, serverError bool) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
-	p.up = p.Pool.Ping(ctx) == nil
+	p.up = db.CheckWritable(ctx, p.Pool) == nil
 	p.checked = time.Now()
 	return p.up
 }

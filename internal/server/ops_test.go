@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/server"
@@ -656,6 +658,70 @@ func TestOps_DatabaseOutage(t *testing.T) {
 		// The sign-in begun before the cut completes.
 		p := alice.Post(h.Issuer+"/login", url.Values{"csrf_token": {form.CSRF(t)}, "email": {"alice@example.com"}, "password": {password}})
 		app.Exchange(t, app.Code(t, p, a), a)
+	})
+}
+
+// TestOps_ReadOnlyDatabase: a failover leaves the instance's database
+// read-only for a while (its connections dropped, new ones landing on a
+// standby): requests get 503 and /readyz says read-only, and once the
+// database takes writes again the instance recovers by itself.
+func TestOps_ReadOnlyDatabase(t *testing.T) {
+	h := servertest.New(t)
+	h.StopBackground()
+	app := h.NewRP("app")
+	u, err := url.Parse(h.DB.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbName := pgx.Identifier{strings.TrimPrefix(u.Path, "/")}.Sanitize()
+	// The test's own connection, writable whatever the database's default.
+	admin, err := pgx.Connect(h.Ctx, h.DB.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := admin.Exec(h.Ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	token := func() int {
+		req, _ := http.NewRequest(http.MethodPost, h.URL+"/oauth2/token",
+			strings.NewReader(url.Values{"grant_type": {"client_credentials"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(app.ID, app.Secret)
+		resp := must(http.DefaultClient.Do(req))
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := token(); st != http.StatusOK {
+		t.Fatalf("token before the failover: %d", st)
+	}
+
+	exec(`ALTER DATABASE ` + dbName + ` SET default_transaction_read_only = on`)
+	exec(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	t.Run("read-only", func(t *testing.T) {
+		for i := range 3 {
+			if st := token(); st != http.StatusServiceUnavailable {
+				t.Errorf("token request %d: %d, want 503", i, st)
+			}
+		}
+		if st, body, _ := probe(t, h.URL+"/readyz"); st != http.StatusServiceUnavailable || body["database"] != "read-only" {
+			t.Errorf("/readyz: %d %v, want 503 and database read-only", st, body)
+		}
+	})
+
+	// Writable again, with nothing else done: no connection is dropped.
+	exec(`ALTER DATABASE ` + dbName + ` RESET default_transaction_read_only`)
+	t.Run("writable again", func(t *testing.T) {
+		if st := token(); st != http.StatusOK {
+			t.Errorf("token after the database takes writes again: %d, want 200 at once", st)
+		}
+		if st, body, _ := probe(t, h.URL+"/readyz"); st != http.StatusOK {
+			t.Errorf("/readyz: %d %v", st, body)
+		}
 	})
 }
 

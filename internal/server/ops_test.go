@@ -15,12 +15,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
@@ -723,6 +726,70 @@ func TestOps_ReadOnlyDatabase(t *testing.T) {
 			t.Errorf("/readyz: %d %v", st, body)
 		}
 	})
+}
+
+// TestOps_JanitorReadOnlyPool: an instance whose connections have turned
+// read-only, and to which nobody sends a request, finds out at its next
+// sweep, skips it with a warning rather than a round of errors, and lets
+// go of those connections.
+func TestOps_JanitorReadOnlyPool(t *testing.T) {
+	ctx := context.Background()
+	d := dbtest.New(t)
+	cfg, err := db.ParseConfig(d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Connections made while readOnly is set turn read-only after they
+	// were validated, as connections to a primary that is then demoted.
+	var readOnly atomic.Bool
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if !readOnly.Load() {
+			return nil
+		}
+		_, err := c.Exec(ctx, `SET default_transaction_read_only = on`)
+		return err
+	}
+	cfg.MaxConns = 1
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	var logs lockedBuffer
+	s, err := server.New(ctx, server.Config{Issuer: "http://localhost:8080", Secret: strings.Repeat("s", 32),
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readOnly.Store(true)
+	pool.Reset()
+	var pid uint32
+	if err := pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }() // the janitor sweeps at once
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "janitor: database not writable; sweep skipped"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning from the janitor in 10 s; log:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	readOnly.Store(false)
+	stop()
+	<-done
+	if strings.Contains(logs.String(), "level=ERROR msg=\"janitor") {
+		t.Errorf("the janitor swept a read-only database:\n%s", logs.String())
+	}
+	var now uint32
+	if err := pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&now); err != nil {
+		t.Fatal(err)
+	}
+	if now == pid {
+		t.Error("the read-only connection is still in the pool")
+	}
 }
 
 // Rows for the clean-up tests, each labelled so the test can tell which

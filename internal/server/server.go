@@ -22,6 +22,7 @@ import (
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/console"
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/ops"
@@ -298,6 +299,16 @@ func (s *Server) janitor(ctx context.Context) error {
 func (s *Server) sweep(ctx context.Context, full bool) {
 	ctx, cancel := context.WithTimeout(ctx, sweepTimeout)
 	defer cancel()
+	// A failover may have left the pool on a server that is now read-only:
+	// checking first lets go of those connections (db.CheckWritable), so an
+	// instance nobody sends requests to recovers too, and spares a sweep
+	// of errors.
+	if err := db.CheckWritable(ctx, s.Pool); err != nil {
+		if ctx.Err() == nil {
+			s.Config.Logger.Warn("janitor: database not writable; sweep skipped", "err", err)
+		}
+		return
+	}
 	if res, err := s.Sessions.ExpireDue(ctx, 500); err != nil {
 		if ctx.Err() == nil {
 			s.Config.Logger.Error("janitor: expire sessions", "err", err)

@@ -24,6 +24,9 @@ func TestRun_Audit(t *testing.T) {
 	runCLI(t, d.URL, "", "clients", "create", "--id", "wiki", "--redirect-uri", "https://wiki.example/cb").check(t, 0, "client_secret")
 	runCLI(t, d.URL, "", "clients", "delete", "--id", "wiki").check(t, 0, "deleted client wiki")
 	runEnv(t, map[string]string{"IDP_DATABASE_URL": d.URL, "IDP_SECRET": keysTestSecret}, "keys", "rotate").check(t, 0, "published now")
+	runCLI(t, d.URL, testPassword+"\n", "users", "create", "--email", "cy@example.com").check(t, 0, "cy@example.com")
+	runCLI(t, d.URL, "", "users", "delete", "--email", "cy@example.com").check(t, 0, "deleted cy@example.com")
+	runCLI(t, d.URL, "", "users", "delete", "--email", "cy@example.com").check(t, 1, "no user with email cy@example.com")
 	// What is refused records nothing.
 	runCLI(t, d.URL, testPassword+"\n", "users", "create", "--email", "ANN@example.com").check(t, 1, "already registered")
 	runCLI(t, d.URL, "", "clients", "delete", "--id", "wiki").check(t, 1, "wiki")
@@ -52,7 +55,7 @@ func TestRun_Audit(t *testing.T) {
 	// disable ends the sessions it finds (none) and says so in the log too,
 	// before its own entry, in the same transaction.
 	all := entries()
-	if got, want := actions(all), "keys.rotate clients.delete clients.create users.require_mfa users.enable users.disable sessions.revoke users.create users.create"; got != want {
+	if got, want := actions(all), "users.delete sessions.revoke users.create keys.rotate clients.delete clients.create users.require_mfa users.enable users.disable sessions.revoke users.create users.create"; got != want {
 		t.Errorf("audit: %s, want %s", got, want)
 	}
 	if got, want := actions(entries("--user", "ANN@example.com")), "users.enable users.disable sessions.revoke users.create"; got != want {
@@ -70,8 +73,8 @@ func TestRun_Audit(t *testing.T) {
 				t.Errorf("keys.rotate entry %+v", e)
 			}
 		case "users.create":
-			if !strings.Contains(string(e.Details), `"email": "`) {
-				t.Errorf("users.create details %s, want the email", e.Details)
+			if !strings.Contains(string(e.Details), `"admin": false`) || strings.Contains(string(e.Details), "@") {
+				t.Errorf("users.create details %s, want the role and no email", e.Details)
 			}
 		}
 		if strings.Contains(string(e.Details), "secret") {

@@ -64,6 +64,7 @@ func commands() []command {
 			{name: "list", summary: "list users", run: usersListCommand},
 			{name: "disable", summary: "disable a user and end all their sessions", run: usersDisableCommand},
 			{name: "enable", summary: "let a disabled user sign in again", run: usersEnableCommand},
+			{name: "delete", summary: "delete a user, ending their sessions (apps are told)", run: usersDeleteCommand},
 			{name: "reset-mfa", summary: "remove a user's 2FA and end all their sessions", run: usersResetMFACommand},
 			{name: "set-password", summary: "replace a user's password (first line of stdin) and end all their sessions", run: usersSetPasswordCommand},
 			{name: "require-mfa", summary: "make a user set up 2FA at the next sign-in (--off lifts it)", run: usersRequireMFACommand},

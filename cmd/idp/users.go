@@ -47,7 +47,9 @@ func usersCreateCommand(ctx context.Context, c *cli, args []string) error {
 		var err error
 		u, err = c.userStore(pool).Create(ctx, users.NewUser{Email: *email, Name: *name, Password: password, Admin: *admin,
 			MustChangePassword: *temporary})
-		return u.ID, map[string]any{"email": u.Email, "admin": u.IsAdmin, "temporary_password": *temporary}, err
+		// No email or name: the audit log holds ids only, so deleting an
+		// account leaves nothing personal of it behind.
+		return u.ID, map[string]any{"admin": u.IsAdmin, "temporary_password": *temporary}, err
 	})
 	if err != nil {
 		return err

@@ -70,3 +70,20 @@ func usersRequireMFACommand(ctx context.Context, c *cli, args []string) error {
 			return err
 		})
 }
+
+// usersDeleteCommand deletes an account, ending its sessions and tokens and
+// telling its apps in the same transaction, as the admin API does.
+func usersDeleteCommand(ctx context.Context, c *cli, args []string) error {
+	return c.userCommand(ctx, args, "users delete", "email", "--email EMAIL [--json]", nil, func(o oneUser) error {
+		res, err := o.svc.DeleteUser(ctx, o.user.ID, cliActor)
+		if err != nil {
+			return err
+		}
+		if o.asJSON {
+			return printUserResult(c, o.user, res)
+		}
+		_, err = fmt.Fprintf(c.stdout, "deleted %s and everything stored under it; ended %s: %s\n",
+			o.user.Email, plural(res.Sessions, "session"), counts(res))
+		return err
+	})
+}

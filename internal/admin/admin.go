@@ -144,6 +144,41 @@ func (s *Service) Disable(ctx context.Context, userID, actor string) (users.User
 	return u, res, nil
 }
 
+// ErrOwnAccount refuses an administrator's deleting their own account: the
+// session doing it would end with it, and with it perhaps the last way in.
+var ErrOwnAccount = errors.New("admin: an administrator cannot delete their own account")
+
+// DeleteUser deletes the account, in one transaction with the end of its
+// sessions and tokens (reason user_deleted; every app that holds a session
+// is told, as the outbox outlives the account) and the audit record. What
+// was stored under the account goes with it (users.Store.Delete); the
+// audit log keeps only its id.
+func (s *Service) DeleteUser(ctx context.Context, userID, actor string) (sessions.Result, error) {
+	if actor == audit.Admin(userID) {
+		return sessions.Result{}, ErrOwnAccount
+	}
+	var res sessions.Result
+	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		if _, err := s.Users.ByID(ctx, userID); err != nil {
+			return err
+		}
+		var err error
+		res, err = s.Sessions.Revoke(ctx, sessions.Revocation{UserID: userID, Reason: sessions.ReasonUserDeleted,
+			IncludeOffline: true, Actor: actor})
+		if err != nil {
+			return err
+		}
+		if err := s.audit(ctx, tx, actor, "users.delete", userID, nil); err != nil {
+			return err
+		}
+		return s.Users.Delete(ctx, userID)
+	})
+	if err != nil {
+		return sessions.Result{}, wrap("delete user", err)
+	}
+	return res, nil
+}
+
 // Enable lets a disabled account sign in again. Its old sessions stay
 // ended.
 func (s *Service) Enable(ctx context.Context, userID, actor string) (users.User, error) {

@@ -26,6 +26,8 @@ const Scope = "admin"
 //
 //	GET    /admin/api/users?email=E            the account (404 if none, 400 without email)
 //	GET    /admin/api/users/{id}                the account
+//	DELETE /admin/api/users/{id}                delete the account, ending its sessions; the counts
+//	                                            (409 for the administrator's own)
 //	GET    /admin/api/users/{id}/sessions       live sessions, their apps and notifications;
 //	                                            ?include=revoked adds the recently revoked ones
 //	DELETE /admin/api/users/{id}/sessions       revoke all sessions and tokens; the counts
@@ -53,6 +55,7 @@ func (a *API) Mount(mux *http.ServeMux) {
 	routes := map[string]handler{
 		"GET /admin/api/users":                  a.findUser,
 		"GET /admin/api/users/{id}":             a.user,
+		"DELETE /admin/api/users/{id}":          a.deleteUser,
 		"GET /admin/api/users/{id}/sessions":    a.listSessions,
 		"DELETE /admin/api/users/{id}/sessions": a.revokeSessions,
 		"POST /admin/api/users/{id}/disable":    a.disable,
@@ -117,6 +120,14 @@ func (a *API) disable(w http.ResponseWriter, r *http.Request, adm users.User) er
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"user": u, "revoked": res})
+}
+
+func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, adm users.User) error {
+	res, err := a.Service.DeleteUser(r.Context(), r.PathValue("id"), actor(adm))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "deleted": true, "revoked": res})
 }
 
 func (a *API) enable(w http.ResponseWriter, r *http.Request, adm users.User) error {
@@ -299,6 +310,9 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No such user."}
 	case errors.Is(err, backchannel.ErrNotFound):
 		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No undelivered notification with that id."}
+	case errors.Is(err, ErrOwnAccount):
+		e = &apiError{status: http.StatusConflict, code: "conflict",
+			desc: "An administrator cannot delete their own account; another administrator can."}
 	default:
 		log := a.Logger
 		if log == nil {

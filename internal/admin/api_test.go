@@ -642,6 +642,66 @@ func TestAPI(t *testing.T) {
 		call(t, h, "GET", "/admin/api/audit", bearer(malloryTok.AccessToken)).wantError(t, 403, "insufficient_scope")
 	})
 
+	t.Run("delete a user", func(t *testing.T) {
+		erin := h.CreateUser("erin@example.com", password)
+		br := servertest.NewBrowser(t)
+		tokA, tokB := signIn(t, br, appA, erin.Email), signIn(t, br, appB, erin.Email)
+		before := [2]int{len(recvA.Tokens()), len(recvB.Tokens())}
+		erinPath := "/admin/api/users/" + erin.ID
+
+		// Not one's own account, and nothing changes for asking.
+		call(t, h, "DELETE", "/admin/api/users/"+root.ID, auth).wantError(t, 409, "conflict")
+		if _, err := h.Srv.Users.ByID(ctx, root.ID); err != nil {
+			t.Fatalf("the administrator's account after a refused self-delete: %v", err)
+		}
+
+		var got struct {
+			Deleted bool            `json:"deleted"`
+			Revoked sessions.Result `json:"revoked"`
+		}
+		call(t, h, "DELETE", erinPath, auth).want(t, 200, &got)
+		if want := (sessions.Result{Sessions: 1, AccessTokens: 2, RefreshTokens: 2, Notifications: 2}); !got.Deleted || got.Revoked != want {
+			t.Fatalf("delete answered %+v, want deleted and %+v", got, want)
+		}
+		for _, tok := range []string{tokA.AccessToken, tokB.AccessToken} {
+			if appA.Introspect(t, tok)["active"] != false {
+				t.Error("an access token of the deleted account is still active")
+			}
+		}
+		if !signedOut(t, br, appA) {
+			t.Error("the deleted account's browser is still signed in")
+		}
+		if p := servertest.NewBrowser(t).SignIn(appA.AuthURL().URL, erin.Email, password); p.Status != http.StatusUnauthorized {
+			t.Errorf("signing in to the deleted account: %d, want 401", p.Status)
+		}
+		// Both apps are told, though the account is gone.
+		if _, err := h.Srv.Worker.DeliverDue(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range []*servertest.Receiver{recvA, recvB} {
+			claims := r.WaitFor(t, before[i]+1)
+			if last := claims[len(claims)-1]; last.Subject != erin.ID {
+				t.Errorf("app %d was told about %q, want the deleted account %s", i, last.Subject, erin.ID)
+			}
+		}
+		// Nothing is left under the account; the audit log keeps its id.
+		var left int
+		if err := h.DB.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM users WHERE id = $1)
+			+ (SELECT count(*) FROM password_credentials WHERE user_id = $1)
+			+ (SELECT count(*) FROM sso_sessions WHERE user_id = $1)`, erin.ID).Scan(&left); err != nil || left != 0 {
+			t.Errorf("%d rows left under the deleted account (%v)", left, err)
+		}
+		var e []audit.Entry
+		call(t, h, "GET", "/admin/api/audit?limit=2", auth).want(t, 200, &struct {
+			Entries *[]audit.Entry `json:"entries"`
+		}{&e})
+		if len(e) != 2 || e[0].Action != "users.delete" || e[0].Target != erin.ID || e[1].Action != "sessions.revoke" {
+			t.Errorf("latest audit entries %+v, want the deletion after its revocation", e)
+		}
+		call(t, h, "DELETE", erinPath, auth).wantError(t, 404, "not_found")
+		call(t, h, "GET", erinPath, auth).wantError(t, 404, "not_found")
+	})
+
 	t.Run("administrator who lost the role", func(t *testing.T) {
 		ops, err := h.Srv.Users.Create(ctx, users.NewUser{Email: "ops@example.com", Password: password, Admin: true})
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/mfa"
@@ -68,6 +69,35 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.back(w, r, id, "password-set", &res)
+}
+
+// deleteUser deletes the account once the administrator has typed its
+// email: a button alone is too easy to press for what cannot be undone.
+func (h *Handler) deleteUser(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	if id == adm.ID {
+		h.renderUser(w, r, adm, id, http.StatusConflict, userData{
+			Error: "You cannot delete your own account; another administrator can. Nothing was changed."})
+		return
+	}
+	u, err := h.Admin.User(r.Context(), id)
+	if !h.handled(w, r, err) {
+		return
+	}
+	if !strings.EqualFold(strings.TrimSpace(r.PostFormValue("confirm_email")), u.Email) {
+		h.renderUser(w, r, adm, id, http.StatusBadRequest, userData{
+			Error: "To delete the account, type its email address exactly. Nothing was changed."})
+		return
+	}
+	res, err := h.Admin.DeleteUser(r.Context(), id, actor(adm))
+	if !h.handled(w, r, err) {
+		return
+	}
+	h.backTo(w, r, "/admin", "deleted", &res) // the user's page is gone
 }
 
 func (h *Handler) disable(w http.ResponseWriter, r *http.Request) {
@@ -175,10 +205,15 @@ func (h *Handler) handled(w http.ResponseWriter, r *http.Request, err error) boo
 // back redirects to the user's page with a notice and, for an action
 // that ends sessions, the counts of what it ended.
 func (h *Handler) back(w http.ResponseWriter, r *http.Request, id, notice string, res *sessions.Result) {
+	h.backTo(w, r, userPath(id), notice, res)
+}
+
+// backTo is back to the console page at path.
+func (h *Handler) backTo(w http.ResponseWriter, r *http.Request, path, notice string, res *sessions.Result) {
 	q := url.Values{"notice": {notice}}
 	if res != nil {
 		q.Set("sessions", strconv.Itoa(res.Sessions))
 		q.Set("notifications", strconv.Itoa(res.Notifications))
 	}
-	http.Redirect(w, r, userPath(id)+"?"+q.Encode(), http.StatusSeeOther)
+	http.Redirect(w, r, path+"?"+q.Encode(), http.StatusSeeOther)
 }

@@ -25,6 +25,7 @@ type activityView struct {
 var actions = map[string]string{
 	"users.disable":      "Account disabled",
 	"users.enable":       "Account enabled",
+	"users.delete":       "Account deleted",
 	"users.reset_mfa":    "Two-factor authentication reset",
 	"users.set_password": "Password set",
 	"users.require_mfa":  "Two-factor requirement changed",

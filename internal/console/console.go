@@ -48,6 +48,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/users/{id}/password", h.setPassword)
 	mux.HandleFunc("POST /admin/users/{id}/disable", h.disable)
 	mux.HandleFunc("POST /admin/users/{id}/enable", h.enable)
+	mux.HandleFunc("POST /admin/users/{id}/delete", h.deleteUser)
 	mux.HandleFunc("POST /admin/users/{id}/notifications/{nid}/retry", h.retry)
 	// Anything else under /admin (but /admin/api/, the API's) is an HTML
 	// 404 rather than the mux's plain text.

@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/idp/idp/internal/servertest"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/users"
 )
 
 func TestConsole_Access(t *testing.T) {
@@ -481,4 +483,71 @@ func TestConsole_SetTemporaryPassword(t *testing.T) {
 		p = servertest.NewBrowser(t).SignIn(e.URL+"/account", grace.Email, temporary)
 		servertest.WantPage(t, p, "/login/new-password", http.StatusOK, "Choose your password")
 	})
+}
+
+// TestConsole_DeleteUser: deleting an account takes its email typed out;
+// then its sessions end, its app is told, the account is gone, and the
+// console's front page says what was ended. An administrator's own account
+// is not offered, and refused if asked.
+func TestConsole_DeleteUser(t *testing.T) {
+	e := newEnv(t)
+	b, adm := e.adminBrowser(t, "ada@example.com")
+	henry := e.createUser(t, "henry@example.com", false)
+	wiki := e.newApp(t, "wiki")
+	sid := e.signInTo(t, servertest.NewBrowser(t), wiki, henry)
+	userPage := e.URL + "/admin/users/" + henry.ID
+	p := b.Get(userPage)
+	servertest.WantPage(t, p, "/admin/users/"+henry.ID, http.StatusOK, `id="delete"`)
+	submit := func(id, confirm string) *http.Response {
+		t.Helper()
+		c := *b.Client
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, err := c.PostForm(e.URL+"/admin/users/"+id+"/delete", url.Values{"csrf_token": {p.CSRF(t)}, "confirm_email": {confirm}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+
+	for _, confirm := range []string{"", "henry@example.org"} {
+		if resp := submit(henry.ID, confirm); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("confirmation %q answered %d, want 400", confirm, resp.StatusCode)
+		}
+	}
+	if _, err := e.Srv.Users.ByID(e.Ctx, henry.ID); err != nil || e.revokedReason(t, sid) != "" {
+		t.Fatalf("a refused delete changed something: %v", err)
+	}
+
+	resp := submit(henry.ID, " HENRY@example.com ")
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/admin?") || !strings.Contains(loc, "notice=deleted") {
+		t.Fatalf("delete answered %d to %q", resp.StatusCode, loc)
+	}
+	servertest.WantPage(t, b.Get(e.URL+loc), "/admin", http.StatusOK, "Account deleted: ended 1 session; 1 app to be told over the back channel.")
+	if _, err := e.Srv.Users.ByID(e.Ctx, henry.ID); !errors.Is(err, users.ErrNotFound) {
+		t.Errorf("the account after the delete: %v, want not found", err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); wiki.acceptedCount() != 1; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the app was not told of the deleted account's session in 15 s")
+		}
+	}
+	if n := e.audited(t, "admin:"+adm.ID, "users.delete", henry.ID); n != 1 {
+		t.Errorf("%d audit records of the delete, want 1", n)
+	}
+	if resp := submit(henry.ID, henry.Email); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("deleting again answered %d, want 404", resp.StatusCode)
+	}
+
+	own := b.Get(e.URL + "/admin/users/" + adm.ID)
+	if strings.Contains(own.Body, `id="delete"`) {
+		t.Error("the administrator's own page offers Delete")
+	}
+	if resp := submit(adm.ID, adm.Email); resp.StatusCode != http.StatusConflict {
+		t.Errorf("deleting one's own account answered %d, want 409", resp.StatusCode)
+	}
+	if _, err := e.Srv.Users.ByID(e.Ctx, adm.ID); err != nil {
+		t.Errorf("the administrator's account after a refused self-delete: %v", err)
+	}
 }

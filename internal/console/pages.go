@@ -25,6 +25,7 @@ const listLimit = 25
 // users (the newest, or those whose email contains what was searched).
 type homeData struct {
 	Email   string // what was searched
+	Notice  string
 	Error   string
 	Heading string
 	Users   []userRow
@@ -47,7 +48,7 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	q := strings.TrimSpace(r.URL.Query().Get("email"))
-	d := homeData{Email: q, Heading: "Newest users"}
+	d := homeData{Email: q, Heading: "Newest users", Notice: notice(r)}
 	status := http.StatusOK
 	if len(q) > 254 {
 		h.Templates.Render(w, http.StatusBadRequest, "admin", "Administration", "",
@@ -296,6 +297,8 @@ func notice(r *http.Request) string {
 			fmt.Sprintf("they choose their own at the next sign-in, within %d hours.", int(users.TemporaryPasswordLifetime.Hours()))
 	case "disabled":
 		return "Account disabled: " + ended
+	case "deleted":
+		return "Account deleted: " + ended
 	case "enabled":
 		return "Account enabled. They can sign in again; their old sessions stay ended."
 	case "retry":

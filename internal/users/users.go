@@ -510,6 +510,24 @@ func (s *Store) SetDisabled(ctx context.Context, userID string, disabled bool) e
 		`disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, $3) ELSE NULL END`, disabled)
 }
 
+// Delete removes the account and, by cascade, everything stored under it:
+// password, second factors, sessions, sign-ins in progress and consents.
+// It does not end sessions or tell apps: callers revoke first
+// (admin.Service.DeleteUser).
+func (s *Store) Delete(ctx context.Context, userID string) error {
+	if !validID(userID) {
+		return ErrNotFound
+	}
+	tag, err := db.Conn(ctx, s.Pool).Exec(ctx, `DELETE FROM users WHERE id = $1`, userID)
+	if err != nil {
+		return fmt.Errorf("users: delete: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
 // SetRequireMFA sets whether this account must use a second factor, whatever
 // the global policy.
 func (s *Store) SetRequireMFA(ctx context.Context, userID string, require bool) error {

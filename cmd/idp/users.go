@@ -42,18 +42,12 @@ func usersCreateCommand(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	var u users.User
-	err = audited(ctx, pool, "users.create", func(ctx context.Context) (string, any, error) {
-		var err error
-		u, err = c.userStore(pool).Create(ctx, users.NewUser{Email: *email, Name: *name, Password: password, Admin: *admin,
-			MustChangePassword: *temporary})
-		// No email or name: the audit log holds ids only, so deleting an
-		// account leaves nothing personal of it behind.
-		return u.ID, map[string]any{"admin": u.IsAdmin, "temporary_password": *temporary}, err
-	})
+	a, err := c.newAdmin(pool).CreateUser(ctx, users.NewUser{Email: *email, Name: *name, Password: password, Admin: *admin,
+		MustChangePassword: *temporary}, cliActor)
 	if err != nil {
 		return err
 	}
+	u := a.User
 	if *asJSON {
 		return printJSON(c.stdout, u)
 	}

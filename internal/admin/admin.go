@@ -144,6 +144,31 @@ func (s *Service) Disable(ctx context.Context, userID, actor string) (users.User
 	return u, res, nil
 }
 
+// CreateUser creates an account and records it in the audit log, in one
+// transaction. The password is checked against the policy (and hashed)
+// first: users.PolicyError, users.ErrInvalidEmail and users.ErrEmailTaken
+// say what was wrong, and nothing is stored.
+func (s *Service) CreateUser(ctx context.Context, nu users.NewUser, actor string) (Account, error) {
+	var u users.User
+	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		var err error
+		if u, err = s.Users.Create(ctx, nu); err != nil {
+			return err
+		}
+		// No email or name: the audit log holds ids only, so deleting an
+		// account leaves nothing personal of it behind.
+		return s.audit(ctx, tx, actor, "users.create", u.ID,
+			map[string]bool{"admin": u.IsAdmin, "temporary_password": nu.MustChangePassword})
+	})
+	if err != nil {
+		if errors.Is(err, users.ErrEmailTaken) || errors.Is(err, users.ErrInvalidEmail) || errors.Is(err, users.ErrWeakPassword) {
+			return Account{}, err
+		}
+		return Account{}, wrap("create user", err)
+	}
+	return s.account(ctx, u)
+}
+
 // ErrOwnAccount refuses an administrator's deleting their own account: the
 // session doing it would end with it, and with it perhaps the last way in.
 var ErrOwnAccount = errors.New("admin: an administrator cannot delete their own account")

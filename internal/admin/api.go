@@ -25,6 +25,8 @@ const Scope = "admin"
 // API serves /admin/api:
 //
 //	GET    /admin/api/users?email=E            the account (404 if none, 400 without email)
+//	POST   /admin/api/users                     create an account from {"email", "name", "password",
+//	                                            "admin", "temporary"} (201; 409 if the email is taken)
 //	GET    /admin/api/users/{id}                the account
 //	DELETE /admin/api/users/{id}                delete the account, ending its sessions; the counts
 //	                                            (409 for the administrator's own)
@@ -54,6 +56,7 @@ type handler func(w http.ResponseWriter, r *http.Request, adm users.User) error
 func (a *API) Mount(mux *http.ServeMux) {
 	routes := map[string]handler{
 		"GET /admin/api/users":                  a.findUser,
+		"POST /admin/api/users":                 a.createUser,
 		"GET /admin/api/users/{id}":             a.user,
 		"DELETE /admin/api/users/{id}":          a.deleteUser,
 		"GET /admin/api/users/{id}/sessions":    a.listSessions,
@@ -80,6 +83,45 @@ func (a *API) findUser(w http.ResponseWriter, r *http.Request, _ users.User) err
 		return err
 	}
 	return writeJSON(w, http.StatusOK, u)
+}
+
+// createUser creates an account from a JSON body. The password is
+// temporary unless "temporary" is false: whoever calls the API knows it, so
+// the person replaces it at the first sign-in.
+func (a *API) createUser(w http.ResponseWriter, r *http.Request, adm users.User) error {
+	var body struct {
+		Email     string `json:"email"`
+		Name      string `json:"name"`
+		Password  string `json:"password"`
+		Admin     bool   `json:"admin"`
+		Temporary *bool  `json:"temporary"`
+	}
+	if err := decodeJSON(w, r, &body); err != nil {
+		return badRequest(`The body must be JSON: {"email": "…", "name": "…", "password": "…", "admin": false, "temporary": true}.`)
+	}
+	temporary := body.Temporary == nil || *body.Temporary
+	acc, err := a.Service.CreateUser(r.Context(), users.NewUser{Email: body.Email, Name: body.Name, Password: body.Password,
+		Admin: body.Admin, MustChangePassword: temporary}, actor(adm))
+	var pe *users.PolicyError
+	switch {
+	case errors.As(err, &pe):
+		return badRequest("The password " + pe.Reason + ".")
+	case errors.Is(err, users.ErrInvalidEmail):
+		return badRequest("The email must be an email address.")
+	case errors.Is(err, users.ErrEmailTaken):
+		return &apiError{status: http.StatusConflict, code: "conflict", desc: "An account with that email exists already."}
+	case err != nil:
+		return err
+	}
+	w.Header().Set("Location", "/admin/api/users/"+acc.ID)
+	return writeJSON(w, http.StatusCreated, acc)
+}
+
+// decodeJSON reads a small JSON body into v, refusing unknown fields.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<10))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 func (a *API) user(w http.ResponseWriter, r *http.Request, _ users.User) error {
@@ -146,9 +188,7 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request, adm users.User
 		Password  string `json:"password"`
 		Temporary *bool  `json:"temporary"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
+	if err := decodeJSON(w, r, &body); err != nil {
 		return badRequest(`The body must be JSON: {"password": "…", "temporary": true}.`)
 	}
 	temporary := body.Temporary == nil || *body.Temporary

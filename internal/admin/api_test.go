@@ -642,6 +642,62 @@ func TestAPI(t *testing.T) {
 		call(t, h, "GET", "/admin/api/audit", bearer(malloryTok.AccessToken)).wantError(t, 403, "insufficient_scope")
 	})
 
+	t.Run("create a user", func(t *testing.T) {
+		countUsers := func() int {
+			var n int
+			if err := h.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM users`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		before := countUsers()
+		for _, tc := range []struct {
+			name, body string
+			status     int
+			code       string
+		}{
+			{"not JSON", `email=x`, 400, "invalid_request"},
+			{"unknown field", `{"email": "fay@example.com", "password": "` + password + `", "role": "admin"}`, 400, "invalid_request"},
+			{"no email", `{"password": "` + password + `"}`, 400, "invalid_request"},
+			{"not an email", `{"email": "fay", "password": "` + password + `"}`, 400, "invalid_request"},
+			{"common password", `{"email": "fay@example.com", "password": "password1"}`, 400, "invalid_request"},
+			{"email taken, in another case", `{"email": "ALICE@example.com", "password": "` + password + `"}`, 409, "conflict"},
+		} {
+			callWith(t, h, "POST", "/admin/api/users", auth, tc.body).wantError(t, tc.status, tc.code)
+			if n := countUsers(); n != before {
+				t.Fatalf("%s: %d accounts, want %d: a refused create stored one", tc.name, n, before)
+			}
+		}
+		callWith(t, h, "POST", "/admin/api/users", bearer(malloryTok.AccessToken),
+			`{"email": "fay@example.com", "password": "`+password+`"}`).wantError(t, 403, "insufficient_scope")
+
+		// Temporary by default: the person chooses their own at once.
+		var fay admin.Account
+		r := callWith(t, h, "POST", "/admin/api/users", auth, `{"email": "Fay@Example.com", "name": "Fay", "password": "`+password+`"}`)
+		r.want(t, 201, &fay)
+		if fay.Email != "Fay@Example.com" || fay.Name != "Fay" || fay.IsAdmin || r.header.Get("Location") != "/admin/api/users/"+fay.ID {
+			t.Fatalf("created %+v at %q", fay, r.header.Get("Location"))
+		}
+		if p := servertest.NewBrowser(t).SignIn(appA.AuthURL().URL, "fay@example.com", password); p.URL.Path != "/login/new-password" {
+			t.Errorf("fay's first sign-in went to %s, want the new-password step", p.URL)
+		}
+		var audited int
+		if err := h.DB.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE action = 'users.create' AND actor = $1 AND target = $2
+			AND details = '{"admin": false, "temporary_password": true}'`, "admin:"+root.ID, fay.ID).Scan(&audited); err != nil || audited != 1 {
+			t.Errorf("audit records of the create: %d (%v), want 1", audited, err)
+		}
+		// An administrator whose password is their own.
+		var gus admin.Account
+		callWith(t, h, "POST", "/admin/api/users", auth,
+			`{"email": "gus@example.com", "password": "`+password+`", "admin": true, "temporary": false}`).want(t, 201, &gus)
+		if !gus.IsAdmin {
+			t.Errorf("gus = %+v, want an administrator", gus)
+		}
+		if p := servertest.NewBrowser(t).SignIn(appA.AuthURL().URL, "gus@example.com", password); p.URL.Path != "/callback" {
+			t.Errorf("gus's sign-in went to %s, want straight back to the app", p.URL)
+		}
+	})
+
 	t.Run("delete a user", func(t *testing.T) {
 		erin := h.CreateUser("erin@example.com", password)
 		br := servertest.NewBrowser(t)

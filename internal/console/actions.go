@@ -71,6 +71,38 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request) {
 	h.back(w, r, id, "password-set", &res)
 }
 
+// createUser creates an account with a temporary password, which the
+// person replaces at the first sign-in: the administrator knows it.
+func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	var d homeData
+	d.Heading = "Newest users"
+	d.New.Email, d.New.Name = strings.TrimSpace(r.PostFormValue("email")), strings.TrimSpace(r.PostFormValue("name"))
+	acc, err := h.Admin.CreateUser(r.Context(), users.NewUser{Email: d.New.Email, Name: d.New.Name,
+		Password: r.PostFormValue("new_password"), Admin: r.PostFormValue("admin") == "on", MustChangePassword: true}, actor(adm))
+	var pe *users.PolicyError
+	status := http.StatusBadRequest
+	switch {
+	case err == nil:
+		h.back(w, r, acc.ID, "created", nil)
+		return
+	case errors.As(err, &pe):
+		d.Error = "The temporary password " + pe.Reason + "."
+	case errors.Is(err, users.ErrInvalidEmail):
+		d.Error = "That is not an email address."
+	case errors.Is(err, users.ErrEmailTaken):
+		status, d.Error = http.StatusConflict, "An account with that email exists already."
+	default:
+		h.internal(w, r, err)
+		return
+	}
+	d.Error += " No account was created."
+	h.renderHome(w, r, status, "", d)
+}
+
 // deleteUser deletes the account once the administrator has typed its
 // email: a button alone is too easy to press for what cannot be undone.
 func (h *Handler) deleteUser(w http.ResponseWriter, r *http.Request) {

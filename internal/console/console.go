@@ -43,6 +43,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 		http.Redirect(w, r, "/admin", http.StatusMovedPermanently)
 	})
 	mux.HandleFunc("GET /admin/users/{id}", h.user)
+	mux.HandleFunc("POST /admin/users", h.createUser)
 	mux.HandleFunc("POST /admin/users/{id}/revoke-sessions", h.revokeSessions)
 	mux.HandleFunc("POST /admin/users/{id}/reset-mfa", h.resetMFA)
 	mux.HandleFunc("POST /admin/users/{id}/password", h.setPassword)

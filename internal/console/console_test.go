@@ -3,6 +3,7 @@ package console_test
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -549,5 +550,76 @@ func TestConsole_DeleteUser(t *testing.T) {
 	}
 	if _, err := e.Srv.Users.ByID(e.Ctx, adm.ID); err != nil {
 		t.Errorf("the administrator's account after a refused self-delete: %v", err)
+	}
+}
+
+// TestConsole_CreateUser: an administrator creates an account with a
+// temporary password, which the person replaces at the first sign-in; a
+// refused create says why, keeps what was typed (not the password) and
+// stores nothing.
+func TestConsole_CreateUser(t *testing.T) {
+	e := newEnv(t)
+	b, adm := e.adminBrowser(t, "ada@example.com")
+	e.createUser(t, "taken@example.com", false)
+	home := b.Get(e.URL + "/admin")
+	servertest.WantPage(t, home, "/admin", http.StatusOK, `id="create-user"`)
+	submit := func(form url.Values) (*http.Response, string) {
+		t.Helper()
+		form.Set("csrf_token", home.CSRF(t))
+		c := *b.Client
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, err := c.PostForm(e.URL+"/admin/users", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	const temporary = "temporary for ivy"
+	for _, tc := range []struct {
+		name   string
+		form   url.Values
+		status int
+		want   string
+	}{
+		{"common password", url.Values{"email": {"ivy@example.com"}, "name": {"Ivy"}, "new_password": {"password1"}},
+			http.StatusBadRequest, "The temporary password is one of the most common passwords"},
+		{"not an email", url.Values{"email": {"ivy"}, "new_password": {temporary}}, http.StatusBadRequest, "That is not an email address."},
+		{"email taken", url.Values{"email": {"Taken@example.com"}, "new_password": {temporary}}, http.StatusConflict, "exists already"},
+	} {
+		resp, body := submit(tc.form)
+		if resp.StatusCode != tc.status || !strings.Contains(body, tc.want) || !strings.Contains(body, "No account was created.") {
+			t.Errorf("%s: %d, want %d with %q", tc.name, resp.StatusCode, tc.status, tc.want)
+		}
+		if email := tc.form.Get("email"); !strings.Contains(body, `value="`+email+`"`) || strings.Contains(body, tc.form.Get("new_password")) {
+			t.Errorf("%s: the form does not keep the email, or shows the password", tc.name)
+		}
+	}
+	if _, err := e.Srv.Users.ByEmail(e.Ctx, "ivy@example.com"); !errors.Is(err, users.ErrNotFound) {
+		t.Fatalf("a refused create stored an account: %v", err)
+	}
+
+	resp, _ := submit(url.Values{"email": {"ivy@example.com"}, "name": {"Ivy"}, "new_password": {temporary}})
+	loc := resp.Header.Get("Location")
+	ivy, err := e.Srv.Users.ByEmail(e.Ctx, "ivy@example.com")
+	if err != nil || resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/admin/users/"+ivy.ID+"?") {
+		t.Fatalf("create answered %d to %q (%v)", resp.StatusCode, loc, err)
+	}
+	servertest.WantPage(t, b.Get(e.URL+loc), "/admin/users/"+ivy.ID, http.StatusOK, "Account created with a temporary password.")
+	if ivy.Name != "Ivy" || ivy.IsAdmin {
+		t.Errorf("ivy = %+v", ivy)
+	}
+	if n := e.audited(t, "admin:"+adm.ID, "users.create", ivy.ID); n != 1 {
+		t.Errorf("%d audit records of the create, want 1", n)
+	}
+	p := servertest.NewBrowser(t).SignIn(e.URL+"/account", "ivy@example.com", temporary)
+	servertest.WantPage(t, p, "/login/new-password", http.StatusOK, "")
+
+	if resp, _ := submit(url.Values{"email": {"jo@example.com"}, "new_password": {temporary}, "admin": {"on"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("creating an administrator answered %d", resp.StatusCode)
+	}
+	if jo, err := e.Srv.Users.ByEmail(e.Ctx, "jo@example.com"); err != nil || !jo.IsAdmin {
+		t.Errorf("jo = %+v (%v), want an administrator", jo, err)
 	}
 }

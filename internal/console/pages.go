@@ -29,6 +29,9 @@ type homeData struct {
 	Error   string
 	Heading string
 	Users   []userRow
+	// New is what the create form was last sent with, to fill it again
+	// after a refusal (never the password).
+	New struct{ Email, Name string }
 }
 
 type userRow struct {
@@ -69,7 +72,13 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 		d.Error = "No user has the email address " + q + "."
 		d.Heading = "Emails containing “" + q + "”"
 	}
-	list, err := listUsers(ctx, h.Admin, q, listLimit)
+	h.renderHome(w, r, status, q, d)
+}
+
+// renderHome renders the front page with the users whose email contains
+// substr.
+func (h *Handler) renderHome(w http.ResponseWriter, r *http.Request, status int, substr string, d homeData) {
+	list, err := listUsers(r.Context(), h.Admin, substr, listLimit)
 	if err != nil {
 		h.internal(w, r, err)
 		return
@@ -78,7 +87,7 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 		d.Users = append(d.Users, userRow{ID: u.ID, Email: u.Email, Name: u.Name, Admin: u.IsAdmin,
 			Disabled: u.Disabled(), Created: formatTime(u.CreatedAt), CreatedISO: iso(u.CreatedAt)})
 	}
-	h.Templates.Render(w, status, "admin", "Administration", "", d)
+	h.Templates.Render(w, status, "admin", "Administration", h.Sessions.CSRFToken(r), d)
 }
 
 // listUsers returns up to limit users, newest first, whose email contains
@@ -299,6 +308,9 @@ func notice(r *http.Request) string {
 		return "Account disabled: " + ended
 	case "deleted":
 		return "Account deleted: " + ended
+	case "created":
+		return "Account created with a temporary password. Give it to them by a channel other than their email; " +
+			fmt.Sprintf("they choose their own at the first sign-in, within %d hours.", int(users.TemporaryPasswordLifetime.Hours()))
 	case "enabled":
 		return "Account enabled. They can sign in again; their old sessions stay ended."
 	case "retry":

@@ -162,6 +162,29 @@ func TestBrowser_AdminRevokesAll(t *testing.T) {
 		t.Errorf("the console shows %s ended sessions, want 2", n)
 	}
 	console.screenshot("admin-user-revoked")
+
+	// The person leaves: the administrator deletes the account, typing its
+	// email, and creates one for their successor.
+	console.do("delete the account",
+		chromedp.SendKeys(chromedp.ID("confirm-email"), email),
+		chromedp.Click(chromedp.ID("delete")),
+		chromedp.WaitVisible(chromedp.ID("console-notice")))
+	if notice := console.text("#console-notice"); !strings.HasPrefix(notice, "Account deleted: ended 0 sessions") {
+		t.Errorf("after the delete the console says %q", notice)
+	}
+	const successor = "grace.successor@example.com"
+	console.do("create a user",
+		chromedp.Click(chromedp.CSS(".create-user summary")),
+		chromedp.WaitVisible(chromedp.ID("new-email")),
+		chromedp.SendKeys(chromedp.ID("new-email"), successor),
+		chromedp.SendKeys(chromedp.ID("new-name"), "Grace's successor"),
+		chromedp.SendKeys(chromedp.ID("new-password"), "a temporary passphrase"),
+		chromedp.Click(chromedp.CSS("#create-user button")),
+		chromedp.WaitVisible(chromedp.ID("user-email")))
+	if got, notice := console.text("#user-email"), console.text("#console-notice"); got != successor || !strings.HasPrefix(notice, "Account created with a temporary password.") {
+		t.Errorf("after creating, the console shows %q with %q", got, notice)
+	}
+	console.screenshot("admin-user-created")
 	t.Logf("browser scenario took %s", time.Since(began).Round(time.Millisecond))
 }
 

@@ -137,6 +137,7 @@ type overviewData struct {
 	RecoveryError string // about the recovery-codes form
 	DisableError  string // about the turn-off form
 	PasswordError string // about the change-password form
+	Activity      []activityView
 }
 
 type mfaStatus struct {
@@ -177,6 +178,10 @@ func (h *Handler) renderOverview(w http.ResponseWriter, r *http.Request, s sessi
 		return
 	}
 	d.Sessions = h.sessionViews(ctx, list, s.ID)
+	if d.Activity, err = h.activity(ctx, u.ID); err != nil {
+		h.internal(w, err)
+		return
+	}
 	h.Templates.Render(w, status, "account", "Your account", h.Sessions.CSRFToken(r), d)
 }
 

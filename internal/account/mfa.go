@@ -273,13 +273,12 @@ func (h *Handler) changeFactors(ctx context.Context, s sessions.Session, action 
 			}
 			return err
 		}
-		if err := audit.Record(ctx, tx, h.Now(), actor(s), action, s.UserID, nil); err != nil {
+		if _, err := h.Sessions.Revoke(ctx, sessions.Revocation{
+			UserID: s.UserID, ExceptSID: s.ID, Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: actor(s),
+		}); err != nil {
 			return err
 		}
-		_, err := h.Sessions.Revoke(ctx, sessions.Revocation{
-			UserID: s.UserID, ExceptSID: s.ID, Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: actor(s),
-		})
-		return err
+		return audit.Record(ctx, tx, h.Now(), actor(s), action, s.UserID, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("account: change factors: %w", err)

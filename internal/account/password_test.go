@@ -101,6 +101,18 @@ func TestAccount_ChangePassword(t *testing.T) {
 		if n := e.OwnChanges(alice.ID, audit.ActionChangePassword); n != 1 {
 			t.Errorf("the change is in the audit log %d times, want once", n)
 		}
+		// The account page lists it, newest first, as said to its owner.
+		for _, want := range []string{
+			`<li class="audit-entry" data-action="users.change_password">You changed your password`,
+			`<li class="audit-entry" data-action="sessions.revoke">1 session ended: your password or two-factor authentication changed`,
+		} {
+			if !strings.Contains(p.Body, want) {
+				t.Errorf("the account page lacks %q", want)
+			}
+		}
+		if strings.Index(p.Body, `data-action="users.change_password"`) > strings.Index(p.Body, `data-action="sessions.revoke"`) {
+			t.Error("the account's activity is not newest first")
+		}
 		// A new browser signs in with the new password, not the old one.
 		fresh := servertest.NewBrowser(t)
 		if p := fresh.SignIn(e.URL+"/account", alice.Email, password); p.Status != http.StatusUnauthorized {

@@ -75,6 +75,9 @@ type Query struct {
 	// UserID keeps the entries about that user and those they made, as a
 	// user or an administrator; empty keeps all.
 	UserID string
+	// AboutOnly, with UserID, keeps only the entries about the user (their
+	// own actions are about themselves), not what they did to others.
+	AboutOnly bool
 	// Before keeps entries older than that id: the next page starts at
 	// the last id of the previous one. Zero starts at the newest.
 	Before int64
@@ -104,11 +107,16 @@ func List(ctx context.Context, conn db.Querier, q Query) ([]Entry, error) {
 		rows pgx.Rows
 		err  error
 	)
-	if q.UserID == "" {
+	switch {
+	case q.UserID == "":
 		rows, err = conn.Query(ctx, `
 			SELECT id, at, actor, action, target, details FROM audit_log
 			WHERE id < $1 ORDER BY id DESC LIMIT $2`, before, limit)
-	} else {
+	case q.AboutOnly:
+		rows, err = conn.Query(ctx, `
+			SELECT id, at, actor, action, target, details FROM audit_log
+			WHERE target = $1 AND id < $2 ORDER BY id DESC LIMIT $3`, q.UserID, before, limit)
+	default:
 		// Three index scans (audit_log_target_idx, audit_log_actor_idx)
 		// merged, rather than one OR that would read the whole table.
 		rows, err = conn.Query(ctx, `

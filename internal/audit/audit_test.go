@@ -55,6 +55,8 @@ func TestList(t *testing.T) {
 		{"ann", audit.Query{UserID: ann}, []string{"sessions.revoke", "users.require_mfa", "users.disable"}},
 		{"ben", audit.Query{UserID: ben}, []string{audit.ActionChangePassword, "users.disable"}},
 		{"ann, two at most", audit.Query{UserID: ann, Limit: 2}, []string{"sessions.revoke", "users.require_mfa"}},
+		{"about ann only", audit.Query{UserID: ann, AboutOnly: true}, []string{"sessions.revoke", "users.require_mfa"}},
+		{"about ben only", audit.Query{UserID: ben, AboutOnly: true}, []string{audit.ActionChangePassword, "users.disable"}},
 		{"nobody", audit.Query{UserID: "33333333-3333-3333-3333-333333333333"}, nil},
 	} {
 		if got := actions(tc.q); !slices.Equal(got, tc.want) {

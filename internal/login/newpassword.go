@@ -96,11 +96,10 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 // tokens: whoever held one signed in under the old factors.
 func (h *Handler) factorsChanged(ctx context.Context, userID, sid, action string) error {
 	return db.InTx(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		if err := audit.Record(ctx, tx, h.Now(), audit.User(userID), action, userID, nil); err != nil {
+		if _, err := h.Sessions.Revoke(ctx, sessions.Revocation{UserID: userID, ExceptSID: sid,
+			Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: audit.User(userID)}); err != nil {
 			return err
 		}
-		_, err := h.Sessions.Revoke(ctx, sessions.Revocation{UserID: userID, ExceptSID: sid,
-			Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: audit.User(userID)})
-		return err
+		return audit.Record(ctx, tx, h.Now(), audit.User(userID), action, userID, nil)
 	})
 }

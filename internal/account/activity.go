@@ -2,7 +2,6 @@ package account
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"time"
 
@@ -53,13 +52,7 @@ func (h *Handler) activity(ctx context.Context, userID string) ([]activityView, 
 // describe says what e, an entry about the person whose own actor is self,
 // records.
 func describe(e audit.Entry, self string) string {
-	var d struct {
-		Reason    string `json:"reason"`
-		Sessions  int    `json:"sessions"`
-		Temporary *bool  `json:"temporary"`
-		Require   *bool  `json:"require"`
-	}
-	_ = json.Unmarshal(e.Details, &d) // what does not decode is not shown
+	d := e.Facts()
 	who := "An administrator"
 	switch {
 	case e.Actor == self:

@@ -52,6 +52,22 @@ type Entry struct {
 	Details json.RawMessage `json:"details"`
 }
 
+// Facts are the details entries carry that readers put into words; what an
+// entry does not carry stays zero.
+type Facts struct {
+	Reason    string `json:"reason"`    // sessions.revoke: why they ended
+	Sessions  int    `json:"sessions"`  // sessions.revoke: how many
+	Temporary *bool  `json:"temporary"` // users.set_password
+	Require   *bool  `json:"require"`   // users.require_mfa
+}
+
+// Facts decodes e's details; details that do not decode give no facts.
+func (e Entry) Facts() Facts {
+	var f Facts
+	_ = json.Unmarshal(e.Details, &f)
+	return f
+}
+
 // Record writes one entry with q, the transaction of the change it
 // records. details is marshalled to JSON (nil: {}); it must never hold a
 // secret.

@@ -1,7 +1,6 @@
 package console
 
 import (
-	"encoding/json"
 	"strings"
 	"time"
 
@@ -44,13 +43,7 @@ var actions = map[string]string{
 // activityOf describes e as seen on the page of user, by administrator adm.
 func activityOf(e audit.Entry, user, adm users.User, now time.Time) activityView {
 	v := activityView{When: ago(now, e.At), WhenISO: iso(e.At), By: actorText(e.Actor, user, adm), Action: e.Action}
-	var d struct {
-		Reason    string `json:"reason"`
-		Sessions  int    `json:"sessions"`
-		Temporary *bool  `json:"temporary"`
-		Require   *bool  `json:"require"`
-	}
-	_ = json.Unmarshal(e.Details, &d) // what does not decode is not shown
+	d := e.Facts()
 	v.What = actions[e.Action]
 	switch {
 	case e.Action == "sessions.revoke":

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -25,27 +24,9 @@ func TestCheckWritable(t *testing.T) {
 	}
 
 	t.Run("connections that became read-only are closed", func(t *testing.T) {
-		cfg, err := db.ParseConfig(d.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// After the connection is validated as writable, it turns
-		// read-only, as its server would on demotion.
 		var readOnly atomic.Bool
 		readOnly.Store(true)
-		cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-			if !readOnly.Load() {
-				return nil
-			}
-			_, err := c.Exec(ctx, `SET default_transaction_read_only = on`)
-			return err
-		}
-		cfg.MaxConns = 1
-		pool, err := pgxpool.NewWithConfig(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pool.Close()
+		pool := dbtest.DemotablePool(t, d.URL, &readOnly)
 		var before uint32
 		if err := pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&before); err != nil {
 			t.Fatal(err)

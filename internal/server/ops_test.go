@@ -20,10 +20,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/clients"
-	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
@@ -735,26 +733,8 @@ func TestOps_ReadOnlyDatabase(t *testing.T) {
 func TestOps_JanitorReadOnlyPool(t *testing.T) {
 	ctx := context.Background()
 	d := dbtest.New(t)
-	cfg, err := db.ParseConfig(d.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Connections made while readOnly is set turn read-only after they
-	// were validated, as connections to a primary that is then demoted.
 	var readOnly atomic.Bool
-	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		if !readOnly.Load() {
-			return nil
-		}
-		_, err := c.Exec(ctx, `SET default_transaction_read_only = on`)
-		return err
-	}
-	cfg.MaxConns = 1
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool := dbtest.DemotablePool(t, d.URL, &readOnly)
 	var logs lockedBuffer
 	s, err := server.New(ctx, server.Config{Issuer: "http://localhost:8080", Secret: strings.Repeat("s", 32),
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))}, pool)

@@ -265,7 +265,7 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 // stick.
 func (h *Handler) changeFactors(ctx context.Context, s sessions.Session, action string, change func(ctx context.Context) error) error {
 	var verdict error
-	err := db.InTx(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := db.InTx(ctx, h.Pool, func(ctx context.Context, _ pgx.Tx) error {
 		if err := change(ctx); err != nil {
 			if isVerdict(err) {
 				verdict = err
@@ -273,12 +273,7 @@ func (h *Handler) changeFactors(ctx context.Context, s sessions.Session, action 
 			}
 			return err
 		}
-		if _, err := h.Sessions.Revoke(ctx, sessions.Revocation{
-			UserID: s.UserID, ExceptSID: s.ID, Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: actor(s),
-		}); err != nil {
-			return err
-		}
-		return audit.Record(ctx, tx, h.Now(), actor(s), action, s.UserID, nil)
+		return h.Sessions.FactorsChanged(ctx, s.UserID, s.ID, action)
 	})
 	if err != nil {
 		return fmt.Errorf("account: change factors: %w", err)

@@ -9,8 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/idp/idp/internal/audit"
-	"github.com/idp/idp/internal/db"
-	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -84,22 +82,9 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := h.factorsChanged(ctx, f.UserID, sid, audit.ActionChangePassword); err != nil {
+	if err := h.Sessions.FactorsChanged(ctx, f.UserID, sid, audit.ActionChangePassword); err != nil {
 		h.internal(w, err)
 		return
 	}
 	http.Redirect(w, r, dest, http.StatusSeeOther)
-}
-
-// factorsChanged records that the person changed a sign-in factor (action)
-// and, in the same transaction, ends their other sessions (all but sid) and
-// tokens: whoever held one signed in under the old factors.
-func (h *Handler) factorsChanged(ctx context.Context, userID, sid, action string) error {
-	return db.InTx(ctx, h.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		if _, err := h.Sessions.Revoke(ctx, sessions.Revocation{UserID: userID, ExceptSID: sid,
-			Reason: sessions.ReasonFactorsChanged, IncludeOffline: true, Actor: audit.User(userID)}); err != nil {
-			return err
-		}
-		return audit.Record(ctx, tx, h.Now(), audit.User(userID), action, userID, nil)
-	})
 }

@@ -198,7 +198,7 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	// A change of factors ends the person's other sessions: whoever held
 	// one signed in under the old, weaker rules.
-	if err := h.factorsChanged(ctx, f.UserID, sid, audit.ActionEnableMFA); err != nil {
+	if err := h.Sessions.FactorsChanged(ctx, f.UserID, sid, audit.ActionEnableMFA); err != nil {
 		h.internal(w, err)
 		return
 	}

@@ -164,6 +164,22 @@ func (m *Manager) Revoke(ctx context.Context, rev Revocation) (Result, error) {
 	return res, nil
 }
 
+// FactorsChanged follows a person's change of a sign-in factor (action,
+// e.g. audit.ActionChangePassword): in one transaction (or the one in ctx,
+// so it joins the change itself) it ends their sessions but exceptSID, with
+// every token, offline ones too, since whoever held one signed in under the
+// old factors, and records the change after the revocation it caused.
+func (m *Manager) FactorsChanged(ctx context.Context, userID, exceptSID, action string) error {
+	return db.InTx(ctx, m.Pool, func(ctx context.Context, tx pgx.Tx) error {
+		actor := audit.User(userID)
+		if _, err := m.Revoke(ctx, Revocation{UserID: userID, ExceptSID: exceptSID, Reason: ReasonFactorsChanged,
+			IncludeOffline: true, Actor: actor}); err != nil {
+			return err
+		}
+		return audit.Record(ctx, tx, m.Now(), actor, action, userID, nil)
+	})
+}
+
 // ExpireDue ends, through Revoke, up to limit sessions whose idle or
 // absolute timeout has passed, so their apps are told like any other
 // logout. Safe on every instance at once: each batch claims its rows.

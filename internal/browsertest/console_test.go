@@ -34,6 +34,26 @@ func (b *tab) signInToBoth(appA, appB *demoapptest.App, shot string) string {
 	return sid
 }
 
+// twoDevices is a person signed in to App A and App B on a laptop and a
+// phone, each device with its own provider session.
+type twoDevices struct {
+	h             *servertest.Harness
+	appA, appB    *demoapptest.App
+	laptop, phone *tab
+}
+
+func signedInOnTwoDevices(t *testing.T) twoDevices {
+	t.Helper()
+	h := servertest.New(t)
+	h.CreateUser(email, password)
+	d := twoDevices{h: h, appA: demoapptest.Start(t, h, "app-a", "App A"), appB: demoapptest.Start(t, h, "app-b", "App B")}
+	d.laptop = &tab{t: t, ctx: newBrowser(t), shots: screenshotDir(t)}
+	d.phone = newPrivateTab(t, d.laptop)
+	d.laptop.signInToBoth(d.appA, d.appB, "")
+	d.phone.signInToBoth(d.appA, d.appB, "")
+	return d
+}
+
 // waitSignedOut reloads the app until it shows the person signed out, by
 // the back channel (bounded).
 func (b *tab) waitSignedOut(app *demoapptest.App, who string) {
@@ -194,15 +214,8 @@ func TestBrowser_AdminRevokesAll(t *testing.T) {
 // sign-out confirmation and error pages.
 func TestBrowser_SignOutEverywhere(t *testing.T) {
 	began := time.Now()
-	h := servertest.New(t)
-	h.CreateUser(email, password)
-	appA := demoapptest.Start(t, h, "app-a", "App A")
-	appB := demoapptest.Start(t, h, "app-b", "App B")
-	laptop := &tab{t: t, ctx: newBrowser(t), shots: screenshotDir(t)}
-	phone := newPrivateTab(t, laptop)
-
-	laptop.signInToBoth(appA, appB, "")
-	phone.signInToBoth(appA, appB, "")
+	d := signedInOnTwoDevices(t)
+	h, appA, appB, laptop, phone := d.h, d.appA, d.appB, d.laptop, d.phone
 
 	// A sign-out request without an id_token_hint asks first.
 	laptop.do("open the sign-out page", chromedp.Navigate(h.URL+"/oauth2/sessions/logout"),

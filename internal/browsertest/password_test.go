@@ -17,14 +17,8 @@ import (
 // signed in; the next sign-in takes the new password.
 func TestBrowser_ChangePassword(t *testing.T) {
 	began := time.Now()
-	h := servertest.New(t)
-	h.CreateUser(email, password)
-	appA := demoapptest.Start(t, h, "app-a", "App A")
-	appB := demoapptest.Start(t, h, "app-b", "App B")
-	laptop := &tab{t: t, ctx: newBrowser(t), shots: screenshotDir(t)}
-	phone := newPrivateTab(t, laptop)
-	laptop.signInToBoth(appA, appB, "")
-	phone.signInToBoth(appA, appB, "")
+	d := signedInOnTwoDevices(t)
+	h, appA, appB, laptop, phone := d.h, d.appA, d.appB, d.laptop, d.phone
 
 	const newPassword = "four new words together"
 	laptop.do("open the account page", chromedp.Navigate(h.URL+"/account"),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -216,26 +217,17 @@ func (a *API) retry(w http.ResponseWriter, r *http.Request, adm users.User) erro
 // N}, where next_before, present when the page is full, is the ?before of
 // the next page.
 func (a *API) auditLog(w http.ResponseWriter, r *http.Request, _ users.User) error {
-	q := audit.Query{UserID: r.URL.Query().Get("user")}
-	for _, p := range []struct {
-		name string
-		max  int64
-		dst  func(int64)
-	}{
-		{"before", 1<<63 - 1, func(n int64) { q.Before = n }},
-		{"limit", audit.MaxLimit, func(n int64) { q.Limit = int(n) }},
-	} {
-		v := r.URL.Query().Get(p.name)
-		if v == "" {
-			continue
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 || n > p.max {
-			return badRequest(fmt.Sprintf("%s must be a whole number from 1 to %d.", p.name, p.max))
-		}
-		p.dst(n)
+	query := r.URL.Query()
+	before, err := wholeNumber(query, "before", 1<<63-1)
+	if err != nil {
+		return err
 	}
-	if r.URL.Query().Has("user") && q.UserID == "" {
+	limit, err := wholeNumber(query, "limit", audit.MaxLimit)
+	if err != nil {
+		return err
+	}
+	q := audit.Query{UserID: query.Get("user"), Before: before, Limit: int(limit)}
+	if query.Has("user") && q.UserID == "" {
 		return badRequest("user must be a user id.")
 	}
 	entries, err := a.Service.AuditLog(r.Context(), q)
@@ -250,6 +242,20 @@ func (a *API) auditLog(w http.ResponseWriter, r *http.Request, _ users.User) err
 		page.NextBefore = entries[len(entries)-1].ID
 	}
 	return writeJSON(w, http.StatusOK, page)
+}
+
+// wholeNumber reads the optional query parameter name, a whole number from
+// 1 to max; absent, it is 0.
+func wholeNumber(query url.Values, name string, max int64) (int64, error) {
+	v := query.Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 || n > max {
+		return 0, badRequest(fmt.Sprintf("%s must be a whole number from 1 to %d.", name, max))
+	}
+	return n, nil
 }
 
 func (a *API) notFound(http.ResponseWriter, *http.Request, users.User) error {

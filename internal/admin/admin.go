@@ -146,7 +146,8 @@ func (s *Service) Disable(ctx context.Context, userID, actor string) (users.User
 
 // CreateUser creates an account and records it in the audit log, in one
 // transaction. The password is checked against the policy (and hashed)
-// first: users.PolicyError, users.ErrInvalidEmail and users.ErrEmailTaken
+// first: users.PolicyError, users.ErrInvalidEmail, users.ErrInvalidName and
+// users.ErrEmailTaken
 // say what was wrong, and nothing is stored.
 func (s *Service) CreateUser(ctx context.Context, nu users.NewUser, actor string) (Account, error) {
 	var u users.User
@@ -161,7 +162,8 @@ func (s *Service) CreateUser(ctx context.Context, nu users.NewUser, actor string
 			map[string]bool{"admin": u.IsAdmin, "temporary_password": nu.MustChangePassword})
 	})
 	if err != nil {
-		if errors.Is(err, users.ErrEmailTaken) || errors.Is(err, users.ErrInvalidEmail) || errors.Is(err, users.ErrWeakPassword) {
+		if errors.Is(err, users.ErrEmailTaken) || errors.Is(err, users.ErrInvalidEmail) || errors.Is(err, users.ErrInvalidName) ||
+			errors.Is(err, users.ErrWeakPassword) {
 			return Account{}, err
 		}
 		return Account{}, wrap("create user", err)

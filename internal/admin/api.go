@@ -109,6 +109,8 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, adm users.User)
 		return badRequest("The password " + pe.Reason + ".")
 	case errors.Is(err, users.ErrInvalidEmail):
 		return badRequest("The email must be an email address.")
+	case errors.Is(err, users.ErrInvalidName):
+		return badRequest(fmt.Sprintf("The name must be at most %d characters, without control characters.", users.MaxNameRunes))
 	case errors.Is(err, users.ErrEmailTaken):
 		return &apiError{status: http.StatusConflict, code: "conflict", desc: "An account with that email exists already."}
 	case err != nil:

@@ -660,6 +660,8 @@ func TestAPI(t *testing.T) {
 			{"unknown field", `{"email": "fay@example.com", "password": "` + password + `", "role": "admin"}`, 400, "invalid_request"},
 			{"no email", `{"password": "` + password + `"}`, 400, "invalid_request"},
 			{"not an email", `{"email": "fay", "password": "` + password + `"}`, 400, "invalid_request"},
+			{"name too long", `{"email": "fay@example.com", "name": "` + strings.Repeat("é", users.MaxNameRunes+1) + `", "password": "` + password + `"}`, 400, "invalid_request"},
+			{"name with a line break", `{"email": "fay@example.com", "name": "Fay\nAdmin", "password": "` + password + `"}`, 400, "invalid_request"},
 			{"common password", `{"email": "fay@example.com", "password": "password1"}`, 400, "invalid_request"},
 			{"email taken, in another case", `{"email": "ALICE@example.com", "password": "` + password + `"}`, 409, "conflict"},
 		} {

@@ -2,6 +2,7 @@ package console
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -93,6 +94,8 @@ func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) {
 		d.Error = "The temporary password " + pe.Reason + "."
 	case errors.Is(err, users.ErrInvalidEmail):
 		d.Error = "That is not an email address."
+	case errors.Is(err, users.ErrInvalidName):
+		d.Error = fmt.Sprintf("The name must be at most %d characters, without line breaks.", users.MaxNameRunes)
 	case errors.Is(err, users.ErrEmailTaken):
 		status, d.Error = http.StatusConflict, "An account with that email exists already."
 	default:

@@ -586,6 +586,8 @@ func TestConsole_CreateUser(t *testing.T) {
 		{"common password", url.Values{"email": {"ivy@example.com"}, "name": {"Ivy"}, "new_password": {"password1"}},
 			http.StatusBadRequest, "The temporary password is one of the most common passwords"},
 		{"not an email", url.Values{"email": {"ivy"}, "new_password": {temporary}}, http.StatusBadRequest, "That is not an email address."},
+		{"name too long", url.Values{"email": {"ivy@example.com"}, "name": {strings.Repeat("i", users.MaxNameRunes+1)}, "new_password": {temporary}},
+			http.StatusBadRequest, "The name must be at most 200 characters"},
 		{"email taken", url.Values{"email": {"Taken@example.com"}, "new_password": {temporary}}, http.StatusConflict, "exists already"},
 	} {
 		resp, body := submit(tc.form)

@@ -16,6 +16,8 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -44,6 +46,7 @@ var (
 	ErrNotFound     = errors.New("users: user not found")
 	ErrEmailTaken   = errors.New("users: email already registered")
 	ErrInvalidEmail = errors.New("users: invalid email address")
+	ErrInvalidName  = fmt.Errorf("users: a name is at most %d characters, without control characters", MaxNameRunes)
 	ErrWeakPassword = errors.New("users: password rejected")
 	// ErrPasswordExpired: the password was right, but it was a temporary
 	// one and its time ran out before it was replaced.
@@ -83,6 +86,19 @@ type Store struct {
 // NewStore returns a Store with the default password throttle.
 func NewStore(pool *pgxpool.Pool) *Store {
 	return &Store{Pool: pool, Limiter: throttle.Default(pool), Now: time.Now}
+}
+
+// MaxNameRunes bounds a display name: it is shown on every page and in
+// every ID token's name claim.
+const MaxNameRunes = 200
+
+// normalizeName trims a display name and checks it fits (ErrInvalidName).
+func normalizeName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	if utf8.RuneCountInString(name) > MaxNameRunes || strings.ContainsFunc(name, unicode.IsControl) {
+		return "", ErrInvalidName
+	}
+	return name, nil
 }
 
 // NormalizeEmail trims email and checks it is a bare address
@@ -130,6 +146,10 @@ func (s *Store) Create(ctx context.Context, nu NewUser) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
+	name, err := normalizeName(nu.Name)
+	if err != nil {
+		return User{}, err
+	}
 	// Chosen (and so hashed) before the transaction: no connection is held
 	// for the ~tens of milliseconds argon2 takes.
 	p, err := s.ChoosePassword(ctx, nu.Password)
@@ -143,7 +163,7 @@ func (s *Store) Create(ctx context.Context, nu NewUser) (User, error) {
 			INSERT INTO users AS u (email, name, is_admin, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $4)
 			RETURNING `+userColumns,
-			email, strings.TrimSpace(nu.Name), nu.Admin, now))
+			email, name, nu.Admin, now))
 		if err != nil {
 			return err
 		}

@@ -188,6 +188,8 @@ func TestBrowser_AdminRevokesAll(t *testing.T) {
 	console.do("delete the account",
 		chromedp.SendKeys(chromedp.ID("confirm-email"), email),
 		chromedp.Click(chromedp.ID("delete")),
+		// The user's page has a notice too: wait for the front page.
+		chromedp.WaitVisible(chromedp.CSS(".create-user summary")),
 		chromedp.WaitVisible(chromedp.ID("console-notice")))
 	if notice := console.text("#console-notice"); !strings.HasPrefix(notice, "Account deleted: ended 0 sessions") {
 		t.Errorf("after the delete the console says %q", notice)

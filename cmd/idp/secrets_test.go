@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/dbtest"
@@ -194,9 +196,9 @@ func mustBox(t *testing.T, secret, purpose string) *secrets.Box {
 }
 
 // signAndVerify signs a JWS with key and verifies it with pub.
-func signAndVerify(t *testing.T, alg string, key any, pub any) {
+func signAndVerify(t *testing.T, alg string, key crypto.Signer, pub any) {
 	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(alg), Key: key}, nil)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(alg), Key: cryptosigner.Opaque(key)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

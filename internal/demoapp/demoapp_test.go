@@ -1,6 +1,7 @@
 package demoapp_test
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/idp/idp/internal/demoapp/demoapptest"
@@ -173,13 +175,13 @@ func TestApp_BackchannelLogout(t *testing.T) {
 		t.Fatal(err)
 	}
 	stranger, _ := rsa.GenerateKey(rand.Reader, 2048)
-	sign := func(t *testing.T, k any, kid string, typ string, claims map[string]any) string {
+	sign := func(t *testing.T, k crypto.Signer, kid string, typ string, claims map[string]any) string {
 		t.Helper()
 		opts := &jose.SignerOptions{}
 		if typ != "" {
 			opts = opts.WithType(jose.ContentType(typ))
 		}
-		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: k, KeyID: kid}}, opts)
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: cryptosigner.Opaque(k), KeyID: kid}}, opts)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,7 +6,10 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/go-jose/go-jose/v3"
+	"github.com/go-jose/go-jose/v3/cryptosigner"
 	"github.com/ory/fosite/token/jwt"
 
 	"github.com/idp/idp/internal/sso/keys"
@@ -27,7 +30,7 @@ var _ jwt.Signer = (*keySigner)(nil)
 // the algorithm; keySigner replaces it with the real kid.
 const headerAlg = "idp_alg"
 
-func (s *keySigner) Generate(ctx context.Context, claims jwt.MapClaims, header jwt.Mapper) (string, string, error) {
+func (s *keySigner) Generate(_ context.Context, claims jwt.MapClaims, header jwt.Mapper) (string, string, error) {
 	h := header.ToMap()
 	alg, _ := h[headerAlg].(string)
 	if alg == "" {
@@ -37,15 +40,21 @@ func (s *keySigner) Generate(ctx context.Context, claims jwt.MapClaims, header j
 	if err != nil {
 		return "", "", err
 	}
-	out := jwt.NewHeaders()
+	// What fosite's jwt.DefaultSigner does, less its key-type switch, which
+	// takes only concrete keys (its opaque-signer case compares the public
+	// key with private key types and never matches).
+	token := jwt.NewWithClaims(jose.SignatureAlgorithm(alg), claims)
 	for k, v := range h {
 		if k != headerAlg && k != "alg" {
-			out.Add(k, v)
+			token.Header[k] = v
 		}
 	}
-	out.Add("kid", kid)
-	return (&jwt.DefaultSigner{GetPrivateKey: func(context.Context) (interface{}, error) { return key, nil }}).
-		Generate(ctx, claims, out)
+	token.Header["kid"] = kid
+	raw, err := token.SignedString(cryptosigner.Opaque(key))
+	if err != nil {
+		return "", "", err
+	}
+	return raw, raw[strings.LastIndexByte(raw, '.')+1:], nil
 }
 
 func (s *keySigner) verificationKey(t *jwt.Token) (interface{}, error) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/idp/idp/internal/sso/keys"
@@ -70,7 +71,7 @@ func SignLogoutToken(ks *keys.Set, alg, issuer, clientID, subject, sid string, i
 		return "", "", fmt.Errorf("backchannel: sign: %w", err)
 	}
 	signer, err := jose.NewSigner(
-		jose.SigningKey{Algorithm: jose.SignatureAlgorithm(alg), Key: jose.JSONWebKey{Key: key, KeyID: kid}},
+		jose.SigningKey{Algorithm: jose.SignatureAlgorithm(alg), Key: jose.JSONWebKey{Key: cryptosigner.Opaque(key), KeyID: kid}},
 		(&jose.SignerOptions{}).WithType(TokenType),
 	)
 	if err != nil {

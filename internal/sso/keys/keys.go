@@ -35,6 +35,7 @@ import (
 
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/secrets"
+	"github.com/idp/idp/internal/sso/keys/libcrypto"
 )
 
 // Signing algorithms the provider offers.
@@ -79,7 +80,7 @@ type Set struct {
 type entry struct {
 	kid       string
 	alg       string
-	signer    crypto.Signer // *rsa.PrivateKey or *ecdsa.PrivateKey
+	signer    crypto.Signer // libcrypto's RS256 signer or *ecdsa.PrivateKey
 	createdAt time.Time
 	activeAt  time.Time
 }
@@ -301,7 +302,11 @@ func (s *Set) open(kid, alg string, sealed []byte) (crypto.Signer, error) {
 	switch k := parsed.(type) {
 	case *rsa.PrivateKey:
 		if alg == RS256 {
-			return k, nil
+			signer, err := libcrypto.NewRSASigner(k)
+			if err != nil {
+				return nil, fmt.Errorf("keys: private key %s: %w", kid, err)
+			}
+			return signer, nil
 		}
 	case *ecdsa.PrivateKey:
 		if alg == ES256 && k.Curve == elliptic.P256() {
@@ -312,8 +317,10 @@ func (s *Set) open(kid, alg string, sealed []byte) (crypto.Signer, error) {
 }
 
 // Signer returns the key that signs alg tokens now: the newest key of alg
-// whose active_at has passed. The key is the concrete *rsa.PrivateKey or
-// *ecdsa.PrivateKey, which both go-jose v3 (inside fosite) and v4 accept.
+// whose active_at has passed. An RS256 key signs through package
+// libcrypto (OpenSSL when built with it), an ES256 key is the
+// *ecdsa.PrivateKey; go-jose takes either through its
+// cryptosigner.Opaque.
 func (s *Set) Signer(alg string) (kid string, key crypto.Signer, err error) {
 	if !slices.Contains(Algorithms(), alg) {
 		return "", nil, fmt.Errorf("keys: signer %q: %w", alg, ErrUnsupportedAlg)

@@ -89,9 +89,9 @@ func TestLoad(t *testing.T) {
 			t.Fatalf("signing_keys rows = %d, want 2", n)
 		}
 		_, rk := mustSigner(t, s, keys.RS256)
-		rsaKey, ok := rk.(*rsa.PrivateKey)
+		rsaKey, ok := rk.Public().(*rsa.PublicKey)
 		if !ok || rsaKey.N.BitLen() != 2048 {
-			t.Errorf("RS256 signer is %T, want a 2048-bit *rsa.PrivateKey", rk)
+			t.Errorf("RS256 signer's public key is %T, want a 2048-bit *rsa.PublicKey", rk.Public())
 		}
 		_, ek := mustSigner(t, s, keys.ES256)
 		ecKey, ok := ek.(*ecdsa.PrivateKey)
@@ -168,22 +168,25 @@ func TestLoad(t *testing.T) {
 		s := load(t, d.Pool, serverSecret, newClock())
 		for _, alg := range keys.Algorithms() {
 			kid, key := mustSigner(t, s, alg)
-			der, err := x509.MarshalPKCS8PrivateKey(key)
-			if err != nil {
-				t.Fatal(err)
-			}
 			var sealed, publicJWK []byte
-			err = d.Pool.QueryRow(ctx, `SELECT private_encrypted, public_jwk FROM signing_keys WHERE kid = $1`, kid).
+			err := d.Pool.QueryRow(ctx, `SELECT private_encrypted, public_jwk FROM signing_keys WHERE kid = $1`, kid).
 				Scan(&sealed, &publicJWK)
 			if err != nil {
 				t.Fatal(err)
 			}
+			der, err := box(t, serverSecret).Open(sealed, []byte(kid))
+			if err != nil {
+				t.Fatalf("%s: sealed value does not open under aad=kid: %v", alg, err)
+			}
 			if bytes.Contains(sealed, der) {
 				t.Errorf("%s: private_encrypted contains the plain DER", alg)
 			}
-			opened, err := box(t, serverSecret).Open(sealed, []byte(kid))
-			if err != nil || !bytes.Equal(opened, der) {
-				t.Errorf("%s: sealed value does not open to the key's DER under aad=kid (err %v)", alg, err)
+			opened, err := x509.ParsePKCS8PrivateKey(der)
+			if err != nil {
+				t.Fatalf("%s: sealed value is not a PKCS #8 key: %v", alg, err)
+			}
+			if !opened.(crypto.Signer).Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(key.Public()) {
+				t.Errorf("%s: the sealed key is not the signer's", alg)
 			}
 			var jwk jose.JSONWebKey
 			if err := json.Unmarshal(publicJWK, &jwk); err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -98,7 +99,7 @@ func TestReencryptAll(t *testing.T) {
 			}
 			// Signed with the re-sealed private part, verified with the
 			// public key published before: the same key, still signing.
-			jws, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(alg), Key: key}, nil)
+			jws, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(alg), Key: cryptosigner.Opaque(key)}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

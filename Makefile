@@ -8,12 +8,15 @@ run:
 test:
 	scripts/test.sh
 
+# Built with OpenSSL's libcrypto for RS256 signatures when cgo can find it
+# (scripts/gotags.sh); `CGO_ENABLED=0 make build` gives a static binary that
+# signs with Go's crypto/rsa.
 build:
-	go build -o bin/idp ./cmd/idp
+	go build -tags "$$(scripts/gotags.sh)" -o bin/idp ./cmd/idp
 
 # The benchmark (docs/performance.md): a fresh database on
 # IDP_BENCH_DATABASE_URL (else the private cluster of scripts/pg.sh), an
 # in-process provider, every scenario against its floor, PASS/FAIL per
 # target. Narrow it with e.g. BENCH_FLAGS="--only refresh --duration 3s".
 bench:
-	go run ./cmd/idp-bench $(BENCH_FLAGS)
+	go run -tags "$$(scripts/gotags.sh)" ./cmd/idp-bench $(BENCH_FLAGS)

@@ -22,7 +22,7 @@ fi
 export IDP_ADDR="${IDP_ADDR:-127.0.0.1:8080}"
 export IDP_ISSUER="${IDP_ISSUER:-http://localhost:${IDP_ADDR##*:}}"
 
-go build -o bin/idp ./cmd/idp
+go build -tags "$(scripts/gotags.sh)" -o bin/idp ./cmd/idp
 go build -o bin/demo-app ./examples/demo-app
 bin/idp migrate >/dev/null
 

@@ -125,6 +125,14 @@ func TestDockerCompose(t *testing.T) {
 	if m := regexp.MustCompile(`(?m)^USER (\S+)`).FindStringSubmatch(df); m == nil || strings.HasPrefix(m[1], "0") || m[1] == "root" {
 		t.Error("Dockerfile does not switch to a non-root user")
 	}
+	// The provider is built with libcrypto signing RS256 (scripts/gotags.sh),
+	// and the image it runs on has the library.
+	if !regexp.MustCompile(`CGO_ENABLED=1 go build -tags openssl [^\n]*\./cmd/idp`).MatchString(df) {
+		t.Error("Dockerfile does not build ./cmd/idp with cgo and -tags openssl")
+	}
+	if final := df[strings.LastIndex(df, "\nFROM "):]; !strings.Contains(final, "libssl3") {
+		t.Error("the Dockerfile's final stage does not install libssl3, which the openssl build loads")
+	}
 	for _, want := range []string{"./cmd/idp", "./examples/demo-app", "scripts/docker-demo.sh"} {
 		if !strings.Contains(df, want) {
 			t.Errorf("Dockerfile does not build or copy %s", want)

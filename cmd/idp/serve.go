@@ -13,6 +13,7 @@ import (
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/server"
+	"github.com/idp/idp/internal/sso/keys/libcrypto"
 	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
 )
@@ -154,7 +155,7 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	for i, hs := range servers {
 		go func() { serveDone <- hs.Serve(listeners[i]) }()
 	}
-	cfg.Logger.Info("idp listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer)
+	cfg.Logger.Info("idp listening", "addr", ln.Addr().String(), "issuer", cfg.Issuer, "rsa_signer", libcrypto.Version())
 	if len(listeners) > 1 {
 		cfg.Logger.Info("metrics listening", "addr", listeners[1].Addr().String())
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 
 	"github.com/idp/idp/internal/server"
+	"github.com/idp/idp/internal/sso/keys/libcrypto"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -128,7 +129,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.rss.setPhase("setup")
 	rep := &Report{Started: time.Now().UTC(), Config: ReportConfig{
 		Duration: cfg.Duration, Concurrency: cfg.Concurrency, Sessions: cfg.Sessions, Apps: cfg.Apps,
-		IDTokenAlg: cfg.IDTokenAlg, Argon2: argon2Params(), GC: gcSettings(tuned, cfg.MemoryLimit),
+		IDTokenAlg: cfg.IDTokenAlg, RSASigner: libcrypto.Version(), Argon2: argon2Params(), GC: gcSettings(tuned, cfg.MemoryLimit),
 	}}
 
 	d, err := createDatabase(ctx, cfg.DatabaseURL)

@@ -39,6 +39,7 @@ type ReportConfig struct {
 	Sessions     int           `json:"sessions"`
 	Apps         int           `json:"apps"`
 	IDTokenAlg   string        `json:"id_token_alg"`
+	RSASigner    string        `json:"rsa_signer"` // the library signing RS256: OpenSSL's libcrypto or Go's crypto/rsa
 	Argon2       string        `json:"argon2id"`
 	GC           string        `json:"gc"`
 	PoolMaxConns int32         `json:"provider_pool_max_conns"`
@@ -204,9 +205,9 @@ func (rep *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "load:     %s before, %s after (1, 5, 15 min)\n", m.LoadBefore, m.LoadAfter)
 	c := rep.Config
 	fmt.Fprintf(&b, "run:      %s per measurement (after a %s warm-up; each scenario in %d slices alternating with its floor's), %d workers,\n"+
-		"          provider pool of %d connections, apps sign with %s, argon2id %s, %s,\n"+
+		"          provider pool of %d connections, apps sign with %s (RSA by %s), argon2id %s, %s,\n"+
 		"          in-process provider at %s\n\n",
-		c.Duration, warmup(c.Duration), rounds(c.Duration), c.Concurrency, c.PoolMaxConns, c.IDTokenAlg, c.Argon2, c.GC, rep.Issuer)
+		c.Duration, warmup(c.Duration), rounds(c.Duration), c.Concurrency, c.PoolMaxConns, c.IDTokenAlg, c.RSASigner, c.Argon2, c.GC, rep.Issuer)
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(rep.Floors) > 0 {

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -336,6 +337,42 @@ func TestStore_Fosite(t *testing.T) {
 				t.Errorf("%d PKCE and OpenID Connect sessions left after the exchange, want 0", left)
 			}
 		}},
+		{"a code's PKCE and OpenID Connect sessions", func(t *testing.T, p *provider) {
+			code := p.authorize(t)
+			// Batched, they are forms in the code's row; one call at a
+			// time, rows of their own.
+			rows, forms := p.codeSessions(t)
+			if want := map[bool][2]int{true: {0, 2}, false: {2, 0}}[p.batched]; [2]int{rows, forms} != want {
+				t.Errorf("after authorize: %d session rows and %d forms in the code's row, want %v", rows, forms, want)
+			}
+			tok, err := p.exchange(t.Context(), code)
+			if err != nil {
+				t.Fatalf("exchange: %v", err)
+			}
+			if nonce := idTokenClaim(t, tok.idToken, "nonce"); nonce != "nonce-0123456789" {
+				t.Errorf("ID token nonce = %v, want the authorization request's", nonce)
+			}
+			if rows, forms := p.codeSessions(t); rows+forms != 0 {
+				t.Errorf("after the exchange: %d session rows and %d forms left, want none", rows, forms)
+			}
+		}},
+		{"a code issued one way is exchanged the other", func(t *testing.T, p *provider) {
+			// Instances of two releases share a database during an
+			// upgrade: either may issue a code the other exchanges.
+			p.batched = !p.batched
+			code := p.authorize(t)
+			p.batched = !p.batched
+			tok, err := p.exchange(t.Context(), code)
+			if err != nil {
+				t.Fatalf("exchange: %v", err)
+			}
+			if nonce := idTokenClaim(t, tok.idToken, "nonce"); nonce != "nonce-0123456789" {
+				t.Errorf("ID token nonce = %v, want the authorization request's", nonce)
+			}
+			if rows, forms := p.codeSessions(t); rows+forms != 0 {
+				t.Errorf("after the exchange: %d session rows and %d forms left, want none", rows, forms)
+			}
+		}},
 		{"concurrent exchanges of one code", func(t *testing.T, p *provider) {
 			code := p.authorize(t)
 			errs := twiceAtOnce(func() error {
@@ -384,4 +421,36 @@ func TestStore_Fosite(t *testing.T) {
 			})
 		}
 	}
+}
+
+// codeSessions counts the PKCE and OpenID Connect sessions stored as rows
+// of their own and as forms in the codes' rows.
+func (p *provider) codeSessions(t *testing.T) (rows, forms int) {
+	t.Helper()
+	err := p.store.Pool.QueryRow(t.Context(), `SELECT
+		(SELECT count(*) FROM oauth_pkce) + (SELECT count(*) FROM oauth_oidc),
+		(SELECT count(pkce_form) + count(oidc_form) FROM oauth_authorize_codes)`).Scan(&rows, &forms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows, forms
+}
+
+// idTokenClaim is one claim of an ID token, read without verifying it (the
+// signature is fosite's business here).
+func idTokenClaim(t *testing.T, idToken, name string) any {
+	t.Helper()
+	parts := strings.Split(idToken, ".")
+	if len(parts) != 3 {
+		t.Fatalf("ID token %q is not a JWS", idToken)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	return claims[name]
 }

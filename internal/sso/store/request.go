@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -62,13 +63,7 @@ func newRow(r fosite.Requester, kind fosite.TokenType) (row, error) {
 	if c := r.GetClient(); c != nil {
 		clientID = c.GetID()
 	}
-	form := url.Values{}
-	for k, v := range r.GetRequestForm() {
-		form[k] = v
-	}
-	for _, k := range secretParams {
-		delete(form, k)
-	}
+	form := storedForm(r)
 	sess := r.GetSession()
 	sessJSON, err := json.Marshal(sess)
 	if err != nil {
@@ -102,6 +97,45 @@ func newRow(r fosite.Requester, kind fosite.TokenType) (row, error) {
 		}
 	}
 	return out, nil
+}
+
+// storedForm is r's form as it may be stored: without secretParams.
+func storedForm(r fosite.Requester) url.Values {
+	form := url.Values{}
+	for k, v := range r.GetRequestForm() {
+		form[k] = v
+	}
+	for _, k := range secretParams {
+		delete(form, k)
+	}
+	return form
+}
+
+// sameGrant reports whether a and b are one authorization request stored
+// twice: fosite's Sanitize copies, which share the session and differ only
+// in their forms. The PKCE and OpenID Connect sessions of a code are such
+// copies of the code's request.
+func sameGrant(a, b fosite.Requester) bool {
+	return a.GetID() == b.GetID() &&
+		a.GetSession() == b.GetSession() &&
+		a.GetClient() != nil && b.GetClient() != nil && a.GetClient().GetID() == b.GetClient().GetID() &&
+		a.GetRequestedAt().Equal(b.GetRequestedAt()) &&
+		slices.Equal(a.GetRequestedScopes(), b.GetRequestedScopes()) &&
+		slices.Equal(a.GetGrantedScopes(), b.GetGrantedScopes()) &&
+		slices.Equal(a.GetRequestedAudience(), b.GetRequestedAudience()) &&
+		slices.Equal(a.GetGrantedAudience(), b.GetGrantedAudience())
+}
+
+// withForm is req with its form replaced by the stored form doc: a code's
+// PKCE or OpenID Connect request read from the code's row.
+func withForm(req *fosite.Request, doc []byte) (*fosite.Request, error) {
+	form := url.Values{}
+	if err := json.Unmarshal(doc, &form); err != nil {
+		return nil, fmt.Errorf("unmarshal form: %w", err)
+	}
+	out := *req
+	out.Form = form
+	return &out, nil
 }
 
 // sessionID is the SSO session's public id, carried as the "sid" claim of

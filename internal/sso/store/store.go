@@ -1,6 +1,8 @@
 // Package store is fosite's storage on PostgreSQL: authorization codes, PKCE
 // and OpenID Connect sessions, access and refresh tokens, and the client
-// assertion JTIs seen, one table per kind (migrations/0001_core.sql).
+// assertion JTIs seen, one table per kind (migrations/0001_core.sql), except
+// that the sessions of a code issued in a Batched context are columns of the
+// code's row (migrations/0009_code_forms.sql).
 //
 // Tokens are keyed by the SHA-256 of their signature, so a database dump
 // holds nothing a client could present. Who a token belongs to (request id,
@@ -30,10 +32,10 @@
 //
 // Called one by one, issuing a code costs 3 round trips, exchanging it 11
 // and a refresh 6. The server calls fosite in a Batched context instead,
-// where writes wait and go out together and a code is read once with its
-// PKCE and OpenID Connect sessions: issuing a code costs 1 (with the app's
-// client session), exchanging it 2, a refresh 2 (TestStore_Fosite counts
-// them).
+// where writes wait and go out together, a code's PKCE and OpenID Connect
+// sessions are forms in the code's row, and a code is read once with them:
+// issuing a code costs 1 round trip (with the app's client session) and 2
+// row writes, exchanging it 2, a refresh 2 (TestStore_Fosite counts them).
 package store
 
 import (

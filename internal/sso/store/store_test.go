@@ -248,3 +248,118 @@ func TestHashSignature(t *testing.T) {
 		})
 	}
 }
+
+// In a Batched context the PKCE and OpenID Connect sessions of the code
+// being issued are forms in the code's row; anything else stays a row of
+// its own, so nothing is attached to the wrong code or lost with a
+// discarded INSERT.
+func TestBatched_CodeSessions(t *testing.T) {
+	const code = "ory_ac_key.sig-1" // fosite's format: the row is keyed by "sig-1"
+	count := func(t *testing.T, s *store.Store) (codes, rows, forms int) {
+		t.Helper()
+		err := s.Pool.QueryRow(t.Context(), `SELECT
+			(SELECT count(*) FROM oauth_authorize_codes),
+			(SELECT count(*) FROM oauth_pkce) + (SELECT count(*) FROM oauth_oidc),
+			(SELECT count(pkce_form) + count(oidc_form) FROM oauth_authorize_codes)`).Scan(&codes, &rows, &forms)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return codes, rows, forms
+	}
+	store3 := func(t *testing.T, s *store.Store, ctx context.Context, codeReq, pkceReq, oidcReq fosite.Requester) {
+		t.Helper()
+		if err := s.CreateAuthorizeCodeSession(ctx, "sig-1", codeReq); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreatePKCERequestSession(ctx, "sig-1", pkceReq); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateOpenIDConnectSession(ctx, code, oidcReq); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("copies of the code's request go in its row", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		ctx, w := s.Batched(t.Context())
+		req := newRequest("req-1")
+		req.SetSession(newSession("user-1", testSID))
+		store3(t, s, ctx, req.Sanitize(nil), req.Sanitize([]string{"code_challenge"}), req.Sanitize([]string{"nonce"}))
+		if err := w.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if codes, rows, forms := count(t, s); [3]int{codes, rows, forms} != [3]int{1, 0, 2} {
+			t.Fatalf("codes, session rows, forms = %d, %d, %d; want 1, 0, 2", codes, rows, forms)
+		}
+		// Read one call at a time (an instance of the previous release).
+		pk, err := s.GetPKCERequestSession(t.Context(), "sig-1", &openid.DefaultSession{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pk.GetRequestForm(); got.Get("code_challenge") == "" || got.Get("nonce") != "" {
+			t.Errorf("PKCE form = %v, want the code challenge alone", got)
+		}
+		oidc, err := s.GetOpenIDConnectSession(t.Context(), code, fosite.NewAccessRequest(&openid.DefaultSession{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := oidc.GetRequestForm(); got.Get("nonce") == "" || got.Get("code_challenge") != "" {
+			t.Errorf("OpenID Connect form = %v, want the nonce alone", got)
+		}
+		if sub := oidc.GetSession().GetSubject(); sub != "user-1" {
+			t.Errorf("OpenID Connect session subject = %q, want the code's", sub)
+		}
+		for _, del := range []func() error{
+			func() error { return s.DeletePKCERequestSession(t.Context(), "sig-1") },
+			func() error { return s.DeleteOpenIDConnectSession(t.Context(), code) },
+		} {
+			if err := del(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, forms := count(t, s); forms != 0 {
+			t.Errorf("%d forms left after the deletes", forms)
+		}
+	})
+
+	t.Run("another request is a row of its own", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		ctx, w := s.Batched(t.Context())
+		req := newRequest("req-1")
+		store3(t, s, ctx, req, newRequest("req-2"), newRequest("req-3"))
+		if err := w.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if codes, rows, forms := count(t, s); [3]int{codes, rows, forms} != [3]int{1, 2, 0} {
+			t.Fatalf("codes, session rows, forms = %d, %d, %d; want 1, 2, 0", codes, rows, forms)
+		}
+	})
+
+	t.Run("after the code's INSERT was rolled back, rows of their own", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		ctx, w := s.Batched(t.Context())
+		req := newRequest("req-1")
+		tx, err := s.BeginTX(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateAuthorizeCodeSession(tx, "sig-1", req); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Rollback(tx); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreatePKCERequestSession(ctx, "sig-1", req.Sanitize(nil)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if codes, rows, forms := count(t, s); [3]int{codes, rows, forms} != [3]int{0, 1, 0} {
+			t.Fatalf("codes, session rows, forms = %d, %d, %d; want 0, 1, 0", codes, rows, forms)
+		}
+	})
+}

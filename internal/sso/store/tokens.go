@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ory/fosite"
@@ -83,9 +84,31 @@ func (s *Store) del(ctx context.Context, k kind, key []byte) error {
 	return db.Exec(ctx, s.Pool, mapDBErr("delete "+k.name), k.del, key)
 }
 
-// CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
+const insertCodeWithForms = `INSERT INTO oauth_authorize_codes
+	(signature_hash, request_id, client_id, subject, sid, requested_at, expires_at, request, pkce_form, oidc_form)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+
+// CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. In a
+// Batched context the INSERT waits with room for the forms of the code's
+// PKCE and OpenID Connect sessions, which fosite stores next.
 func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, code string, r fosite.Requester) error {
-	return s.create(ctx, authorizeCodes, code, r)
+	u, batched := unitFrom(ctx)
+	w, waits := db.WriteBehindFrom(ctx)
+	if !batched || !waits {
+		return s.create(ctx, authorizeCodes, code, r)
+	}
+	rw, err := newRow(r, authorizeCodes.expiry)
+	if err != nil {
+		return fmt.Errorf("store: create authorize code: %w", err)
+	}
+	p := &pendingCode{key: HashSignature(code), req: r, stmt: w.Len(), pkce: &lateJSON{}, oidc: &lateJSON{}}
+	err = db.Exec(ctx, s.Pool, mapDBErr("create authorize code"), insertCodeWithForms,
+		p.key, rw.requestID, rw.clientID, rw.subject, rw.sid, rw.requestedAt, rw.expiresAt, rw.request, p.pkce, p.oidc)
+	if err != nil {
+		return err
+	}
+	u.issuing = p
+	return nil
 }
 
 // GetAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. A used
@@ -126,6 +149,16 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, code string, proto 
 // next, it rolls them back with it.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string) error {
 	key := HashSignature(code)
+	// A form in the code's row read with it in this Batched request is
+	// cleared by the same UPDATE (fosite reads it next, from the read, and
+	// then deletes it). Anywhere else it must outlive the invalidation:
+	// fosite has yet to read it.
+	c, read := cachedCode(ctx, key)
+	clearOIDC := read && c.oidcForm != nil && !c.oidcDeleted
+	forms := ""
+	if clearOIDC {
+		forms = ", oidc_form = NULL"
+	}
 	err := db.Exec(ctx, s.Pool, func(err error) error {
 		if db.IsAssertFailure(err) {
 			return fmt.Errorf("store: invalidate authorize code: %w", fosite.ErrInvalidatedAuthorizeCode)
@@ -133,7 +166,7 @@ func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string)
 		return dbErr("invalidate authorize code", err)
 	}, `
 		WITH u AS (
-			UPDATE oauth_authorize_codes SET active = false
+			UPDATE oauth_authorize_codes SET active = false`+forms+`
 			WHERE signature_hash = $1 AND active
 			RETURNING 1
 		)
@@ -142,43 +175,82 @@ func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string)
 	if err != nil {
 		return err
 	}
+	if clearOIDC {
+		c.oidcDeleted = true
+		return nil
+	}
 	return s.deleteOIDCWithCode(ctx, key)
 }
 
-// CreatePKCERequestSession implements pkce.PKCERequestStorage.
+// CreatePKCERequestSession implements pkce.PKCERequestStorage. For the
+// code being issued in a Batched context, the session is its form in the
+// code's row.
 func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
+	attached, err := attachForm(ctx, HashSignature(sig), r, func(p *pendingCode) *lateJSON { return p.pkce })
+	if err != nil {
+		return fmt.Errorf("store: create pkce: %w", err)
+	}
+	if attached {
+		return nil
+	}
 	return s.create(ctx, pkceSessions, sig, r)
 }
 
 // GetPKCERequestSession implements pkce.PKCERequestStorage. In a Batched
-// context it is answered from the code's read.
+// context it is answered from the code's read. A session stored in the
+// code's row is the code's request with the session's form.
 func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
-	if c, ok := cachedCode(ctx, HashSignature(sig)); ok {
-		if c.pkce == nil {
-			return nil, fmt.Errorf("store: get pkce: %w", fosite.ErrNotFound)
+	key := HashSignature(sig)
+	if c, ok := cachedCode(ctx, key); ok {
+		switch {
+		case c.pkceForm != nil:
+			return formRequest(c.req, c.pkceForm, "pkce")
+		case c.pkce != nil:
+			return s.decodeDoc(ctx, "pkce", c.pkce, proto)
 		}
-		return s.decodeDoc(ctx, "pkce", c.pkce, proto)
+		return nil, fmt.Errorf("store: get pkce: %w", fosite.ErrNotFound)
 	}
 	req, _, err := s.get(ctx, pkceSessions, sig, proto)
-	if err != nil {
-		return nil, err
+	if errors.Is(err, fosite.ErrNotFound) {
+		return s.getFormInCode(ctx, key, "pkce_form", "pkce", proto)
 	}
-	return req, nil
+	return req, err
 }
 
-// DeletePKCERequestSession implements pkce.PKCERequestStorage.
+// DeletePKCERequestSession implements pkce.PKCERequestStorage: the row or
+// the form in the code's row, whichever holds it (in a Batched context with
+// the code read, it is known which).
 func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
-	return s.del(ctx, pkceSessions, HashSignature(sig))
+	key := HashSignature(sig)
+	if c, ok := cachedCode(ctx, key); ok {
+		if c.pkceForm != nil {
+			return s.clearFormInCode(ctx, key, "pkce_form", "pkce")
+		}
+		return s.del(ctx, pkceSessions, key)
+	}
+	return db.Exec(ctx, s.Pool, mapDBErr("delete pkce"), `
+		WITH row AS (DELETE FROM oauth_pkce WHERE signature_hash = $1)
+		UPDATE oauth_authorize_codes SET pkce_form = NULL WHERE signature_hash = $1 AND pkce_form IS NOT NULL`, key)
 }
 
 // CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
 // fosite passes the raw authorization code; it is hashed like a signature.
+// For the code being issued in a Batched context, the session is its form
+// in the code's row.
 func (s *Store) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
+	attached, err := attachForm(ctx, HashSignature(codeSignature(code)), r, func(p *pendingCode) *lateJSON { return p.oidc })
+	if err != nil {
+		return fmt.Errorf("store: create oidc: %w", err)
+	}
+	if attached {
+		return nil
+	}
 	return s.create(ctx, oidcSessions, code, r)
 }
 
 // GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage. The
-// session is unmarshalled into that of the token request.
+// session is unmarshalled into that of the token request; one stored in the
+// code's row is the code's request, whose session the code's read filled.
 //
 // In a Batched context the session read with the code is used.
 func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
@@ -186,25 +258,75 @@ func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, r fosi
 	if r != nil {
 		proto = r.GetSession()
 	}
+	// Still answered after the code's invalidation cleared the form: fosite
+	// reads the session after invalidating the code, in the same batch.
+	if c, ok := cachedCodeOf(ctx, code); ok && c.oidcForm != nil {
+		return formRequest(c.req, c.oidcForm, "oidc")
+	}
 	if doc, ok := cachedOIDC(ctx, HashSignature(code)); ok {
 		return s.decodeDoc(ctx, "oidc", doc, proto)
 	}
 	req, _, err := s.get(ctx, oidcSessions, code, proto)
-	if err != nil {
-		return nil, err
+	if errors.Is(err, fosite.ErrNotFound) {
+		return s.getFormInCode(ctx, HashSignature(codeSignature(code)), "oidc_form", "oidc", proto)
 	}
-	return req, nil
+	return req, err
 }
 
-// DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
-// In a Batched context the session may already have gone out with the
-// code's invalidation; then there is nothing left to do.
+// DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage:
+// the row or the form in the code's row, whichever holds it. In a Batched
+// context the session may already have gone out with the code's
+// invalidation; then there is nothing left to do.
 func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
-	key := HashSignature(code)
+	key, codeKey := HashSignature(code), HashSignature(codeSignature(code))
 	if oidcDeletedWithCode(ctx, key) {
 		return nil
 	}
-	return s.del(ctx, oidcSessions, key)
+	if c, ok := cachedCodeOf(ctx, code); ok {
+		switch {
+		case c.oidcForm == nil:
+			return s.del(ctx, oidcSessions, key)
+		case c.oidcDeleted:
+			return nil
+		}
+		return s.clearFormInCode(ctx, codeKey, "oidc_form", "oidc")
+	}
+	return db.Exec(ctx, s.Pool, mapDBErr("delete oidc"), `
+		WITH row AS (DELETE FROM oauth_oidc WHERE signature_hash = $1)
+		UPDATE oauth_authorize_codes SET oidc_form = NULL WHERE signature_hash = $2 AND oidc_form IS NOT NULL`, key, codeKey)
+}
+
+// formRequest is the session of kind name stored as form in the row of the
+// code read as req.
+func formRequest(req *fosite.Request, form []byte, name string) (fosite.Requester, error) {
+	out, err := withForm(req, form)
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// getFormInCode reads a session stored as column (pkce_form or oidc_form)
+// of the code under key, outside a Batched read.
+func (s *Store) getFormInCode(ctx context.Context, key []byte, column, name string, proto fosite.Session) (fosite.Requester, error) {
+	var doc, form []byte
+	err := db.Conn(ctx, s.Pool).QueryRow(ctx,
+		`SELECT request, `+column+` FROM oauth_authorize_codes WHERE signature_hash = $1 AND `+column+` IS NOT NULL`,
+		key).Scan(&doc, &form)
+	if err != nil {
+		return nil, dbErr("get "+name, err)
+	}
+	req, err := s.decodeDoc(ctx, name, doc, proto)
+	if err != nil {
+		return nil, err
+	}
+	return formRequest(req, form, name)
+}
+
+// clearFormInCode deletes a session stored as column of the code under key.
+func (s *Store) clearFormInCode(ctx context.Context, key []byte, column, name string) error {
+	return db.Exec(ctx, s.Pool, mapDBErr("delete "+name),
+		`UPDATE oauth_authorize_codes SET `+column+` = NULL WHERE signature_hash = $1 AND `+column+` IS NOT NULL`, key)
 }
 
 // CreateAccessTokenSession implements oauth2.AccessTokenStorage.

@@ -28,10 +28,15 @@ const tunedGCPercent = 400
 
 // DefaultMemoryLimit is the soft limit used when the operator sets none:
 // 64 MiB for everything but hashing (twice the heap the provider uses
-// under load between sign-ins) and one and a half hashes' memory per core.
+// under load between sign-ins) and one hash's memory per core, as many as
+// users.Hash runs at once. It was one and a half hashes per core (100 MiB
+// on two cores) until RS256 moved to libcrypto, which with its library
+// and the larger binary brought the benchmark's peak resident memory to
+// 148-149 MB of its 150; at 88 MiB the peak is 135 MB and sign-ins cost
+// the same (docs/performance.md).
 func DefaultMemoryLimit() int64 {
 	hash := int64(users.DefaultParams.Memory) << 10
-	return 64<<20 + int64(runtime.NumCPU())*hash*3/2
+	return 64<<20 + int64(runtime.NumCPU())*hash
 }
 
 // TuneMemory sets the soft memory limit and the collector's percentage as

@@ -35,15 +35,19 @@ var secretParams = []string{
 // by id only and loaded afresh on read, so a changed or deleted client takes
 // effect on its existing tokens.
 type storedRequest struct {
-	ID                string          `json:"id"`
-	RequestedAt       time.Time       `json:"requested_at"`
-	ClientID          string          `json:"client_id"`
-	RequestedScopes   []string        `json:"requested_scopes"`
-	GrantedScopes     []string        `json:"granted_scopes"`
-	RequestedAudience []string        `json:"requested_audience"`
-	GrantedAudience   []string        `json:"granted_audience"`
-	Form              url.Values      `json:"form"`
-	Session           json.RawMessage `json:"session"`
+	ID                string     `json:"id"`
+	RequestedAt       time.Time  `json:"requested_at"`
+	ClientID          string     `json:"client_id"`
+	RequestedScopes   []string   `json:"requested_scopes"`
+	GrantedScopes     []string   `json:"granted_scopes"`
+	RequestedAudience []string   `json:"requested_audience"`
+	GrantedAudience   []string   `json:"granted_audience"`
+	Form              url.Values `json:"form"`
+	// Session is the fosite.Session itself, encoded and decoded in the
+	// document's one pass (decoding fills the prototype it is set to). A
+	// json.RawMessage here cost a second pass each way: the encoder
+	// re-validates and compacts raw messages, the decoder scans them twice.
+	Session any `json:"session"`
 }
 
 // row is what goes into the columns shared by every token table.
@@ -65,10 +69,6 @@ func newRow(r fosite.Requester, kind fosite.TokenType) (row, error) {
 	}
 	form := storedForm(r)
 	sess := r.GetSession()
-	sessJSON, err := json.Marshal(sess)
-	if err != nil {
-		return row{}, fmt.Errorf("marshal session: %w", err)
-	}
 	doc, err := json.Marshal(storedRequest{
 		ID:                r.GetID(),
 		RequestedAt:       r.GetRequestedAt(),
@@ -78,7 +78,7 @@ func newRow(r fosite.Requester, kind fosite.TokenType) (row, error) {
 		RequestedAudience: r.GetRequestedAudience(),
 		GrantedAudience:   r.GetGrantedAudience(),
 		Form:              form,
-		Session:           sessJSON,
+		Session:           sess,
 	})
 	if err != nil {
 		return row{}, fmt.Errorf("marshal request: %w", err)
@@ -165,17 +165,18 @@ func sessionID(sess fosite.Session) pgtype.UUID {
 // session into proto. The revocation handler passes no prototype; the server
 // uses *openid.DefaultSession, so that is what it gets.
 func (s *Store) decode(ctx context.Context, doc []byte, proto fosite.Session) (*fosite.Request, error) {
-	var sr storedRequest
-	if err := json.Unmarshal(doc, &sr); err != nil {
-		return nil, fmt.Errorf("unmarshal request: %w", err)
-	}
 	if proto == nil {
 		proto = &openid.DefaultSession{}
 	}
-	if len(sr.Session) > 0 {
-		if err := json.Unmarshal(sr.Session, proto); err != nil {
-			return nil, fmt.Errorf("unmarshal session: %w", err)
-		}
+	sr := storedRequest{Session: proto}
+	if err := json.Unmarshal(doc, &sr); err != nil {
+		return nil, fmt.Errorf("unmarshal request: %w", err)
+	}
+	// encoding/json decodes into the pointer an interface holds; anything
+	// else in its place means the prototype was not a pointer, and the
+	// session was not read. (A null session leaves nil and proto as is.)
+	if sr.Session != nil && sr.Session != proto {
+		return nil, fmt.Errorf("unmarshal request: session prototype %T is not a pointer", proto)
 	}
 	client, err := s.Clients.GetClient(ctx, sr.ClientID)
 	if err != nil {

@@ -211,10 +211,13 @@ func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, proto fos
 		return nil, fmt.Errorf("store: get pkce: %w", fosite.ErrNotFound)
 	}
 	req, _, err := s.get(ctx, pkceSessions, sig, proto)
-	if errors.Is(err, fosite.ErrNotFound) {
+	switch {
+	case errors.Is(err, fosite.ErrNotFound):
 		return s.getFormInCode(ctx, key, "pkce_form", "pkce", proto)
+	case err != nil:
+		return nil, err
 	}
-	return req, err
+	return req, nil
 }
 
 // DeletePKCERequestSession implements pkce.PKCERequestStorage: the row or
@@ -267,10 +270,13 @@ func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, r fosi
 		return s.decodeDoc(ctx, "oidc", doc, proto)
 	}
 	req, _, err := s.get(ctx, oidcSessions, code, proto)
-	if errors.Is(err, fosite.ErrNotFound) {
+	switch {
+	case errors.Is(err, fosite.ErrNotFound):
 		return s.getFormInCode(ctx, HashSignature(codeSignature(code)), "oidc_form", "oidc", proto)
+	case err != nil:
+		return nil, err
 	}
-	return req, err
+	return req, nil
 }
 
 // DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ory/fosite"
 
@@ -15,42 +16,53 @@ import (
 type kind struct {
 	name   string // for error messages
 	expiry fosite.TokenType
-	insert string
+	insert string // the shared columns, then the table's own (create's extra)
+	own    int    // how many columns of its own the insert sets
 	get    string
 	del    string
 }
 
-func newKind(name, table string, expiry fosite.TokenType) kind {
+// newKind describes table; columns are the table's own columns that an
+// insert sets after the shared ones.
+func newKind(name, table string, expiry fosite.TokenType, columns ...string) kind {
+	cols := []string{"signature_hash", "request_id", "client_id", "subject", "sid", "requested_at", "expires_at", "request"}
+	cols = append(cols, columns...)
+	params := make([]string, len(cols))
+	for i := range params {
+		params[i] = fmt.Sprintf("$%d", i+1)
+	}
 	return kind{
 		name:   name,
 		expiry: expiry,
-		insert: `INSERT INTO ` + table + ` (signature_hash, request_id, client_id, subject, sid, requested_at, expires_at, request)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		get: `SELECT active, request FROM ` + table + ` WHERE signature_hash = $1`,
-		del: `DELETE FROM ` + table + ` WHERE signature_hash = $1`,
+		insert: `INSERT INTO ` + table + ` (` + strings.Join(cols, ", ") + `) VALUES (` + strings.Join(params, ", ") + `)`,
+		own:    len(columns),
+		get:    `SELECT active, request FROM ` + table + ` WHERE signature_hash = $1`,
+		del:    `DELETE FROM ` + table + ` WHERE signature_hash = $1`,
 	}
 }
 
 // PKCE and OpenID Connect sessions live exactly as long as their code.
 var (
-	authorizeCodes = newKind("authorize code", "oauth_authorize_codes", fosite.AuthorizeCode)
+	authorizeCodes = newKind("authorize code", "oauth_authorize_codes", fosite.AuthorizeCode, "pkce_form", "oidc_form")
 	pkceSessions   = newKind("pkce", "oauth_pkce", fosite.AuthorizeCode)
 	oidcSessions   = newKind("oidc", "oauth_oidc", fosite.AuthorizeCode)
 	accessTokens   = newKind("access token", "oauth_access_tokens", fosite.AccessToken)
-	refreshTokens  = newKind("refresh token", "oauth_refresh_tokens", fosite.RefreshToken)
+	refreshTokens  = newKind("refresh token", "oauth_refresh_tokens", fosite.RefreshToken, "access_signature_hash", "offline")
 )
 
-const insertRefresh = `INSERT INTO oauth_refresh_tokens
-	(signature_hash, request_id, client_id, subject, sid, requested_at, expires_at, request, access_signature_hash, offline)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
-
-func (s *Store) create(ctx context.Context, k kind, sig string, r fosite.Requester) error {
+// create inserts r under sig into k's table; extra are the values of k's
+// own columns, NULL where not given.
+func (s *Store) create(ctx context.Context, k kind, sig string, r fosite.Requester, extra ...any) error {
 	rw, err := newRow(r, k.expiry)
 	if err != nil {
 		return fmt.Errorf("store: create %s: %w", k.name, err)
 	}
-	return db.Exec(ctx, s.Pool, mapDBErr("create "+k.name), k.insert,
-		HashSignature(sig), rw.requestID, rw.clientID, rw.subject, rw.sid, rw.requestedAt, rw.expiresAt, rw.request)
+	args := []any{HashSignature(sig), rw.requestID, rw.clientID, rw.subject, rw.sid, rw.requestedAt, rw.expiresAt, rw.request}
+	args = append(args, extra...)
+	for range k.own - len(extra) {
+		args = append(args, nil)
+	}
+	return db.Exec(ctx, s.Pool, mapDBErr("create "+k.name), k.insert, args...)
 }
 
 // get returns the request stored under sig and whether its row is active.
@@ -84,10 +96,6 @@ func (s *Store) del(ctx context.Context, k kind, key []byte) error {
 	return db.Exec(ctx, s.Pool, mapDBErr("delete "+k.name), k.del, key)
 }
 
-const insertCodeWithForms = `INSERT INTO oauth_authorize_codes
-	(signature_hash, request_id, client_id, subject, sid, requested_at, expires_at, request, pkce_form, oidc_form)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
-
 // CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. In a
 // Batched context the INSERT waits with room for the forms of the code's
 // PKCE and OpenID Connect sessions, which fosite stores next.
@@ -97,14 +105,8 @@ func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, code string, r f
 	if !batched || !waits {
 		return s.create(ctx, authorizeCodes, code, r)
 	}
-	rw, err := newRow(r, authorizeCodes.expiry)
-	if err != nil {
-		return fmt.Errorf("store: create authorize code: %w", err)
-	}
 	p := &pendingCode{key: HashSignature(code), req: r, stmt: w.Len(), pkce: &lateJSON{}, oidc: &lateJSON{}}
-	err = db.Exec(ctx, s.Pool, mapDBErr("create authorize code"), insertCodeWithForms,
-		p.key, rw.requestID, rw.clientID, rw.subject, rw.sid, rw.requestedAt, rw.expiresAt, rw.request, p.pkce, p.oidc)
-	if err != nil {
+	if err := s.create(ctx, authorizeCodes, code, r, p.pkce, p.oidc); err != nil {
 		return err
 	}
 	u.issuing = p
@@ -363,17 +365,11 @@ func (s *Store) DeleteAccessTokenSession(ctx context.Context, sig string) error 
 // access token issued with it is remembered so rotation can delete it, and
 // an offline_access grant is flagged so a sign-out can spare it.
 func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, r fosite.Requester) error {
-	rw, err := newRow(r, refreshTokens.expiry)
-	if err != nil {
-		return fmt.Errorf("store: create refresh token: %w", err)
-	}
 	var accessHash []byte
 	if accessSig != "" {
 		accessHash = HashSignature(accessSig)
 	}
-	return db.Exec(ctx, s.Pool, mapDBErr("create refresh token"), insertRefresh,
-		HashSignature(sig), rw.requestID, rw.clientID, rw.subject, rw.sid, rw.requestedAt, rw.expiresAt, rw.request,
-		accessHash, r.GetGrantedScopes().Has("offline_access"))
+	return s.create(ctx, refreshTokens, sig, r, accessHash, r.GetGrantedScopes().Has("offline_access"))
 }
 
 // GetRefreshTokenSession implements oauth2.RefreshTokenStorage. A rotated or

@@ -126,12 +126,12 @@ func sameGrant(a, b fosite.Requester) bool {
 		slices.Equal(a.GetGrantedAudience(), b.GetGrantedAudience())
 }
 
-// withForm is req with its form replaced by the stored form doc: a code's
-// PKCE or OpenID Connect request read from the code's row.
-func withForm(req *fosite.Request, doc []byte) (*fosite.Request, error) {
+// formRequest is req with its form replaced by the stored form doc: a
+// code's PKCE or OpenID Connect session (name) read from the code's row.
+func formRequest(req *fosite.Request, doc []byte, name string) (fosite.Requester, error) {
 	form := url.Values{}
 	if err := json.Unmarshal(doc, &form); err != nil {
-		return nil, fmt.Errorf("unmarshal form: %w", err)
+		return nil, fmt.Errorf("store: get %s: unmarshal form: %w", name, err)
 	}
 	out := *req
 	out.Form = form

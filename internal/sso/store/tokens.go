@@ -304,16 +304,6 @@ func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) err
 		UPDATE oauth_authorize_codes SET oidc_form = NULL WHERE signature_hash = $2 AND oidc_form IS NOT NULL`, key, codeKey)
 }
 
-// formRequest is the session of kind name stored as form in the row of the
-// code read as req.
-func formRequest(req *fosite.Request, form []byte, name string) (fosite.Requester, error) {
-	out, err := withForm(req, form)
-	if err != nil {
-		return nil, fmt.Errorf("store: get %s: %w", name, err)
-	}
-	return out, nil
-}
-
 // getFormInCode reads a session stored as column (pkce_form or oidc_form)
 // of the code under key, outside a Batched read.
 func (s *Store) getFormInCode(ctx context.Context, key []byte, column, name string, proto fosite.Session) (fosite.Requester, error) {

@@ -20,7 +20,6 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
-	"io"
 )
 
 // ErrOptions means a signature was asked for with anything but PKCS #1
@@ -37,17 +36,4 @@ func checkOptions(digest []byte, opts crypto.SignerOpts) error {
 		return fmt.Errorf("%w: digest is %d bytes", ErrOptions, len(digest))
 	}
 	return nil
-}
-
-// goSigner is crypto/rsa's signer restricted to what RS256 uses, so the
-// two builds accept and refuse the same requests.
-type goSigner struct{ key *rsa.PrivateKey }
-
-func (s goSigner) Public() crypto.PublicKey { return &s.key.PublicKey }
-
-func (s goSigner) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	if err := checkOptions(digest, opts); err != nil {
-		return nil, err
-	}
-	return rsa.SignPKCS1v15(rand, s.key, crypto.SHA256, digest)
 }

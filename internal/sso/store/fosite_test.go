@@ -345,16 +345,7 @@ func TestStore_Fosite(t *testing.T) {
 			if want := map[bool][2]int{true: {0, 2}, false: {2, 0}}[p.batched]; [2]int{rows, forms} != want {
 				t.Errorf("after authorize: %d session rows and %d forms in the code's row, want %v", rows, forms, want)
 			}
-			tok, err := p.exchange(t.Context(), code)
-			if err != nil {
-				t.Fatalf("exchange: %v", err)
-			}
-			if nonce := idTokenClaim(t, tok.idToken, "nonce"); nonce != "nonce-0123456789" {
-				t.Errorf("ID token nonce = %v, want the authorization request's", nonce)
-			}
-			if rows, forms := p.codeSessions(t); rows+forms != 0 {
-				t.Errorf("after the exchange: %d session rows and %d forms left, want none", rows, forms)
-			}
+			p.exchangeLeavingNoSessions(t, code)
 		}},
 		{"a code issued one way is exchanged the other", func(t *testing.T, p *provider) {
 			// Instances of two releases share a database during an
@@ -362,16 +353,7 @@ func TestStore_Fosite(t *testing.T) {
 			p.batched = !p.batched
 			code := p.authorize(t)
 			p.batched = !p.batched
-			tok, err := p.exchange(t.Context(), code)
-			if err != nil {
-				t.Fatalf("exchange: %v", err)
-			}
-			if nonce := idTokenClaim(t, tok.idToken, "nonce"); nonce != "nonce-0123456789" {
-				t.Errorf("ID token nonce = %v, want the authorization request's", nonce)
-			}
-			if rows, forms := p.codeSessions(t); rows+forms != 0 {
-				t.Errorf("after the exchange: %d session rows and %d forms left, want none", rows, forms)
-			}
+			p.exchangeLeavingNoSessions(t, code)
 		}},
 		{"concurrent exchanges of one code", func(t *testing.T, p *provider) {
 			code := p.authorize(t)
@@ -420,6 +402,23 @@ func TestStore_Fosite(t *testing.T) {
 				tt.run(t, newProvider(t, batched))
 			})
 		}
+	}
+}
+
+// exchangeLeavingNoSessions exchanges code, checks that the ID token carries
+// the authorization request's nonce (from its OpenID Connect session), and
+// that none of the code's sessions is left, as a row or as a form.
+func (p *provider) exchangeLeavingNoSessions(t *testing.T, code string) {
+	t.Helper()
+	tok, err := p.exchange(t.Context(), code)
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	if nonce := idTokenClaim(t, tok.idToken, "nonce"); nonce != "nonce-0123456789" {
+		t.Errorf("ID token nonce = %v, want the authorization request's", nonce)
+	}
+	if rows, forms := p.codeSessions(t); rows+forms != 0 {
+		t.Errorf("after the exchange: %d session rows and %d forms left, want none", rows, forms)
 	}
 }
 

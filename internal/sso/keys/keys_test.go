@@ -6,11 +6,13 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +25,7 @@ import (
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sso/keys"
+	"github.com/idp/idp/internal/sso/keys/libcrypto"
 )
 
 const (
@@ -92,6 +95,15 @@ func TestLoad(t *testing.T) {
 		rsaKey, ok := rk.Public().(*rsa.PublicKey)
 		if !ok || rsaKey.N.BitLen() != 2048 {
 			t.Errorf("RS256 signer's public key is %T, want a 2048-bit *rsa.PublicKey", rk.Public())
+		}
+		// RS256 signs through package libcrypto (OpenSSL in the build make
+		// makes), not with the parsed key directly.
+		probe, err := rsa.GenerateKey(rand.Reader, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want, err := libcrypto.NewRSASigner(probe); err != nil || fmt.Sprintf("%T", rk) != fmt.Sprintf("%T", want) {
+			t.Errorf("RS256 signer is %T, want libcrypto's %T (%v)", rk, want, err)
 		}
 		_, ek := mustSigner(t, s, keys.ES256)
 		ecKey, ok := ek.(*ecdsa.PrivateKey)

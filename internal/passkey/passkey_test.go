@@ -373,7 +373,7 @@ func TestService_PasswordlessSignIn(t *testing.T) {
 		var o struct {
 			Mediation string `json:"mediation"`
 			PublicKey struct {
-				AllowCredentials []any `json:"allowCredentials"`
+				AllowCredentials []any  `json:"allowCredentials"`
 				UserVerification string `json:"userVerification"`
 			} `json:"publicKey"`
 		}

@@ -36,3 +36,8 @@ CREATE TABLE passkey_challenges (
     expires_at     timestamptz NOT NULL
 );
 CREATE INDEX passkey_challenges_expiry_idx ON passkey_challenges (expires_at);
+
+-- A sign-in in progress may be a step-up that asks for more than two
+-- factors: the authentication class it must reach (acr_values asking for
+-- urn:idp:acr:phr: a passkey). '' is "two factors" (the step-up before).
+ALTER TABLE login_flows ADD COLUMN want_acr text NOT NULL DEFAULT '';

@@ -220,7 +220,15 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		h.renderOverview(w, r, s, status, overviewData{DisableError: msg})
 	}
 	// Refused before anything is checked, so no code is spent on it.
-	if h.RequireMFA || u.RequireMFA {
+	// Passkeys are a second factor too: with one the app's codes may go.
+	hasPasskey := false
+	if h.Passkeys != nil {
+		if hasPasskey, err = h.Passkeys.Registered(ctx, u.ID); err != nil {
+			h.internal(w, err)
+			return
+		}
+	}
+	if (h.RequireMFA || u.RequireMFA) && !hasPasskey {
 		fail(http.StatusForbidden, "Two-factor authentication is required for your account, so it cannot be turned off. "+
 			"If you lost your phone, sign in with a recovery code and make new ones, or ask an administrator to reset it.")
 		return
@@ -305,6 +313,26 @@ func (h *Handler) checkPassword(w http.ResponseWriter, r *http.Request, s sessio
 	}
 	h.internal(w, err)
 	return "", 0, false
+}
+
+// checkPasswordQuiet is checkPassword for a request that answers JSON:
+// it never writes the body, and an internal error comes back as a status
+// 500 with a message (logged here).
+func (h *Handler) checkPasswordQuiet(ctx context.Context, w http.ResponseWriter, s sessions.Session, password string) (msg string, status int, ok bool) {
+	err := h.Users.VerifyPassword(ctx, s.UserID, password)
+	var throttled *users.ThrottledError
+	switch {
+	case err == nil:
+		return "", 0, true
+	case errors.As(err, &throttled):
+		retryAfter(w, throttled.RetryAfter)
+		return fmt.Sprintf("Too many wrong passwords. Wait %s, then try again.", humanDuration(throttled.RetryAfter)),
+			http.StatusTooManyRequests, false
+	case errors.Is(err, users.ErrInvalidCredentials):
+		return "That password is not right. Enter the password you sign in with.", http.StatusUnauthorized, false
+	}
+	h.Logger.Error("account", "err", err)
+	return "Something went wrong on our side. Try again in a moment.", http.StatusInternalServerError, false
 }
 
 // codeError turns a verification verdict into a message that says what to

@@ -59,6 +59,9 @@ type flow struct {
 	// password is in (stageNewPassword).
 	PendingAMR []string
 	PendingACR string
+	// WantACR is the class a step-up must reach: sessions.ACRPhishingResistant
+	// when the app asked for a passkey, "" for two factors of any kind.
+	WantACR string
 }
 
 // Start options, from the authorization endpoint.
@@ -67,9 +70,12 @@ type Start struct {
 	AuthorizeQuery url.Values
 	// LoginHint pre-fills the email field.
 	LoginHint string
-	// StepUp names a password-only session whose user must now give a
-	// second factor (acr_values asked for two factors).
+	// StepUp names a session whose user must now give a second factor
+	// (acr_values asked for two factors), or a passkey (Want).
 	StepUp *sessions.Session
+	// Want is the class the step-up must reach: ACRPhishingResistant for
+	// a passkey; "" for two factors.
+	Want string
 	// ReturnTo is the local page to come back to when there is no
 	// authorization request to resume ("/admin"); default /account.
 	ReturnTo string
@@ -95,20 +101,21 @@ func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (st
 	var stepUpSID, userID *string
 	if s.StepUp != nil {
 		// A person without a second factor yet sets one up to step up.
-		enrolled, err := h.TOTP.Enabled(ctx, s.StepUp.UserID)
+		totp, passkey, err := h.factors(ctx, s.StepUp.UserID)
 		if err != nil {
 			return "", fmt.Errorf("login: begin: %w", err)
 		}
-		f.Stage = secondStage(enrolled)
+		f.Stage = secondStage(totp || passkey)
+		f.WantACR = s.Want
 		stepUpSID, userID = &s.StepUp.ID, &s.StepUp.UserID
 		next = stagePath(f.Stage)
 	}
 	now := h.Now()
 	b := &pgx.Batch{}
 	b.Queue(`
-		INSERT INTO login_flows (id_hash, csrf_token, authorize_query, user_id, stage, step_up_sid, created_at, expires_at, return_path)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		sessions.HashToken(token), f.CSRF, f.AuthorizeQuery, userID, f.Stage, stepUpSID, now, now.Add(h.FlowTTL), f.ReturnTo)
+		INSERT INTO login_flows (id_hash, csrf_token, authorize_query, user_id, stage, step_up_sid, created_at, expires_at, return_path, want_acr)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		sessions.HashToken(token), f.CSRF, f.AuthorizeQuery, userID, f.Stage, stepUpSID, now, now.Add(h.FlowTTL), f.ReturnTo, f.WantACR)
 	if err := h.send(ctx, b); err != nil {
 		return "", fmt.Errorf("login: begin: %w", err)
 	}
@@ -129,10 +136,10 @@ func (h *Handler) loadFlow(ctx context.Context, r *http.Request) (flow, error) {
 	f.idHash = sessions.HashToken(c.Value)
 	err = db.Conn(ctx, h.Pool).QueryRow(ctx, `
 		SELECT csrf_token, authorize_query, user_id::text, stage, mfa_failures, step_up_sid::text, return_path,
-			must_change_password, pending_amr, pending_acr
+			must_change_password, pending_amr, pending_acr, want_acr
 		FROM login_flows WHERE id_hash = $1 AND expires_at > $2`, f.idHash, h.Now()).
 		Scan(&f.CSRF, &f.AuthorizeQuery, &userID, &f.Stage, &f.MFAFailures, &stepUp, &f.ReturnTo,
-			&f.MustChangePassword, &f.PendingAMR, &f.PendingACR)
+			&f.MustChangePassword, &f.PendingAMR, &f.PendingACR, &f.WantACR)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return flow{}, ErrNoFlow
 	}

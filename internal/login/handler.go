@@ -16,6 +16,7 @@ import (
 
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
@@ -27,10 +28,14 @@ const MaxCodeFailures = 5
 
 // Handler serves /login and its steps.
 type Handler struct {
-	Pool      *pgxpool.Pool
-	Sessions  *sessions.Manager
-	Users     *users.Store
-	TOTP      *mfa.TOTP
+	Pool     *pgxpool.Pool
+	Sessions *sessions.Manager
+	Users    *users.Store
+	TOTP     *mfa.TOTP
+	// Passkeys, when set, offers passkeys: passwordless sign-in, the
+	// second factor, and set-up during forced enrollment. Nil on an
+	// issuer whose host is an IP address (passkey.ErrUnavailable).
+	Passkeys  *passkey.Service
 	Templates *web.Templates
 	Logger    *slog.Logger
 	Now       func() time.Time
@@ -52,10 +57,13 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /login/enroll", h.enrollSubmit)
 	mux.HandleFunc("GET /login/new-password", h.newPasswordPage)
 	mux.HandleFunc("POST /login/new-password", h.newPasswordSubmit)
+	h.mountPasskeys(mux)
 }
 
 type passwordData struct {
 	Client, Email, Error string
+	// Passkey offers the passwordless sign-in.
+	Passkey bool
 }
 
 // flowOrError loads the flow, rendering the expired-flow page when there is none.
@@ -110,7 +118,7 @@ func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Templates.Render(w, http.StatusOK, "login", "Sign in", f.CSRF,
-		passwordData{Client: h.clientName(r.Context(), f), Email: r.URL.Query().Get("login_hint")})
+		passwordData{Client: h.clientName(r.Context(), f), Email: r.URL.Query().Get("login_hint"), Passkey: h.Passkeys != nil})
 }
 
 // passwordSubmit checks the password. Three round trips take a person on to
@@ -126,7 +134,7 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	email := r.PostFormValue("email")
 	si, err := h.Users.SignIn(ctx, email, r.PostFormValue("password"), clientIP(r))
 	var throttled *users.ThrottledError
-	data := passwordData{Client: h.clientName(ctx, f), Email: email}
+	data := passwordData{Client: h.clientName(ctx, f), Email: email, Passkey: h.Passkeys != nil}
 	switch {
 	case errors.As(err, &throttled):
 		w.Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(throttled.RetryAfter.Seconds()))))
@@ -154,7 +162,8 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	si.QueueReset(reset)
 	user := si.User
 	f.MustChangePassword = si.MustChangePassword
-	if !si.SecondFactor && !h.RequireMFA && !user.RequireMFA {
+	enrolled := si.SecondFactor || si.Passkey
+	if !enrolled && !h.RequireMFA && !user.RequireMFA {
 		// Rare (only after failed attempts), so sent on its own rather
 		// than threaded through the session's creation.
 		if err := h.send(ctx, reset); err != nil {
@@ -164,7 +173,7 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 		h.complete(w, r, f, user.ID, []string{sessions.AMRPassword}, sessions.ACRPassword)
 		return
 	}
-	next := secondStage(si.SecondFactor)
+	next := secondStage(enrolled)
 	if err := h.advance(ctx, reset, f, next, user.ID); err != nil {
 		h.internal(w, err)
 		return

@@ -96,10 +96,13 @@ func (s *Service) Remove(ctx context.Context, userID, id string) (removed Passke
 	if !isUUID(userID) || !isUUID(id) {
 		return Passkey{}, 0, ErrNotFound
 	}
+	// The user's passkeys are locked first, so two removals at once are
+	// counted one after the other: the second sees what the first left.
 	row := db.Conn(ctx, s.Pool).QueryRow(ctx, `
-		WITH gone AS (DELETE FROM passkey_credentials WHERE id = $1::uuid AND user_id = $2::uuid
+		WITH mine AS (SELECT id FROM passkey_credentials WHERE user_id = $2::uuid FOR UPDATE),
+		gone AS (DELETE FROM passkey_credentials WHERE id = $1::uuid AND user_id = $2::uuid AND id IN (SELECT id FROM mine)
 			RETURNING `+passkeyColumns+`)
-		SELECT gone.*, (SELECT count(*) FROM passkey_credentials WHERE user_id = $2::uuid) - 1 FROM gone`, id, userID)
+		SELECT gone.*, (SELECT count(*) FROM mine) - 1 FROM gone`, id, userID)
 	err = row.Scan(&removed.ID, &removed.UserID, &removed.Name, &removed.AAGUID, &removed.Transports,
 		&removed.BackupEligible, &removed.BackupState, &removed.CreatedAt, &removed.LastUsedAt, &left)
 	if errors.Is(err, pgx.ErrNoRows) {

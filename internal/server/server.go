@@ -26,6 +26,7 @@ import (
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso"
@@ -61,8 +62,13 @@ type Config struct {
 	// MetricsToken, when set (IDP_METRICS_TOKEN), is the bearer token
 	// /metrics asks for, on whichever listener serves it.
 	MetricsToken string
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// AdminRequirePasskey (IDP_ADMIN_REQUIRE_PASSKEY) opens the admin
+	// console only to sessions signed in with a passkey (acr
+	// urn:idp:acr:phr), and the admin API only to people's tokens from
+	// such a session.
+	AdminRequirePasskey bool
+	Logger              *slog.Logger
+	Now                 func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -131,6 +137,8 @@ type Server struct {
 	Users    *users.Store
 	Clients  *clients.Store
 	TOTP     *mfa.TOTP
+	// Passkeys is nil when the issuer's host is an IP address.
+	Passkeys *passkey.Service
 	Keys     *keys.Set
 	Worker   *backchannel.Worker
 }
@@ -188,10 +196,23 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	limiter := throttle.Default(pool)
 	limiter.Now = cfg.Now
 	totp := &mfa.TOTP{Pool: pool, Box: totpBox, Issuer: cfg.Brand.Name, Limiter: limiter, Now: cfg.Now}
+	passkeys, err := passkey.New(pool, cfg.Issuer, cfg.Brand.Name, cfg.Now)
+	if errors.Is(err, passkey.ErrUnavailable) {
+		// Allowed for local tests and demos on 127.0.0.1; everything but
+		// passkeys works.
+		cfg.Logger.Warn("passkeys are off: WebAuthn needs an issuer with a host name, not an IP address", "issuer", cfg.Issuer)
+		passkeys, err = nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg.AdminRequirePasskey && passkeys == nil {
+		return nil, errors.New("IDP_ADMIN_REQUIRE_PASSKEY needs passkeys, which need an IDP_ISSUER with a host name (localhost, login.example.com), not an IP address")
+	}
 
 	fositeStore := store.New(pool, clientStore)
 	loginHandler := &login.Handler{
-		Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Templates: tpl, Logger: cfg.Logger,
+		Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Templates: tpl, Logger: cfg.Logger,
 		Now: cfg.Now, FlowTTL: 15 * time.Minute, RequireMFA: cfg.RequireMFA,
 		ClientName: func(ctx context.Context, id string) string {
 			c, err := clientStore.Get(ctx, id)
@@ -206,7 +227,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	}
 	provider := &sso.Provider{
 		Issuer: cfg.Issuer, Store: fositeStore, Clients: clientStore, Users: userStore, Sessions: sess,
-		Login: loginHandler, Keys: keySet, Templates: tpl, Logger: cfg.Logger, Now: cfg.Now,
+		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2: sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
 	}
 	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger}
@@ -215,7 +236,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	provider.Mount(mux)
 	loginHandler.Mount(mux)
 	// --- account (owned by internal/account) ---
-	accountHandler := &account.Handler{Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Login: loginHandler,
+	accountHandler := &account.Handler{Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Login: loginHandler,
 		Templates: tpl, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA, ClientName: loginHandler.ClientName}
 	accountHandler.Mount(mux)
 	// --- end account ---
@@ -238,7 +259,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	handler, opsHandler := withOps(cfg, pool, mux, worker)
 	return &Server{
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
-		Clients: clientStore, TOTP: totp, Keys: keySet, Worker: worker,
+		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker,
 	}, nil
 }
 

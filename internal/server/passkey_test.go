@@ -1,0 +1,163 @@
+package server_test
+
+import (
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/passkey/passkeytest"
+	"github.com/idp/idp/internal/servertest"
+	"github.com/idp/idp/internal/sessions"
+)
+
+var passkeyIDRe = regexp.MustCompile(`id="passkey-([0-9a-f-]{36})"`)
+
+// addPasskey adds a passkey on /account through its two requests, as the
+// page's script does, and returns the account page it ends on.
+func addPasskey(t *testing.T, h *servertest.Harness, br *servertest.Browser, auth *passkeytest.Authenticator, name string) servertest.Page {
+	t.Helper()
+	p := br.Get(h.Issuer + "/account")
+	if !strings.Contains(p.Body, `id="passkey-add"`) {
+		t.Fatalf("the account page offers no passkey:\n%s", p.Body)
+	}
+	p = br.Passkey(p, "/account/passkeys/options", "/account/passkeys", url.Values{"password": {password}, "name": {name}}, auth.Create)
+	servertest.WantPage(t, p, "/account", http.StatusOK, "Your passkey is added")
+	return p
+}
+
+// claimsOf exchanges the code on page p and returns the ID token's claims
+// as go-oidc verified them.
+func claimsOf(t *testing.T, rp *servertest.RP, p servertest.Page, a servertest.AuthRequest) (amr []string, acr, sid string) {
+	t.Helper()
+	_, idt, claims := rp.Exchange(t, rp.Code(t, p, a), a)
+	var c struct {
+		AMR []string `json:"amr"`
+		ACR string   `json:"acr"`
+		SID string   `json:"sid"`
+	}
+	if err := idt.Claims(&c); err != nil {
+		t.Fatal(err)
+	}
+	if c.SID == "" || claims["auth_time"] == nil {
+		t.Fatalf("ID token without sid or auth_time: %v", claims)
+	}
+	return c.AMR, c.ACR, c.SID
+}
+
+// TestPasskey_EndToEnd is the passkey story over HTTP with go-oidc as the
+// apps: a person signed in with a password adds a passkey on /account;
+// an app asking for acr urn:idp:acr:phr steps the session up with it;
+// another browser signs in with the passkey alone (no password, no code)
+// to App A and then to App B without a prompt; a password sign-in now asks
+// for the passkey as second factor; removing the passkey ends the other
+// sessions and both apps are told.
+const passkeyEmail = "ada@example.com"
+
+func TestPasskey_EndToEnd(t *testing.T) {
+	h := servertest.New(t, servertest.Localhost)
+	u := h.CreateUser(passkeyEmail, password)
+	appA, appB, recvA, recvB := twoApps(h)
+	auth := h.Authenticator()
+
+	// Discovery lists the acr values, the phishing-resistant one among them.
+	disc, err := oidc.NewProvider(h.Ctx, h.Issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta struct {
+		ACRs []string `json:"acr_values_supported"`
+	}
+	disc.Claims(&meta)
+	if !slices.Equal(meta.ACRs, []string{sessions.ACRPassword, sessions.ACRMFA, sessions.ACRPhishingResistant}) {
+		t.Errorf("acr_values_supported = %v", meta.ACRs)
+	}
+
+	// A password-only session at App A, then a passkey on /account.
+	br := servertest.NewBrowser(t)
+	a := appA.AuthURL()
+	_, acr, sid := claimsOf(t, appA, br.SignIn(a.URL, passkeyEmail, password), a)
+	if acr != sessions.ACRPassword {
+		t.Fatalf("password sign-in: acr %q", acr)
+	}
+	page := addPasskey(t, h, br, auth, "")
+	if !strings.Contains(page.Body, `class="passkey-name">Go-http-client<`) {
+		t.Errorf("the new passkey is not named after the browser:\n%s", page.Body)
+	}
+	if n := h.OwnChanges(u.ID, audit.ActionAddPasskey); n != 1 {
+		t.Errorf("%d passkey.add audit entries, want 1", n)
+	}
+	if !strings.Contains(page.Body, `data-action="passkey.add">You added a passkey`) {
+		t.Errorf("recent changes do not show the new passkey:\n%s", page.Body)
+	}
+
+	// Step-up: App A asks for a phishing-resistant sign-in; the person
+	// gives their passkey (codes are not offered), the sid stays.
+	a = appA.AuthURL(oauth2.SetAuthURLParam("acr_values", sessions.ACRPhishingResistant))
+	p := br.Get(a.URL)
+	servertest.WantPage(t, p, "/login/totp", http.StatusOK, "Use your passkey")
+	if strings.Contains(p.Body, `action="/login/totp"`) {
+		t.Errorf("the passkey step-up offers a code form:\n%s", p.Body)
+	}
+	p = br.Passkey(p, "/login/totp/passkey/options", "/login/totp/passkey", nil, auth.Get)
+	amr, acr, stepped := claimsOf(t, appA, p, a)
+	if acr != sessions.ACRPhishingResistant || !slices.Equal(amr, []string{"pwd", "hwk", "pin", "mfa"}) || stepped != sid {
+		t.Errorf("after the step-up: amr %v, acr %q, sid %s (was %s); want pwd hwk pin mfa, phr, the same sid", amr, acr, stepped, sid)
+	}
+
+	// Another browser: the passkey alone, from the sign-in page's autofill.
+	br2 := servertest.NewBrowser(t)
+	a = appA.AuthURL()
+	p = br2.Get(a.URL)
+	for _, want := range []string{`autocomplete="username webauthn"`, `Sign in with a passkey`, `src="/static/passkey.js"`} {
+		if !strings.Contains(p.Body, want) {
+			t.Errorf("the sign-in page lacks %s", want)
+		}
+	}
+	p = br2.Passkey(p, "/login/passkey/options", "/login/passkey", url.Values{"mediation": {"conditional"}}, auth.Get)
+	amr, acr, sid2 := claimsOf(t, appA, p, a)
+	if acr != sessions.ACRPhishingResistant || !slices.Equal(amr, []string{"hwk", "pin", "mfa"}) {
+		t.Errorf("passwordless sign-in: amr %v, acr %q; want hwk pin mfa and phr", amr, acr)
+	}
+	b := appB.AuthURL()
+	if _, _, sidB := claimsOf(t, appB, br2.Get(b.URL), b); sidB != sid2 {
+		t.Errorf("App B is in session %s, App A in %s: want single sign-on", sidB, sid2)
+	}
+
+	// A password sign-in now asks for the passkey.
+	br3 := servertest.NewBrowser(t)
+	p = br3.SignIn(appA.AuthURL().URL, passkeyEmail, password)
+	servertest.WantPage(t, p, "/login/totp", http.StatusOK, "Use your passkey")
+
+	// Removing the passkey from the first browser ends the second's
+	// session; both of its apps are told.
+	page = br.Get(h.Issuer + "/account")
+	m := passkeyIDRe.FindStringSubmatch(page.Body)
+	if m == nil {
+		t.Fatalf("no passkey listed:\n%s", page.Body)
+	}
+	p = br.Post(h.Issuer+"/account/passkeys/"+m[1]+"/remove", url.Values{"csrf_token": {page.CSRF(t)}, "password": {password}})
+	servertest.WantPage(t, p, "/account", http.StatusOK, "The passkey is removed")
+	for _, recv := range []*servertest.Receiver{recvA, recvB} {
+		toks := recv.WaitFor(t, 1)
+		if toks[0].SID != sid2 {
+			t.Errorf("logout token for sid %s, want the passwordless session %s", toks[0].SID, sid2)
+		}
+	}
+	if n := h.OwnChanges(u.ID, audit.ActionRemovePasskey); n != 1 {
+		t.Errorf("%d passkey.remove audit entries, want 1", n)
+	}
+	// The first browser's session stays; the second is signed out.
+	if p := br.Get(h.Issuer + "/account"); p.URL.Path != "/account" {
+		t.Errorf("the session that removed the passkey ended: %s", p.URL)
+	}
+	if p := br2.Get(h.Issuer + "/account"); p.URL.Path == "/account" {
+		t.Error("the passwordless session outlived the removal of its passkey")
+	}
+}

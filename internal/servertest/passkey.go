@@ -5,14 +5,16 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/passkey/passkeytest"
+	"github.com/idp/idp/internal/server"
 )
 
 // Localhost makes the instance's issuer http://localhost:<port> instead of
 // 127.0.0.1: WebAuthn has no relying party id for an IP address, so
 // passkeys need a host name.
-func Localhost(c *server.Config) { c.Issuer = strings.Replace(c.Issuer, "//127.0.0.1:", "//localhost:", 1) }
+func Localhost(c *server.Config) {
+	c.Issuer = strings.Replace(c.Issuer, "//127.0.0.1:", "//localhost:", 1)
+}
 
 // Authenticator returns a software authenticator whose browser is on this
 // instance's origin.

@@ -42,6 +42,8 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 		"bearer `token` /metrics asks for, ≥32 random characters; none by default (default $IDP_METRICS_TOKEN)")
 	secret := fs.String("secret", "", "server secret, ≥32 characters, comma-separated to rotate (default $IDP_SECRET)")
 	requireMFA := fs.String("require-mfa", c.envOr("IDP_REQUIRE_MFA", "false"), "every user must use 2FA ($IDP_REQUIRE_MFA)")
+	adminPasskey := fs.String("admin-require-passkey", c.envOr("IDP_ADMIN_REQUIRE_PASSKEY", "false"),
+		"the admin console and API take only administrators signed in with a passkey ($IDP_ADMIN_REQUIRE_PASSKEY)")
 	idle := fs.String("session-idle-timeout", c.envOr("IDP_SESSION_IDLE_TIMEOUT", "8h"), "SSO session idle timeout ($IDP_SESSION_IDLE_TIMEOUT)")
 	absolute := fs.String("session-absolute-timeout", c.envOr("IDP_SESSION_ABSOLUTE_TIMEOUT", "168h"), "SSO session lifetime ($IDP_SESSION_ABSOLUTE_TIMEOUT)")
 	migrate := fs.String("migrate", c.envOr("IDP_MIGRATE", "true"), "apply pending migrations at start ($IDP_MIGRATE)")
@@ -77,6 +79,9 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	}
 	if cfg.RequireMFA, err = strconv.ParseBool(*requireMFA); err != nil {
 		return usagef("serve: --require-mfa / IDP_REQUIRE_MFA must be true or false, not %q", *requireMFA)
+	}
+	if cfg.AdminRequirePasskey, err = strconv.ParseBool(*adminPasskey); err != nil {
+		return usagef("serve: --admin-require-passkey / IDP_ADMIN_REQUIRE_PASSKEY must be true or false, not %q", *adminPasskey)
 	}
 	if cfg.SessionIdle, err = positiveDuration("session-idle-timeout", *idle); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 )
@@ -28,7 +29,7 @@ const cliActor = audit.CLI
 func (c *cli) newAdmin(pool *pgxpool.Pool) *admin.Service {
 	// Resetting a factor never decrypts a TOTP secret: no server secret needed.
 	return &admin.Service{Pool: pool, Users: c.userStore(pool), Now: time.Now, MFA: &mfa.TOTP{Pool: pool},
-		Sessions: &sessions.Manager{Pool: pool, Now: time.Now}}
+		Keys: &passkey.Service{Pool: pool}, Sessions: &sessions.Manager{Pool: pool, Now: time.Now}}
 }
 
 // userStore is the accounts store on pool, asking the breached-password

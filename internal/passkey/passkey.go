@@ -122,7 +122,9 @@ const (
 )
 
 // Service runs the ceremonies and keeps the credentials. It is safe for
-// concurrent use, on any number of instances sharing one database.
+// concurrent use, on any number of instances sharing one database. One
+// made by New runs ceremonies; one with only Pool set (the command line)
+// can list, rename and remove passkeys.
 type Service struct {
 	Pool *pgxpool.Pool
 	// Now is the clock challenges expire by; nil means time.Now.

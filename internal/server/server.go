@@ -242,12 +242,14 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	// --- end account ---
 	// --- admin (owned by internal/admin) ---
 	adminAPI := &admin.API{Tokens: provider.OAuth2, Logger: cfg.Logger,
-		Service: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, MFA: totp, Now: cfg.Now}}
+		RequirePasskey: cfg.AdminRequirePasskey,
+		Service:        &admin.Service{Pool: pool, Users: userStore, Sessions: sess, MFA: totp, Keys: passkeys, Now: cfg.Now}}
 	adminAPI.Mount(mux)
 	// --- end admin ---
 	// --- console (owned by internal/console; the brand stylesheet by web) ---
 	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Templates: tpl,
-		Logger: cfg.Logger, Now: cfg.Now}
+		RequirePasskey: cfg.AdminRequirePasskey,
+		Logger:         cfg.Logger, Now: cfg.Now}
 	consoleHandler.Mount(mux)
 	mux.Handle("GET /static/brand.css", tpl.BrandCSS())
 	// --- end console ---

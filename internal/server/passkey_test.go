@@ -12,25 +12,11 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/idp/idp/internal/audit"
-	"github.com/idp/idp/internal/passkey/passkeytest"
 	"github.com/idp/idp/internal/servertest"
 	"github.com/idp/idp/internal/sessions"
 )
 
 var passkeyIDRe = regexp.MustCompile(`id="passkey-([0-9a-f-]{36})"`)
-
-// addPasskey adds a passkey on /account through its two requests, as the
-// page's script does, and returns the account page it ends on.
-func addPasskey(t *testing.T, h *servertest.Harness, br *servertest.Browser, auth *passkeytest.Authenticator, name string) servertest.Page {
-	t.Helper()
-	p := br.Get(h.Issuer + "/account")
-	if !strings.Contains(p.Body, `id="passkey-add"`) {
-		t.Fatalf("the account page offers no passkey:\n%s", p.Body)
-	}
-	p = br.Passkey(p, "/account/passkeys/options", "/account/passkeys", url.Values{"password": {password}, "name": {name}}, auth.Create)
-	servertest.WantPage(t, p, "/account", http.StatusOK, "Your passkey is added")
-	return p
-}
 
 // claimsOf exchanges the code on page p and returns the ID token's claims
 // as go-oidc verified them.
@@ -86,7 +72,7 @@ func TestPasskey_EndToEnd(t *testing.T) {
 	if acr != sessions.ACRPassword {
 		t.Fatalf("password sign-in: acr %q", acr)
 	}
-	page := addPasskey(t, h, br, auth, "")
+	page := br.AddPasskey(h, auth, password, "")
 	if !strings.Contains(page.Body, `class="passkey-name">Go-http-client<`) {
 		t.Errorf("the new passkey is not named after the browser:\n%s", page.Body)
 	}

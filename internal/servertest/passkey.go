@@ -64,3 +64,28 @@ func (b *Browser) Passkey(p Page, optionsPath, submitPath string, extra url.Valu
 	}
 	return b.Post(base+submitPath, submit)
 }
+
+// AddPasskey adds a passkey made by auth on /account, as its page's
+// script does (the password first), and returns the account page the
+// browser ends on, which says it is added.
+func (b *Browser) AddPasskey(h *Harness, auth *passkeytest.Authenticator, password, name string) Page {
+	b.T.Helper()
+	p := b.Get(h.Issuer + "/account")
+	if !strings.Contains(p.Body, `id="passkey-add"`) {
+		b.T.Fatalf("the account page offers no passkey:\n%s", p.Body)
+	}
+	p = b.Passkey(p, "/account/passkeys/options", "/account/passkeys", url.Values{"password": {password}, "name": {name}}, auth.Create)
+	WantPage(b.T, p, "/account", 200, "Your passkey is added")
+	return p
+}
+
+// SignInWithPasskey follows start to the sign-in page and signs in with
+// auth's passkey alone, and returns the page the browser ends on.
+func (b *Browser) SignInWithPasskey(start string, auth *passkeytest.Authenticator) Page {
+	b.T.Helper()
+	p := b.Get(start)
+	if !p.IsLoginForm() {
+		b.T.Fatalf("expected the sign-in page, got %s (%d):\n%s", p.URL, p.Status, p.Body)
+	}
+	return b.Passkey(p, "/login/passkey/options", "/login/passkey", nil, auth.Get)
+}

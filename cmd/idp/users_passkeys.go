@@ -49,7 +49,9 @@ func usersPasskeysListCommand(ctx context.Context, c *cli, args []string) error 
 func usersPasskeysRemoveCommand(ctx context.Context, c *cli, args []string) error {
 	var id *string
 	return c.userCommand(ctx, args, "users passkeys remove", "email", "--email EMAIL --id PASSKEY-ID [--json]",
-		func(fs *flag.FlagSet) { id = fs.String("id", "", "the passkey's `id` (from 'idp users passkeys list'; required)") },
+		func(fs *flag.FlagSet) {
+			id = fs.String("id", "", "the passkey's `id` (from 'idp users passkeys list'; required)")
+		},
 		func(o oneUser) error {
 			if *id == "" {
 				return usagef("missing required flag --id")

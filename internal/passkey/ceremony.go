@@ -164,7 +164,16 @@ func (s *Service) FinishAssertion(ctx context.Context, boundTo string, response 
 	if err != nil {
 		return Assertion{}, err
 	}
-	ch, err := s.spend(ctx, parsed.Response.CollectedClientData.Challenge, "", boundTo)
+	challenge := parsed.Response.CollectedClientData.Challenge
+	if challenge == "" {
+		return Assertion{}, ErrMalformed
+	}
+	// One round trip spends the challenge and reads the credential.
+	taken, row, found, err := s.takeAssertion(ctx, hashChallenge(challenge), parsed.RawID)
+	if err != nil {
+		return Assertion{}, err
+	}
+	ch, err := s.check(taken, challenge, "", boundTo)
 	if err != nil {
 		return Assertion{}, err
 	}
@@ -174,9 +183,8 @@ func (s *Service) FinishAssertion(ctx context.Context, boundTo string, response 
 	if err := s.precheck(parsed.Response.CollectedClientData, parsed.Response.AuthenticatorData); err != nil {
 		return Assertion{}, err
 	}
-	row, err := s.credential(ctx, parsed.RawID)
-	if err != nil {
-		return Assertion{}, err
+	if !found {
+		return Assertion{}, ErrUnknownCredential
 	}
 	if wantUserID != "" && row.userID != wantUserID {
 		return Assertion{}, ErrWrongUser
@@ -265,6 +273,11 @@ func (s *Service) spend(ctx context.Context, challenge, purpose, boundTo string)
 	if err != nil {
 		return waiting{}, err
 	}
+	return s.check(row, challenge, purpose, boundTo)
+}
+
+// check is the rest of spend, for a challenge row already taken.
+func (s *Service) check(row challengeRow, challenge, purpose, boundTo string) (waiting, error) {
 	if !bytes.Equal(row.binding, hashBinding(boundTo)) {
 		return waiting{}, ErrBinding
 	}

@@ -645,3 +645,26 @@ func must(b []byte, err error) []byte {
 	}
 	return b
 }
+
+// TestService_AssertionRoundTrips: finishing a sign-in costs two round
+// trips: the challenge spent together with the credential read, and the
+// counter recorded.
+func TestService_AssertionRoundTrips(t *testing.T) {
+	f := newFixture(t)
+	p := f.person("ada@example.com")
+	auth := passkeytest.New(origin)
+	f.register(p, auth)
+	pool, trips := dbtest.TracedPool(t, f.db.URL)
+	traced, err := passkey.New(pool, issuer, "idp test", f.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts []byte
+	if n := trips.Count(func() { opts, err = traced.BeginSignIn(f.ctx, "flow", true) }); err != nil || n != 1 {
+		t.Errorf("begin: %d round trips (%v), want 1", n, err)
+	}
+	resp := must(auth.Get(opts))
+	if n := trips.Count(func() { _, err = traced.FinishAssertion(f.ctx, "flow", resp, "") }); err != nil || n != 2 {
+		t.Errorf("finish: %d round trips (%v), want 2", n, err)
+	}
+}

@@ -189,20 +189,43 @@ func scanCredential(row pgx.Row, extra ...any) (storedCredential, error) {
 	return c, nil
 }
 
-// credential reads the credential an assertion names, with whether its
-// account is disabled. ErrUnknownCredential when there is none.
-func (s *Service) credential(ctx context.Context, credentialID []byte) (storedCredential, error) {
-	var disabled bool
-	c, err := scanCredential(db.Conn(ctx, s.Pool).QueryRow(ctx, `SELECT `+credentialColumns+`, u.disabled_at IS NOT NULL
-		FROM passkey_credentials c JOIN users u ON u.id = c.user_id WHERE c.credential_id = $1`, credentialID), &disabled)
-	c.disabled = disabled
+// takeAssertion is takeChallenge for an assertion, which also reads, in
+// the same round trip, the credential it names (credentialID) with
+// whether its account is disabled. found is false when no account has the
+// credential. ErrChallenge when the challenge is not waiting.
+func (s *Service) takeAssertion(ctx context.Context, hash, credentialID []byte) (challengeRow, storedCredential, bool, error) {
+	ch := challengeRow{hash: hash}
+	var (
+		userID   *string
+		found    bool
+		disabled bool
+	)
+	// The credential's columns are coalesced: a row comes back whenever
+	// the challenge existed, with or without a credential to go with it.
+	c, err := scanCredential(s.Pool.QueryRow(ctx, `
+		WITH ch AS (
+			DELETE FROM passkey_challenges WHERE challenge_hash = $1
+			RETURNING purpose, binding, user_id, ceremony, expires_at
+		)
+		SELECT coalesce(c.id::text, ''), coalesce(c.user_id::text, ''), coalesce(c.name, ''),
+			coalesce(c.credential_id, ''::bytea), coalesce(c.public_key, ''::bytea), coalesce(c.sign_count, 0),
+			coalesce(c.transports, '{}'), coalesce(c.aaguid, '00000000-0000-0000-0000-000000000000'),
+			coalesce(c.backup_eligible, false), coalesce(c.backup_state, false),
+			ch.purpose, ch.binding, ch.user_id::text, ch.ceremony, ch.expires_at,
+			c.id IS NOT NULL, coalesce(u.disabled_at IS NOT NULL, false)
+		FROM ch LEFT JOIN passkey_credentials c ON c.credential_id = $2 LEFT JOIN users u ON u.id = c.user_id`,
+		hash, credentialID), &ch.purpose, &ch.binding, &userID, &ch.ceremony, &ch.expiresAt, &found, &disabled)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return storedCredential{}, ErrUnknownCredential
+		return challengeRow{}, storedCredential{}, false, ErrChallenge
 	}
 	if err != nil {
-		return storedCredential{}, fmt.Errorf("passkey: credential: %w", err)
+		return challengeRow{}, storedCredential{}, false, fmt.Errorf("passkey: challenge: %w", err)
 	}
-	return c, nil
+	if userID != nil {
+		ch.userID = *userID
+	}
+	c.disabled = disabled
+	return ch, c, found, nil
 }
 
 // insert stores a new credential, with the transaction in ctx if any.

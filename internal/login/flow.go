@@ -93,7 +93,7 @@ func (h *Handler) flowCookieName() string {
 func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (string, error) {
 	token := sessions.NewToken()
 	f := flow{CSRF: sessions.NewToken(), AuthorizeQuery: s.AuthorizeQuery.Encode(), Stage: stagePassword,
-		ReturnTo: localPath(s.ReturnTo)}
+		ReturnTo: localPath(s.ReturnTo), WantACR: s.Want}
 	next := "/login"
 	if s.LoginHint != "" {
 		next += "?" + url.Values{"login_hint": {s.LoginHint}}.Encode()
@@ -106,7 +106,6 @@ func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (st
 			return "", fmt.Errorf("login: begin: %w", err)
 		}
 		f.Stage = secondStage(totp || passkey)
-		f.WantACR = s.Want
 		stepUpSID, userID = &s.StepUp.ID, &s.StepUp.UserID
 		next = stagePath(f.Stage)
 	}

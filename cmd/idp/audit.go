@@ -6,7 +6,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/audit"
@@ -66,11 +65,11 @@ func auditCommand(ctx context.Context, c *cli, args []string) error {
 // command line, in one transaction: a change is never left unrecorded.
 // change returns what it acted on and the entry's details (no secrets).
 func audited(ctx context.Context, pool *pgxpool.Pool, action string, change func(ctx context.Context) (target string, details any, err error)) error {
-	return db.InTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+	return db.Tx(ctx, pool, func(ctx context.Context) error {
 		target, details, err := change(ctx)
 		if err != nil {
 			return err
 		}
-		return audit.Record(ctx, tx, time.Now(), audit.CLI, action, target, details)
+		return audit.Record(ctx, time.Now(), audit.CLI, action, target, details)
 	})
 }

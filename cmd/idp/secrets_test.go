@@ -176,11 +176,11 @@ func enrolledUser(t *testing.T, pool *pgxpool.Pool, m *mfa.TOTP, email string) e
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := m.Begin(ctx, u.ID, email)
+	e, err := m.Begin(ctx, u.ID, "test", email)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Confirm(ctx, u.ID, mfa.GenerateCode(e.Secret, time.Now())); err != nil {
+	if _, err := m.Confirm(ctx, u.ID, "test", mfa.GenerateCode(e.Secret, time.Now())); err != nil {
 		t.Fatal(err)
 	}
 	return enrolled{id: u.ID, secret: e.Secret}

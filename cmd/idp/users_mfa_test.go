@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sessions/sessionstest"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -37,22 +37,16 @@ func TestRun_UsersResetMFA(t *testing.T) {
 			t.Fatal(err)
 		}
 		if enrolled {
-			e, err := totp.Begin(ctx, u.ID, email)
+			e, err := totp.Begin(ctx, u.ID, "test", email)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := totp.Confirm(ctx, u.ID, mfa.GenerateCode(e.Secret, time.Now())); err != nil {
+			if _, err := totp.Confirm(ctx, u.ID, "test", mfa.GenerateCode(e.Secret, time.Now())); err != nil {
 				t.Fatal(err)
 			}
 		}
-		s, err := mgr.Create(ctx, httptest.NewRecorder(), sessions.NewSession{UserID: u.ID, AuthTime: time.Now(),
-			AMR: []string{sessions.AMRPassword}, ACR: sessions.ACRPassword})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := mgr.AddClient(ctx, s.ID, "app"); err != nil {
-			t.Fatal(err)
-		}
+		s := sessionstest.Create(t, mgr, nil, sessions.NewSession{UserID: u.ID, AuthTime: time.Now(),
+			AMR: []string{sessions.AMRPassword}, ACR: sessions.ACRPassword}, "app")
 		return u, s
 	}
 	ada, adaSession := person("ada@example.com", true)

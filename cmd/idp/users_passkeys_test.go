@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/passkey/passkeytest"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sessions/sessionstest"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -40,11 +40,8 @@ func TestRun_UsersPasskeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := mgr.Create(ctx, httptest.NewRecorder(), sessions.NewSession{UserID: ada.ID, AuthTime: time.Now(),
+	s := sessionstest.Create(t, mgr, nil, sessions.NewSession{UserID: ada.ID, AuthTime: time.Now(),
 		AMR: []string{"hwk", "pin", "mfa"}, ACR: sessions.ACRPhishingResistant})
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	runCLI(t, d.URL, "", "users", "passkeys", "list", "--email", "ada@example.com").check(t, 0, pk.ID+"  Work laptop  device-bound  internal,hybrid")
 	r := runCLI(t, d.URL, "", "users", "passkeys", "list", "--email", "ada@example.com", "--json")

@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sessions/sessionstest"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -27,14 +27,8 @@ func TestRun_UsersSetPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := mgr.Create(ctx, httptest.NewRecorder(), sessions.NewSession{UserID: ada.ID, AuthTime: time.Now(),
-		AMR: []string{sessions.AMRPassword}, ACR: sessions.ACRPassword})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mgr.AddClient(ctx, s.ID, "app"); err != nil {
-		t.Fatal(err)
-	}
+	s := sessionstest.Create(t, mgr, nil, sessions.NewSession{UserID: ada.ID, AuthTime: time.Now(),
+		AMR: []string{sessions.AMRPassword}, ACR: sessions.ACRPassword}, "app")
 	live := func() bool {
 		t.Helper()
 		got, err := mgr.Get(ctx, s.ID)

@@ -62,11 +62,11 @@ func (e *env) wrongCode(secret string) string {
 // the recovery codes.
 func (e *env) enroll(t *testing.T, u users.User) (secret string, recovery []string) {
 	t.Helper()
-	en, err := e.Srv.TOTP.Begin(e.Ctx, u.ID, u.Email)
+	en, err := e.Srv.TOTP.Begin(e.Ctx, u.ID, "test", u.Email)
 	if err != nil {
 		t.Fatal(err)
 	}
-	recovery, err = e.Srv.TOTP.Confirm(e.Ctx, u.ID, e.code(en.Secret))
+	recovery, err = e.Srv.TOTP.Confirm(e.Ctx, u.ID, "test", e.code(en.Secret))
 	if err != nil {
 		t.Fatal(err)
 	}

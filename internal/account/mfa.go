@@ -7,8 +7,6 @@ import (
 	"html/template"
 	"net/http"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
@@ -50,9 +48,9 @@ func (h *Handler) renderEnroll(w http.ResponseWriter, r *http.Request, s session
 		h.internal(w, err)
 		return
 	}
-	e, err := h.TOTP.Pending(ctx, u.ID, u.Email)
+	e, err := h.TOTP.Pending(ctx, u.ID, mfa.SessionOwner(s.ID), u.Email)
 	if errors.Is(err, mfa.ErrNotEnrolled) {
-		e, err = h.TOTP.Begin(ctx, u.ID, u.Email)
+		e, err = h.TOTP.Begin(ctx, u.ID, mfa.SessionOwner(s.ID), u.Email)
 	}
 	if errors.Is(err, mfa.ErrAlreadyEnrolled) {
 		http.Redirect(w, r, "/account?notice=mfa-on", http.StatusSeeOther)
@@ -86,7 +84,7 @@ func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) {
 		h.internal(w, err)
 		return
 	}
-	e, err := h.TOTP.Pending(ctx, u.ID, u.Email)
+	e, err := h.TOTP.Pending(ctx, u.ID, mfa.SessionOwner(s.ID), u.Email)
 	if errors.Is(err, mfa.ErrNotEnrolled) || errors.Is(err, mfa.ErrAlreadyEnrolled) {
 		http.Error(w, "no two-factor set-up in progress", http.StatusNotFound)
 		return
@@ -127,7 +125,7 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	var codes []string
 	err := h.changeFactors(ctx, s, audit.ActionEnableMFA, func(ctx context.Context) (err error) {
-		codes, err = h.TOTP.Confirm(ctx, s.UserID, code)
+		codes, err = h.TOTP.Confirm(ctx, s.UserID, mfa.SessionOwner(s.ID), code)
 		return err
 	})
 	switch {
@@ -273,7 +271,7 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 // stick.
 func (h *Handler) changeFactors(ctx context.Context, s sessions.Session, action string, change func(ctx context.Context) error) error {
 	var verdict error
-	err := db.InTx(ctx, h.Pool, func(ctx context.Context, _ pgx.Tx) error {
+	err := db.Tx(ctx, h.Pool, func(ctx context.Context) error {
 		if err := change(ctx); err != nil {
 			if isVerdict(err) {
 				verdict = err

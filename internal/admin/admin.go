@@ -18,7 +18,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/audit"
@@ -138,7 +137,8 @@ func (s *Service) Disable(ctx context.Context, userID, actor string) (users.User
 		u   users.User
 		res sessions.Result
 	)
-	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, s.Pool)
 		if err := s.Users.SetDisabled(ctx, userID, true); err != nil {
 			return err
 		}
@@ -167,7 +167,8 @@ func (s *Service) Disable(ctx context.Context, userID, actor string) (users.User
 // say what was wrong, and nothing is stored.
 func (s *Service) CreateUser(ctx context.Context, nu users.NewUser, actor string) (Account, error) {
 	var u users.User
-	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, s.Pool)
 		var err error
 		if u, err = s.Users.Create(ctx, nu); err != nil {
 			return err
@@ -201,7 +202,8 @@ func (s *Service) DeleteUser(ctx context.Context, userID, actor string) (session
 		return sessions.Result{}, ErrOwnAccount
 	}
 	var res sessions.Result
-	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, s.Pool)
 		if _, err := s.Users.ByID(ctx, userID); err != nil {
 			return err
 		}
@@ -226,7 +228,8 @@ func (s *Service) DeleteUser(ctx context.Context, userID, actor string) (session
 // ended.
 func (s *Service) Enable(ctx context.Context, userID, actor string) (users.User, error) {
 	var u users.User
-	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, s.Pool)
 		if err := s.Users.SetDisabled(ctx, userID, false); err != nil {
 			return err
 		}
@@ -251,7 +254,8 @@ func (s *Service) RetryNotification(ctx context.Context, id, actor string) error
 	if err != nil || n <= 0 {
 		return backchannel.ErrNotFound
 	}
-	err = db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err = db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, s.Pool)
 		if err := backchannel.Retry(ctx, s.Pool, n); err != nil {
 			return err
 		}
@@ -262,7 +266,7 @@ func (s *Service) RetryNotification(ctx context.Context, id, actor string) error
 
 // audit records an administrative action in the caller's transaction.
 func (s *Service) audit(ctx context.Context, q db.Querier, actor, action, target string, details any) error {
-	return audit.Record(ctx, q, s.now(), actor, action, target, details)
+	return audit.Record(ctx, s.now(), actor, action, target, details)
 }
 
 // wrap adds context to unexpected errors; the sentinels callers map to a

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
@@ -45,7 +43,7 @@ func (s *Service) RemovePasskey(ctx context.Context, userID, passkeyID, actor st
 		return sessions.Result{}, passkey.ErrNotFound
 	}
 	var res sessions.Result
-	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
 		removed, _, err := s.Keys.Remove(ctx, userID, passkeyID)
 		if err != nil {
 			return err
@@ -56,7 +54,7 @@ func (s *Service) RemovePasskey(ctx context.Context, userID, passkeyID, actor st
 			return err
 		}
 		// The passkey's id, never its name: a name may say whose it is.
-		return s.audit(ctx, tx, actor, "users.remove_passkey", userID, map[string]string{"passkey": removed.ID})
+		return s.audit(ctx, nil, actor, "users.remove_passkey", userID, map[string]string{"passkey": removed.ID})
 	})
 	if errors.Is(err, passkey.ErrNotFound) {
 		return sessions.Result{}, passkey.ErrNotFound

@@ -3,8 +3,6 @@ package admin
 import (
 	"context"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/sessions"
 )
@@ -27,7 +25,8 @@ func (s *Service) SetPassword(ctx context.Context, userID, password, actor strin
 		return sessions.Result{}, err
 	}
 	var res sessions.Result
-	err = db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err = db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, s.Pool)
 		if err := s.Users.StorePassword(ctx, userID, chosen, temporary); err != nil {
 			return err
 		}

@@ -3,8 +3,6 @@ package admin
 import (
 	"context"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/users"
 )
@@ -15,7 +13,8 @@ import (
 // requiring a factor does not make them less safe than they were.
 func (s *Service) RequireMFA(ctx context.Context, userID string, require bool, actor string) (users.User, error) {
 	var u users.User
-	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, s.Pool)
 		if err := s.Users.SetRequireMFA(ctx, userID, require); err != nil {
 			return err
 		}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/sessions"
@@ -25,7 +23,8 @@ func (s *Service) ResetMFA(ctx context.Context, userID, actor string) (sessions.
 		return sessions.Result{}, err
 	}
 	var res sessions.Result
-	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, s.Pool)
 		on, err := f.Enabled(ctx, userID)
 		if err != nil {
 			return err

@@ -70,10 +70,15 @@ func (e Entry) Facts() Facts {
 	return f
 }
 
-// Record writes one entry with q, the transaction of the change it
-// records. details is marshalled to JSON (nil: {}); it must never hold a
-// secret.
-func Record(ctx context.Context, q db.Querier, at time.Time, actor, action, target string, details any) error {
+// Record queues one entry in the unit of work in ctx, the one of the change
+// it records, so the entry and the change commit together or not at all;
+// its error surfaces when the unit sends it. details is marshalled to JSON
+// (nil: {}); it must never hold a secret. Outside a unit, Record fails.
+func Record(ctx context.Context, at time.Time, actor, action, target string, details any) error {
+	u, ok := db.From(ctx)
+	if !ok {
+		return fmt.Errorf("audit: record %s: not in a unit of work", action)
+	}
 	if details == nil {
 		details = struct{}{}
 	}
@@ -81,10 +86,9 @@ func Record(ctx context.Context, q db.Querier, at time.Time, actor, action, targ
 	if err != nil {
 		return fmt.Errorf("audit: record %s: %w", action, err)
 	}
-	if _, err := q.Exec(ctx, `INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)`,
-		at, actor, action, target, b); err != nil {
-		return fmt.Errorf("audit: record %s: %w", action, err)
-	}
+	u.Queue(`INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)`,
+		at, actor, action, target, b).
+		MapErr(func(err error) error { return fmt.Errorf("audit: record %s: %w", action, err) })
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/dbtest"
 )
 
@@ -26,7 +27,10 @@ func TestList(t *testing.T) {
 		{audit.System, "sessions.revoke", ann},
 		{audit.CLI, "clients.create", "client:wiki"},
 	} {
-		if err := audit.Record(ctx, d.Pool, at, e.actor, e.action, e.target, map[string]string{"k": "v"}); err != nil {
+		err := db.Tx(ctx, d.Pool, func(ctx context.Context) error {
+			return audit.Record(ctx, at, e.actor, e.action, e.target, map[string]string{"k": "v"})
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 	}

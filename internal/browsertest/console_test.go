@@ -89,12 +89,12 @@ func TestBrowser_AdminRevokesAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	en, err := h.Srv.TOTP.Begin(h.Ctx, adm.ID, adm.Email)
+	en, err := h.Srv.TOTP.Begin(h.Ctx, adm.ID, "test", adm.Email)
 	if err != nil {
 		t.Fatal(err)
 	}
 	enrolledAt := time.Now()
-	if _, err := h.Srv.TOTP.Confirm(h.Ctx, adm.ID, mfa.GenerateCode(en.Secret, enrolledAt)); err != nil {
+	if _, err := h.Srv.TOTP.Confirm(h.Ctx, adm.ID, "test", mfa.GenerateCode(en.Secret, enrolledAt)); err != nil {
 		t.Fatal(err)
 	}
 	appA := demoapptest.Start(t, h, "app-a", "App A")

@@ -237,7 +237,7 @@ func (s *Store) Get(ctx context.Context, id string) (*Client, error) {
 	// registry, not by what strangers send. Reads inside a transaction are
 	// not cached: the transaction may yet roll back.
 	if ttl := s.ttl(); ttl > 0 {
-		if _, inTx := db.TxFrom(ctx); !inTx {
+		if u, inUnit := db.From(ctx); !inUnit || u.Pipelined() {
 			s.mu.Lock()
 			if s.cache == nil {
 				s.cache = map[string]cached{}
@@ -289,14 +289,15 @@ func (s *Store) List(ctx context.Context) ([]Client, error) {
 
 // tokenTables hold the fosite grants of a client; they name the client in a
 // column without a foreign key (fosite writes them), so Delete clears them.
-var tokenTables = []string{"oauth_authorize_codes", "oauth_pkce", "oauth_oidc", "oauth_access_tokens", "oauth_refresh_tokens"}
+var tokenTables = []string{"oauth_authorize_codes", "oauth_access_tokens", "oauth_refresh_tokens"}
 
 // Delete removes a client and, in the same transaction, every code and token
 // issued to it (its client sessions go by cascade): a deleted client must
 // not keep working through tokens it already holds. ErrNotFound when
 // unknown.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	err := db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, s.Pool)
 		tag, err := tx.Exec(ctx, `DELETE FROM oauth_clients WHERE id = $1`, id)
 		if err != nil {
 			return err

@@ -63,6 +63,9 @@ func TestConsole_Access(t *testing.T) {
 		b := servertest.NewBrowser(t)
 		e.signIn(t, b, e.URL+"/admin", adm, "") // a password-only session
 		p := b.Get(e.URL + "/admin")
+		// The password again first: the session may be a stolen cookie.
+		servertest.WantPage(t, p, "/login", http.StatusOK, "Confirm it’s you")
+		p = b.Post(e.URL+"/login", url.Values{"csrf_token": {p.CSRF(t)}, "password": {password}})
 		servertest.WantPage(t, p, "/login/enroll", http.StatusOK, "Set up two-factor authentication")
 		m := regexp.MustCompile(`id="totp-secret">([A-Z2-7]+)<`).FindStringSubmatch(p.Body)
 		if m == nil {

@@ -56,11 +56,11 @@ func (e *env) code(u users.User, secret string) string {
 // Sessions u already has keep the factors they were made with.
 func (e *env) enroll(t *testing.T, u users.User) string {
 	t.Helper()
-	en, err := e.Srv.TOTP.Begin(e.Ctx, u.ID, u.Email)
+	en, err := e.Srv.TOTP.Begin(e.Ctx, u.ID, "test", u.Email)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Srv.TOTP.Confirm(e.Ctx, u.ID, e.code(u, en.Secret)); err != nil {
+	if _, err := e.Srv.TOTP.Confirm(e.Ctx, u.ID, "test", e.code(u, en.Secret)); err != nil {
 		t.Fatal(err)
 	}
 	return en.Secret

@@ -1,7 +1,6 @@
 // Package db owns the PostgreSQL connection pool, schema migrations and the
-// transaction-in-context convention the storage packages share: a
-// transaction begun by one layer travels in the context, and Querier returns
-// it or the pool.
+// one way the provider writes: a Unit of work (a transaction or a
+// pipeline) that travels in the context, see Unit.
 package db
 
 import (
@@ -20,12 +19,11 @@ import (
 	"github.com/idp/idp/migrations"
 )
 
-// Querier is what both a pool and a transaction can do.
+// Querier runs a statement now: the pool, or a transaction (Conn).
 type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // Defaults for what the URL does not set (connect_timeout,
@@ -77,49 +75,23 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-type txKey struct{}
-
-// WithTx returns a context carrying tx; Querier will hand it out.
-func WithTx(ctx context.Context, tx pgx.Tx) context.Context {
-	return context.WithValue(ctx, txKey{}, tx)
-}
-
-// TxFrom returns the transaction in ctx, if any.
-func TxFrom(ctx context.Context) (pgx.Tx, bool) {
-	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
-	return tx, ok
-}
-
-// Conn returns the transaction in ctx, or the pool.
-func Conn(ctx context.Context, pool *pgxpool.Pool) Querier {
-	if tx, ok := TxFrom(ctx); ok {
-		return tx
-	}
-	return pool
-}
-
-// InTx runs fn in a transaction (or in the one already in ctx, so calls
-// compose) and commits when fn returns nil.
-func InTx(ctx context.Context, pool *pgxpool.Pool, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	if tx, ok := TxFrom(ctx); ok {
-		return fn(ctx, tx)
-	}
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("db: begin: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after commit
-	if err := fn(WithTx(ctx, tx), tx); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
-}
-
 // IsSerializationFailure reports SQLSTATE 40001 or 40P01: the transaction
 // lost a race and may be retried.
 func IsSerializationFailure(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// IsAssertFailure reports whether err was raised by idp_assert
+// (migrations/0006): a statement written as
+//
+//	SELECT idp_assert(<condition>, 'what failed')
+//
+// raises SQLSTATE P0001 when its condition is false, which rolls back the
+// unit it is in.
+func IsAssertFailure(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "P0001"
 }
 
 // IsUniqueViolation reports SQLSTATE 23505.

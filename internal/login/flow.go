@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/sessions"
 )
 
@@ -59,10 +60,16 @@ type flow struct {
 	// password is in (stageNewPassword).
 	PendingAMR []string
 	PendingACR string
+	// Remember: "keep me signed in on this device" was ticked.
+	Remember bool
 	// WantACR is the class a step-up must reach: sessions.ACRPhishingResistant
 	// when the app asked for a passkey, "" for two factors of any kind.
 	WantACR string
 }
+
+// enrollmentOwner is who a TOTP secret this flow begins belongs to: this
+// sign-in and no other (mfa.LoginFlowOwner).
+func (f flow) enrollmentOwner() string { return mfa.LoginFlowOwner(f.idHash) }
 
 // Start options, from the authorization endpoint.
 type Start struct {
@@ -100,22 +107,30 @@ func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (st
 	}
 	var stepUpSID, userID *string
 	if s.StepUp != nil {
-		// A person without a second factor yet sets one up to step up.
+		// A person with a second factor gives it. One without must prove
+		// the password again before setting one up: the session may be a
+		// stolen password-only cookie, and enrolling the holder's own
+		// authenticator would hand them a two-factor session, the recovery
+		// codes and the end of the owner's other sessions.
+		// A passkey is a second factor too.
 		totp, passkey, err := h.factors(ctx, s.StepUp.UserID)
 		if err != nil {
 			return "", fmt.Errorf("login: begin: %w", err)
 		}
-		f.Stage = secondStage(totp || passkey)
+		f.Stage = stagePassword
+		if totp || passkey {
+			f.Stage = stageTOTP
+		}
 		stepUpSID, userID = &s.StepUp.ID, &s.StepUp.UserID
 		next = stagePath(f.Stage)
 	}
 	now := h.Now()
-	b := &pgx.Batch{}
-	b.Queue(`
+	ctx, u := db.Pipeline(ctx, h.Pool)
+	u.Queue(`
 		INSERT INTO login_flows (id_hash, csrf_token, authorize_query, user_id, stage, step_up_sid, created_at, expires_at, return_path, want_acr)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		sessions.HashToken(token), f.CSRF, f.AuthorizeQuery, userID, f.Stage, stepUpSID, now, now.Add(h.FlowTTL), f.ReturnTo, f.WantACR)
-	if err := h.send(ctx, b); err != nil {
+	if err := u.CommitAsync(ctx); err != nil {
 		return "", fmt.Errorf("login: begin: %w", err)
 	}
 	http.SetCookie(w, &http.Cookie{
@@ -135,10 +150,10 @@ func (h *Handler) loadFlow(ctx context.Context, r *http.Request) (flow, error) {
 	f.idHash = sessions.HashToken(c.Value)
 	err = db.Conn(ctx, h.Pool).QueryRow(ctx, `
 		SELECT csrf_token, authorize_query, user_id::text, stage, mfa_failures, step_up_sid::text, return_path,
-			must_change_password, pending_amr, pending_acr, want_acr
+			must_change_password, pending_amr, pending_acr, remember, want_acr
 		FROM login_flows WHERE id_hash = $1 AND expires_at > $2`, f.idHash, h.Now()).
 		Scan(&f.CSRF, &f.AuthorizeQuery, &userID, &f.Stage, &f.MFAFailures, &stepUp, &f.ReturnTo,
-			&f.MustChangePassword, &f.PendingAMR, &f.PendingACR, &f.WantACR)
+			&f.MustChangePassword, &f.PendingAMR, &f.PendingACR, &f.Remember, &f.WantACR)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return flow{}, ErrNoFlow
 	}
@@ -160,47 +175,44 @@ func checkCSRF(r *http.Request, want string) bool {
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
-// advance moves the flow on to stage, for userID, in one round trip with the
-// writes already queued on b.
-func (h *Handler) advance(ctx context.Context, b *pgx.Batch, f flow, stage, userID string) error {
-	b.Queue(`UPDATE login_flows SET stage = $2, user_id = $3, must_change_password = $4 WHERE id_hash = $1`,
-		f.idHash, stage, userID, f.MustChangePassword)
-	if err := h.send(ctx, b); err != nil {
-		return fmt.Errorf("login: advance: %w", err)
-	}
-	return nil
+// queueAdvance queues in the unit in ctx the flow's move on to stage, for
+// userID.
+func (h *Handler) queueAdvance(ctx context.Context, f flow, stage, userID string) {
+	unit(ctx).Queue(`UPDATE login_flows SET stage = $2, user_id = $3, must_change_password = $4, remember = $5
+		WHERE id_hash = $1`,
+		f.idHash, stage, userID, f.MustChangePassword, f.Remember)
 }
 
-// send sends the statements queued on b in one round trip; none, none. Like
-// every write of a sign-in in progress it commits without waiting for the
-// disk (db.SendAsyncCommit): a crash of the database can lose a flow, or a
-// session made a moment before, and the person signs in again; the first
-// token issued from a session is a synchronous commit that makes every
-// write before it durable.
-func (h *Handler) send(ctx context.Context, b *pgx.Batch) error {
-	if b.Len() == 0 {
-		return nil
+// Every write of a sign-in in progress goes out in a pipeline (db.Pipeline)
+// committed without waiting for the disk (CommitAsync): a crash of the
+// database can lose a flow, or a session made a moment before, and the
+// person signs in again; the first token issued from a session is a
+// synchronous commit that makes every write before it durable.
+
+// unit is the pipeline the queue methods add to.
+func unit(ctx context.Context) *db.Unit {
+	u, ok := db.From(ctx)
+	if !ok {
+		panic("login: a queue method called outside a unit of work")
 	}
-	return db.SendAsyncCommit(ctx, h.Pool, b)
+	return u
 }
 
-// finish ends the flow: the flow row goes, its cookie goes, and the browser
-// returns to the authorization endpoint with the original request.
-func (h *Handler) finish(ctx context.Context, w http.ResponseWriter, f flow) (string, error) {
-	err := db.Exec(ctx, h.Pool, func(err error) error { return fmt.Errorf("login: finish: %w", err) },
-		`DELETE FROM login_flows WHERE id_hash = $1`, f.idHash)
-	if err != nil {
-		return "", err
-	}
+// queueFinish queues in the unit in ctx the end of the flow, clears its
+// cookie and returns where the browser goes next: back to the
+// authorization endpoint with the original request, or to the local page
+// the sign-in started from.
+func (h *Handler) queueFinish(ctx context.Context, w http.ResponseWriter, f flow) string {
+	unit(ctx).Queue(`DELETE FROM login_flows WHERE id_hash = $1`, f.idHash)
 	http.SetCookie(w, &http.Cookie{Name: h.flowCookieName(), Value: "", Path: "/", HttpOnly: true,
 		Secure: h.Sessions.Secure, SameSite: http.SameSiteLaxMode, MaxAge: -1})
 	if f.AuthorizeQuery == "" {
 		if f.ReturnTo != "" {
-			return f.ReturnTo, nil
+			return f.ReturnTo
 		}
-		return "/account", nil
+		return "/account"
 	}
-	return "/oauth2/auth?" + f.AuthorizeQuery, nil
+	return "/oauth2/auth?" + f.AuthorizeQuery
 }
 
 // localPath keeps p only if it is a path on this server: never a redirect

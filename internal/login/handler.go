@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/db"
@@ -62,6 +61,11 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 
 type passwordData struct {
 	Client, Email, Error string
+	// StepUp: the person is signed in already and confirms their password
+	// before setting up a second factor; the email is theirs and fixed.
+	StepUp bool
+	// Remember is the "keep me signed in" box as the person left it.
+	Remember bool
 	// Passkey offers the passwordless sign-in.
 	Passkey bool
 }
@@ -117,14 +121,25 @@ func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	h.Templates.Render(w, http.StatusOK, "login", "Sign in", f.CSRF,
-		passwordData{Client: h.clientName(r.Context(), f), Email: r.URL.Query().Get("login_hint"), Passkey: h.Passkeys != nil})
+	data := passwordData{Client: h.clientName(r.Context(), f), Email: r.URL.Query().Get("login_hint"), Passkey: h.Passkeys != nil}
+	if f.UserID != "" {
+		u, err := h.Users.ByID(r.Context(), f.UserID)
+		if err != nil {
+			h.internal(w, err)
+			return
+		}
+		data.Email, data.StepUp = u.Email, true
+	}
+	h.Templates.Render(w, http.StatusOK, "login", "Sign in", f.CSRF, data)
 }
 
 // passwordSubmit checks the password. Three round trips take a person on to
-// the code form: the flow, then (users.Store.SignIn) the throttle state,
-// account, password hash and second factor, then the flow's next stage sent
-// together with the reset of earlier failures, if there were any.
+// the code form: the flow, then (users.Store.SignIn) the attempt's
+// reservation with the account, password hash and second factor, then the
+// flow's next stage with what the success owes the throttle.
+//
+// In a step-up (the flow names its user) the password must be that user's:
+// the form's email is ignored.
 func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	f, ok := h.flowOrError(w, r, stagePassword)
 	if !ok {
@@ -132,9 +147,18 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	email := r.PostFormValue("email")
+	data := passwordData{Client: h.clientName(ctx, f), Email: email, Remember: r.PostFormValue("remember") != "",
+		Passkey: h.Passkeys != nil}
+	if f.UserID != "" {
+		u, err := h.Users.ByID(ctx, f.UserID)
+		if err != nil {
+			h.internal(w, err)
+			return
+		}
+		email, data.Email, data.StepUp = u.Email, u.Email, true
+	}
 	si, err := h.Users.SignIn(ctx, email, r.PostFormValue("password"), clientIP(r))
 	var throttled *users.ThrottledError
-	data := passwordData{Client: h.clientName(ctx, f), Email: email, Passkey: h.Passkeys != nil}
 	switch {
 	case errors.As(err, &throttled):
 		w.Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(throttled.RetryAfter.Seconds()))))
@@ -143,6 +167,9 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, users.ErrInvalidCredentials), errors.Is(err, users.ErrInvalidEmail):
 		data.Error = "The email or password is not right. Check them and try again."
+		if data.StepUp {
+			data.Error = "That password is not right. Try again."
+		}
 		h.Templates.Render(w, http.StatusUnauthorized, "login", "Sign in", f.CSRF, data)
 		return
 	case errors.Is(err, users.ErrDisabled):
@@ -158,23 +185,20 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	reset := &pgx.Batch{}
-	si.QueueReset(reset)
+	ctx, u := db.Pipeline(ctx, h.Pool)
+	si.QueueSucceeded(ctx)
 	user := si.User
 	f.MustChangePassword = si.MustChangePassword
+	f.Remember = data.Remember
+	// A passkey is a second factor too.
 	enrolled := si.SecondFactor || si.Passkey
-	if !enrolled && !h.RequireMFA && !user.RequireMFA {
-		// Rare (only after failed attempts), so sent on its own rather
-		// than threaded through the session's creation.
-		if err := h.send(ctx, reset); err != nil {
-			h.internal(w, err)
-			return
-		}
-		h.complete(w, r, f, user.ID, []string{sessions.AMRPassword}, sessions.ACRPassword)
+	if !enrolled && !h.RequireMFA && !user.RequireMFA && f.StepUpSID == "" {
+		h.complete(ctx, w, r, f, user.ID, []string{sessions.AMRPassword}, sessions.ACRPassword)
 		return
 	}
 	next := secondStage(enrolled)
-	if err := h.advance(ctx, reset, f, next, user.ID); err != nil {
+	h.queueAdvance(ctx, f, next, user.ID)
+	if err := u.CommitAsync(ctx); err != nil {
 		h.internal(w, err)
 		return
 	}
@@ -183,48 +207,41 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 
 // complete creates the SSO session (with a fresh cookie) and returns the
 // browser to the authorization endpoint; after a temporary password it asks
-// for the person's own first.
-func (h *Handler) complete(w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) {
+// for the person's own first. It commits the pipeline in ctx, with what the
+// caller queued before.
+func (h *Handler) complete(ctx context.Context, w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) {
 	if f.MustChangePassword {
-		if err := h.toNewPassword(r.Context(), f, userID, amr, acr); err != nil {
+		h.queueToNewPassword(ctx, f, userID, amr, acr)
+		if err := unit(ctx).CommitAsync(ctx); err != nil {
 			h.internal(w, err)
 			return
 		}
 		http.Redirect(w, r, stagePath(stageNewPassword), http.StatusSeeOther)
 		return
 	}
-	next, _, ok := h.establish(w, r, f, userID, amr, acr)
+	next, _, ok := h.establish(ctx, w, r, f, userID, amr, acr)
 	if ok {
 		http.Redirect(w, r, next, http.StatusSeeOther)
 	}
 }
 
 // establish creates (or, for a step-up, upgrades) the SSO session and ends
-// the flow; it returns where to go next and the session's sid.
-func (h *Handler) establish(w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) (next, sid string, ok bool) {
-	// A new session and the end of the flow go out in one round trip,
-	// before the redirect that lets the browser use the session, without
-	// waiting for the disk (see send).
-	ctx, writes := db.WithWriteBehind(r.Context(), h.Pool)
-	var err error
+// the flow, committing them with whatever the pipeline in ctx holds in one
+// round trip before the redirect that lets the browser use the session; it
+// returns where to go next and the session's sid.
+func (h *Handler) establish(ctx context.Context, w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) (next, sid string, ok bool) {
 	if f.StepUpSID != "" {
 		sid = f.StepUpSID
-		err = h.Sessions.StepUp(ctx, w, sid, userID, amr, acr)
+		h.Sessions.QueueStepUp(ctx, w, sid, userID, amr, acr)
 	} else {
-		var s sessions.Session
-		s, err = h.Sessions.Create(ctx, w, sessions.NewSession{
+		s := h.Sessions.QueueCreate(ctx, w, sessions.NewSession{
 			UserID: userID, AuthTime: h.Now(), AMR: amr, ACR: acr,
-			UserAgent: r.UserAgent(), IP: clientIP(r),
+			UserAgent: r.UserAgent(), IP: clientIP(r), Remember: f.Remember,
 		})
 		sid = s.ID
 	}
-	if err == nil {
-		next, err = h.finish(ctx, w, f)
-	}
-	if err == nil {
-		err = writes.FlushAsyncCommit(ctx)
-	}
-	if err != nil {
+	next = h.queueFinish(ctx, w, f)
+	if err := unit(ctx).CommitAsync(ctx); err != nil {
 		h.internal(w, err)
 		return "", "", false
 	}

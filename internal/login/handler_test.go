@@ -27,11 +27,11 @@ func TestHandler_PasswordSubmit(t *testing.T) {
 	}{
 		{"no second factor: signed in", "plain@example.com", func(*testing.T, string) {}, "/callback"},
 		{"second factor: the code form", "totp@example.com", func(t *testing.T, userID string) {
-			e, err := h.Srv.TOTP.Begin(ctx, userID, "someone@example.com")
+			e, err := h.Srv.TOTP.Begin(ctx, userID, "test", "someone@example.com")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := h.Srv.TOTP.Confirm(ctx, userID, mfa.GenerateCode(e.Secret, time.Now())); err != nil {
+			if _, err := h.Srv.TOTP.Confirm(ctx, userID, "test", mfa.GenerateCode(e.Secret, time.Now())); err != nil {
 				t.Fatal(err)
 			}
 		}, "/login/totp"},

@@ -3,12 +3,10 @@ package login
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -16,17 +14,13 @@ type newPasswordData struct {
 	Client, Error string
 }
 
-// toNewPassword moves a flow whose factors are all proven, but whose
-// password was temporary, to the new-password form, remembering what the
-// session will get.
-func (h *Handler) toNewPassword(ctx context.Context, f flow, userID string, amr []string, acr string) error {
-	b := &pgx.Batch{}
-	b.Queue(`UPDATE login_flows SET stage = $2, user_id = $3, pending_amr = $4, pending_acr = $5 WHERE id_hash = $1`,
-		f.idHash, stageNewPassword, userID, amr, acr)
-	if err := h.send(ctx, b); err != nil {
-		return fmt.Errorf("login: new password: %w", err)
-	}
-	return nil
+// queueToNewPassword queues in the unit in ctx the move of a flow whose
+// factors are all proven, but whose password was temporary, to the
+// new-password form, remembering what the session will get.
+func (h *Handler) queueToNewPassword(ctx context.Context, f flow, userID string, amr []string, acr string) {
+	unit(ctx).Queue(`UPDATE login_flows SET stage = $2, user_id = $3, pending_amr = $4, pending_acr = $5, remember = $6
+		WHERE id_hash = $1`,
+		f.idHash, stageNewPassword, userID, amr, acr, f.Remember)
 }
 
 func (h *Handler) newPasswordPage(w http.ResponseWriter, r *http.Request) {
@@ -78,7 +72,8 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		h.internal(w, err)
 		return
 	}
-	dest, sid, ok := h.establish(w, r, f, f.UserID, f.PendingAMR, f.PendingACR)
+	pctx, _ := db.Pipeline(ctx, h.Pool)
+	dest, sid, ok := h.establish(pctx, w, r, f, f.UserID, f.PendingAMR, f.PendingACR)
 	if !ok {
 		return
 	}

@@ -109,9 +109,12 @@ func (h *Handler) signInSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A passkey sign-in never takes the temporary-password detour: the
-	// person did not use that password, which still expires unused.
+	// person did not use that password, which still expires unused. The
+	// "keep me signed in" box comes with the form, as with a password.
 	f.MustChangePassword = false
-	h.complete(w, r, f, a.UserID, append(a.Methods(), sessions.AMRMFA), sessions.ACRPhishingResistant)
+	f.Remember = r.PostFormValue("remember") != ""
+	pctx, _ := db.Pipeline(ctx, h.Pool)
+	h.complete(pctx, w, r, f, a.UserID, append(a.Methods(), sessions.AMRMFA), sessions.ACRPhishingResistant)
 }
 
 // secondFactorOptions starts the second factor with one of the person's
@@ -145,7 +148,7 @@ func (h *Handler) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		if countsAsFailure(err) {
 			f.MFAFailures++
-			if _, err := db.Conn(ctx, h.Pool).Exec(ctx,
+			if _, err := h.Pool.Exec(ctx,
 				`UPDATE login_flows SET mfa_failures = mfa_failures + 1 WHERE id_hash = $1`, f.idHash); err != nil {
 				h.internal(w, err)
 				return
@@ -159,7 +162,8 @@ func (h *Handler) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	amr := slices.Concat([]string{sessions.AMRPassword}, a.Methods(), []string{sessions.AMRMFA})
-	h.complete(w, r, f, f.UserID, amr, sessions.ACRPhishingResistant)
+	pctx, _ := db.Pipeline(ctx, h.Pool)
+	h.complete(pctx, w, r, f, f.UserID, amr, sessions.ACRPhishingResistant)
 }
 
 // enrollPasskeyOptions starts making a passkey during forced enrollment,
@@ -201,7 +205,7 @@ func (h *Handler) enrollPasskeySubmit(w http.ResponseWriter, r *http.Request) {
 			h.internal(w, err)
 			return
 		}
-		e, ok := h.enrollment(w, r, f.UserID)
+		e, ok := h.enrollment(w, r, f)
 		if !ok {
 			return
 		}
@@ -213,13 +217,15 @@ func (h *Handler) enrollPasskeySubmit(w http.ResponseWriter, r *http.Request) {
 	amr := slices.Concat([]string{sessions.AMRPassword}, passkey.Assertion{Synced: pk.Synced(), UserVerified: true}.Methods(),
 		[]string{sessions.AMRMFA})
 	var next, sid string
+	pctx, pu := db.Pipeline(ctx, h.Pool)
 	if f.MustChangePassword {
-		if err := h.toNewPassword(ctx, f, f.UserID, amr, sessions.ACRMFA); err != nil {
+		h.queueToNewPassword(pctx, f, f.UserID, amr, sessions.ACRMFA)
+		if err := pu.CommitAsync(pctx); err != nil {
 			h.internal(w, err)
 			return
 		}
 		next = stagePath(stageNewPassword)
-	} else if next, sid, ok = h.establish(w, r, f, f.UserID, amr, sessions.ACRMFA); !ok {
+	} else if next, sid, ok = h.establish(pctx, w, r, f, f.UserID, amr, sessions.ACRMFA); !ok {
 		return
 	}
 	if err := h.Sessions.FactorsChanged(ctx, f.UserID, sid, audit.ActionAddPasskey); err != nil {

@@ -76,7 +76,7 @@ func (h *Handler) totpSubmit(w http.ResponseWriter, r *http.Request) {
 			// A malformed entry is a typo and a throttled one was never
 			// checked: neither uses up one of the attempt's tries.
 			f.MFAFailures++
-			if _, err := db.Conn(ctx, h.Pool).Exec(ctx,
+			if _, err := h.Pool.Exec(ctx,
 				`UPDATE login_flows SET mfa_failures = mfa_failures + 1 WHERE id_hash = $1`, f.idHash); err != nil {
 				h.internal(w, err)
 				return
@@ -93,12 +93,15 @@ func (h *Handler) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	if method == mfa.MethodRecovery {
 		amr = []string{sessions.AMRPassword, sessions.AMRMFA}
 	}
-	h.complete(w, r, f, f.UserID, amr, sessions.ACRMFA)
+	pctx, _ := db.Pipeline(ctx, h.Pool)
+	h.complete(pctx, w, r, f, f.UserID, amr, sessions.ACRMFA)
 }
 
 // killFlow ends a sign-in that saw too many wrong codes.
 func (h *Handler) killFlow(w http.ResponseWriter, r *http.Request, f flow) {
-	if _, err := h.finish(r.Context(), w, f); err != nil {
+	ctx, u := db.Pipeline(r.Context(), h.Pool)
+	h.queueFinish(ctx, w, f)
+	if err := u.CommitAsync(ctx); err != nil {
 		h.internal(w, err)
 		return
 	}
@@ -137,7 +140,7 @@ func (h *Handler) enrollPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	e, ok := h.enrollment(w, r, f.UserID)
+	e, ok := h.enrollment(w, r, f)
 	if !ok {
 		return
 	}
@@ -147,16 +150,17 @@ func (h *Handler) enrollPage(w http.ResponseWriter, r *http.Request) {
 
 // enrollment shows the pending enrollment, starting one if needed, so a
 // reload shows the same secret the person may already have scanned.
-func (h *Handler) enrollment(w http.ResponseWriter, r *http.Request, userID string) (mfa.Enrollment, bool) {
+func (h *Handler) enrollment(w http.ResponseWriter, r *http.Request, f flow) (mfa.Enrollment, bool) {
+	userID := f.UserID
 	ctx := r.Context()
 	u, err := h.Users.ByID(ctx, userID)
 	if err != nil {
 		h.internal(w, err)
 		return mfa.Enrollment{}, false
 	}
-	e, err := h.TOTP.Pending(ctx, userID, u.Email)
+	e, err := h.TOTP.Pending(ctx, userID, f.enrollmentOwner(), u.Email)
 	if errors.Is(err, mfa.ErrNotEnrolled) {
-		e, err = h.TOTP.Begin(ctx, userID, u.Email)
+		e, err = h.TOTP.Begin(ctx, userID, f.enrollmentOwner(), u.Email)
 	}
 	if err != nil {
 		h.internal(w, err)
@@ -170,7 +174,7 @@ func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	e, ok := h.enrollment(w, r, f.UserID)
+	e, ok := h.enrollment(w, r, f)
 	if !ok {
 		return
 	}
@@ -190,14 +194,14 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	codes, err := h.TOTP.Confirm(ctx, f.UserID, r.PostFormValue("code"))
+	codes, err := h.TOTP.Confirm(ctx, f.UserID, f.enrollmentOwner(), r.PostFormValue("code"))
 	if err != nil {
 		msg, status, known := codeError(w, err)
 		if !known {
 			h.internal(w, err)
 			return
 		}
-		e, ok := h.enrollment(w, r, f.UserID)
+		e, ok := h.enrollment(w, r, f)
 		if !ok {
 			return
 		}
@@ -211,14 +215,17 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 	if f.MustChangePassword {
 		// The password was temporary: the session waits for the person's
 		// own, and the codes page continues to that form.
-		if err := h.toNewPassword(ctx, f, f.UserID, amr, sessions.ACRMFA); err != nil {
+		pctx, u := db.Pipeline(ctx, h.Pool)
+		h.queueToNewPassword(pctx, f, f.UserID, amr, sessions.ACRMFA)
+		if err := u.CommitAsync(pctx); err != nil {
 			h.internal(w, err)
 			return
 		}
 		next = stagePath(stageNewPassword)
 	} else {
+		pctx, _ := db.Pipeline(ctx, h.Pool)
 		var ok bool
-		if next, sid, ok = h.establish(w, r, f, f.UserID, amr, sessions.ACRMFA); !ok {
+		if next, sid, ok = h.establish(pctx, w, r, f, f.UserID, amr, sessions.ACRMFA); !ok {
 			return
 		}
 	}

@@ -83,11 +83,11 @@ func (f *fixture) enroll(t testing.TB) (userID, secret string, recovery []string
 	t.Helper()
 	ctx := context.Background()
 	userID = f.user(t)
-	e, err := f.m.Begin(ctx, userID, "someone@example.com")
+	e, err := f.m.Begin(ctx, userID, "test", "someone@example.com")
 	if err != nil {
 		t.Fatalf("Begin: %v", err)
 	}
-	recovery, err = f.m.Confirm(ctx, userID, GenerateCode(e.Secret, f.clock.Now()))
+	recovery, err = f.m.Confirm(ctx, userID, "test", GenerateCode(e.Secret, f.clock.Now()))
 	if err != nil {
 		t.Fatalf("Confirm: %v", err)
 	}

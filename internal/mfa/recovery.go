@@ -92,11 +92,11 @@ func hashRecovery(userID, canonical string) []byte {
 	return h.Sum(nil)
 }
 
-// queueRecoveryCodes queues on b the writes that replace userID's codes
+// queueRecoveryCodes queues on u the writes that replace userID's codes
 // with a fresh set, and returns the codes for display: this is the only
 // time they exist in clear.
-func (m *TOTP) queueRecoveryCodes(b *pgx.Batch, userID string) []string {
-	b.Queue(`DELETE FROM recovery_codes WHERE user_id = $1`, userID)
+func (m *TOTP) queueRecoveryCodes(u *db.Unit, userID string) []string {
+	u.Queue(`DELETE FROM recovery_codes WHERE user_id = $1`, userID)
 	seen := make(map[string]bool, RecoveryCodeCount)
 	codes := make([]string, 0, RecoveryCodeCount)
 	hashes := make([][]byte, 0, RecoveryCodeCount)
@@ -109,7 +109,7 @@ func (m *TOTP) queueRecoveryCodes(b *pgx.Batch, userID string) []string {
 		codes = append(codes, displayRecovery(c))
 		hashes = append(hashes, hashRecovery(userID, c))
 	}
-	b.Queue(`
+	u.Queue(`
 		INSERT INTO recovery_codes (user_id, code_hash, created_at)
 		SELECT $1, h, $3 FROM unnest($2::bytea[]) AS h`,
 		userID, hashes, m.now())
@@ -142,11 +142,12 @@ func (m *TOTP) RegenerateRecoveryCodes(ctx context.Context, userID string) ([]st
 		return nil, err
 	}
 	var codes []string
-	err = db.InTx(ctx, m.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err = db.Tx(ctx, m.Pool, func(ctx context.Context) error {
+		u, _ := db.From(ctx)
 		// The credential row lock orders this after any verification in
 		// flight, as for every other write to a user's second factor.
 		var confirmed bool
-		err := tx.QueryRow(ctx,
+		err := u.QueryRow(ctx,
 			`SELECT confirmed_at IS NOT NULL FROM totp_credentials WHERE user_id = $1 FOR UPDATE`,
 			uid).Scan(&confirmed)
 		if errors.Is(err, pgx.ErrNoRows) || (err == nil && !confirmed) {
@@ -155,9 +156,8 @@ func (m *TOTP) RegenerateRecoveryCodes(ctx context.Context, userID string) ([]st
 		if err != nil {
 			return err
 		}
-		b := &pgx.Batch{}
-		codes = m.queueRecoveryCodes(b, uid)
-		return tx.SendBatch(ctx, b).Close()
+		codes = m.queueRecoveryCodes(u, uid) // sent with COMMIT
+		return nil
 	})
 	if errors.Is(err, ErrNotEnrolled) {
 		return nil, ErrNotEnrolled

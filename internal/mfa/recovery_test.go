@@ -102,7 +102,7 @@ func TestTOTP_RecoveryCodes(t *testing.T) {
 		if _, err := f.m.RegenerateRecoveryCodes(ctx, uid); !errors.Is(err, ErrNotEnrolled) {
 			t.Fatalf("no credential: err = %v, want ErrNotEnrolled", err)
 		}
-		if _, err := f.m.Begin(ctx, uid, "a@example.com"); err != nil {
+		if _, err := f.m.Begin(ctx, uid, "test", "a@example.com"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := f.m.RegenerateRecoveryCodes(ctx, uid); !errors.Is(err, ErrNotEnrolled) {

@@ -1,8 +1,10 @@
 package mfa
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base32"
 	"errors"
@@ -127,12 +129,30 @@ func (m *TOTP) limiter() *throttle.Limiter {
 
 func throttleKey(userID string) string { return "totp-user:" + userID }
 
-// Begin makes a new secret for userID and stores it unconfirmed, replacing
-// any earlier unconfirmed one (so an abandoned enrollment never lingers as a
-// second valid secret). It fails with ErrAlreadyEnrolled when 2FA is on:
-// disable it first. accountName (usually the email) labels the entry in the
-// app.
-func (m *TOTP) Begin(ctx context.Context, userID, accountName string) (Enrollment, error) {
+// An enrollment belongs to its owner: the sign-in in progress or the SSO
+// session that began it (LoginFlowOwner, SessionOwner). Only the owner is
+// shown the pending secret and may confirm it, so a secret is never shown
+// to two sessions, and whoever holds another session of the person cannot
+// take over an enrollment they did not start.
+
+// SessionOwner names the enrollment of an SSO session (by its sid).
+func SessionOwner(sid string) string { return "session:" + sid }
+
+// LoginFlowOwner names the enrollment of a sign-in in progress (by the
+// hash of its flow id).
+func LoginFlowOwner(flowIDHash []byte) string { return fmt.Sprintf("login-flow:%x", flowIDHash) }
+
+func ownerHash(owner string) []byte {
+	h := sha256.Sum256([]byte("idp mfa enrollment owner\x00" + owner))
+	return h[:]
+}
+
+// Begin makes a new secret for userID and stores it unconfirmed, for owner,
+// replacing any earlier unconfirmed one, whoever began it (so an abandoned
+// enrollment never lingers as a second valid secret). It fails with
+// ErrAlreadyEnrolled when 2FA is on: disable it first. accountName (usually
+// the email) labels the entry in the app.
+func (m *TOTP) Begin(ctx context.Context, userID, owner, accountName string) (Enrollment, error) {
 	uid, err := canonicalUserID("begin", userID)
 	if err != nil {
 		return Enrollment{}, err
@@ -147,12 +167,13 @@ func (m *TOTP) Begin(ctx context.Context, userID, accountName string) (Enrollmen
 	// One statement decides: a confirmed row is left alone and reported,
 	// so two tabs enrolling at once cannot overwrite an active secret.
 	tag, err := db.Conn(ctx, m.Pool).Exec(ctx, `
-		INSERT INTO totp_credentials AS c (user_id, secret_encrypted, created_at)
-		VALUES ($1, $2, $3)
+		INSERT INTO totp_credentials AS c (user_id, secret_encrypted, created_at, enrollment_owner)
+		VALUES ($1, $2, $3, $4)
 		ON CONFLICT (user_id) DO UPDATE
-			SET secret_encrypted = EXCLUDED.secret_encrypted, last_step = 0, created_at = EXCLUDED.created_at
+			SET secret_encrypted = EXCLUDED.secret_encrypted, last_step = 0, created_at = EXCLUDED.created_at,
+				enrollment_owner = EXCLUDED.enrollment_owner
 			WHERE c.confirmed_at IS NULL`,
-		uid, sealed, m.now())
+		uid, sealed, m.now(), ownerHash(owner))
 	if err != nil {
 		return Enrollment{}, fmt.Errorf("mfa: begin: %w", err)
 	}
@@ -162,21 +183,22 @@ func (m *TOTP) Begin(ctx context.Context, userID, accountName string) (Enrollmen
 	return e, nil
 }
 
-// Pending shows the unconfirmed enrollment again (a page reload, the QR
-// image request) without making a new secret. ErrNotEnrolled means there is
-// none; ErrAlreadyEnrolled means it is confirmed, and an active secret is
-// never shown again.
-func (m *TOTP) Pending(ctx context.Context, userID, accountName string) (Enrollment, error) {
+// Pending shows owner's unconfirmed enrollment again (a page reload, the
+// QR image request) without making a new secret. ErrNotEnrolled means
+// owner has none (another owner's is never shown); ErrAlreadyEnrolled
+// means 2FA is on, and an active secret is never shown again.
+func (m *TOTP) Pending(ctx context.Context, userID, owner, accountName string) (Enrollment, error) {
 	uid, err := canonicalUserID("pending", userID)
 	if err != nil {
 		return Enrollment{}, err
 	}
 	var sealed []byte
-	var confirmed bool
+	var confirmed, owned bool
 	err = db.Conn(ctx, m.Pool).QueryRow(ctx,
-		`SELECT secret_encrypted, confirmed_at IS NOT NULL FROM totp_credentials WHERE user_id = $1`,
-		uid).Scan(&sealed, &confirmed)
-	if errors.Is(err, pgx.ErrNoRows) {
+		`SELECT secret_encrypted, confirmed_at IS NOT NULL, enrollment_owner IS NOT DISTINCT FROM $2
+		FROM totp_credentials WHERE user_id = $1`,
+		uid, ownerHash(owner)).Scan(&sealed, &confirmed, &owned)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !confirmed && !owned) {
 		return Enrollment{}, ErrNotEnrolled
 	}
 	if err != nil {
@@ -217,10 +239,12 @@ func (m *TOTP) enrollment(accountName string, raw []byte) (Enrollment, error) {
 	return Enrollment{Secret: key.Secret(), URI: key.URL()}, nil
 }
 
-// Confirm activates the pending secret when code is valid for it, and
+// Confirm activates owner's pending secret when code is valid for it, and
 // returns the first set of recovery codes, to be shown once. The
 // confirming code's time step counts as used, like any accepted code.
-func (m *TOTP) Confirm(ctx context.Context, userID, code string) (recoveryCodes []string, err error) {
+// ErrNotEnrolled: owner has no pending secret (another owner began one
+// since, or none was begun).
+func (m *TOTP) Confirm(ctx context.Context, userID, owner, code string) (recoveryCodes []string, err error) {
 	uid, err := canonicalUserID("confirm", userID)
 	if err != nil {
 		return nil, err
@@ -229,7 +253,10 @@ func (m *TOTP) Confirm(ctx context.Context, userID, code string) (recoveryCodes 
 	if err != nil || k != kindTOTP {
 		return nil, errMalformedConfirm
 	}
-	err = m.attempt(ctx, uid, false, func(_ context.Context, _ db.Querier, cred credential, writes *pgx.Batch) (error, error) {
+	err = m.attempt(ctx, uid, false, func(ctx context.Context, u *db.Unit, cred credential) (error, error) {
+		if !bytes.Equal(cred.owner, ownerHash(owner)) {
+			return ErrNotEnrolled, nil
+		}
 		step, ok, err := m.match(cred, uid, c)
 		if err != nil || !ok {
 			return ErrInvalidCode, err
@@ -237,11 +264,11 @@ func (m *TOTP) Confirm(ctx context.Context, userID, code string) (recoveryCodes 
 		if step <= cred.lastStep {
 			return ErrReplayed, nil
 		}
-		writes.Queue(`
+		u.Queue(`
 			UPDATE totp_credentials SET confirmed_at = $3, last_step = $2
 			WHERE user_id = $1 AND confirmed_at IS NULL AND last_step < $2`,
-			uid, step, m.now()).Exec(stepRecorded)
-		recoveryCodes = m.queueRecoveryCodes(writes, uid)
+			uid, step, m.now()).Tag(stepRecorded)
+		recoveryCodes = m.queueRecoveryCodes(u, uid)
 		return nil, nil
 	})
 	if err != nil {
@@ -286,9 +313,9 @@ func (m *TOTP) Verify(ctx context.Context, userID, code string) (method string, 
 	if err != nil {
 		return "", err
 	}
-	err = m.attempt(ctx, uid, true, func(ctx context.Context, q db.Querier, cred credential, writes *pgx.Batch) (error, error) {
+	err = m.attempt(ctx, uid, true, func(ctx context.Context, u *db.Unit, cred credential) (error, error) {
 		if k == kindRecovery {
-			return m.useRecoveryCode(ctx, q, uid, c)
+			return m.useRecoveryCode(ctx, u, uid, c)
 		}
 		step, ok, err := m.match(cred, uid, c)
 		if err != nil || !ok {
@@ -302,10 +329,10 @@ func (m *TOTP) Verify(ctx context.Context, userID, code string) (method string, 
 		if step <= cred.lastStep {
 			return ErrReplayed, nil
 		}
-		writes.Queue(`
+		u.Queue(`
 			UPDATE totp_credentials SET last_step = $2
 			WHERE user_id = $1 AND confirmed_at IS NOT NULL AND last_step < $2`,
-			uid, step).Exec(stepRecorded)
+			uid, step).Tag(stepRecorded)
 		return nil, nil
 	})
 	if err != nil {
@@ -321,6 +348,7 @@ func (m *TOTP) Verify(ctx context.Context, userID, code string) (method string, 
 type credential struct {
 	sealed   []byte
 	lastStep int64
+	owner    []byte // a pending secret's owner hash
 }
 
 // errStepNotRecorded means the UPDATE that spends a time step matched no
@@ -339,74 +367,65 @@ func stepRecorded(tag pgconn.CommandTag) error {
 
 // attempt judges one guess for userID. Guesses for one user are judged one
 // at a time: the first statement locks the user's credential row and every
-// verdict is written before the lock is released, so each guess sees the
-// failures counted before it (parallel guesses cannot all pass the throttle
-// check before any failure is recorded). attempt checks the row's state
-// (confirmed or not, per wantConfirmed) and the throttle, runs check, then
-// counts a failure for ErrInvalidCode and ErrReplayed, or on success forgets
-// the earlier ones, if there were any.
+// verdict is written before the lock is released. The guess is reserved on
+// the user's throttle key in the same round trip (throttle.QueueReserve),
+// so it counts as a failure unless check accepts it. attempt checks the
+// row's state (confirmed or not, per wantConfirmed) and the throttle, then
+// runs check, which returns its verdict apart from internal errors: a
+// wrong code must still commit its reserved failure, so verdicts do not
+// roll back. check queues its writes (on u) only when its verdict is nil,
+// and may run statements of its own in the transaction (spending a
+// recovery code).
 //
-// Two round trips (see guessTx): BEGIN with the locking read and the
-// throttle read, then the verdict's writes with COMMIT. check may make
-// round trips of its own on q, which is inside the transaction (spending a
-// recovery code); what it queues on writes is sent only when its verdict is
-// nil. It returns its verdict apart from internal errors: a wrong code must
-// still commit its failure count, so verdicts do not roll back.
+// Two round trips: BEGIN with the locking read and the reservation, then
+// the verdict's writes with COMMIT (db.Tx). In a transaction the caller
+// began (db.Tx in ctx), the lock lasts until the caller commits.
 func (m *TOTP) attempt(ctx context.Context, userID string, wantConfirmed bool,
-	check func(ctx context.Context, q db.Querier, c credential, writes *pgx.Batch) (verdict, err error)) error {
-	g, err := m.beginGuess(ctx)
-	if err != nil {
-		return err
-	}
-	defer g.end(ctx)
-
-	key := throttleKey(userID)
-	b := g.first()
-	var c credential
-	var found, confirmed bool
-	b.Queue(`
-		SELECT secret_encrypted, last_step, confirmed_at IS NOT NULL
-		FROM totp_credentials WHERE user_id = $1 FOR UPDATE`,
-		userID).QueryRow(func(row pgx.Row) error {
-		err := row.Scan(&c.sealed, &c.lastStep, &confirmed)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		found = err == nil
-		return err
-	})
-	// The throttle is read by a statement of its own, after the one that
-	// waits for the lock: it takes its snapshot once the lock is granted and
-	// so sees the failure that the guess holding the lock before committed.
-	// Read within the locking statement, it would not.
-	throttled := m.limiter().QueueCheck(b, key)
-	if err := g.send(ctx, b); err != nil {
-		return err
-	}
-
+	check func(ctx context.Context, u *db.Unit, c credential) (verdict, err error)) error {
 	var verdict error
-	writes := &pgx.Batch{} // sent with COMMIT
-	switch wait := throttled.Wait(); {
-	case !found, wantConfirmed && !confirmed:
-		verdict = ErrNotEnrolled
-	case !wantConfirmed && confirmed:
-		verdict = ErrAlreadyEnrolled
-	case wait > 0:
-		verdict = &ThrottledError{RetryAfter: wait}
-	default:
-		queued := &pgx.Batch{}
-		if verdict, err = check(ctx, g.q, c, queued); err != nil {
+	err := db.Tx(ctx, m.Pool, func(ctx context.Context) error {
+		u, _ := db.From(ctx)
+		var c credential
+		var found, confirmed bool
+		u.Queue(`
+			SELECT secret_encrypted, last_step, confirmed_at IS NOT NULL, enrollment_owner
+			FROM totp_credentials WHERE user_id = $1 FOR UPDATE`,
+			userID).Row(func(row pgx.Row) error {
+			err := row.Scan(&c.sealed, &c.lastStep, &confirmed, &c.owner)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			found = err == nil
+			return err
+		})
+		guess := m.limiter().QueueReserve(ctx, []string{throttleKey(userID)}, nil)
+		if err := u.Send(ctx); err != nil {
 			return err
 		}
-		switch {
-		case verdict == nil:
-			writes = queued
-			throttled.QueueReset(writes, key)
-		case errors.Is(verdict, ErrInvalidCode), errors.Is(verdict, ErrReplayed):
-			m.limiter().QueueFail(writes, key)
+		switch wait := guess.Wait(); {
+		case wait > 0:
+			verdict = &ThrottledError{RetryAfter: wait}
+		case !found, wantConfirmed && !confirmed:
+			verdict = ErrNotEnrolled
+			guess.QueueNotJudged(ctx)
+		case !wantConfirmed && confirmed:
+			verdict = ErrAlreadyEnrolled
+			guess.QueueNotJudged(ctx)
+		default:
+			var err error
+			if verdict, err = check(ctx, u, c); err != nil {
+				return err
+			}
+			switch {
+			case verdict == nil:
+				guess.QueueSucceeded(ctx)
+			case errors.Is(verdict, ErrNotEnrolled): // nothing to judge it against
+				guess.QueueNotJudged(ctx)
+			}
 		}
-	}
-	if err := g.commit(ctx, writes); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	return verdict
@@ -484,7 +503,8 @@ func (m *TOTP) Disable(ctx context.Context, userID string) error {
 	if err != nil {
 		return err
 	}
-	err = db.InTx(ctx, m.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err = db.Tx(ctx, m.Pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, m.Pool)
 		// Credential first, then codes: the order verification locks them
 		// in, so the two never deadlock.
 		tag, err := tx.Exec(ctx, `DELETE FROM totp_credentials WHERE user_id = $1`, uid)

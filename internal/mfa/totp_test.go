@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/secrets"
 )
@@ -45,7 +43,7 @@ func TestTOTP_Begin(t *testing.T) {
 
 	t.Run("enrollment describes the secret", func(t *testing.T) {
 		uid := f.user(t)
-		e, err := f.m.Begin(ctx, uid, "alice@example.com")
+		e, err := f.m.Begin(ctx, uid, "test", "alice@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +70,7 @@ func TestTOTP_Begin(t *testing.T) {
 
 	t.Run("not active until confirmed", func(t *testing.T) {
 		uid := f.user(t)
-		e, err := f.m.Begin(ctx, uid, "a@example.com")
+		e, err := f.m.Begin(ctx, uid, "test", "a@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,21 +90,21 @@ func TestTOTP_Begin(t *testing.T) {
 
 	t.Run("again replaces the pending secret", func(t *testing.T) {
 		uid := f.user(t)
-		first, err := f.m.Begin(ctx, uid, "a@example.com")
+		first, err := f.m.Begin(ctx, uid, "test", "a@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
-		second, err := f.m.Begin(ctx, uid, "a@example.com")
+		second, err := f.m.Begin(ctx, uid, "test", "a@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if first.Secret == second.Secret {
 			t.Fatal("second Begin kept the first secret")
 		}
-		if _, err := f.m.Confirm(ctx, uid, wrongCode(second.Secret, f.clock.Now())); !errors.Is(err, ErrInvalidCode) {
+		if _, err := f.m.Confirm(ctx, uid, "test", wrongCode(second.Secret, f.clock.Now())); !errors.Is(err, ErrInvalidCode) {
 			t.Fatalf("Confirm with a code that is wrong for the new secret: err = %v, want ErrInvalidCode", err)
 		}
-		if _, err := f.m.Confirm(ctx, uid, GenerateCode(second.Secret, f.clock.Now())); err != nil {
+		if _, err := f.m.Confirm(ctx, uid, "test", GenerateCode(second.Secret, f.clock.Now())); err != nil {
 			t.Fatalf("Confirm with the new secret: %v", err)
 		}
 	})
@@ -114,7 +112,7 @@ func TestTOTP_Begin(t *testing.T) {
 	t.Run("already enrolled", func(t *testing.T) {
 		uid, _, _ := f.enroll(t)
 		before := f.state(t, uid)
-		if _, err := f.m.Begin(ctx, uid, "a@example.com"); !errors.Is(err, ErrAlreadyEnrolled) {
+		if _, err := f.m.Begin(ctx, uid, "test", "a@example.com"); !errors.Is(err, ErrAlreadyEnrolled) {
 			t.Fatalf("err = %v, want ErrAlreadyEnrolled", err)
 		}
 		if after := f.state(t, uid); after != before {
@@ -124,7 +122,7 @@ func TestTOTP_Begin(t *testing.T) {
 
 	t.Run("secret stored encrypted", func(t *testing.T) {
 		uid := f.user(t)
-		e, err := f.m.Begin(ctx, uid, "a@example.com")
+		e, err := f.m.Begin(ctx, uid, "test", "a@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,18 +143,18 @@ func TestTOTP_Begin(t *testing.T) {
 	})
 
 	t.Run("user id not a uuid", func(t *testing.T) {
-		if _, err := f.m.Begin(ctx, "42", "a@example.com"); err == nil || !strings.Contains(err.Error(), "not a UUID") {
+		if _, err := f.m.Begin(ctx, "42", "test", "a@example.com"); err == nil || !strings.Contains(err.Error(), "not a UUID") {
 			t.Fatalf("err = %v, want a not-a-UUID error", err)
 		}
 	})
 
 	t.Run("upper-case user id is the same user", func(t *testing.T) {
 		uid := f.user(t)
-		e, err := f.m.Begin(ctx, strings.ToUpper(uid), "a@example.com")
+		e, err := f.m.Begin(ctx, strings.ToUpper(uid), "test", "a@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.m.Confirm(ctx, uid, GenerateCode(e.Secret, f.clock.Now())); err != nil {
+		if _, err := f.m.Confirm(ctx, uid, "test", GenerateCode(e.Secret, f.clock.Now())); err != nil {
 			t.Fatalf("Confirm with the lower-case id: %v", err)
 		}
 	})
@@ -168,11 +166,11 @@ func TestTOTP_Pending(t *testing.T) {
 
 	t.Run("shows the same enrollment", func(t *testing.T) {
 		uid := f.user(t)
-		e, err := f.m.Begin(ctx, uid, "a@example.com")
+		e, err := f.m.Begin(ctx, uid, "test", "a@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := f.m.Pending(ctx, uid, "a@example.com")
+		p, err := f.m.Pending(ctx, uid, "test", "a@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -181,16 +179,50 @@ func TestTOTP_Pending(t *testing.T) {
 		}
 	})
 	t.Run("none", func(t *testing.T) {
-		if _, err := f.m.Pending(ctx, f.user(t), "a@example.com"); !errors.Is(err, ErrNotEnrolled) {
+		if _, err := f.m.Pending(ctx, f.user(t), "test", "a@example.com"); !errors.Is(err, ErrNotEnrolled) {
 			t.Fatalf("err = %v, want ErrNotEnrolled", err)
 		}
 	})
 	t.Run("confirmed secret is never shown again", func(t *testing.T) {
 		uid, _, _ := f.enroll(t)
-		if e, err := f.m.Pending(ctx, uid, "a@example.com"); !errors.Is(err, ErrAlreadyEnrolled) || e.Secret != "" {
+		if e, err := f.m.Pending(ctx, uid, "test", "a@example.com"); !errors.Is(err, ErrAlreadyEnrolled) || e.Secret != "" {
 			t.Fatalf("Pending = %q, %v; want nothing, ErrAlreadyEnrolled", e.Secret, err)
 		}
 	})
+}
+
+// TestTOTP_EnrollmentOwner: a pending secret belongs to the sign-in or
+// session that began it. Another one is not shown it, cannot confirm it,
+// and beginning its own replaces it.
+func TestTOTP_EnrollmentOwner(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	const victim, holder = "session:victim", "session:stolen-cookie"
+
+	uid := f.user(t)
+	e, err := f.m.Begin(ctx, uid, victim, "a@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := f.m.Pending(ctx, uid, holder, "a@example.com"); !errors.Is(err, ErrNotEnrolled) || p.Secret != "" {
+		t.Fatalf("Pending for another owner = %q, %v; want nothing, ErrNotEnrolled", p.Secret, err)
+	}
+	if _, err := f.m.Confirm(ctx, uid, holder, GenerateCode(e.Secret, f.clock.Now())); !errors.Is(err, ErrNotEnrolled) {
+		t.Fatalf("Confirm by another owner = %v, want ErrNotEnrolled", err)
+	}
+	other, err := f.m.Begin(ctx, uid, holder, "a@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other.Secret == e.Secret {
+		t.Fatal("a second enrollment was shown the first one's secret")
+	}
+	if _, err := f.m.Pending(ctx, uid, victim, "a@example.com"); !errors.Is(err, ErrNotEnrolled) {
+		t.Fatalf("Pending for the replaced owner = %v, want ErrNotEnrolled", err)
+	}
+	if _, err := f.m.Confirm(ctx, uid, holder, GenerateCode(other.Secret, f.clock.Now())); err != nil {
+		t.Fatalf("Confirm by its owner: %v", err)
+	}
 }
 
 func TestTOTP_Confirm(t *testing.T) {
@@ -199,11 +231,11 @@ func TestTOTP_Confirm(t *testing.T) {
 
 	t.Run("valid code activates and returns recovery codes", func(t *testing.T) {
 		uid := f.user(t)
-		e, err := f.m.Begin(ctx, uid, "a@example.com")
+		e, err := f.m.Begin(ctx, uid, "test", "a@example.com")
 		if err != nil {
 			t.Fatal(err)
 		}
-		codes, err := f.m.Confirm(ctx, uid, GenerateCode(e.Secret, f.clock.Now()))
+		codes, err := f.m.Confirm(ctx, uid, "test", GenerateCode(e.Secret, f.clock.Now()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,12 +275,12 @@ func TestTOTP_Confirm(t *testing.T) {
 	for _, tt := range rejected {
 		t.Run(tt.name+" changes nothing", func(t *testing.T) {
 			uid := f.user(t)
-			e, err := f.m.Begin(ctx, uid, "a@example.com")
+			e, err := f.m.Begin(ctx, uid, "test", "a@example.com")
 			if err != nil {
 				t.Fatal(err)
 			}
 			before := f.state(t, uid)
-			if _, err := f.m.Confirm(ctx, uid, tt.code(e.Secret)); !errors.Is(err, tt.want) {
+			if _, err := f.m.Confirm(ctx, uid, "test", tt.code(e.Secret)); !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
 			after := f.state(t, uid)
@@ -262,13 +294,13 @@ func TestTOTP_Confirm(t *testing.T) {
 	}
 
 	t.Run("no pending secret", func(t *testing.T) {
-		if _, err := f.m.Confirm(ctx, f.user(t), "123456"); !errors.Is(err, ErrNotEnrolled) {
+		if _, err := f.m.Confirm(ctx, f.user(t), "test", "123456"); !errors.Is(err, ErrNotEnrolled) {
 			t.Fatalf("err = %v, want ErrNotEnrolled", err)
 		}
 	})
 	t.Run("already confirmed", func(t *testing.T) {
 		uid, secret, _ := f.enroll(t)
-		if _, err := f.m.Confirm(ctx, uid, GenerateCode(secret, f.clock.Now())); !errors.Is(err, ErrAlreadyEnrolled) {
+		if _, err := f.m.Confirm(ctx, uid, "test", GenerateCode(secret, f.clock.Now())); !errors.Is(err, ErrAlreadyEnrolled) {
 			t.Fatalf("err = %v, want ErrAlreadyEnrolled", err)
 		}
 	})
@@ -420,7 +452,7 @@ func TestTOTP_Verify(t *testing.T) {
 		uid, secret, _ := f.enroll(t)
 		code := GenerateCode(secret, f.clock.Now())
 		errUndo := errors.New("caller rolls back")
-		err := db.InTx(ctx, f.pool, func(ctx context.Context, _ pgx.Tx) error {
+		err := db.Tx(ctx, f.pool, func(ctx context.Context) error {
 			if _, err := f.m.Verify(ctx, uid, code); err != nil {
 				return err
 			}
@@ -434,7 +466,7 @@ func TestTOTP_Verify(t *testing.T) {
 			t.Fatalf("code after the caller rolled back: %v", err)
 		}
 		// A failure commits with the caller.
-		err = db.InTx(ctx, f.pool, func(ctx context.Context, _ pgx.Tx) error {
+		err = db.Tx(ctx, f.pool, func(ctx context.Context) error {
 			_, err := f.m.Verify(ctx, uid, wrongCode(secret, f.clock.Now()))
 			if !errors.Is(err, ErrInvalidCode) {
 				t.Errorf("wrong code: err = %v, want ErrInvalidCode", err)
@@ -617,20 +649,20 @@ func TestTOTP_Disable(t *testing.T) {
 		if err := f.m.Disable(ctx, uid); !errors.Is(err, ErrNotEnrolled) {
 			t.Fatalf("second Disable: err = %v, want ErrNotEnrolled", err)
 		}
-		if _, err := f.m.Begin(ctx, uid, "a@example.com"); err != nil {
+		if _, err := f.m.Begin(ctx, uid, "test", "a@example.com"); err != nil {
 			t.Fatalf("Begin after Disable: %v", err)
 		}
 	})
 
 	t.Run("pending enrollment", func(t *testing.T) {
 		uid := f.user(t)
-		if _, err := f.m.Begin(ctx, uid, "a@example.com"); err != nil {
+		if _, err := f.m.Begin(ctx, uid, "test", "a@example.com"); err != nil {
 			t.Fatal(err)
 		}
 		if err := f.m.Disable(ctx, uid); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.m.Pending(ctx, uid, "a@example.com"); !errors.Is(err, ErrNotEnrolled) {
+		if _, err := f.m.Pending(ctx, uid, "test", "a@example.com"); !errors.Is(err, ErrNotEnrolled) {
 			t.Fatalf("Pending after Disable: err = %v, want ErrNotEnrolled", err)
 		}
 	})
@@ -653,7 +685,7 @@ func TestTOTP_ReencryptAll(t *testing.T) {
 	f := newFixture(t)
 	confirmed, secret, _ := f.enroll(t)
 	pending := f.user(t)
-	if _, err := f.m.Begin(ctx, pending, "p@example.com"); err != nil {
+	if _, err := f.m.Begin(ctx, pending, "test", "p@example.com"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -693,14 +725,14 @@ func TestTOTP_ReencryptAll(t *testing.T) {
 		if _, err := f.m.Verify(ctx, confirmed, GenerateCode(secret, f.clock.Now())); err != nil {
 			t.Fatalf("Verify with only the new key: %v", err)
 		}
-		if _, err := f.m.Pending(ctx, pending, "p@example.com"); err != nil {
+		if _, err := f.m.Pending(ctx, pending, "test", "p@example.com"); err != nil {
 			t.Fatalf("Pending with only the new key: %v", err)
 		}
 	})
 	t.Run("unreadable row is reported, others still rotate", func(t *testing.T) {
 		f.m.Box = rotated
 		uid := f.user(t)
-		if _, err := f.m.Begin(ctx, uid, "x@example.com"); err != nil {
+		if _, err := f.m.Begin(ctx, uid, "test", "x@example.com"); err != nil {
 			t.Fatal(err)
 		}
 		// uid's row is sealed by the old key and rotates; pending's is sealed

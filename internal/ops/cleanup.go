@@ -56,8 +56,6 @@ type sweepable struct {
 // as long as their code. Rows with no expiry are never touched.
 var expiring = []sweepable{
 	{"oauth_authorize_codes", "signature_hash", "expires_at < $1"},
-	{"oauth_pkce", "signature_hash", "expires_at < $1"},
-	{"oauth_oidc", "signature_hash", "expires_at < $1"},
 	{"oauth_access_tokens", "signature_hash", "expires_at < $1"},
 	{"oauth_refresh_tokens", "signature_hash", "expires_at < $1"},
 	{"oauth_client_assertion_jti", "jti", "expires_at < $1"},

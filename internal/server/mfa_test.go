@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"html"
 	"net/http"
 	"net/url"
@@ -213,6 +214,9 @@ func TestMFA_StepUp(t *testing.T) {
 
 	b := appB.AuthURL(oauth2.SetAuthURLParam("acr_values", sessions.ACRMFA))
 	p := alice.Get(b.URL)
+	// Without a second factor yet, the password comes first.
+	servertest.WantPage(t, p, "/login", http.StatusOK, "Confirm it’s you")
+	p = alice.Post(h.Issuer+"/login", url.Values{"csrf_token": {p.CSRF(t)}, "password": {password}})
 	_, _, p = enroll(t, h, alice, p, time.Now())
 	_, _, claims := appB.Exchange(t, appB.Code(t, p, b), b)
 	assertTwoFactor(t, claims, "otp")
@@ -225,4 +229,64 @@ func TestMFA_StepUp(t *testing.T) {
 	}
 	other.assertDead(t)
 	_ = recvB
+}
+
+// TestMFA_StepUpTakeover: whoever holds a stolen password-only session
+// cookie cannot step it up by enrolling their own authenticator (and so
+// get a two-factor session, the recovery codes, and the end of the
+// owner's other sessions). The step-up asks for the password first, and a
+// pending secret is shown to the sign-in that began it only.
+func TestMFA_StepUpTakeover(t *testing.T) {
+	h := servertest.New(t)
+	owner := h.CreateUser("alice@example.com", password)
+	// An administrator, so that /admin asks for the step-up too.
+	if _, err := h.DB.Pool.Exec(h.Ctx, `UPDATE users SET is_admin = true WHERE id = $1`, owner.ID); err != nil {
+		t.Fatal(err)
+	}
+	appA, appB, recvA, _ := twoApps(h)
+	alice := servertest.NewBrowser(t)
+	signInTo(t, alice, appA, recvA, "alice@example.com")
+
+	// The attacker copies alice's session cookie into a browser of their own.
+	thief := servertest.NewBrowser(t)
+	issuer, _ := url.Parse(h.Issuer)
+	thief.Client.Jar.SetCookies(issuer, alice.Client.Jar.Cookies(issuer))
+
+	for _, start := range []string{
+		appB.AuthURL(oauth2.SetAuthURLParam("acr_values", sessions.ACRMFA)).URL,
+		h.Issuer + "/admin",
+	} {
+		p := thief.Get(start)
+		if p.URL.Path == "/login/enroll" || strings.Contains(p.Body, "totp-secret") {
+			t.Fatalf("%s: a stolen password-only cookie reached the enrollment page", start)
+		}
+		servertest.WantPage(t, p, "/login", http.StatusOK, "Confirm it’s you")
+		if !strings.Contains(p.Body, `value="alice@example.com" readonly`) {
+			t.Errorf("%s: the step-up's email is not fixed to the session's owner:\n%s", start, p.Body)
+		}
+		// Skipping the password step lands back on it.
+		if q := thief.Get(h.Issuer + "/login/enroll"); q.URL.Path != "/login" || strings.Contains(q.Body, "totp-secret") {
+			t.Fatalf("%s: /login/enroll before the password: %s\n%s", start, q.URL, q.Body)
+		}
+		if q := thief.Get(h.Issuer + "/login/enroll/qr.png"); strings.HasPrefix(q.Body, "\x89PNG") {
+			t.Fatalf("%s: the QR code of a secret was served before the password", start)
+		}
+		// Another account's password does not unlock alice's step-up.
+		h.CreateUser(fmt.Sprintf("mallory%d@example.com", len(start)), "mallory's own password")
+		p = thief.Post(h.Issuer+"/login", url.Values{"csrf_token": {p.CSRF(t)},
+			"email": {fmt.Sprintf("mallory%d@example.com", len(start))}, "password": {"mallory's own password"}})
+		if p.Status != http.StatusUnauthorized || p.URL.Path != "/login" {
+			t.Fatalf("%s: another account's password answered %d at %s, want 401 on the password page", start, p.Status, p.URL)
+		}
+	}
+	var pending int
+	if err := h.DB.Pool.QueryRow(h.Ctx, `SELECT count(*) FROM totp_credentials`).Scan(&pending); err != nil {
+		t.Fatal(err)
+	}
+	if pending != 0 {
+		t.Errorf("%d TOTP secrets were made for the thief's attempts, want none", pending)
+	}
+	if list, err := h.Srv.Sessions.ListByUser(h.Ctx, owner.ID); err != nil || len(list) != 1 {
+		t.Errorf("alice has %d live sessions (%v), want her one session untouched", len(list), err)
+	}
 }

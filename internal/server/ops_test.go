@@ -776,7 +776,7 @@ func TestOps_JanitorReadOnlyPool(t *testing.T) {
 // survived.
 func insertSweepRows(t *testing.T, h *servertest.Harness) {
 	t.Helper()
-	tokenTables := []string{"oauth_authorize_codes", "oauth_pkce", "oauth_oidc", "oauth_access_tokens", "oauth_refresh_tokens"}
+	tokenTables := []string{"oauth_authorize_codes", "oauth_access_tokens", "oauth_refresh_tokens"}
 	for _, table := range tokenTables {
 		_, err := h.DB.Pool.Exec(h.Ctx, `INSERT INTO `+table+`
 			(signature_hash, request_id, client_id, requested_at, expires_at, request)
@@ -815,8 +815,7 @@ func survivors(t *testing.T, h *servertest.Harness) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for table, label := range map[string]string{
-		"oauth_authorize_codes": "request_id", "oauth_pkce": "request_id", "oauth_oidc": "request_id",
-		"oauth_access_tokens": "request_id", "oauth_refresh_tokens": "request_id",
+		"oauth_authorize_codes": "request_id", "oauth_access_tokens": "request_id", "oauth_refresh_tokens": "request_id",
 		"oauth_client_assertion_jti": "jti", "login_flows": "csrf_token", "throttle": "key",
 		"logout_outbox": "reason", "passkey_challenges": "purpose",
 	} {
@@ -839,13 +838,11 @@ func TestOps_Janitor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if deleted.Total() != 10 {
-		t.Errorf("deleted %v (%d rows), want 10: one expired row per table", deleted, deleted.Total())
+	if deleted.Total() != 8 {
+		t.Errorf("deleted %v (%d rows), want 8: one expired row per table", deleted, deleted.Total())
 	}
 	want := map[string]string{
 		"oauth_authorize_codes":      "in-grace,live,no-expiry",
-		"oauth_pkce":                 "in-grace,live,no-expiry",
-		"oauth_oidc":                 "in-grace,live,no-expiry",
 		"oauth_access_tokens":        "in-grace,live,no-expiry",
 		"oauth_refresh_tokens":       "in-grace,live,no-expiry",
 		"oauth_client_assertion_jti": "live",

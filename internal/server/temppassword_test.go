@@ -131,12 +131,12 @@ func TestLogin_TemporaryPasswordAfterFactors(t *testing.T) {
 
 	t.Run("with a second factor", func(t *testing.T) {
 		bob := h.CreateUser("bob@example.com", password)
-		e, err := h.Srv.TOTP.Begin(h.Ctx, bob.ID, bob.Email)
+		e, err := h.Srv.TOTP.Begin(h.Ctx, bob.ID, "test", bob.Email)
 		if err != nil {
 			t.Fatal(err)
 		}
 		secret := e.Secret
-		if _, err := h.Srv.TOTP.Confirm(h.Ctx, bob.ID, mfa.GenerateCode(secret, time.Now().Add(-30*time.Second))); err != nil {
+		if _, err := h.Srv.TOTP.Confirm(h.Ctx, bob.ID, "test", mfa.GenerateCode(secret, time.Now().Add(-30*time.Second))); err != nil {
 			t.Fatal(err)
 		}
 		setTemporary(t, h, bob)

@@ -1,7 +1,6 @@
 package sessions
 
 import (
-	"context"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -13,9 +12,7 @@ import (
 func TestManager_CSRF(t *testing.T) {
 	m, _, user := newManager(t, false)
 	w := httptest.NewRecorder()
-	if _, err := m.Create(context.Background(), w, NewSession{UserID: user, AuthTime: m.Now(), AMR: []string{AMRPassword}, ACR: ACRPassword}); err != nil {
-		t.Fatal(err)
-	}
+	create(t, m, w, NewSession{UserID: user, AuthTime: m.Now(), AMR: []string{AMRPassword}, ACR: ACRPassword})
 	cookie := m.CookieValue(request(w))
 	post := func(token string) bool {
 		t.Helper()

@@ -72,10 +72,6 @@ func (m *Manager) Revoke(ctx context.Context, rev Revocation) (Result, error) {
 	if (len(rev.SIDs) > 0 && len(named) == 0) || (rev.UserID != "" && !isUUID(rev.UserID)) {
 		return Result{}, nil
 	}
-	var except *string
-	if isUUID(rev.ExceptSID) {
-		except = &rev.ExceptSID
-	}
 	// The session filter: by sid (optionally checked against the user) or
 	// by user; args grow with it so each statement names only what it uses.
 	args := []any{m.Now(), rev.Reason}
@@ -91,14 +87,46 @@ func (m *Manager) Revoke(ctx context.Context, rev Revocation) (Result, error) {
 		}
 		where += fmt.Sprintf("user_id = $%d::uuid", len(args))
 	}
-	if except != nil {
-		args = append(args, *except)
+	if isUUID(rev.ExceptSID) {
+		args = append(args, rev.ExceptSID)
 		where += fmt.Sprintf(" AND id <> $%d::uuid", len(args))
 	}
+	// A revocation that loses a deadlock (another transaction took the same
+	// rows in another order) is run again: it must not leave tokens alive
+	// because something else was busy. Inside a caller's transaction the
+	// caller decides.
+	_, joined := db.From(ctx)
 	var res Result
-	err := db.InTx(ctx, m.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		res, err = m.revoke(ctx, rev, where, args)
+		if joined || attempt == 3 || !db.IsSerializationFailure(err) {
+			break
+		}
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("sessions: revoke: %w", err)
+	}
+	return res, nil
+}
+
+// revoke is one try of Revoke. Locks are taken in the order every writer of
+// these tables takes them: the account (only to end offline grants too),
+// sessions, codes, refresh tokens, access tokens. Token issuance locks the
+// session (FOR SHARE, see liveSQL) before it writes tokens, and an offline
+// grant's refresh locks the account, so issuance either commits first and
+// its tokens are revoked here, or waits and then finds the session ended.
+func (m *Manager) revoke(ctx context.Context, rev Revocation, where string, args []any) (Result, error) {
+	var res Result
+	err := db.Tx(ctx, m.Pool, func(ctx context.Context) error {
+		u, _ := db.From(ctx)
 		now := args[0].(time.Time)
-		rows, err := tx.Query(ctx, `
+		offlineUser := ""
+		if rev.IncludeOffline {
+			offlineUser = rev.UserID
+			u.Queue(`SELECT 1 FROM users WHERE id = $1::uuid FOR NO KEY UPDATE`, rev.UserID)
+		}
+		rows, err := u.Query(ctx, `
 			UPDATE sso_sessions SET revoked_at = $1, revoked_reason = $2
 			WHERE revoked_at IS NULL AND `+where+`
 			RETURNING id::text`, args...)
@@ -110,38 +138,32 @@ func (m *Manager) Revoke(ctx context.Context, rev Revocation) (Result, error) {
 			return err
 		}
 		res.Sessions = len(sids)
-		offlineUser := ""
-		if rev.IncludeOffline {
-			offlineUser = rev.UserID
-		}
+		except := nullUUID(rev.ExceptSID)
 
-		batch := &pgx.Batch{}
+		u.Queue(`UPDATE oauth_authorize_codes SET active = false WHERE active AND sid = ANY($1::uuid[])`, sids)
 		// With IncludeOffline every token of the user goes, except those of
 		// the session being kept.
-		batch.Queue(`DELETE FROM oauth_access_tokens WHERE sid = ANY($1::uuid[])
-			OR ($2 <> '' AND subject = $2 AND ($3::uuid IS NULL OR sid IS NULL OR sid <> $3::uuid))`,
-			sids, offlineUser, except).Exec(func(ct pgconn.CommandTag) error { res.AccessTokens = int(ct.RowsAffected()); return nil })
-		batch.Queue(`UPDATE oauth_refresh_tokens SET active = false
+		u.Queue(`UPDATE oauth_refresh_tokens SET active = false
 			WHERE active AND ((sid = ANY($1::uuid[]) AND NOT offline)
 				OR ($2 <> '' AND subject = $2 AND ($3::uuid IS NULL OR sid IS NULL OR sid <> $3::uuid)))`,
-			sids, offlineUser, except).Exec(func(ct pgconn.CommandTag) error { res.RefreshTokens = int(ct.RowsAffected()); return nil })
-		batch.Queue(`UPDATE oauth_authorize_codes SET active = false WHERE active AND sid = ANY($1::uuid[])`, sids)
-		batch.Queue(`
+			sids, offlineUser, except).Tag(func(ct pgconn.CommandTag) error { res.RefreshTokens = int(ct.RowsAffected()); return nil })
+		u.Queue(`DELETE FROM oauth_access_tokens WHERE sid = ANY($1::uuid[])
+			OR ($2 <> '' AND subject = $2 AND ($3::uuid IS NULL OR sid IS NULL OR sid <> $3::uuid))`,
+			sids, offlineUser, except).Tag(func(ct pgconn.CommandTag) error { res.AccessTokens = int(ct.RowsAffected()); return nil })
+		u.Queue(`
 			INSERT INTO logout_outbox (sid, subject, client_id, uri, include_sid, reason, created_at, next_attempt_at)
 			SELECT cs.sid, s.user_id::text, c.id, c.backchannel_logout_uri, true, $2, $3, $3
 			FROM client_sessions cs
 			JOIN oauth_clients c ON c.id = cs.client_id
 			JOIN sso_sessions s ON s.id = cs.sid
 			WHERE cs.sid = ANY($1::uuid[]) AND c.backchannel_logout_uri <> ''`,
-			sids, rev.Reason, now).Exec(func(ct pgconn.CommandTag) error { res.Notifications = int(ct.RowsAffected()); return nil })
-		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			sids, rev.Reason, now).Tag(func(ct pgconn.CommandTag) error { res.Notifications = int(ct.RowsAffected()); return nil })
+		if err := u.Send(ctx); err != nil {
 			return err
 		}
 		if res.Notifications > 0 {
 			// Delivered at commit, so workers never wake before the rows exist.
-			if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, NotifyChannel); err != nil {
-				return err
-			}
+			u.Queue(`SELECT pg_notify($1, '')`, NotifyChannel)
 		}
 		details := struct {
 			Reason string   `json:"reason"`
@@ -156,12 +178,9 @@ func (m *Manager) Revoke(ctx context.Context, rev Revocation) (Result, error) {
 		if actor == "" {
 			actor = audit.System
 		}
-		return audit.Record(ctx, tx, now, actor, "sessions.revoke", target, details)
+		return audit.Record(ctx, now, actor, "sessions.revoke", target, details)
 	})
-	if err != nil {
-		return Result{}, fmt.Errorf("sessions: revoke: %w", err)
-	}
-	return res, nil
+	return res, err
 }
 
 // FactorsChanged follows a person's change of a sign-in factor (action,
@@ -170,13 +189,13 @@ func (m *Manager) Revoke(ctx context.Context, rev Revocation) (Result, error) {
 // every token, offline ones too, since whoever held one signed in under the
 // old factors, and records the change after the revocation it caused.
 func (m *Manager) FactorsChanged(ctx context.Context, userID, exceptSID, action string) error {
-	return db.InTx(ctx, m.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	return db.Tx(ctx, m.Pool, func(ctx context.Context) error {
 		actor := audit.User(userID)
 		if _, err := m.Revoke(ctx, Revocation{UserID: userID, ExceptSID: exceptSID, Reason: ReasonFactorsChanged,
 			IncludeOffline: true, Actor: actor}); err != nil {
 			return err
 		}
-		return audit.Record(ctx, tx, m.Now(), actor, action, userID, nil)
+		return audit.Record(ctx, m.Now(), actor, action, userID, nil)
 	})
 }
 
@@ -185,8 +204,8 @@ func (m *Manager) FactorsChanged(ctx context.Context, userID, exceptSID, action 
 // logout. Safe on every instance at once: each batch claims its rows.
 func (m *Manager) ExpireDue(ctx context.Context, limit int) (Result, error) {
 	var res Result
-	err := db.InTx(ctx, m.Pool, func(ctx context.Context, tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
+	err := db.Tx(ctx, m.Pool, func(ctx context.Context) error {
+		rows, err := db.Conn(ctx, m.Pool).Query(ctx, `
 			SELECT id::text FROM sso_sessions
 			WHERE revoked_at IS NULL AND least(idle_expires_at, absolute_expires_at) <= $1
 			ORDER BY least(idle_expires_at, absolute_expires_at)

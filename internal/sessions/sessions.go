@@ -76,9 +76,13 @@ type Session struct {
 	ACR               string
 	UserAgent         string
 	IP                string
-	RevokedAt         *time.Time
-	RevokedReason     string
-	Clients           []string // apps holding a session under this sid
+	// Remember: the person asked to stay signed in on this device, so the
+	// cookie outlives the browser (up to AbsoluteExpiresAt); otherwise it
+	// is a browser-session cookie.
+	Remember      bool
+	RevokedAt     *time.Time
+	RevokedReason string
+	Clients       []string // apps holding a session under this sid
 }
 
 // MultiFactor reports whether the session was established with two
@@ -135,11 +139,20 @@ type NewSession struct {
 	ACR       string
 	UserAgent string
 	IP        string
+	// Remember keeps the cookie after the browser closes ("keep me signed
+	// in on this device"); without it the cookie is deleted with the
+	// browser session. The server-side timeouts hold either way.
+	Remember bool
 }
 
-// Create stores a new session and sets a fresh cookie on w. A value the
-// browser held before sign-in is never reused (no session fixation).
-func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, n NewSession) (Session, error) {
+// QueueCreate queues the new session's INSERT in the unit in ctx and sets
+// a fresh cookie on w. A value the browser held before sign-in is never
+// reused (no session fixation). The sid is made here rather than by the
+// database, so the INSERT has no result to wait for and goes out with the
+// caller's other writes: the sign-in sends it with the end of its login
+// flow. The caller commits the unit before the response that carries the
+// cookie, and fails that response if it cannot.
+func (m *Manager) QueueCreate(ctx context.Context, w http.ResponseWriter, n NewSession) Session {
 	now := m.Now()
 	token := NewToken()
 	if n.AMR == nil {
@@ -150,31 +163,41 @@ func (m *Manager) Create(ctx context.Context, w http.ResponseWriter, n NewSessio
 		UserID: n.UserID, CreatedAt: now, LastSeenAt: now,
 		IdleExpiresAt: now.Add(m.IdleTimeout), AbsoluteExpiresAt: now.Add(m.AbsoluteTimeout),
 		AuthTime: n.AuthTime.UTC().Truncate(time.Second), AMR: n.AMR, ACR: n.ACR,
-		UserAgent: truncate(n.UserAgent, 256), IP: n.IP,
+		UserAgent: truncate(n.UserAgent, 256), IP: n.IP, Remember: n.Remember,
 	}
-	// The sid is made here rather than by the database, so the INSERT has
-	// no result to wait for and can go out with the caller's other writes
-	// (db.Exec): the sign-in sends it with the end of its login flow. A
-	// caller that batches must send the batch before the cookie reaches the
-	// browser's next request, and fail the response if it cannot.
-	err := db.Exec(ctx, m.Pool, func(err error) error { return fmt.Errorf("sessions: create: %w", err) }, `
+	unit(ctx).Queue(`
 		INSERT INTO sso_sessions (id, cookie_hash, user_id, created_at, last_seen_at, idle_expires_at,
-			absolute_expires_at, auth_time, amr, acr, user_agent, ip)
-		VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			absolute_expires_at, auth_time, amr, acr, user_agent, ip, remember)
+		VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 		s.ID, HashToken(token), s.UserID, now, s.IdleExpiresAt, s.AbsoluteExpiresAt, s.AuthTime,
-		s.AMR, s.ACR, s.UserAgent, s.IP)
-	if err != nil {
-		return Session{}, err
-	}
-	m.setCookie(w, token, s.AbsoluteExpiresAt)
-	return s, nil
+		s.AMR, s.ACR, s.UserAgent, s.IP, s.Remember).
+		MapErr(func(err error) error { return fmt.Errorf("sessions: create: %w", err) })
+	m.setCookie(w, token, s.Remember, s.AbsoluteExpiresAt)
+	return s
 }
 
-func (m *Manager) setCookie(w http.ResponseWriter, value string, expires time.Time) {
-	http.SetCookie(w, &http.Cookie{
+// setCookie sets the session cookie: persistent until expires when the
+// person asked to be remembered, a browser-session cookie (no Expires,
+// deleted when the browser closes) otherwise.
+func (m *Manager) setCookie(w http.ResponseWriter, value string, remember bool, expires time.Time) {
+	c := &http.Cookie{
 		Name: m.CookieName(), Value: value, Path: "/", HttpOnly: true, Secure: m.Secure,
-		SameSite: http.SameSiteLaxMode, Expires: expires,
-	})
+		SameSite: http.SameSiteLaxMode,
+	}
+	if remember {
+		c.Expires = expires
+	}
+	http.SetCookie(w, c)
+}
+
+// unit is the unit of work the Queue methods add to; they are written for
+// callers that make one, and calling them outside one is a bug.
+func unit(ctx context.Context) *db.Unit {
+	u, ok := db.From(ctx)
+	if !ok {
+		panic("sessions: a Queue method called outside a unit of work (db.Tx or db.Pipeline)")
+	}
+	return u
 }
 
 // ClearCookie tells the browser to forget its session cookie.
@@ -213,8 +236,12 @@ func (m *Manager) CurrentUser(ctx context.Context, r *http.Request) (Session, us
 }
 
 // touchEvery bounds writes: last_seen_at and the idle expiry move at most
-// once a minute per session, not on every request.
-const touchEvery = time.Minute
+// once a minute per session, not on every request, and more often when the
+// idle timeout is short, so activity always keeps a session alive: within
+// an eighth of the timeout.
+func (m *Manager) touchEvery() time.Duration {
+	return min(time.Minute, m.IdleTimeout/8)
+}
 
 func (m *Manager) current(ctx context.Context, cookieHash []byte) (Session, users.User, error) {
 	now := m.Now()
@@ -233,13 +260,13 @@ func (m *Manager) current(ctx context.Context, cookieHash []byte) (Session, user
 		)
 		SELECT `+users.Columns+`, s.id, s.created_at, coalesce(t.last_seen_at, s.last_seen_at),
 			coalesce(t.idle_expires_at, s.idle_expires_at), s.absolute_expires_at, s.auth_time,
-			s.amr, s.acr, s.user_agent, s.ip
+			s.amr, s.acr, s.user_agent, s.ip, s.remember
 		FROM sso_sessions s JOIN live ON live.id = s.id JOIN users u ON u.id = s.user_id
 		LEFT JOIN touched t ON t.id = s.id`,
-		cookieHash, now, m.IdleTimeout.String(), touchEvery.String())
+		cookieHash, now, interval(m.IdleTimeout), interval(m.touchEvery()))
 	var s Session
 	u, err := users.ScanWith(row, &s.ID, &s.CreatedAt, &s.LastSeenAt, &s.IdleExpiresAt,
-		&s.AbsoluteExpiresAt, &s.AuthTime, &s.AMR, &s.ACR, &s.UserAgent, &s.IP)
+		&s.AbsoluteExpiresAt, &s.AuthTime, &s.AMR, &s.ACR, &s.UserAgent, &s.IP, &s.Remember)
 	if errors.Is(err, users.ErrNotFound) {
 		return Session{}, users.User{}, ErrNoSession
 	}
@@ -277,7 +304,7 @@ func (m *Manager) ListByUser(ctx context.Context, userID string) ([]Session, err
 func (m *Manager) list(ctx context.Context, where string, args ...any) ([]Session, error) {
 	rows, err := db.Conn(ctx, m.Pool).Query(ctx, `
 		SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at, s.absolute_expires_at,
-			s.auth_time, s.amr, s.acr, s.user_agent, s.ip, s.revoked_at, coalesce(s.revoked_reason, ''),
+			s.auth_time, s.amr, s.acr, s.user_agent, s.ip, s.remember, s.revoked_at, coalesce(s.revoked_reason, ''),
 			coalesce(array_agg(c.client_id ORDER BY c.created_at) FILTER (WHERE c.client_id IS NOT NULL), '{}')
 		FROM sso_sessions s LEFT JOIN client_sessions c ON c.sid = s.id
 		WHERE `+where+`
@@ -288,7 +315,7 @@ func (m *Manager) list(ctx context.Context, where string, args ...any) ([]Sessio
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Session, error) {
 		var s Session
 		err := row.Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.LastSeenAt, &s.IdleExpiresAt,
-			&s.AbsoluteExpiresAt, &s.AuthTime, &s.AMR, &s.ACR, &s.UserAgent, &s.IP, &s.RevokedAt,
+			&s.AbsoluteExpiresAt, &s.AuthTime, &s.AMR, &s.ACR, &s.UserAgent, &s.IP, &s.Remember, &s.RevokedAt,
 			&s.RevokedReason, &s.Clients)
 		return s, err
 	})
@@ -298,33 +325,78 @@ func (m *Manager) list(ctx context.Context, where string, args ...any) ([]Sessio
 	return out, nil
 }
 
-// AddClient records that clientID now holds a session under sid, and
-// fails with ErrNoSession when the session has been revoked. The check
-// holds a share lock on the session row until the write commits, so a
-// revocation running at the same moment either comes first (and nothing
-// is written) or waits and then sees this app and tells it: no app ends up
-// holding a session the provider has ended without notice.
-//
-// Written behind (db.Exec): in the authorization endpoint it goes out with
-// the code it comes with, and its failure rolls the code back.
-func (m *Manager) AddClient(ctx context.Context, sid, clientID string) error {
-	if !isUUID(sid) {
-		return ErrNoSession
-	}
-	return db.Exec(ctx, m.Pool, func(err error) error {
-		if db.IsAssertFailure(err) {
-			return fmt.Errorf("sessions: add client: %w", ErrNoSession)
-		}
-		return fmt.Errorf("sessions: add client: %w", err)
-	}, `
-		WITH live AS (
-			SELECT id FROM sso_sessions WHERE id = $1::uuid AND revoked_at IS NULL FOR SHARE
-		), checked AS (
-			SELECT idp_assert(EXISTS (SELECT 1 FROM live), 'session ended')
+// QueueAddClient queues in the unit in ctx the record that clientID now
+// holds a session under sid; it fails the unit with ErrNoSession when the
+// session has ended. The check holds a share lock on the session row until
+// the unit commits, so a revocation running at the same moment either
+// comes first (and nothing is written) or waits and then sees this app and
+// tells it: no app ends up holding a session the provider has ended
+// without notice. In the authorization endpoint it goes out with the code
+// it comes with, and its failure rolls the code back.
+func (m *Manager) QueueAddClient(ctx context.Context, sid, clientID string) {
+	unit(ctx).Queue(`
+		WITH checked AS (
+			SELECT idp_assert(EXISTS (SELECT 1 FROM (`+LiveSQL("$1::uuid", "$3")+`) live), 'session ended')
 		)
 		INSERT INTO client_sessions (sid, client_id, created_at)
 		SELECT $1::uuid, $2, $3 FROM checked
-		ON CONFLICT DO NOTHING`, sid, clientID, m.Now())
+		ON CONFLICT DO NOTHING`, nullUUID(sid), clientID, m.Now()).
+		MapErr(func(err error) error {
+			if db.IsAssertFailure(err) {
+				return fmt.Errorf("sessions: add client: %w", ErrNoSession)
+			}
+			return fmt.Errorf("sessions: add client: %w", err)
+		})
+}
+
+// LiveSQL selects the session with id sid if it is live at now (not
+// revoked, neither timeout passed), locked FOR SHARE: a statement that
+// must not outlive the session (a client session, a token) holds the lock
+// until it commits, and a revocation, which updates the row, waits for it
+// or goes first. Revocation locks sessions before tokens, and so does
+// everything that checks this.
+func LiveSQL(sid, now string) string {
+	return `SELECT id FROM sso_sessions WHERE id = ` + sid + ` AND revoked_at IS NULL
+		AND idle_expires_at > ` + now + ` AND absolute_expires_at > ` + now + ` FOR SHARE`
+}
+
+// QueueAssertLive queues in the unit in ctx a check that the session sid
+// is live, which fails the unit with ErrSessionEnded when it is not, and
+// holds the session's share lock until the unit commits (see LiveSQL). Token
+// issuance for a session-bound grant queues it before its writes.
+func (m *Manager) QueueAssertLive(ctx context.Context, sid string) {
+	AssertLive(unit(ctx), sid, m.Now())
+}
+
+// AssertLive is QueueAssertLive for a caller (the fosite store) that holds
+// the unit and the clock itself.
+func AssertLive(u *db.Unit, sid string, now time.Time) {
+	u.Queue(`SELECT idp_assert(EXISTS (`+LiveSQL("$1::uuid", "$2")+`), 'session ended')`, nullUUID(sid), now).
+		MapErr(func(err error) error {
+			if db.IsAssertFailure(err) {
+				return ErrSessionEnded
+			}
+			return fmt.Errorf("sessions: assert live: %w", err)
+		})
+}
+
+// ErrSessionEnded fails a unit that issued something for a session that
+// had ended (QueueAssertLive): the token endpoint answers invalid_grant.
+var ErrSessionEnded = errors.New("sessions: the SSO session has ended")
+
+// nullUUID passes a malformed sid as NULL, which names no session, instead
+// of failing the statement.
+func nullUUID(s string) *string {
+	if !isUUID(s) {
+		return nil
+	}
+	return &s
+}
+
+// interval spells d for PostgreSQL, whose interval parser does not know
+// every unit Go prints ("µs").
+func interval(d time.Duration) string {
+	return fmt.Sprintf("%d microseconds", d.Microseconds())
 }
 
 func truncate(s string, n int) string {
@@ -334,27 +406,38 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// StepUp upgrades a live session after a second factor: new authentication
-// methods, class and auth_time, and a fresh cookie value, so a value seen
-// before the stronger sign-in is worthless. The sid and the apps stay.
-func (m *Manager) StepUp(ctx context.Context, w http.ResponseWriter, sid, userID string, amr []string, acr string) error {
-	if !isUUID(sid) || !isUUID(userID) {
-		return ErrNoSession
-	}
+// QueueStepUp queues in the unit in ctx the upgrade of a live session after
+// a second factor: new authentication methods, class and auth_time, and a
+// fresh cookie value (set on w when the unit sends it), so a value seen
+// before the stronger sign-in is worthless. The sid and the apps stay. The
+// unit fails with ErrNoSession when the session has ended.
+func (m *Manager) QueueStepUp(ctx context.Context, w http.ResponseWriter, sid, userID string, amr []string, acr string) {
 	token := NewToken()
 	now := m.Now()
-	var absolute time.Time
-	err := db.Conn(ctx, m.Pool).QueryRow(ctx, `
+	unit(ctx).Queue(`
 		UPDATE sso_sessions SET cookie_hash = $3, amr = $4, acr = $5, auth_time = $6, last_seen_at = $6
 		WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL
-		RETURNING absolute_expires_at`,
-		sid, userID, HashToken(token), amr, acr, now.UTC().Truncate(time.Second)).Scan(&absolute)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return ErrNoSession
-	}
-	if err != nil {
-		return fmt.Errorf("sessions: step up: %w", err)
-	}
-	m.setCookie(w, token, absolute)
-	return nil
+		RETURNING remember, absolute_expires_at`,
+		nullUUID(sid), nullUUID(userID), HashToken(token), amr, acr, now.UTC().Truncate(time.Second)).
+		Row(func(row pgx.Row) error {
+			var remember bool
+			var absolute time.Time
+			err := row.Scan(&remember, &absolute)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return ErrNoSession
+			}
+			if err != nil {
+				return fmt.Errorf("sessions: step up: %w", err)
+			}
+			m.setCookie(w, token, remember, absolute)
+			return nil
+		})
+}
+
+// StepUp is QueueStepUp as a unit of its own.
+func (m *Manager) StepUp(ctx context.Context, w http.ResponseWriter, sid, userID string, amr []string, acr string) error {
+	return db.Pipelined(ctx, m.Pool, func(ctx context.Context) error {
+		m.QueueStepUp(ctx, w, sid, userID, amr, acr)
+		return nil
+	})
 }

@@ -24,6 +24,29 @@ func newManager(t *testing.T, secure bool) (*Manager, *clocktest.Clock, string) 
 		Secure: secure, CSRFKey: []byte("k")}, clk, userID
 }
 
+// create makes a session as the sign-in does: queued in a unit of work,
+// committed before the cookie is used.
+func create(t *testing.T, m *Manager, w http.ResponseWriter, n NewSession) Session {
+	t.Helper()
+	var s Session
+	err := db.Pipelined(context.Background(), m.Pool, func(ctx context.Context) error {
+		s = m.QueueCreate(ctx, w, n)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// addClient records an app's session as the authorization endpoint does.
+func addClient(ctx context.Context, m *Manager, sid, clientID string) error {
+	return db.Pipelined(ctx, m.Pool, func(ctx context.Context) error {
+		m.QueueAddClient(ctx, sid, clientID)
+		return nil
+	})
+}
+
 // request returns a request carrying the cookie that w set.
 func request(w *httptest.ResponseRecorder) *http.Request {
 	r := httptest.NewRequest("GET", "/", nil)
@@ -37,10 +60,7 @@ func TestManager_Cookie(t *testing.T) {
 	for _, secure := range []bool{false, true} {
 		m, _, user := newManager(t, secure)
 		w := httptest.NewRecorder()
-		s, err := m.Create(context.Background(), w, NewSession{UserID: user, AuthTime: m.Now(), AMR: []string{AMRPassword}, ACR: ACRPassword})
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := create(t, m, w, NewSession{UserID: user, AuthTime: m.Now(), AMR: []string{AMRPassword}, ACR: ACRPassword})
 		c := w.Result().Cookies()[0]
 		wantName := map[bool]string{false: "idp_session", true: "__Host-idp_session"}[secure]
 		if c.Name != wantName || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Secure != secure || c.Path != "/" || c.Domain != "" {
@@ -75,9 +95,7 @@ func TestManager_Current(t *testing.T) {
 			m, clk, user := newManager(t, false)
 			start := clk.Now()
 			w := httptest.NewRecorder()
-			if _, err := m.Create(ctx, w, NewSession{UserID: user, AuthTime: start}); err != nil {
-				t.Fatal(err)
-			}
+			create(t, m, w, NewSession{UserID: user, AuthTime: start})
 			var err error
 			for _, d := range tc.advance {
 				clk.Set(start.Add(d))
@@ -92,7 +110,7 @@ func TestManager_Current(t *testing.T) {
 	t.Run("revoked", func(t *testing.T) {
 		m, _, user := newManager(t, false)
 		w := httptest.NewRecorder()
-		s, _ := m.Create(ctx, w, NewSession{UserID: user, AuthTime: m.Now()})
+		s := create(t, m, w, NewSession{UserID: user, AuthTime: m.Now()})
 		if _, err := m.Revoke(ctx, Revocation{SIDs: []string{s.ID}, Reason: ReasonLogout}); err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +122,7 @@ func TestManager_Current(t *testing.T) {
 	t.Run("disabled user", func(t *testing.T) {
 		m, _, user := newManager(t, false)
 		w := httptest.NewRecorder()
-		m.Create(ctx, w, NewSession{UserID: user, AuthTime: m.Now()})
+		create(t, m, w, NewSession{UserID: user, AuthTime: m.Now()})
 		m.Pool.Exec(ctx, `UPDATE users SET disabled_at = now()`)
 		if _, err := m.Current(ctx, request(w)); err != ErrNoSession {
 			t.Fatalf("Current for a disabled user = %v", err)
@@ -118,7 +136,7 @@ func TestManager_Revoke(t *testing.T) {
 		m, _, user := newManager(t, false)
 		var other string
 		m.Pool.QueryRow(ctx, `INSERT INTO users (email) VALUES ('b@example.com') RETURNING id`).Scan(&other)
-		s, _ := m.Create(ctx, httptest.NewRecorder(), NewSession{UserID: other, AuthTime: m.Now()})
+		s := create(t, m, httptest.NewRecorder(), NewSession{UserID: other, AuthTime: m.Now()})
 		res, err := m.Revoke(ctx, Revocation{SIDs: []string{s.ID}, UserID: user, Reason: ReasonUserSignOut})
 		if err != nil || res.Sessions != 0 {
 			t.Fatalf("Revoke = %+v, %v; want nothing revoked", res, err)
@@ -126,7 +144,7 @@ func TestManager_Revoke(t *testing.T) {
 	})
 	t.Run("idempotent and audited", func(t *testing.T) {
 		m, _, user := newManager(t, false)
-		m.Create(ctx, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
+		create(t, m, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
 		for i, want := range []int{1, 0} {
 			res, err := m.Revoke(ctx, Revocation{UserID: user, Reason: ReasonAdminRevoke, Actor: "admin:x"})
 			if err != nil || res.Sessions != want {
@@ -141,7 +159,7 @@ func TestManager_Revoke(t *testing.T) {
 	})
 	t.Run("a malformed sid names no session, not all of them", func(t *testing.T) {
 		m, _, user := newManager(t, false)
-		m.Create(ctx, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
+		create(t, m, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
 		for _, rev := range []Revocation{
 			{SIDs: []string{"not-a-uuid"}, UserID: user},
 			{SIDs: []string{"' OR true --"}},
@@ -176,11 +194,11 @@ func TestManager_AddClient(t *testing.T) {
 		return n
 	}
 	t.Run("a revoked session takes no app", func(t *testing.T) {
-		s, _ := m.Create(ctx, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
+		s := create(t, m, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
 		if _, err := m.Revoke(ctx, Revocation{SIDs: []string{s.ID}, Reason: ReasonUserSignOut}); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.AddClient(ctx, s.ID, "app"); !errors.Is(err, ErrNoSession) {
+		if err := addClient(ctx, m, s.ID, "app"); !errors.Is(err, ErrNoSession) {
 			t.Fatalf("AddClient on a revoked session: %v, want ErrNoSession", err)
 		}
 		if n := clients(s.ID); n != 0 {
@@ -188,33 +206,77 @@ func TestManager_AddClient(t *testing.T) {
 		}
 	})
 	t.Run("a revocation at the same moment waits and tells the app", func(t *testing.T) {
-		s, _ := m.Create(ctx, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
-		tx, err := m.Pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tx.Rollback(ctx) //nolint:errcheck // after commit, a no-op
-		if err := m.AddClient(db.WithTx(ctx, tx), s.ID, "app"); err != nil {
-			t.Fatal(err)
-		}
+		s := create(t, m, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
 		revoked := make(chan Result, 1)
-		go func() {
-			res, err := m.Revoke(ctx, Revocation{SIDs: []string{s.ID}, Reason: ReasonUserSignOut})
-			if err != nil {
-				t.Error(err)
+		err := db.Tx(ctx, m.Pool, func(ctx context.Context) error {
+			m.QueueAddClient(ctx, s.ID, "app")
+			u, _ := db.From(ctx)
+			if err := u.Send(ctx); err != nil {
+				return err
 			}
-			revoked <- res
-		}()
-		select {
-		case res := <-revoked:
-			t.Fatalf("revocation finished (%+v) while the app's session was being recorded", res)
-		case <-time.After(200 * time.Millisecond):
-		}
-		if err := tx.Commit(ctx); err != nil {
+			go func() {
+				res, err := m.Revoke(context.Background(), Revocation{SIDs: []string{s.ID}, Reason: ReasonUserSignOut})
+				if err != nil {
+					t.Error(err)
+				}
+				revoked <- res
+			}()
+			select {
+			case res := <-revoked:
+				t.Fatalf("revocation finished (%+v) while the app's session was being recorded", res)
+			case <-time.After(200 * time.Millisecond):
+			}
+			return nil // commit
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 		if res := <-revoked; res.Sessions != 1 || res.Notifications != 1 {
 			t.Errorf("revocation after the app joined = %+v, want 1 session and 1 notification", res)
 		}
 	})
+}
+
+// TestManager_ShortIdleTimeout: activity keeps a session alive however
+// short its idle timeout is. The last-seen time used to move at most once
+// a minute, so with a timeout of a minute or less an active person was
+// signed out anyway.
+func TestManager_ShortIdleTimeout(t *testing.T) {
+	ctx := context.Background()
+	m, clk, user := newManager(t, false)
+	m.IdleTimeout = 8 * time.Second
+	w := httptest.NewRecorder()
+	create(t, m, w, NewSession{UserID: user, AuthTime: m.Now()})
+	for i := range 10 {
+		clk.Advance(5 * time.Second)
+		if _, err := m.Current(ctx, request(w)); err != nil {
+			t.Fatalf("request %d, %s after the last: %v; activity must slide an 8s idle timeout", i+1, 5*time.Second, err)
+		}
+	}
+	clk.Advance(9 * time.Second)
+	if _, err := m.Current(ctx, request(w)); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("after 9s without activity: %v, want ErrNoSession", err)
+	}
+}
+
+// TestManager_RememberCookie: without "keep me signed in" the cookie is a
+// browser-session cookie (no Expires); with it, it lasts until the
+// session's absolute expiry.
+func TestManager_RememberCookie(t *testing.T) {
+	for _, remember := range []bool{false, true} {
+		m, _, user := newManager(t, false)
+		w := httptest.NewRecorder()
+		s := create(t, m, w, NewSession{UserID: user, AuthTime: m.Now(), Remember: remember})
+		c := w.Result().Cookies()[0]
+		switch {
+		case !remember && (!c.Expires.IsZero() || c.MaxAge != 0):
+			t.Errorf("not remembered: cookie has Expires %v / Max-Age %d, want a browser-session cookie", c.Expires, c.MaxAge)
+		case remember && !c.Expires.Equal(s.AbsoluteExpiresAt.Truncate(time.Second)):
+			t.Errorf("remembered: cookie expires %v, want the absolute expiry %v", c.Expires, s.AbsoluteExpiresAt)
+		}
+		got, err := m.Current(context.Background(), request(w))
+		if err != nil || got.Remember != remember {
+			t.Errorf("Current = %+v, %v; want Remember %v", got.Remember, err, remember)
+		}
+	}
 }

@@ -94,24 +94,22 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	if !p.consent(w, r, ar, sess, client, prompt) {
 		return
 	}
-	// The code, its PKCE and OpenID Connect sessions and the client session
-	// are written in one round trip before the code is handed out (a failed
-	// authorization's writes are never sent), without waiting for the disk:
-	// the code is worthless until its exchange commits, synchronously and
-	// later in the same WAL, which makes these writes durable too. Lost in
-	// a crash before that, they take the code with them, so no app can
-	// hold a session the provider does not know about.
-	batched, writes := p.Store.Batched(ctx)
-	resp, err := p.OAuth2.NewAuthorizeResponse(batched, ar, p.newSession(user, sess, client, ar.GetGrantedScopes()))
+	// The code (with its PKCE and OpenID Connect sessions) and the client
+	// session are written in one round trip before the code is handed out
+	// (a failed authorization's writes are never sent), without waiting for
+	// the disk: the code is worthless until its exchange commits,
+	// synchronously and later in the same WAL, which makes these writes
+	// durable too. Lost in a crash before that, they take the code with
+	// them, so no app can hold a session the provider does not know about.
+	uctx, unit := p.Store.Pipeline(ctx)
+	resp, err := p.OAuth2.NewAuthorizeResponse(uctx, ar, p.newSession(user, sess, client, ar.GetGrantedScopes()))
 	if err != nil {
+		unit.Rollback(uctx)
 		p.OAuth2.WriteAuthorizeError(ctx, w, ar, err)
 		return
 	}
-	if err := p.Sessions.AddClient(batched, sess.ID, ar.GetClient().GetID()); err != nil {
-		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
-		return
-	}
-	err = writes.FlushAsyncCommit(batched)
+	p.Sessions.QueueAddClient(uctx, sess.ID, ar.GetClient().GetID())
+	err = unit.CommitAsync(uctx)
 	if errors.Is(err, sessions.ErrNoSession) {
 		// The session ended (signed out elsewhere, revoked) since it was
 		// read: the code went with it, and the person signs in again.

@@ -1,6 +1,7 @@
 package sso
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"github.com/ory/fosite/handler/openid"
 
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -31,19 +33,19 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /oauth2/sessions/logout/confirm", p.confirmLogout)
 }
 
-// token is the token endpoint. fosite's storage calls are batched (see
-// store.Batched): a code exchange or a refresh costs two round trips.
+// token is the token endpoint. fosite's storage calls go out in one unit
+// of work (store.Store.Pipeline): a code exchange or a refresh costs two
+// round trips.
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
-	ctx, writes := p.Store.Batched(r.Context())
+	ctx, unit := p.Store.Pipeline(r.Context())
 	ar, err := p.OAuth2.NewAccessRequest(ctx, r, openid.NewDefaultSession())
 	if err != nil {
 		// A failed request's writes go out too: a PKCE session is spent by a
 		// wrong verifier, as fosite intends.
-		if ferr := writes.Flush(ctx); ferr != nil {
-			p.Logger.Error("token: flush after a failed request", "err", ferr)
+		if cerr := unit.Commit(ctx); cerr != nil {
+			p.Logger.Error("token: commit after a failed request", "err", cerr)
 		}
-		p.logServerError("token", err)
-		p.OAuth2.WriteAccessError(ctx, w, ar, err)
+		p.writeAccessError(ctx, w, ar, err)
 		return
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
@@ -58,19 +60,29 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	resp, err := p.OAuth2.NewAccessResponse(ctx, ar)
 	// What still waits goes out before the answer: a token must exist before
 	// the client holds it.
-	if ferr := writes.Flush(ctx); ferr != nil {
+	if cerr := unit.Commit(ctx); cerr != nil {
 		if err == nil {
-			err = fosite.ErrServerError.WithWrap(ferr).WithDebug(ferr.Error())
+			err = fosite.ErrServerError.WithWrap(cerr).WithDebug(cerr.Error())
 		} else {
-			p.Logger.Error("token: flush after a failed request", "err", ferr)
+			p.Logger.Error("token: commit after a failed request", "err", cerr)
 		}
 	}
 	if err != nil {
-		p.logServerError("token", err)
-		p.OAuth2.WriteAccessError(ctx, w, ar, err)
+		p.writeAccessError(ctx, w, ar, err)
 		return
 	}
 	p.OAuth2.WriteAccessResponse(ctx, w, ar, resp)
+}
+
+// writeAccessError answers a failed token request. A grant whose SSO
+// session ended (revoked, or timed out) while it was exchanged is the
+// client's invalid_grant, not our server_error.
+func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
+	if store.IsSessionEnded(err) {
+		err = fosite.ErrInvalidGrant.WithHint("The sign-in session this grant belongs to has ended.").WithWrap(err)
+	}
+	p.logServerError("token", err)
+	p.OAuth2.WriteAccessError(ctx, w, ar, err)
 }
 
 func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
@@ -85,8 +97,11 @@ func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
+	ctx, unit := p.Store.Pipeline(r.Context())
 	err := p.OAuth2.NewRevocationRequest(ctx, r)
+	if cerr := unit.Commit(ctx); cerr != nil && err == nil {
+		err = fosite.ErrServerError.WithWrap(cerr).WithDebug(cerr.Error())
+	}
 	p.logServerError("revoke", err)
 	p.OAuth2.WriteRevocationResponse(ctx, w, err)
 }

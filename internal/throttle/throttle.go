@@ -7,10 +7,17 @@
 // a victim's email can slow sign-ins to that account, but cannot lock the
 // victim out for longer than the cap.
 //
+// A guess is either reserved before it is judged (Reserve: the attempt is
+// counted as a failure atomically, before any hashing, so N concurrent
+// guesses see N attempts, and a success gives it back with Reset), or
+// checked before and counted after (Check, then Fail) where counting
+// successes in flight would punish honest traffic, such as the per-address
+// key that a whole office behind one NAT shares.
+//
 // Sign-in steps read and write it in round trips they make anyway: they
-// queue the check (QueueCheck), the failure (QueueFail) or the reset
-// (Check.QueueReset, which writes nothing when there were no failures) on a
-// pgx.Batch of their own.
+// queue the reservation, check, failure or reset in the unit of work in
+// their context (db.Unit), and the unit sends them with its other
+// statements.
 package throttle
 
 import (
@@ -48,17 +55,20 @@ func Default(pool *pgxpool.Pool) *Limiter {
 // Wait returns how long the most throttled of keys must still wait (zero
 // when none is blocked).
 func (l *Limiter) Wait(ctx context.Context, keys ...string) (time.Duration, error) {
-	b := &pgx.Batch{}
-	c := l.QueueCheck(b, keys...)
-	if err := db.Conn(ctx, l.Pool).SendBatch(ctx, b).Close(); err != nil {
+	var c *Check
+	err := db.Pipelined(ctx, l.Pool, func(ctx context.Context) error {
+		c = l.QueueCheck(ctx, keys...)
+		return nil
+	})
+	if err != nil {
 		return 0, fmt.Errorf("throttle: wait: %w", err)
 	}
 	return c.Wait(), nil
 }
 
 // Check is the throttle state of some keys, read by QueueCheck in a round
-// trip the caller makes anyway. Its methods are valid once that batch has
-// been sent.
+// trip the caller makes anyway. Its methods are valid once the unit has
+// sent it.
 type Check struct {
 	l     *Limiter
 	until *time.Time // the latest blocked_until among the keys
@@ -67,13 +77,13 @@ type Check struct {
 	recorded []string
 }
 
-// QueueCheck queues on b the read that Wait makes, for a caller that sends
-// it together with its own statements. The answer is in the returned Check
-// once b has been sent.
-func (l *Limiter) QueueCheck(b *pgx.Batch, keys ...string) *Check {
+// QueueCheck queues in the unit in ctx the read that Wait makes, for a
+// caller that sends it together with its own statements. The answer is in
+// the returned Check once the unit has sent it.
+func (l *Limiter) QueueCheck(ctx context.Context, keys ...string) *Check {
 	c := &Check{l: l}
-	b.Queue(`SELECT max(blocked_until), coalesce(array_agg(key), '{}') FROM throttle WHERE key = ANY($1)`, keys).
-		QueryRow(func(row pgx.Row) error {
+	unit(ctx).Queue(`SELECT max(blocked_until), coalesce(array_agg(key), '{}') FROM throttle WHERE key = ANY($1)`, keys).
+		Row(func(row pgx.Row) error {
 			if err := row.Scan(&c.until, &c.recorded); err != nil {
 				return fmt.Errorf("throttle: check: %w", err)
 			}
@@ -93,10 +103,10 @@ func (c *Check) Wait() time.Duration {
 	return 0
 }
 
-// QueueReset queues on b the Reset of those of keys that had failures when
-// checked, and nothing when none had: the common success then costs no
-// write at all.
-func (c *Check) QueueReset(b *pgx.Batch, keys ...string) {
+// QueueReset queues in the unit in ctx the Reset of those of keys that had
+// failures when checked, and nothing when none had: the common success
+// then costs no write at all.
+func (c *Check) QueueReset(ctx context.Context, keys ...string) {
 	var failed []string
 	for _, k := range keys {
 		if slices.Contains(c.recorded, k) {
@@ -104,25 +114,28 @@ func (c *Check) QueueReset(b *pgx.Batch, keys ...string) {
 		}
 	}
 	if len(failed) > 0 {
-		c.l.QueueReset(b, failed...)
+		c.l.QueueReset(ctx, failed...)
 	}
 }
 
 // Fail records one failure for each key and sets its next delay.
 func (l *Limiter) Fail(ctx context.Context, keys ...string) error {
-	b := &pgx.Batch{}
-	l.QueueFail(b, keys...)
-	if err := db.Conn(ctx, l.Pool).SendBatch(ctx, b).Close(); err != nil {
+	err := db.Pipelined(ctx, l.Pool, func(ctx context.Context) error {
+		l.QueueFail(ctx, keys...)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("throttle: fail: %w", err)
 	}
 	return nil
 }
 
-// QueueFail queues on b what Fail writes, for a caller that sends it with
-// its own statements. Sent as one batch, the two statements run in one
-// transaction: the second sees the counts the first wrote, not a
+// QueueFail queues in the unit in ctx what Fail writes, for a caller that
+// sends it with its own statements. In one unit, the two statements run in
+// one transaction: the second sees the counts the first wrote, not a
 // concurrent request's.
-func (l *Limiter) QueueFail(b *pgx.Batch, keys ...string) {
+func (l *Limiter) QueueFail(ctx context.Context, keys ...string) {
+	u := unit(ctx)
 	// Sorted, so that requests failing several keys lock their rows in one
 	// order and never deadlock; without repeats, which one INSERT cannot
 	// update twice.
@@ -131,7 +144,7 @@ func (l *Limiter) QueueFail(b *pgx.Batch, keys ...string) {
 	// The count restarts when the last failure is older than the window.
 	// The cut-off is computed here rather than as an interval literal:
 	// PostgreSQL does not parse every unit time.Duration prints ("µs").
-	b.Queue(`
+	u.Queue(`
 		INSERT INTO throttle AS t (key, failures, last_failure_at, blocked_until)
 		SELECT key, 1, $2, $2 FROM unnest($1::text[]) AS key
 		ON CONFLICT (key) DO UPDATE SET
@@ -141,7 +154,7 @@ func (l *Limiter) QueueFail(b *pgx.Batch, keys ...string) {
 	// Each key's new count picks its delay from the table Go computed, so
 	// the policy has one home (delay) and counting costs one round trip. A
 	// block already set is never shortened.
-	b.Queue(`
+	u.Queue(`
 		UPDATE throttle SET blocked_until = greatest(blocked_until,
 			$2::timestamptz + ($3::bigint[])[least(failures, cardinality($3::bigint[]))] * interval '1 microsecond')
 		WHERE key = ANY($1)`,
@@ -160,21 +173,106 @@ func (l *Limiter) Failures(ctx context.Context, key string) (int, error) {
 	return n, nil
 }
 
-// Reset forgets the failures of keys, after a success.
+// Reset forgets the failures of keys, after a success (a reservation's
+// too).
 func (l *Limiter) Reset(ctx context.Context, keys ...string) error {
-	_, err := db.Conn(ctx, l.Pool).Exec(ctx, resetSQL, keys)
+	err := db.Pipelined(ctx, l.Pool, func(ctx context.Context) error {
+		l.QueueReset(ctx, keys...)
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("throttle: reset: %w", err)
 	}
 	return nil
 }
 
-// QueueReset queues on b what Reset writes.
-func (l *Limiter) QueueReset(b *pgx.Batch, keys ...string) {
-	b.Queue(resetSQL, keys)
+// QueueReset queues in the unit in ctx what Reset writes.
+func (l *Limiter) QueueReset(ctx context.Context, keys ...string) {
+	unit(ctx).Queue(`DELETE FROM throttle WHERE key = ANY($1)`, keys)
 }
 
-const resetSQL = `DELETE FROM throttle WHERE key = ANY($1)`
+// Reservation is one attempt counted before it is judged (QueueReserve).
+// Its methods are valid once the unit has sent it.
+type Reservation struct {
+	l     *Limiter
+	until *time.Time // set when the attempt was refused: blocked until then
+	keys  []string
+}
+
+// Wait is how long the refused attempt must wait; zero means the attempt
+// was reserved (counted) and may be judged.
+func (r *Reservation) Wait() time.Duration {
+	if r.until == nil {
+		return 0
+	}
+	if d := r.until.Sub(r.l.Now()); d > 0 {
+		return d.Round(time.Second) + time.Second/2
+	}
+	return time.Second / 2 // blocked until a moment that has just passed
+}
+
+// QueueSucceeded queues in the unit in ctx what a success owes: the
+// reserved keys' failures, this attempt's included, are forgotten.
+func (r *Reservation) QueueSucceeded(ctx context.Context) {
+	if r.until == nil {
+		r.l.QueueReset(ctx, r.keys...)
+	}
+}
+
+// QueueNotJudged queues in the unit in ctx the return of an attempt that
+// was reserved but never judged (there was nothing to check it against):
+// it no longer counts.
+func (r *Reservation) QueueNotJudged(ctx context.Context) {
+	if r.until == nil {
+		unit(ctx).Queue(`UPDATE throttle SET failures = greatest(failures - 1, 0) WHERE key = ANY($1)`, r.keys)
+	}
+}
+
+// QueueReserve queues in the unit in ctx the reservation of one attempt on
+// keys, unless any of keys or of checked must wait: then nothing is
+// counted and Wait says how long. A reserved attempt counts as a failure
+// from the moment the unit commits, before the guess is judged, so
+// concurrent guesses each see the ones before them; a success takes it
+// back (QueueSucceeded). checked are only checked, never counted (see the
+// package comment). One statement (idp_throttle_reserve, migrations/0010)
+// does it under the keys' row locks, taken in one order.
+func (l *Limiter) QueueReserve(ctx context.Context, keys, checked []string) *Reservation {
+	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
+	r := &Reservation{l: l, keys: keys}
+	now := l.Now()
+	unit(ctx).Queue(`SELECT idp_throttle_reserve($1, $2, $3, $4, $5)`, keys, checked, now, now.Add(-l.Window), l.delays()).
+		Row(func(row pgx.Row) error {
+			if err := row.Scan(&r.until); err != nil {
+				return fmt.Errorf("throttle: reserve: %w", err)
+			}
+			return nil
+		})
+	return r
+}
+
+// Reserve is QueueReserve as a unit of its own, committed before it
+// returns: the attempt counts before the caller judges it.
+func (l *Limiter) Reserve(ctx context.Context, keys ...string) (*Reservation, error) {
+	var r *Reservation
+	err := db.Pipelined(ctx, l.Pool, func(ctx context.Context) error {
+		r = l.QueueReserve(ctx, keys, nil)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("throttle: reserve: %w", err)
+	}
+	return r, nil
+}
+
+// unit is the unit of work the Queue methods add to; they are written for
+// callers that make one, and calling them outside one is a bug.
+func unit(ctx context.Context) *db.Unit {
+	u, ok := db.From(ctx)
+	if !ok {
+		panic("throttle: a Queue method called outside a unit of work (db.Tx or db.Pipeline)")
+	}
+	return u
+}
 
 // delays lists, in microseconds, the delay after the 1st, 2nd, … failure,
 // up to the first count whose delay is the cap: every later count has the

@@ -5,9 +5,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"sync"
 
 	"github.com/idp/idp/internal/clocktest"
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/throttle"
 )
@@ -153,11 +154,24 @@ func TestLimiter_Fail(t *testing.T) {
 	})
 }
 
-func send(t *testing.T, l *throttle.Limiter, b *pgx.Batch) {
+// inUnit runs fn in a pipeline and commits it, as a sign-in step does.
+func inUnit(t *testing.T, l *throttle.Limiter, fn func(ctx context.Context)) {
 	t.Helper()
-	if err := l.Pool.SendBatch(context.Background(), b).Close(); err != nil {
-		t.Fatalf("send batch: %v", err)
+	err := db.Pipelined(context.Background(), l.Pool, func(ctx context.Context) error {
+		fn(ctx)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("commit: %v", err)
 	}
+}
+
+// queued counts what fn queues in a unit of its own (which it then drops).
+func queued(l *throttle.Limiter, fn func(ctx context.Context)) int {
+	ctx, u := db.Pipeline(context.Background(), l.Pool)
+	defer u.Rollback(ctx)
+	fn(ctx)
+	return u.Mark()
 }
 
 func TestLimiter_QueueCheck(t *testing.T) {
@@ -168,16 +182,13 @@ func TestLimiter_QueueCheck(t *testing.T) {
 
 	t.Run("no failures: no wait, nothing to reset", func(t *testing.T) {
 		l, _ := newLimiter(t)
-		b := &pgx.Batch{}
-		c := l.QueueCheck(b, account, address)
-		send(t, l, b)
+		var c *throttle.Check
+		inUnit(t, l, func(ctx context.Context) { c = l.QueueCheck(ctx, account, address) })
 		if w := c.Wait(); w != 0 {
 			t.Fatalf("Wait = %v, want 0", w)
 		}
-		reset := &pgx.Batch{}
-		c.QueueReset(reset, account)
-		if reset.Len() != 0 {
-			t.Fatalf("QueueReset queued %d statements for a key without failures, want none", reset.Len())
+		if n := queued(l, func(ctx context.Context) { c.QueueReset(ctx, account) }); n != 0 {
+			t.Fatalf("QueueReset queued %d statements for a key without failures, want none", n)
 		}
 	})
 
@@ -188,9 +199,8 @@ func TestLimiter_QueueCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := &pgx.Batch{}
-		c := l.QueueCheck(b, account, address)
-		send(t, l, b)
+		var c *throttle.Check
+		inUnit(t, l, func(ctx context.Context) { c = l.QueueCheck(ctx, account, address) })
 		if got := c.Wait(); got != want || got < 4*time.Second {
 			t.Fatalf("Check.Wait = %v, want Wait's %v (at least 4s)", got, want)
 		}
@@ -199,17 +209,115 @@ func TestLimiter_QueueCheck(t *testing.T) {
 	t.Run("reset forgets only the keys asked that had failures", func(t *testing.T) {
 		l, _ := newLimiter(t)
 		fail(t, l, 2, account, address)
-		b := &pgx.Batch{}
-		c := l.QueueCheck(b, account, address)
-		send(t, l, b)
-		reset := &pgx.Batch{}
-		c.QueueReset(reset, account, "pwd-user:never-failed@example.com")
-		if reset.Len() != 1 {
-			t.Fatalf("QueueReset queued %d statements, want 1", reset.Len())
+		var c *throttle.Check
+		inUnit(t, l, func(ctx context.Context) { c = l.QueueCheck(ctx, account, address) })
+		reset := func(ctx context.Context) { c.QueueReset(ctx, account, "pwd-user:never-failed@example.com") }
+		if n := queued(l, reset); n != 1 {
+			t.Fatalf("QueueReset queued %d statements, want 1", n)
 		}
-		send(t, l, reset)
+		inUnit(t, l, reset)
 		wantFailures(t, l, account, 0)
 		wantFailures(t, l, address, 2)
+	})
+}
+
+func reserve(t *testing.T, l *throttle.Limiter, keys, checked []string) *throttle.Reservation {
+	t.Helper()
+	var r *throttle.Reservation
+	inUnit(t, l, func(ctx context.Context) { r = l.QueueReserve(ctx, keys, checked) })
+	return r
+}
+
+func TestLimiter_Reserve(t *testing.T) {
+	const (
+		account = "pwd-user:a@example.com"
+		address = "pwd-ip:192.0.2.1"
+	)
+	keys := []string{account}
+
+	t.Run("an attempt counts before it is judged", func(t *testing.T) {
+		l, _ := newLimiter(t)
+		if r := reserve(t, l, keys, nil); r.Wait() != 0 {
+			t.Fatalf("Wait = %v, want 0 (reserved)", r.Wait())
+		}
+		wantFailures(t, l, account, 1)
+	})
+
+	t.Run("the delay follows the reserved count", func(t *testing.T) {
+		l, _ := newLimiter(t)
+		for i := range l.Free + 1 {
+			if r := reserve(t, l, keys, nil); r.Wait() != 0 {
+				t.Fatalf("attempt %d refused (Wait %v); the first %d are free and the next one is judged", i+1, r.Wait(), l.Free+1)
+			}
+		}
+		r := reserve(t, l, keys, nil)
+		if r.Wait() < l.Base {
+			t.Fatalf("Wait = %v after %d reserved attempts, want at least %v", r.Wait(), l.Free+1, l.Base)
+		}
+		wantFailures(t, l, account, l.Free+1) // the refused one is not counted
+	})
+
+	t.Run("a success forgets the failures, its own included", func(t *testing.T) {
+		l, _ := newLimiter(t)
+		fail(t, l, 2, account)
+		r := reserve(t, l, keys, nil)
+		inUnit(t, l, r.QueueSucceeded)
+		wantFailures(t, l, account, 0)
+	})
+
+	t.Run("an attempt never judged is given back", func(t *testing.T) {
+		l, _ := newLimiter(t)
+		fail(t, l, 2, account)
+		r := reserve(t, l, keys, nil)
+		wantFailures(t, l, account, 3)
+		inUnit(t, l, r.QueueNotJudged)
+		wantFailures(t, l, account, 2)
+	})
+
+	t.Run("a checked key blocks but is not counted", func(t *testing.T) {
+		l, _ := newLimiter(t)
+		if r := reserve(t, l, keys, []string{address}); r.Wait() != 0 {
+			t.Fatalf("Wait = %v, want 0", r.Wait())
+		}
+		wantFailures(t, l, address, 0)
+		fail(t, l, l.Free+1, address)
+		r := reserve(t, l, keys, []string{address})
+		if r.Wait() < l.Base {
+			t.Fatalf("Wait = %v with the address blocked, want at least %v", r.Wait(), l.Base)
+		}
+		wantFailures(t, l, account, 1) // the refused attempt counted nowhere
+	})
+
+	t.Run("concurrent guesses see each other", func(t *testing.T) {
+		// The hole this closes: guesses checked before any failure was
+		// written all passed the throttle. Forty at once may judge only as
+		// many as the policy allows one after the other.
+		l, _ := newLimiter(t)
+		const n = 40
+		reserved := make(chan bool, n)
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				r, err := l.Reserve(context.Background(), account)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				reserved <- r.Wait() == 0
+			})
+		}
+		wg.Wait()
+		close(reserved)
+		judged := 0
+		for ok := range reserved {
+			if ok {
+				judged++
+			}
+		}
+		if judged != l.Free+1 {
+			t.Fatalf("%d of %d concurrent guesses were reserved, want %d", judged, n, l.Free+1)
+		}
+		wantFailures(t, l, account, l.Free+1)
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"net/netip"
 	"strings"
 	"time"
 	"unicode"
@@ -159,7 +160,8 @@ func (s *Store) Create(ctx context.Context, nu NewUser) (User, error) {
 	}
 	now := s.Now()
 	var u User
-	err = db.InTx(ctx, s.Pool, func(ctx context.Context, tx pgx.Tx) error {
+	err = db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, s.Pool)
 		u, err = scanUser(tx.QueryRow(ctx, `
 			INSERT INTO users AS u (email, name, is_admin, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $4)
@@ -237,8 +239,8 @@ func userKey(email string) string {
 }
 
 // Authenticate checks an email and password at sign-in, as SignIn does,
-// and forgets the account's earlier failures itself. clientAddr is the
-// client's address for the per-address throttle ("" skips that key).
+// and settles the throttle itself. clientAddr is the client's address for
+// the per-address throttle ("" skips that key).
 //
 // Errors: *ThrottledError when the account or address must wait (nothing is
 // checked); ErrInvalidCredentials for an unknown account and for a wrong
@@ -249,12 +251,12 @@ func (s *Store) Authenticate(ctx context.Context, email, password, clientAddr st
 	if err != nil {
 		return User{}, err
 	}
-	b := &pgx.Batch{}
-	si.QueueReset(b)
-	if b.Len() > 0 {
-		if err := db.Conn(ctx, s.Pool).SendBatch(ctx, b).Close(); err != nil {
-			return User{}, fmt.Errorf("users: authenticate: %w", err)
-		}
+	err = db.Pipelined(ctx, s.Pool, func(ctx context.Context) error {
+		si.QueueSucceeded(ctx)
+		return nil
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("users: authenticate: %w", err)
 	}
 	return si.User, nil
 }
@@ -273,42 +275,48 @@ type SignIn struct {
 	// set; the person chooses their own before the sign-in completes.
 	MustChangePassword bool
 
-	throttle   *throttle.Check
-	accountKey string
+	attempt *throttle.Reservation
 }
 
-// QueueReset queues on b the writes that forget the account's earlier
-// failures, which a successful sign-in owes; nothing when it had none. The
-// caller sends b with its own next write, and must send it: until then the
-// failures still count.
-func (si SignIn) QueueReset(b *pgx.Batch) {
-	if si.throttle != nil {
-		si.throttle.QueueReset(b, si.accountKey)
-	}
+// QueueSucceeded queues in the unit in ctx what a successful sign-in owes
+// the throttle: the account's failures, this attempt's reservation
+// included, are forgotten. The caller sends it with its own next write, and
+// must send it: until then the attempt counts as a failure.
+func (si SignIn) QueueSucceeded(ctx context.Context) {
+	si.attempt.QueueSucceeded(ctx)
 }
 
 // SignIn checks an email and password at sign-in, like Authenticate, but
-// leaves forgetting the account's earlier failures to the caller
-// (SignIn.QueueReset), who sends it in a round trip it makes anyway.
+// leaves the throttle's due to the caller (SignIn.QueueSucceeded), who sends
+// it in a round trip it makes anyway.
 //
-// One round trip reads the throttle state of the account and the address,
-// the account, its password hash and whether it has a second factor. A
-// wrong password costs one more, to count the failure; a right one none,
-// unless its hash is upgraded.
+// One round trip reserves the attempt on the account's throttle key (it
+// counts as a failure before the hash is looked at, so concurrent guesses
+// see each other: throttle.Limiter.QueueReserve), checks the address's, and
+// reads the account, its password hash and whether it has a second factor.
+// A wrong password costs one more, to count it against the address; a right
+// one none, unless its hash is upgraded.
 func (s *Store) SignIn(ctx context.Context, email, password, clientAddr string) (SignIn, error) {
-	keys := []string{userKey(email)}
+	account := []string{userKey(email)}
+	var address []string
 	if clientAddr != "" {
-		keys = append(keys, "pwd-ip:"+clientAddr)
+		address = []string{AddressKey(clientAddr)}
 	}
-	b := &pgx.Batch{}
-	check := s.Limiter.QueueCheck(b, keys...)
-	a := queueAccount(b, email)
-	if err := db.Conn(ctx, s.Pool).SendBatch(ctx, b).Close(); err != nil {
+	var (
+		attempt *throttle.Reservation
+		a       *signInAccount
+	)
+	err := db.Pipelined(ctx, s.Pool, func(ctx context.Context) error {
+		attempt = s.Limiter.QueueReserve(ctx, account, address)
+		a = queueAccount(ctx, email)
+		return nil
+	})
+	if err != nil {
 		return SignIn{}, fmt.Errorf("users: sign in: %w", err)
 	}
 	// Refused before the hash is looked at: a throttled guess learns
 	// nothing and costs no hashing.
-	if wait := check.Wait(); wait > 0 {
+	if wait := attempt.Wait(); wait > 0 {
 		return SignIn{}, &ThrottledError{RetryAfter: wait}
 	}
 
@@ -317,16 +325,27 @@ func (s *Store) SignIn(ctx context.Context, email, password, clientAddr string) 
 		return SignIn{}, fmt.Errorf("users: sign in: %w", err)
 	}
 	if !ok {
-		if err := s.Limiter.Fail(ctx, keys...); err != nil {
-			return SignIn{}, fmt.Errorf("users: sign in: %w", err)
+		// The account's attempt was counted when it was reserved.
+		if len(address) > 0 {
+			if err := s.Limiter.Fail(ctx, address...); err != nil {
+				return SignIn{}, fmt.Errorf("users: sign in: %w", err)
+			}
 		}
 		return SignIn{}, ErrInvalidCredentials
 	}
-	if a.user.Disabled() {
-		return SignIn{}, ErrDisabled
+	refused := error(nil)
+	switch {
+	case a.user.Disabled():
+		refused = ErrDisabled
+	case a.expiresAt != nil && !s.Now().Before(*a.expiresAt):
+		refused = ErrPasswordExpired
 	}
-	if a.expiresAt != nil && !s.Now().Before(*a.expiresAt) {
-		return SignIn{}, ErrPasswordExpired
+	if refused != nil {
+		// The password was right: it is no failure to count.
+		if err := s.Limiter.Reset(ctx, account...); err != nil {
+			return SignIn{}, fmt.Errorf("users: sign in: %w", err)
+		}
+		return SignIn{}, refused
 	}
 	if needsRehash(a.hash) {
 		// Upgrading parameters needs the plain password, which only a
@@ -335,8 +354,32 @@ func (s *Store) SignIn(ctx context.Context, email, password, clientAddr string) 
 			_ = s.storeHash(ctx, a.user.ID, hash, nil)
 		}
 	}
-	return SignIn{User: a.user, SecondFactor: a.secondFactor, Passkey: a.passkey, MustChangePassword: a.mustChange,
-		throttle: check, accountKey: keys[0]}, nil
+	return SignIn{User: a.user, SecondFactor: a.secondFactor, Passkey: a.passkey, MustChangePassword: a.mustChange, attempt: attempt}, nil
+}
+
+// AddressKey is the throttle key of a client address: IPv4 addresses one
+// by one, IPv6 addresses by their /64, which one subscriber usually holds
+// whole (a client hopping through its addresses would otherwise never be
+// slowed down).
+func AddressKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return "pwd-ip:" + truncateKey(addr)
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is4() {
+		return "pwd-ip:" + ip.String()
+	}
+	p, _ := ip.Prefix(64)
+	return "pwd-ip:" + p.String()
+}
+
+// truncateKey bounds what a request can make us store.
+func truncateKey(s string) string {
+	if len(s) > 64 {
+		return s[:64]
+	}
+	return s
 }
 
 // signInAccount is what a sign-in reads about the account named by an email.
@@ -349,15 +392,16 @@ type signInAccount struct {
 	passkey      bool
 }
 
-// queueAccount queues on b the read of the account with email (ignoring
-// case), its password hash and whether it has a second factor.
-func queueAccount(b *pgx.Batch, email string) *signInAccount {
+// queueAccount queues in the unit in ctx the read of the account with email
+// (ignoring case), its password hash and whether it has a second factor.
+func queueAccount(ctx context.Context, email string) *signInAccount {
 	a := &signInAccount{}
-	b.Queue(`SELECT `+userColumns+`, p.hash, coalesce(p.must_change, false), p.expires_at, `+mfa.EnabledSQL("u.id")+`,
+	u, _ := db.From(ctx)
+	u.Queue(`SELECT `+userColumns+`, p.hash, coalesce(p.must_change, false), p.expires_at, `+mfa.EnabledSQL("u.id")+`,
 			`+passkey.RegisteredSQL("u.id")+`
 		FROM users u LEFT JOIN password_credentials p ON p.user_id = u.id
 		WHERE lower(u.email) = lower($1)`, strings.TrimSpace(email)).
-		QueryRow(func(row pgx.Row) error {
+		Row(func(row pgx.Row) error {
 			var hash *string
 			u, err := scanUser(row, &hash, &a.mustChange, &a.expiresAt, &a.secondFactor, &a.passkey)
 			if errors.Is(err, ErrNotFound) {
@@ -422,10 +466,13 @@ func (s *Store) VerifyPassword(ctx context.Context, userID, password string) err
 		}
 		return fmt.Errorf("users: verify password: %w", err)
 	}
-	key := userKey(u.Email)
-	if wait, err := s.Limiter.Wait(ctx, key); err != nil {
+	// Reserved before the hash, as at sign-in: concurrent guesses through
+	// one stolen session see each other.
+	attempt, err := s.Limiter.Reserve(ctx, userKey(u.Email))
+	if err != nil {
 		return fmt.Errorf("users: verify password: %w", err)
-	} else if wait > 0 {
+	}
+	if wait := attempt.Wait(); wait > 0 {
 		return &ThrottledError{RetryAfter: wait}
 	}
 	ok := false
@@ -435,12 +482,13 @@ func (s *Store) VerifyPassword(ctx context.Context, userID, password string) err
 		}
 	}
 	if !ok {
-		if err := s.Limiter.Fail(ctx, key); err != nil {
-			return fmt.Errorf("users: verify password: %w", err)
-		}
-		return ErrInvalidCredentials
+		return ErrInvalidCredentials // counted when reserved
 	}
-	if err := s.Limiter.Reset(ctx, key); err != nil {
+	err = db.Pipelined(ctx, s.Pool, func(ctx context.Context) error {
+		attempt.QueueSucceeded(ctx)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("users: verify password: %w", err)
 	}
 	return nil

@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/idp/idp/internal/clocktest"
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/users"
 )
@@ -191,7 +190,7 @@ func TestStore_Authenticate(t *testing.T) {
 			t.Fatalf("messages differ: %q vs %q", errWrong, errUnknown)
 		}
 		// All three count against the address.
-		if n, _ := s.Limiter.Failures(ctx, "pwd-ip:"+ip); n != 3 {
+		if n, _ := s.Limiter.Failures(ctx, users.AddressKey(ip)); n != 3 {
 			t.Fatalf("address failures = %d, want 3", n)
 		}
 	})
@@ -329,21 +328,35 @@ func TestStore_SignIn(t *testing.T) {
 		}
 	})
 
-	t.Run("nothing to reset without failures", func(t *testing.T) {
+	succeed := func(t *testing.T, s *users.Store, si users.SignIn) {
+		t.Helper()
+		err := db.Pipelined(ctx, s.Pool, func(ctx context.Context) error {
+			si.QueueSucceeded(ctx)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("a success gives its reservation back", func(t *testing.T) {
 		s, _ := newStore(t)
 		mustCreate(t, s, "ada@example.com")
 		si, err := s.SignIn(ctx, "ada@example.com", password, ip)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := &pgx.Batch{}
-		si.QueueReset(b)
-		if b.Len() != 0 {
-			t.Fatalf("QueueReset queued %d statements for an account without failures, want none", b.Len())
+		// Counted before the password was checked, until the success is sent.
+		if n, _ := s.Limiter.Failures(ctx, "pwd-user:ada@example.com"); n != 1 {
+			t.Fatalf("account failures while the sign-in is in flight = %d, want 1 (the reservation)", n)
+		}
+		succeed(t, s, si)
+		if n, _ := s.Limiter.Failures(ctx, "pwd-user:ada@example.com"); n != 0 {
+			t.Fatalf("account failures after the success = %d, want 0", n)
 		}
 	})
 
-	t.Run("reset forgets the account's failures, not the address's", func(t *testing.T) {
+	t.Run("success forgets the account's failures, not the address's", func(t *testing.T) {
 		s, _ := newStore(t)
 		mustCreate(t, s, "ada@example.com")
 		if _, err := s.SignIn(ctx, "ada@example.com", "wrong password", ip); !errors.Is(err, users.ErrInvalidCredentials) {
@@ -353,20 +366,47 @@ func TestStore_SignIn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Not yet sent: the failure still counts.
-		if n, _ := s.Limiter.Failures(ctx, "pwd-user:ada@example.com"); n != 1 {
-			t.Fatalf("account failures before the reset is sent = %d, want 1", n)
+		// Not yet sent: the failure and the reservation still count.
+		if n, _ := s.Limiter.Failures(ctx, "pwd-user:ada@example.com"); n != 2 {
+			t.Fatalf("account failures before the success is sent = %d, want 2", n)
 		}
-		b := &pgx.Batch{}
-		si.QueueReset(b)
-		if err := s.Pool.SendBatch(ctx, b).Close(); err != nil {
-			t.Fatal(err)
-		}
+		succeed(t, s, si)
 		if n, _ := s.Limiter.Failures(ctx, "pwd-user:ada@example.com"); n != 0 {
-			t.Fatalf("account failures after the reset = %d, want 0", n)
+			t.Fatalf("account failures after the success = %d, want 0", n)
 		}
-		if n, _ := s.Limiter.Failures(ctx, "pwd-ip:"+ip); n != 1 {
-			t.Fatalf("address failures after the reset = %d, want 1", n)
+		if n, _ := s.Limiter.Failures(ctx, users.AddressKey(ip)); n != 1 {
+			t.Fatalf("address failures after the success = %d, want 1", n)
+		}
+	})
+
+	t.Run("concurrent wrong passwords are checked no more than the throttle allows", func(t *testing.T) {
+		// Forty guesses at once, each as its own sign-in, used to be hashed
+		// and checked all forty: the throttle was read before the hash and
+		// written after it.
+		s, _ := newStore(t)
+		mustCreate(t, s, "ada@example.com")
+		const n = 40
+		errs := make(chan error, n)
+		for i := range n {
+			go func() {
+				_, err := s.SignIn(ctx, "ada@example.com", fmt.Sprintf("wrong password %d", i), fmt.Sprintf("198.51.100.%d", i))
+				errs <- err
+			}()
+		}
+		checked, throttled := 0, 0
+		for range n {
+			var te *users.ThrottledError
+			switch err := <-errs; {
+			case errors.Is(err, users.ErrInvalidCredentials):
+				checked++
+			case errors.As(err, &te):
+				throttled++
+			default:
+				t.Fatalf("unexpected answer: %v", err)
+			}
+		}
+		if checked != s.Limiter.Free+1 || throttled != n-checked {
+			t.Fatalf("%d guesses checked and %d throttled, want %d checked (the free ones and the next)", checked, throttled, s.Limiter.Free+1)
 		}
 	})
 
@@ -384,7 +424,7 @@ func TestStore_SignIn(t *testing.T) {
 		if n, _ := s.Limiter.Failures(ctx, "pwd-user:ada@example.com"); n != s.Limiter.Free+1 {
 			t.Fatalf("account failures = %d, want %d: a throttled guess was counted", n, s.Limiter.Free+1)
 		}
-		if n, _ := s.Limiter.Failures(ctx, "pwd-ip:198.51.100.1"); n != 0 {
+		if n, _ := s.Limiter.Failures(ctx, users.AddressKey("198.51.100.1")); n != 0 {
 			t.Fatalf("address failures = %d, want 0: a throttled guess was counted", n)
 		}
 	})
@@ -586,5 +626,21 @@ func TestStore_TemporaryPassword(t *testing.T) {
 	clk.Advance(100 * users.TemporaryPasswordLifetime)
 	if si, err := s.SignIn(ctx, u.Email, own, ""); err != nil || si.MustChangePassword {
 		t.Fatalf("their own password later: %+v, %v; want accepted, nothing asked", si, err)
+	}
+}
+
+func TestAddressKey(t *testing.T) {
+	for _, tt := range []struct{ addr, want string }{
+		{"192.0.2.7", "pwd-ip:192.0.2.7"},
+		{"::ffff:192.0.2.7", "pwd-ip:192.0.2.7"},
+		// One subscriber holds a whole /64: hopping through it is one client.
+		{"2001:db8:1:2:aaaa::1", "pwd-ip:2001:db8:1:2::/64"},
+		{"2001:db8:1:2:ffff:ffff:ffff:ffff", "pwd-ip:2001:db8:1:2::/64"},
+		{"fe80::1%eth0", "pwd-ip:fe80::/64"},
+		{"not an address", "pwd-ip:not an address"},
+	} {
+		if got := users.AddressKey(tt.addr); got != tt.want {
+			t.Errorf("AddressKey(%q) = %q, want %q", tt.addr, got, tt.want)
+		}
 	}
 }

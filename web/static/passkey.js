@@ -120,6 +120,12 @@
     }).then(function (cred) {
       if (!cred) throw Object.assign(new Error(""), { name: "NotAllowedError" });
       form.elements.credential.value = encodeCredential(cred);
+      // Fields that mirror another form's (the sign-in page's "keep me
+      // signed in" box) take its value now.
+      Array.prototype.forEach.call(form.querySelectorAll("[data-copy-checkbox]"), function (el) {
+        var box = document.getElementById(el.dataset.copyCheckbox);
+        el.value = box && box.checked ? "1" : "";
+      });
       // The password was checked when the options were issued: it need
       // not travel again.
       Array.prototype.forEach.call(form.querySelectorAll("input[type=password]"), function (p) { p.value = ""; });

@@ -124,7 +124,8 @@ func record(ctx context.Context, pool *pgxpool.Pool, j job, o outcome, now, next
 // attempt, not a new hour of retries. It joins the transaction in ctx, if
 // any; ErrNotFound if the id names no undelivered row.
 func Retry(ctx context.Context, pool *pgxpool.Pool, id int64) error {
-	err := db.InTx(ctx, pool, func(ctx context.Context, tx pgx.Tx) error {
+	err := db.Tx(ctx, pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, pool)
 		// Due at created_at rather than now(): in the past for any worker
 		// clock that has seen the row queued, and ahead of newer rows.
 		tag, err := tx.Exec(ctx, `

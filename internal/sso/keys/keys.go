@@ -124,7 +124,8 @@ func (s *Set) ensure(ctx context.Context) error {
 	if err != nil || len(missing) == 0 {
 		return err
 	}
-	err = db.InTx(ctx, s.pool, func(ctx context.Context, tx pgx.Tx) error {
+	err = db.Tx(ctx, s.pool, func(ctx context.Context) error {
+		tx := db.Conn(ctx, s.pool)
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, generateLock); err != nil {
 			return err
 		}

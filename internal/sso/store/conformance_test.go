@@ -2,17 +2,19 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/store"
 )
 
@@ -21,7 +23,7 @@ import (
 // Store on a fresh database.
 var conformance = []struct {
 	name string
-	run  func(t *testing.T, s *store.Store)
+	run  func(t *testing.T, s unitStore)
 }{
 	{"round trip", testRoundTrip},
 	{"form secrets not persisted", testFormSecrets},
@@ -46,6 +48,10 @@ var conformance = []struct {
 	{"concurrent refreshes of one token", testConcurrentRefresh},
 	{"concurrent exchanges of one code", testConcurrentExchange},
 	{"serialization failure", testSerializationFailure},
+	{"no code exchange on an ended session", testExchangeEndedSession},
+	{"no refresh on an ended session", testRefreshEndedSession},
+	{"access tokens die with their session's timeout", testAccessTokenSessionTimeout},
+	{"a revocation waits for issuance in flight and ends its tokens", testRevocationWaitsForIssuance},
 	{"client assertion jti", testJTI},
 	{"expired client assertion jti", testExpiredJTI},
 }
@@ -59,8 +65,8 @@ func TestStore_Conformance(t *testing.T) {
 	}
 }
 
-func testRoundTrip(t *testing.T, s *store.Store) {
-	forEachKind(t, func(t *testing.T, k kind) {
+func testRoundTrip(t *testing.T, s unitStore) {
+	forEachKind(t, s, func(t *testing.T, k kind) {
 		ctx := t.Context()
 		want := newRequest("req-1")
 		if err := k.create(s, ctx, "sig-1", want); err != nil {
@@ -74,7 +80,7 @@ func testRoundTrip(t *testing.T, s *store.Store) {
 	})
 }
 
-func testFormSecrets(t *testing.T, s *store.Store) {
+func testFormSecrets(t *testing.T, s unitStore) {
 	secrets := map[string]string{
 		"client_secret":    "client-secret-value",
 		"client_assertion": "client-assertion-value",
@@ -84,7 +90,7 @@ func testFormSecrets(t *testing.T, s *store.Store) {
 		"code_verifier":    "code-verifier-value",
 		"token":            "token-value",
 	}
-	forEachKind(t, func(t *testing.T, k kind) {
+	forEachKind(t, s, func(t *testing.T, k kind) {
 		ctx := t.Context()
 		req := newRequest("req-1")
 		for name, v := range secrets {
@@ -109,7 +115,7 @@ func testFormSecrets(t *testing.T, s *store.Store) {
 			t.Errorf("redirect_uri = %q, want it kept", got.GetRequestForm().Get("redirect_uri"))
 		}
 		var doc string
-		if err := s.Pool.QueryRow(ctx, `SELECT request::text FROM `+k.table).Scan(&doc); err != nil {
+		if err := s.Pool.QueryRow(ctx, `SELECT row_to_json(t)::text FROM `+k.table+` t`).Scan(&doc); err != nil {
 			t.Fatal(err)
 		}
 		for name, v := range secrets {
@@ -120,8 +126,8 @@ func testFormSecrets(t *testing.T, s *store.Store) {
 	})
 }
 
-func testUnknownSignature(t *testing.T, s *store.Store) {
-	forEachKind(t, func(t *testing.T, k kind) {
+func testUnknownSignature(t *testing.T, s unitStore) {
+	forEachKind(t, s, func(t *testing.T, k kind) {
 		got, err := k.get(s, t.Context(), "no-such-signature", &openid.DefaultSession{})
 		wantErr(t, err, fosite.ErrNotFound)
 		if got != nil {
@@ -130,8 +136,8 @@ func testUnknownSignature(t *testing.T, s *store.Store) {
 	})
 }
 
-func testDelete(t *testing.T, s *store.Store) {
-	forEachKind(t, func(t *testing.T, k kind) {
+func testDelete(t *testing.T, s unitStore) {
+	forEachKind(t, s, func(t *testing.T, k kind) {
 		if k.del == nil {
 			t.Skip("fosite never deletes this kind")
 		}
@@ -164,7 +170,7 @@ type tokenRow struct {
 	expiresAt                    *time.Time
 }
 
-func readRow(t *testing.T, s *store.Store, table, sig string) tokenRow {
+func readRow(t *testing.T, s unitStore, table, sig string) tokenRow {
 	t.Helper()
 	var r tokenRow
 	err := s.Pool.QueryRow(t.Context(),
@@ -176,17 +182,17 @@ func readRow(t *testing.T, s *store.Store, table, sig string) tokenRow {
 	return r
 }
 
-func testColumns(t *testing.T, s *store.Store) {
-	forEachKind(t, func(t *testing.T, k kind) {
+func testColumns(t *testing.T, s unitStore) {
+	forEachKind(t, s, func(t *testing.T, k kind) {
 		ctx := t.Context()
 		req := newRequest("req-1")
 		if err := k.create(s, ctx, "sig-1", req); err != nil {
 			t.Fatalf("create: %v", err)
 		}
 		r := readRow(t, s, k.table, "sig-1")
-		if r.requestID != "req-1" || r.clientID != testClientID || r.subject != "user-1" || !r.active {
-			t.Errorf("request_id, client_id, subject, active = %q, %q, %q, %v; want req-1, %s, user-1, true",
-				r.requestID, r.clientID, r.subject, r.active, testClientID)
+		if r.requestID != "req-1" || r.clientID != testClientID || r.subject != testUserID || !r.active {
+			t.Errorf("request_id, client_id, subject, active = %q, %q, %q, %v; want req-1, %s, %s, true",
+				r.requestID, r.clientID, r.subject, r.active, testClientID, testUserID)
 		}
 		if r.sid == nil || *r.sid != testSID {
 			t.Errorf("sid = %v, want %s", r.sid, testSID)
@@ -217,7 +223,7 @@ func testColumns(t *testing.T, s *store.Store) {
 	})
 }
 
-func testSIDNull(t *testing.T, s *store.Store) {
+func testSIDNull(t *testing.T, s unitStore) {
 	tests := []struct {
 		name string
 		sid  any // nil: no sid claim
@@ -245,7 +251,7 @@ func testSIDNull(t *testing.T, s *store.Store) {
 	}
 }
 
-func testExpiresAtNull(t *testing.T, s *store.Store) {
+func testExpiresAtNull(t *testing.T, s unitStore) {
 	req := newRequest("req-1")
 	req.Session.(*openid.DefaultSession).ExpiresAt = nil
 	if err := s.CreateRefreshTokenSession(t.Context(), "rt-1", "at-1", req); err != nil {
@@ -256,7 +262,7 @@ func testExpiresAtNull(t *testing.T, s *store.Store) {
 	}
 }
 
-func testOffline(t *testing.T, s *store.Store) {
+func testOffline(t *testing.T, s unitStore) {
 	tests := []struct {
 		scopes []string
 		want   bool
@@ -285,10 +291,16 @@ func testOffline(t *testing.T, s *store.Store) {
 
 // testPKCE stores what fosite's PKCE handler stores (a sanitised request)
 // and reads the challenge back as the handler does.
-func testPKCE(t *testing.T, s *store.Store) {
+func testPKCE(t *testing.T, s unitStore) {
 	ctx := t.Context()
 	req := newRequest("req-1").Sanitize([]string{"code_challenge", "code_challenge_method"})
-	if err := s.CreatePKCERequestSession(ctx, "code-sig", req); err != nil {
+	err := s.unit(ctx, func(ctx context.Context) error {
+		if err := s.Store.CreateAuthorizeCodeSession(ctx, "code-sig", req); err != nil {
+			return err
+		}
+		return s.Store.CreatePKCERequestSession(ctx, "code-sig", req)
+	})
+	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	got, err := s.GetPKCERequestSession(ctx, "code-sig", &openid.DefaultSession{})
@@ -302,25 +314,35 @@ func testPKCE(t *testing.T, s *store.Store) {
 }
 
 // testOIDCKey checks the raw authorization code, which fosite passes to the
-// OpenID Connect storage, is stored only as its hash.
-func testOIDCKey(t *testing.T, s *store.Store) {
+// OpenID Connect storage, is not stored: the session is the form in the
+// row of the code, which is keyed by the hash of the code's signature.
+func testOIDCKey(t *testing.T, s unitStore) {
 	ctx := t.Context()
 	const code = "raw-authorization-code.with-its-signature"
-	if err := s.CreateOpenIDConnectSession(ctx, code, newRequest("req-1").Sanitize([]string{"nonce", "redirect_uri"})); err != nil {
+	req := newRequest("req-1").Sanitize([]string{"nonce", "redirect_uri"})
+	err := s.unit(ctx, func(ctx context.Context) error {
+		if err := s.Store.CreateAuthorizeCodeSession(ctx, "with-its-signature", req); err != nil {
+			return err
+		}
+		return s.Store.CreateOpenIDConnectSession(ctx, code, req)
+	})
+	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
 	var n int
-	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM oauth_oidc WHERE signature_hash = $1`, store.HashSignature(code)).Scan(&n); err != nil {
+	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM oauth_authorize_codes WHERE signature_hash = $1 AND oidc_form IS NOT NULL`,
+		store.HashSignature("with-its-signature")).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 1 {
-		t.Fatalf("%d rows under the code's hash, want 1", n)
+		t.Fatalf("%d code rows with the session under the signature's hash, want 1", n)
 	}
-	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM oauth_oidc WHERE request::text LIKE '%' || $1 || '%'`, code).Scan(&n); err != nil {
+	if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM oauth_authorize_codes t WHERE row_to_json(t)::text LIKE '%' || $1 || '%'`,
+		"raw-authorization-code").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 0 {
-		t.Error("the raw code is in the stored request")
+		t.Error("the raw code is in the stored row")
 	}
 	tokenRequest := fosite.NewAccessRequest(&openid.DefaultSession{})
 	got, err := s.GetOpenIDConnectSession(ctx, code, tokenRequest)
@@ -330,13 +352,13 @@ func testOIDCKey(t *testing.T, s *store.Store) {
 	if got.GetRequestForm().Get("nonce") != "n-0S6_WzA2Mj" {
 		t.Errorf("nonce = %q, want it kept", got.GetRequestForm().Get("nonce"))
 	}
-	wantSession(t, got.GetSession(), newSession("user-1", testSID))
+	wantSession(t, got.GetSession(), newSession(testUserID, testSID))
 }
 
 // testNilPrototype: fosite's revocation handler looks tokens up with a nil
 // session.
-func testNilPrototype(t *testing.T, s *store.Store) {
-	forEachKind(t, func(t *testing.T, k kind) {
+func testNilPrototype(t *testing.T, s unitStore) {
+	forEachKind(t, s, func(t *testing.T, k kind) {
 		ctx := t.Context()
 		want := newRequest("req-1")
 		if err := k.create(s, ctx, "sig-1", want); err != nil {
@@ -351,7 +373,7 @@ func testNilPrototype(t *testing.T, s *store.Store) {
 }
 
 // testUnknownClient: a token of a deleted client is as good as gone.
-func testUnknownClient(t *testing.T, s *store.Store) {
+func testUnknownClient(t *testing.T, s unitStore) {
 	ctx := t.Context()
 	req := newRequest("req-1")
 	req.Client = &fosite.DefaultClient{ID: "deleted-app"}
@@ -362,7 +384,7 @@ func testUnknownClient(t *testing.T, s *store.Store) {
 	wantErr(t, err, fosite.ErrNotFound)
 }
 
-func testGetClient(t *testing.T, s *store.Store) {
+func testGetClient(t *testing.T, s unitStore) {
 	c, err := s.GetClient(t.Context(), testClientID)
 	if err != nil || c.GetID() != testClientID {
 		t.Errorf("GetClient(%q) = %v, %v", testClientID, c, err)
@@ -371,7 +393,7 @@ func testGetClient(t *testing.T, s *store.Store) {
 	wantErr(t, err, fosite.ErrNotFound)
 }
 
-func testInvalidatedCode(t *testing.T, s *store.Store) {
+func testInvalidatedCode(t *testing.T, s unitStore) {
 	ctx := t.Context()
 	if err := s.CreateAuthorizeCodeSession(ctx, "code-1", newRequest("req-1")); err != nil {
 		t.Fatalf("create: %v", err)
@@ -392,7 +414,7 @@ func testInvalidatedCode(t *testing.T, s *store.Store) {
 	wantErr(t, s.InvalidateAuthorizeCodeSession(ctx, "no-such-code"), fosite.ErrInvalidatedAuthorizeCode)
 }
 
-func testRefreshReuse(t *testing.T, s *store.Store) {
+func testRefreshReuse(t *testing.T, s unitStore) {
 	ctx := t.Context()
 	req := newRequest("req-1")
 	for _, sig := range []string{"at-1", "at-2"} {
@@ -420,7 +442,7 @@ func testRefreshReuse(t *testing.T, s *store.Store) {
 	wantErr(t, s.RotateRefreshToken(ctx, "req-1", "no-such-token"), fosite.ErrInactiveToken)
 }
 
-func testRevoke(t *testing.T, s *store.Store) {
+func testRevoke(t *testing.T, s unitStore) {
 	ctx := t.Context()
 	for _, id := range []string{"req-a", "req-b"} {
 		req := newRequest(id)
@@ -464,7 +486,7 @@ func testRevoke(t *testing.T, s *store.Store) {
 	}
 }
 
-func testRollback(t *testing.T, s *store.Store) {
+func testRollback(t *testing.T, s unitStore) {
 	ctx := t.Context()
 	txCtx, err := s.BeginTX(ctx)
 	if err != nil {
@@ -473,11 +495,11 @@ func testRollback(t *testing.T, s *store.Store) {
 	if err := s.CreateAccessTokenSession(txCtx, "at-1", newRequest("req-1")); err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	if _, err := s.GetAccessTokenSession(txCtx, "at-1", nil); err != nil {
-		t.Fatalf("get inside the transaction: %v", err)
-	}
 	if err := s.Rollback(txCtx); err != nil {
 		t.Fatalf("rollback: %v", err)
+	}
+	if err := s.Commit(txCtx); err != nil { // fosite's rollback, then the endpoint's commit
+		t.Fatalf("commit after rollback: %v", err)
 	}
 	_, err = s.GetAccessTokenSession(ctx, "at-1", nil)
 	wantErr(t, err, fosite.ErrNotFound)
@@ -487,7 +509,7 @@ func testRollback(t *testing.T, s *store.Store) {
 	}
 }
 
-func testCommit(t *testing.T, s *store.Store) {
+func testCommit(t *testing.T, s unitStore) {
 	ctx := t.Context()
 	txCtx, err := s.BeginTX(ctx)
 	if err != nil {
@@ -509,16 +531,16 @@ func testCommit(t *testing.T, s *store.Store) {
 	}
 }
 
-func testNoTransaction(t *testing.T, s *store.Store) {
+func testNoTransaction(t *testing.T, s unitStore) {
 	wantErr(t, s.Commit(t.Context()), store.ErrNoTransaction)
 	wantErr(t, s.Rollback(t.Context()), store.ErrNoTransaction)
 }
 
-// testNested: fosite's transaction inside one of ours is a savepoint, so its
-// rollback undoes only its own work.
-func testNested(t *testing.T, s *store.Store) {
+// testNested: fosite's transaction inside a unit of ours is a part of it,
+// so its rollback undoes only its own work.
+func testNested(t *testing.T, s unitStore) {
 	ctx := t.Context()
-	err := db.InTx(ctx, s.Pool, func(ctx context.Context, _ pgx.Tx) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
 		if err := s.CreateAccessTokenSession(ctx, "at-outer", newRequest("req-1")); err != nil {
 			return err
 		}
@@ -544,7 +566,7 @@ func testNested(t *testing.T, s *store.Store) {
 // race runs fn twice at once, each in its own fosite transaction begun
 // before either proceeds, committing on success and rolling back on error
 // as fosite does. It returns both errors.
-func race(t *testing.T, s *store.Store, fn func(ctx context.Context, i int) error) [2]error {
+func race(t *testing.T, s unitStore, fn func(ctx context.Context, i int) error) [2]error {
 	t.Helper()
 	var (
 		errs  [2]error
@@ -598,7 +620,7 @@ func oneWinner(t *testing.T, errs [2]error, loser error) (winner int) {
 
 // testConcurrentRefresh replays fosite's refresh grant twice at once with
 // one refresh token: exactly one may issue new tokens.
-func testConcurrentRefresh(t *testing.T, s *store.Store) {
+func testConcurrentRefresh(t *testing.T, s unitStore) {
 	for round := range 5 {
 		t.Run(fmt.Sprint("round ", round), func(t *testing.T) {
 			ctx := t.Context()
@@ -642,7 +664,7 @@ func testConcurrentRefresh(t *testing.T, s *store.Store) {
 
 // testConcurrentExchange replays fosite's code exchange twice at once with
 // one code: exactly one may issue tokens.
-func testConcurrentExchange(t *testing.T, s *store.Store) {
+func testConcurrentExchange(t *testing.T, s unitStore) {
 	ctx := t.Context()
 	req := newRequest("req-1")
 	if err := s.CreateAuthorizeCodeSession(ctx, "code-1", req); err != nil {
@@ -664,28 +686,36 @@ func testConcurrentExchange(t *testing.T, s *store.Store) {
 
 // testSerializationFailure: under REPEATABLE READ a lost race is SQLSTATE
 // 40001, which fosite must see as ErrSerializationFailure.
-func testSerializationFailure(t *testing.T, s *store.Store) {
+func testSerializationFailure(t *testing.T, s unitStore) {
 	ctx := t.Context()
 	req := newRequest("req-1")
 	if err := s.CreateRefreshTokenSession(ctx, "rt-1", "at-1", req); err != nil {
 		t.Fatal(err)
 	}
-	tx, err := s.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	cfg := s.Pool.Config().Copy()
+	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "repeatable read"
+	rr, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // cleanup
-	txCtx := db.WithTx(ctx, tx)
-	if _, err := s.GetRefreshTokenSession(txCtx, "rt-1", nil); err != nil { // takes the snapshot
-		t.Fatal(err)
-	}
-	if err := s.RotateRefreshToken(ctx, "req-1", "rt-1"); err != nil {
-		t.Fatalf("concurrent rotate: %v", err)
-	}
-	wantErr(t, s.RotateRefreshToken(txCtx, "req-1", "rt-1"), fosite.ErrSerializationFailure)
+	defer rr.Close()
+	err = db.Tx(ctx, rr, func(txCtx context.Context) error {
+		if _, err := s.GetRefreshTokenSession(txCtx, "rt-1", nil); err != nil { // takes the snapshot
+			t.Fatal(err)
+		}
+		if err := s.RotateRefreshToken(ctx, "req-1", "rt-1"); err != nil {
+			t.Fatalf("concurrent rotate: %v", err)
+		}
+		if err := s.Store.RotateRefreshToken(txCtx, "req-1", "rt-1"); err != nil {
+			return err
+		}
+		u, _ := db.From(txCtx)
+		return u.Send(txCtx)
+	})
+	wantErr(t, err, fosite.ErrSerializationFailure)
 }
 
-func testJTI(t *testing.T, s *store.Store) {
+func testJTI(t *testing.T, s unitStore) {
 	ctx := t.Context()
 	exp := time.Now().Add(time.Hour)
 	if err := s.ClientAssertionJWTValid(ctx, "jti-1"); err != nil {
@@ -703,7 +733,7 @@ func testJTI(t *testing.T, s *store.Store) {
 
 // testExpiredJTI: an expired jti cannot be replayed (its assertion has
 // expired too), so it no longer counts and is purged on the next insert.
-func testExpiredJTI(t *testing.T, s *store.Store) {
+func testExpiredJTI(t *testing.T, s unitStore) {
 	ctx := t.Context()
 	past, future := time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
 	for _, jti := range []string{"jti-old", "jti-stale"} {
@@ -724,5 +754,164 @@ func testExpiredJTI(t *testing.T, s *store.Store) {
 	}
 	if n != 0 {
 		t.Error("expired jti-stale was not purged")
+	}
+}
+
+// endSession ends testSID the way how says: revoked, or one of its
+// timeouts passed (a session the janitor has not ended yet).
+func endSession(t *testing.T, s unitStore, how string) {
+	t.Helper()
+	set := map[string]string{
+		"revoked":       `revoked_at = now()`,
+		"idle timeout":  `idle_expires_at = now() - interval '1 second'`,
+		"absolute life": `absolute_expires_at = now() - interval '1 second'`,
+	}[how]
+	if _, err := s.Pool.Exec(t.Context(), `UPDATE sso_sessions SET `+set+` WHERE id = $1`, testSID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var sessionEnds = []string{"revoked", "idle timeout", "absolute life"}
+
+// testExchangeEndedSession: a code whose SSO session ended buys no tokens,
+// even when the code itself is still unused (the session ended between
+// the authorization and the exchange).
+func testExchangeEndedSession(t *testing.T, s unitStore) {
+	for i, how := range sessionEnds {
+		t.Run(how, func(t *testing.T) {
+			ctx := t.Context()
+			if _, err := s.Pool.Exec(ctx, `UPDATE sso_sessions SET revoked_at = NULL, idle_expires_at = '2100-01-01', absolute_expires_at = '2100-01-01'`); err != nil {
+				t.Fatal(err)
+			}
+			code, at := fmt.Sprint("code-", i), fmt.Sprint("at-", i)
+			if err := s.CreateAuthorizeCodeSession(ctx, code, newRequest("req-1")); err != nil {
+				t.Fatal(err)
+			}
+			endSession(t, s, how)
+			err := s.unit(ctx, func(ctx context.Context) error {
+				if err := s.Store.InvalidateAuthorizeCodeSession(ctx, code); err != nil {
+					return err
+				}
+				return s.Store.CreateAccessTokenSession(ctx, at, newRequest("req-1"))
+			})
+			wantErr(t, err, sessions.ErrSessionEnded)
+			if !store.IsSessionEnded(err) {
+				t.Errorf("IsSessionEnded(%v) = false", err)
+			}
+			_, err = s.GetAccessTokenSession(ctx, at, nil)
+			wantErr(t, err, fosite.ErrNotFound)
+		})
+	}
+}
+
+// testRefreshEndedSession: a grant bound to its SSO session cannot be
+// refreshed once the session ended, revoked or timed out (the janitor may
+// not have ended it yet); an offline_access grant outlives its session.
+func testRefreshEndedSession(t *testing.T, s unitStore) {
+	n := 0
+	refresh := func(t *testing.T, scopes ...string) error {
+		ctx := t.Context()
+		n++
+		req := newRequest(fmt.Sprint("req-", n), scopes...)
+		rt := fmt.Sprint("rt-", n)
+		if err := s.CreateRefreshTokenSession(ctx, rt, "", req); err != nil {
+			t.Fatal(err)
+		}
+		return s.unit(ctx, func(ctx context.Context) error {
+			if err := s.Store.RotateRefreshToken(ctx, req.ID, rt); err != nil {
+				return err
+			}
+			return s.Store.CreateRefreshTokenSession(ctx, rt+"-next", "", req)
+		})
+	}
+	for _, how := range sessionEnds {
+		t.Run(how, func(t *testing.T) {
+			if _, err := s.Pool.Exec(t.Context(), `UPDATE sso_sessions SET revoked_at = NULL, idle_expires_at = '2100-01-01', absolute_expires_at = '2100-01-01'`); err != nil {
+				t.Fatal(err)
+			}
+			if err := refresh(t, "openid"); err != nil {
+				t.Fatalf("refresh on a live session: %v", err)
+			}
+			endSession(t, s, how)
+			wantErr(t, refresh(t, "openid"), sessions.ErrSessionEnded)
+			if err := refresh(t, "openid", "offline_access"); err != nil {
+				t.Errorf("offline_access grant after its session's end: %v, want refreshed", err)
+			}
+		})
+	}
+}
+
+// testAccessTokenSessionTimeout: an access token of a session that idled or
+// aged out is inactive at once, before the janitor ends the session and
+// deletes it; one of an offline_access grant is not.
+func testAccessTokenSessionTimeout(t *testing.T, s unitStore) {
+	ctx := t.Context()
+	if err := s.CreateAccessTokenSession(ctx, "at-bound", newRequest("req-1", "openid")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAccessTokenSession(ctx, "at-offline", newRequest("req-2", "openid", "offline_access")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAccessTokenSession(ctx, "at-bound", nil); err != nil {
+		t.Fatalf("before the timeout: %v", err)
+	}
+	endSession(t, s, "idle timeout")
+	_, err := s.GetAccessTokenSession(ctx, "at-bound", nil)
+	wantErr(t, err, fosite.ErrInactiveToken)
+	if _, err := s.GetAccessTokenSession(ctx, "at-offline", nil); err != nil {
+		t.Errorf("offline_access grant's access token: %v, want active", err)
+	}
+}
+
+// testRevocationWaitsForIssuance: a refresh has written its new tokens but
+// not committed when an administrator's revoke-all begins. The revocation
+// must wait for it and then end the new tokens too: before issuance locked
+// the session, the revocation waited only on the old token's row, and the
+// new tokens, invisible to the statement that had already started, lived
+// on.
+func testRevocationWaitsForIssuance(t *testing.T, s unitStore) {
+	ctx := t.Context()
+	m := &sessions.Manager{Pool: s.Pool, Now: time.Now, IdleTimeout: time.Hour, AbsoluteTimeout: time.Hour}
+	req := newRequest("req-1", "openid")
+	if err := s.CreateRefreshTokenSession(ctx, "rt-1", "", req); err != nil {
+		t.Fatal(err)
+	}
+	revoked := make(chan error, 1)
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		if err := s.Store.RotateRefreshToken(ctx, "req-1", "rt-1"); err != nil {
+			return err
+		}
+		if err := s.Store.CreateAccessTokenSession(ctx, "at-2", req); err != nil {
+			return err
+		}
+		if err := s.Store.CreateRefreshTokenSession(ctx, "rt-2", "at-2", req); err != nil {
+			return err
+		}
+		u, _ := db.From(ctx)
+		if err := u.Send(ctx); err != nil { // written, locks held, not committed
+			return err
+		}
+		go func() {
+			_, err := m.Revoke(context.Background(), sessions.Revocation{UserID: testUserID, Reason: sessions.ReasonAdminRevoke, IncludeOffline: true})
+			revoked <- err
+		}()
+		select {
+		case err := <-revoked:
+			t.Fatalf("the revocation finished (%v) while tokens of the session were being issued", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-revoked; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetAccessTokenSession(ctx, "at-2", nil); !errors.Is(err, fosite.ErrNotFound) {
+		t.Errorf("access token issued during the revocation: %v, want it deleted", err)
+	}
+	if _, err := s.GetRefreshTokenSession(ctx, "rt-2", nil); !errors.Is(err, fosite.ErrInactiveToken) {
+		t.Errorf("refresh token issued during the revocation: %v, want it inactive", err)
 	}
 }

@@ -1,8 +1,7 @@
-// Package store is fosite's storage on PostgreSQL: authorization codes, PKCE
-// and OpenID Connect sessions, access and refresh tokens, and the client
-// assertion JTIs seen, one table per kind (migrations/0001_core.sql), except
-// that the sessions of a code issued in a Batched context are columns of the
-// code's row (migrations/0009_code_forms.sql).
+// Package store is fosite's storage on PostgreSQL: authorization codes
+// (with their PKCE and OpenID Connect sessions as forms in the code's row),
+// access and refresh tokens, and the client assertion JTIs seen, one table
+// per kind (migrations/0001_core.sql, 0009, 0010).
 //
 // Tokens are keyed by the SHA-256 of their signature, so a database dump
 // holds nothing a client could present. Who a token belongs to (request id,
@@ -10,32 +9,24 @@
 // packages revoke and clean up with plain SQL; the fosite request itself,
 // minus any secret in its form, is a JSON document.
 //
-// Every method runs on the transaction carried in its context (db.Conn), so
-// fosite's BeginTX/Commit/Rollback and our own db.InTx compose.
+// Every write joins the unit of work in its context (db.Unit): the
+// request's (Store.Pipeline), which the endpoint commits, or one fosite's
+// BeginTX makes; reads run at once. Issuing tokens for a session-bound
+// grant checks the SSO session in the same unit, under its share lock
+// (sessions.LiveSQL), so no token outlives the session it belongs to.
 //
-// Round trips per fosite call (the client lookup goes to Clients, which the
-// caller caches):
+// Round trips per fosite call, in a request's pipeline (the client lookup
+// goes to Clients, which the caller caches):
 //
-//	CreateAuthorizeCodeSession, CreatePKCERequestSession,
-//	CreateOpenIDConnectSession, CreateAccessTokenSession,
-//	CreateRefreshTokenSession                      1 INSERT
-//	GetAuthorizeCodeSession, GetPKCERequestSession,
-//	GetOpenIDConnectSession, GetAccessTokenSession,
-//	GetRefreshTokenSession                         1 SELECT by primary key + GetClient
-//	InvalidateAuthorizeCodeSession                 1 (UPDATE, raising when the code is not active)
-//	RotateRefreshToken                             1 (UPDATE refresh + DELETE its access token)
-//	Delete*Session, RevokeRefreshToken,
-//	RevokeAccessToken                              1
-//	ClientAssertionJWTValid                        1
-//	SetClientAssertionJWT                          1 (expired JTIs purged in the same statement)
-//	BeginTX, Commit, Rollback                      1 each
+//	Create*Session, Invalidate, Rotate, Revoke*, Delete*   none: queued
+//	GetAuthorizeCodeSession                       1 SELECT (the code with its sessions' forms), once per request
+//	GetPKCERequestSession, GetOpenIDConnectSession  none after the code's read; 1 otherwise
+//	GetAccessTokenSession, GetRefreshTokenSession  1 SELECT by primary key
+//	ClientAssertionJWTValid, SetClientAssertionJWT 1 each, at once
+//	Commit                                        1: everything queued
 //
-// Called one by one, issuing a code costs 3 round trips, exchanging it 11
-// and a refresh 6. The server calls fosite in a Batched context instead,
-// where writes wait and go out together, a code's PKCE and OpenID Connect
-// sessions are forms in the code's row, and a code is read once with them:
-// issuing a code costs 1 round trip (with the app's client session) and 2
-// row writes, exchanging it 2, a refresh 2 (TestStore_Fosite counts them).
+// Issuing a code costs 1 round trip (with the app's client session), its
+// exchange 2, a refresh 2 (TestStore_Fosite counts them).
 package store
 
 import (
@@ -70,11 +61,21 @@ type ClientGetter interface {
 type Store struct {
 	Pool    *pgxpool.Pool
 	Clients ClientGetter
+	// Now is the clock SSO sessions' timeouts are checked against; nil
+	// means time.Now.
+	Now func() time.Time
 }
 
 // New returns a Store on pool that loads clients from clients.
 func New(pool *pgxpool.Pool, clients ClientGetter) *Store {
 	return &Store{Pool: pool, Clients: clients}
+}
+
+func (s *Store) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 var (
@@ -142,67 +143,48 @@ func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.
 	return nil
 }
 
-// BeginTX implements storage.Transactional. Inside a transaction already in
-// ctx it opens a savepoint, so fosite's unit of work nests in ours. In a
-// Batched context no transaction is opened: the writes fosite makes wait in
-// the batch, which is atomic by itself, until Commit sends them.
+// BeginTX implements storage.Transactional. fosite's transaction is a part
+// of the unit of work in ctx: its writes wait there, and a Rollback drops
+// those it queued. Without a unit in ctx it makes a pipeline of its own,
+// which Commit commits.
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
-	if w, ok := db.WriteBehindFrom(ctx); ok {
-		return context.WithValue(ctx, batchTxKey{}, w.Len()), nil
+	if u, ok := db.From(ctx); ok {
+		return context.WithValue(ctx, txKey{}, &tx{unit: u, mark: u.Mark()}), nil
 	}
-	var (
-		tx  pgx.Tx
-		err error
-	)
-	if outer, ok := db.TxFrom(ctx); ok {
-		tx, err = outer.Begin(ctx)
-	} else {
-		tx, err = s.Pool.Begin(ctx)
-	}
-	if err != nil {
-		return ctx, dbErr("begin", err)
-	}
-	return db.WithTx(ctx, tx), nil
+	ctx, u := db.Pipeline(ctx, s.Pool)
+	return context.WithValue(ctx, txKey{}, &tx{unit: u, owned: true}), nil
 }
 
-// Commit implements storage.Transactional. In a Batched context it sends
-// everything waiting, from before BeginTX too, in one round trip.
+// Commit implements storage.Transactional: it sends what waits in the
+// unit, from before BeginTX too, in one round trip (a pipeline), or leaves
+// it to the caller's commit (a transaction).
 func (s *Store) Commit(ctx context.Context) error {
-	if w, ok := batchTx(ctx); ok {
-		return w.Flush(ctx)
-	}
-	tx, ok := db.TxFrom(ctx)
+	t, ok := ctx.Value(txKey{}).(*tx)
 	if !ok {
 		return fmt.Errorf("store: commit: %w", ErrNoTransaction)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return dbErr("commit", err)
+	if !t.owned && !t.unit.Pipelined() {
+		return nil
+	}
+	if err := t.unit.Commit(ctx); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
 	}
 	return nil
 }
 
-// Rollback implements storage.Transactional. fosite rolls back after a
-// failed Commit too, when pgx has already closed the transaction; that is
-// not an error. The rollback runs even when the request's context is
-// cancelled, so the connection goes back to the pool clean.
+// Rollback implements storage.Transactional: the writes queued since
+// BeginTX are dropped. fosite rolls back after a failed Commit too, when
+// nothing waits any more; that is not an error.
 func (s *Store) Rollback(ctx context.Context) error {
-	if w, ok := db.WriteBehindFrom(ctx); ok {
-		if start, ok := ctx.Value(batchTxKey{}).(int); ok {
-			w.Discard(start)
-			return nil
-		}
-	}
-	tx, ok := db.TxFrom(ctx)
+	t, ok := ctx.Value(txKey{}).(*tx)
 	if !ok {
 		return fmt.Errorf("store: rollback: %w", ErrNoTransaction)
 	}
-	if err := tx.Rollback(context.WithoutCancel(ctx)); err != nil && !errors.Is(err, pgx.ErrTxClosed) {
-		return dbErr("rollback", err)
-	}
+	t.unit.Discard(t.mark)
 	return nil
 }
 
-// mapDBErr is dbErr for a statement that may wait in a batch.
+// mapDBErr is dbErr for a statement that waits in a unit.
 func mapDBErr(op string) func(error) error {
 	return func(err error) error { return dbErr(op, err) }
 }

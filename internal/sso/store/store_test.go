@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/token/jwt"
 
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/sso/store"
 )
@@ -39,15 +41,89 @@ var (
 const (
 	testClientID = "app"
 	testSID      = "6f1c2b0e-3d4a-4f5b-9c8d-7e6f5a4b3c2d"
+	testUserID   = "0c9a4f3e-2b1d-4e5f-8a7b-6c5d4e3f2a1b"
 )
 
-// newStore returns a Store on a fresh database whose only client is "app".
-func newStore(t *testing.T) *store.Store {
+// newStore returns a Store on a fresh database whose only client is "app",
+// with the account testUserID signed in under the live SSO session
+// testSID: issuing tokens checks both.
+func newStore(t *testing.T) unitStore {
 	t.Helper()
-	d := dbtest.New(t)
-	return store.New(d.Pool, clientMap{
+	return unitStore{store.New(seeded(t, dbtest.New(t).Pool), clientMap{
 		testClientID: &fosite.DefaultClient{ID: testClientID, Scopes: []string{"openid", "offline_access"}},
-	})
+	})}
+}
+
+// seeded adds testUserID and its session testSID to the database of pool.
+func seeded(t *testing.T, pool *pgxpool.Pool) *pgxpool.Pool {
+	t.Helper()
+	_, err := pool.Exec(t.Context(), `
+		WITH u AS (INSERT INTO users (id, email) VALUES ($1, 'alice@example.com'))
+		INSERT INTO sso_sessions (id, cookie_hash, user_id, idle_expires_at, absolute_expires_at, auth_time)
+		VALUES ($2, '\x00', $1, '2100-01-01', '2100-01-01', now())`, testUserID, testSID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
+// unitStore is the Store as an endpoint uses it: a write called outside a
+// unit of work is a unit of its own (store.Pipeline), committed before the
+// call returns, where its error surfaces. Inside a unit (BeginTX, or a
+// test's own), writes join it, as fosite's do.
+type unitStore struct{ *store.Store }
+
+// unit runs fn in ctx's unit, or in a pipeline of its own that it commits.
+func (s unitStore) unit(ctx context.Context, fn func(ctx context.Context) error) error {
+	if _, ok := db.From(ctx); ok {
+		return fn(ctx)
+	}
+	ctx, u := s.Pipeline(ctx)
+	if err := fn(ctx); err != nil {
+		u.Rollback(ctx)
+		return err
+	}
+	return u.Commit(ctx)
+}
+
+func (s unitStore) CreateAuthorizeCodeSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.CreateAuthorizeCodeSession(ctx, sig, r) })
+}
+func (s unitStore) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.CreatePKCERequestSession(ctx, sig, r) })
+}
+func (s unitStore) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.CreateOpenIDConnectSession(ctx, code, r) })
+}
+func (s unitStore) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.CreateAccessTokenSession(ctx, sig, r) })
+}
+func (s unitStore) CreateRefreshTokenSession(ctx context.Context, sig, accessSig string, r fosite.Requester) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.CreateRefreshTokenSession(ctx, sig, accessSig, r) })
+}
+func (s unitStore) InvalidateAuthorizeCodeSession(ctx context.Context, code string) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.InvalidateAuthorizeCodeSession(ctx, code) })
+}
+func (s unitStore) DeletePKCERequestSession(ctx context.Context, sig string) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.DeletePKCERequestSession(ctx, sig) })
+}
+func (s unitStore) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.DeleteOpenIDConnectSession(ctx, code) })
+}
+func (s unitStore) DeleteAccessTokenSession(ctx context.Context, sig string) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.DeleteAccessTokenSession(ctx, sig) })
+}
+func (s unitStore) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.DeleteRefreshTokenSession(ctx, sig) })
+}
+func (s unitStore) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.RotateRefreshToken(ctx, requestID, sig) })
+}
+func (s unitStore) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.RevokeRefreshToken(ctx, requestID) })
+}
+func (s unitStore) RevokeAccessToken(ctx context.Context, requestID string) error {
+	return s.unit(ctx, func(ctx context.Context) error { return s.Store.RevokeAccessToken(ctx, requestID) })
 }
 
 // newSession is the session the server would attach: subject, and the ID
@@ -95,63 +171,91 @@ func newRequest(requestID string, scopes ...string) *fosite.Request {
 			"code_challenge":        {"E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"},
 			"code_challenge_method": {"S256"},
 		},
-		Session: newSession("user-1", testSID),
+		Session: newSession(testUserID, testSID),
 	}
 }
 
-// kind drives one token table through the interface fosite uses for it.
+// kind drives one token table, or a code's session (a form in the code's
+// row), through the interface fosite uses for it.
 type kind struct {
 	name   string
-	table  string
+	table  string // where its row is
 	expiry fosite.TokenType
 	// Receiver first, so method expressions fit.
-	create func(s *store.Store, ctx context.Context, sig string, r fosite.Requester) error
-	get    func(s *store.Store, ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error)
-	del    func(s *store.Store, ctx context.Context, sig string) error
+	create func(s unitStore, ctx context.Context, sig string, r fosite.Requester) error
+	get    func(s unitStore, ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error)
+	del    func(s unitStore, ctx context.Context, sig string) error
 }
+
+// oidcCode is the code fosite passes to the OpenID Connect storage for the
+// code stored under sig (fosite's HMAC format: key.signature).
+func oidcCode(sig string) string { return "ory_ac_key." + sig }
 
 var kinds = []kind{
 	{
 		name: "authorize code", table: "oauth_authorize_codes", expiry: fosite.AuthorizeCode,
-		create: (*store.Store).CreateAuthorizeCodeSession,
-		get:    (*store.Store).GetAuthorizeCodeSession,
+		create: unitStore.CreateAuthorizeCodeSession,
+		get:    unitStore.GetAuthorizeCodeSession,
 		del:    nil, // codes are invalidated, never deleted, by fosite
 	},
 	{
-		name: "pkce", table: "oauth_pkce", expiry: fosite.AuthorizeCode,
-		create: (*store.Store).CreatePKCERequestSession,
-		get:    (*store.Store).GetPKCERequestSession,
-		del:    (*store.Store).DeletePKCERequestSession,
+		// A code's PKCE session is stored with its code, as fosite does.
+		name: "pkce", table: "oauth_authorize_codes", expiry: fosite.AuthorizeCode,
+		create: func(s unitStore, ctx context.Context, sig string, r fosite.Requester) error {
+			return s.unit(ctx, func(ctx context.Context) error {
+				if err := s.Store.CreateAuthorizeCodeSession(ctx, sig, r); err != nil {
+					return err
+				}
+				return s.Store.CreatePKCERequestSession(ctx, sig, r)
+			})
+		},
+		get: unitStore.GetPKCERequestSession,
+		del: unitStore.DeletePKCERequestSession,
 	},
 	{
-		name: "oidc", table: "oauth_oidc", expiry: fosite.AuthorizeCode,
-		create: (*store.Store).CreateOpenIDConnectSession,
-		get: func(s *store.Store, ctx context.Context, code string, proto fosite.Session) (fosite.Requester, error) {
-			return s.GetOpenIDConnectSession(ctx, code, &fosite.Request{Session: proto})
+		name: "oidc", table: "oauth_authorize_codes", expiry: fosite.AuthorizeCode,
+		create: func(s unitStore, ctx context.Context, sig string, r fosite.Requester) error {
+			return s.unit(ctx, func(ctx context.Context) error {
+				if err := s.Store.CreateAuthorizeCodeSession(ctx, sig, r); err != nil {
+					return err
+				}
+				return s.Store.CreateOpenIDConnectSession(ctx, oidcCode(sig), r)
+			})
 		},
-		del: (*store.Store).DeleteOpenIDConnectSession,
+		get: func(s unitStore, ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
+			return s.GetOpenIDConnectSession(ctx, oidcCode(sig), &fosite.Request{Session: proto})
+		},
+		del: func(s unitStore, ctx context.Context, sig string) error {
+			return s.DeleteOpenIDConnectSession(ctx, oidcCode(sig))
+		},
 	},
 	{
 		name: "access token", table: "oauth_access_tokens", expiry: fosite.AccessToken,
-		create: (*store.Store).CreateAccessTokenSession,
-		get:    (*store.Store).GetAccessTokenSession,
-		del:    (*store.Store).DeleteAccessTokenSession,
+		create: unitStore.CreateAccessTokenSession,
+		get:    unitStore.GetAccessTokenSession,
+		del:    unitStore.DeleteAccessTokenSession,
 	},
 	{
 		name: "refresh token", table: "oauth_refresh_tokens", expiry: fosite.RefreshToken,
-		create: func(s *store.Store, ctx context.Context, sig string, r fosite.Requester) error {
+		create: func(s unitStore, ctx context.Context, sig string, r fosite.Requester) error {
 			return s.CreateRefreshTokenSession(ctx, sig, "access-of-"+sig, r)
 		},
-		get: (*store.Store).GetRefreshTokenSession,
-		del: (*store.Store).DeleteRefreshTokenSession,
+		get: unitStore.GetRefreshTokenSession,
+		del: unitStore.DeleteRefreshTokenSession,
 	},
 }
 
-// forEachKind runs fn as a subtest per token kind.
-func forEachKind(t *testing.T, fn func(t *testing.T, k kind)) {
+// forEachKind runs fn as a subtest per token kind, each on empty token
+// tables (a code and its sessions share a row).
+func forEachKind(t *testing.T, s unitStore, fn func(t *testing.T, k kind)) {
 	t.Helper()
 	for _, k := range kinds {
-		t.Run(k.name, func(t *testing.T) { fn(t, k) })
+		t.Run(k.name, func(t *testing.T) {
+			if _, err := s.Pool.Exec(t.Context(), `TRUNCATE oauth_authorize_codes, oauth_access_tokens, oauth_refresh_tokens`); err != nil {
+				t.Fatal(err)
+			}
+			fn(t, k)
+		})
 	}
 }
 
@@ -249,50 +353,54 @@ func TestHashSignature(t *testing.T) {
 	}
 }
 
-// In a Batched context the PKCE and OpenID Connect sessions of the code
-// being issued are forms in the code's row; anything else stays a row of
-// its own, so nothing is attached to the wrong code or lost with a
-// discarded INSERT.
-func TestBatched_CodeSessions(t *testing.T) {
+// A code's PKCE and OpenID Connect sessions are forms in the code's row:
+// put into its INSERT when they come in the same request while it waits,
+// written by an UPDATE otherwise, and never attached to another request's
+// code or lost with a discarded INSERT.
+func TestStore_CodeSessions(t *testing.T) {
 	const code = "ory_ac_key.sig-1" // fosite's format: the row is keyed by "sig-1"
-	count := func(t *testing.T, s *store.Store) (codes, rows, forms int) {
+	count := func(t *testing.T, s unitStore) (codes, forms int) {
 		t.Helper()
-		err := s.Pool.QueryRow(t.Context(), `SELECT
-			(SELECT count(*) FROM oauth_authorize_codes),
-			(SELECT count(*) FROM oauth_pkce) + (SELECT count(*) FROM oauth_oidc),
-			(SELECT count(pkce_form) + count(oidc_form) FROM oauth_authorize_codes)`).Scan(&codes, &rows, &forms)
+		err := s.Pool.QueryRow(t.Context(), `SELECT count(*), count(pkce_form) + count(oidc_form) FROM oauth_authorize_codes`).
+			Scan(&codes, &forms)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return codes, rows, forms
+		return codes, forms
 	}
-	store3 := func(t *testing.T, s *store.Store, ctx context.Context, codeReq, pkceReq, oidcReq fosite.Requester) {
-		t.Helper()
-		if err := s.CreateAuthorizeCodeSession(ctx, "sig-1", codeReq); err != nil {
-			t.Fatal(err)
+	store3 := func(ctx context.Context, s unitStore, codeReq, pkceReq, oidcReq fosite.Requester) error {
+		if err := s.Store.CreateAuthorizeCodeSession(ctx, "sig-1", codeReq); err != nil {
+			return err
 		}
-		if err := s.CreatePKCERequestSession(ctx, "sig-1", pkceReq); err != nil {
-			t.Fatal(err)
+		if err := s.Store.CreatePKCERequestSession(ctx, "sig-1", pkceReq); err != nil {
+			return err
 		}
-		if err := s.CreateOpenIDConnectSession(ctx, code, oidcReq); err != nil {
-			t.Fatal(err)
-		}
+		return s.Store.CreateOpenIDConnectSession(ctx, code, oidcReq)
+	}
+	// rt counts the round trips of fn on a traced pool.
+	traced := func(t *testing.T) (unitStore, *dbtest.RoundTrips) {
+		pool, trips := dbtest.TracedPool(t, dbtest.New(t).URL)
+		return unitStore{store.New(seeded(t, pool), newStore(t).Clients)}, trips
 	}
 
-	t.Run("copies of the code's request go in its row", func(t *testing.T) {
+	t.Run("copies of the code's request go into its INSERT", func(t *testing.T) {
 		t.Parallel()
-		s := newStore(t)
-		ctx, w := s.Batched(t.Context())
+		s, trips := traced(t)
 		req := newRequest("req-1")
-		req.SetSession(newSession("user-1", testSID))
-		store3(t, s, ctx, req.Sanitize(nil), req.Sanitize([]string{"code_challenge"}), req.Sanitize([]string{"nonce"}))
-		if err := w.Flush(t.Context()); err != nil {
-			t.Fatal(err)
+		n := trips.Count(func() {
+			err := s.unit(t.Context(), func(ctx context.Context) error {
+				return store3(ctx, s, req.Sanitize(nil), req.Sanitize([]string{"code_challenge"}), req.Sanitize([]string{"nonce"}))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+		if codes, forms := count(t, s); codes != 1 || forms != 2 {
+			t.Fatalf("codes, forms = %d, %d; want 1, 2", codes, forms)
 		}
-		if codes, rows, forms := count(t, s); [3]int{codes, rows, forms} != [3]int{1, 0, 2} {
-			t.Fatalf("codes, session rows, forms = %d, %d, %d; want 1, 0, 2", codes, rows, forms)
+		if n != 1 {
+			t.Errorf("%d round trips, want 1 (the forms travel in the code's INSERT)", n)
 		}
-		// Read one call at a time (an instance of the previous release).
 		pk, err := s.GetPKCERequestSession(t.Context(), "sig-1", &openid.DefaultSession{})
 		if err != nil {
 			t.Fatal(err)
@@ -307,59 +415,79 @@ func TestBatched_CodeSessions(t *testing.T) {
 		if got := oidc.GetRequestForm(); got.Get("nonce") == "" || got.Get("code_challenge") != "" {
 			t.Errorf("OpenID Connect form = %v, want the nonce alone", got)
 		}
-		if sub := oidc.GetSession().GetSubject(); sub != "user-1" {
+		if sub := oidc.GetSession().GetSubject(); sub != testUserID {
 			t.Errorf("OpenID Connect session subject = %q, want the code's", sub)
 		}
-		for _, del := range []func() error{
-			func() error { return s.DeletePKCERequestSession(t.Context(), "sig-1") },
-			func() error { return s.DeleteOpenIDConnectSession(t.Context(), code) },
-		} {
-			if err := del(); err != nil {
-				t.Fatal(err)
-			}
+		if err := s.DeletePKCERequestSession(t.Context(), "sig-1"); err != nil {
+			t.Fatal(err)
 		}
-		if _, _, forms := count(t, s); forms != 0 {
+		if err := s.DeleteOpenIDConnectSession(t.Context(), code); err != nil {
+			t.Fatal(err)
+		}
+		if _, forms := count(t, s); forms != 0 {
 			t.Errorf("%d forms left after the deletes", forms)
 		}
 	})
 
-	t.Run("another request is a row of its own", func(t *testing.T) {
+	t.Run("in a unit of its own, the forms are written into the code's row", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
-		ctx, w := s.Batched(t.Context())
 		req := newRequest("req-1")
-		store3(t, s, ctx, req, newRequest("req-2"), newRequest("req-3"))
-		if err := w.Flush(t.Context()); err != nil {
+		if err := s.CreateAuthorizeCodeSession(t.Context(), "sig-1", req); err != nil {
 			t.Fatal(err)
 		}
-		if codes, rows, forms := count(t, s); [3]int{codes, rows, forms} != [3]int{1, 2, 0} {
-			t.Fatalf("codes, session rows, forms = %d, %d, %d; want 1, 2, 0", codes, rows, forms)
+		if err := s.CreatePKCERequestSession(t.Context(), "sig-1", req.Sanitize([]string{"code_challenge"})); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateOpenIDConnectSession(t.Context(), code, req.Sanitize([]string{"nonce"})); err != nil {
+			t.Fatal(err)
+		}
+		if codes, forms := count(t, s); codes != 1 || forms != 2 {
+			t.Fatalf("codes, forms = %d, %d; want 1, 2", codes, forms)
 		}
 	})
 
-	t.Run("after the code's INSERT was rolled back, rows of their own", func(t *testing.T) {
+	t.Run("another request's sessions are not put into the code's INSERT", func(t *testing.T) {
 		t.Parallel()
 		s := newStore(t)
-		ctx, w := s.Batched(t.Context())
-		req := newRequest("req-1")
-		tx, err := s.BeginTX(ctx)
+		err := s.unit(t.Context(), func(ctx context.Context) error {
+			return store3(ctx, s, newRequest("req-1"), newRequest("req-2"), newRequest("req-3"))
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.CreateAuthorizeCodeSession(tx, "sig-1", req); err != nil {
+		// Written by UPDATEs instead: the forms are those of the requests
+		// given, which are not copies of the code's.
+		pk, err := s.GetPKCERequestSession(t.Context(), "sig-1", nil)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Rollback(tx); err != nil {
-			t.Fatal(err)
+		if pk.GetID() != "req-1" {
+			t.Errorf("PKCE session request id = %q, want the code's", pk.GetID())
 		}
-		if err := s.CreatePKCERequestSession(ctx, "sig-1", req.Sanitize(nil)); err != nil {
-			t.Fatal(err)
+	})
+
+	t.Run("no code: no session", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		err := s.unit(t.Context(), func(ctx context.Context) error {
+			tx, err := s.BeginTX(ctx)
+			if err != nil {
+				return err
+			}
+			if err := s.Store.CreateAuthorizeCodeSession(tx, "sig-1", newRequest("req-1")); err != nil {
+				return err
+			}
+			if err := s.Rollback(tx); err != nil {
+				return err
+			}
+			return s.Store.CreatePKCERequestSession(ctx, "sig-1", newRequest("req-1").Sanitize(nil))
+		})
+		if err == nil {
+			t.Fatal("a PKCE session was stored for a code whose INSERT was rolled back")
 		}
-		if err := w.Flush(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		if codes, rows, forms := count(t, s); [3]int{codes, rows, forms} != [3]int{0, 1, 0} {
-			t.Fatalf("codes, session rows, forms = %d, %d, %d; want 0, 1, 0", codes, rows, forms)
+		if codes, forms := count(t, s); codes != 0 || forms != 0 {
+			t.Fatalf("codes, forms = %d, %d; want none", codes, forms)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/sessions"
 )
 
 // kind is one token table and the session expiry that goes in its
@@ -41,37 +43,67 @@ func newKind(name, table string, expiry fosite.TokenType, columns ...string) kin
 	}
 }
 
-// PKCE and OpenID Connect sessions live exactly as long as their code.
+// A code's PKCE and OpenID Connect sessions are forms in its row
+// (pkce_form, oidc_form): they are copies of the code's request with
+// another form, and live exactly as long as the code.
 var (
 	authorizeCodes = newKind("authorize code", "oauth_authorize_codes", fosite.AuthorizeCode, "pkce_form", "oidc_form")
-	pkceSessions   = newKind("pkce", "oauth_pkce", fosite.AuthorizeCode)
-	oidcSessions   = newKind("oidc", "oauth_oidc", fosite.AuthorizeCode)
-	accessTokens   = newKind("access token", "oauth_access_tokens", fosite.AccessToken)
-	refreshTokens  = newKind("refresh token", "oauth_refresh_tokens", fosite.RefreshToken, "access_signature_hash", "offline")
+	accessTokens   = withGet(newKind("access token", "oauth_access_tokens", fosite.AccessToken, "offline"),
+		// An access token of a session that has idled or aged out is dead
+		// at once, not when the janitor next ends the session (revoking
+		// it deletes the token). offline_access grants outlive their
+		// session by design, and so do their access tokens.
+		`SELECT a.active AND NOT EXISTS (
+			SELECT 1 FROM sso_sessions s WHERE s.id = a.sid AND NOT a.offline
+			  AND s.revoked_at IS NULL AND least(s.idle_expires_at, s.absolute_expires_at) <= $2),
+			a.request
+		FROM oauth_access_tokens a WHERE a.signature_hash = $1`)
+	refreshTokens = newKind("refresh token", "oauth_refresh_tokens", fosite.RefreshToken, "access_signature_hash", "offline")
 )
 
-// create inserts r under sig into k's table; extra are the values of k's
-// own columns, NULL where not given.
-func (s *Store) create(ctx context.Context, k kind, sig string, r fosite.Requester, extra ...any) error {
+func withGet(k kind, get string) kind { k.get = get; return k }
+
+// offline reports an offline_access grant: it survives a sign-out (but not
+// an administrator's revoke-all, see sessions.Revoke).
+func offline(r fosite.Requester) bool { return r.GetGrantedScopes().Has("offline_access") }
+
+// create queues the insert of r under sig into k's table; extra are the
+// values of k's own columns, NULL where not given.
+func (s *Store) create(ctx context.Context, k kind, sig string, r fosite.Requester, extra ...any) (*db.Queued, error) {
+	u, err := unit(ctx, "create "+k.name)
+	if err != nil {
+		return nil, err
+	}
 	rw, err := newRow(r, k.expiry)
 	if err != nil {
-		return fmt.Errorf("store: create %s: %w", k.name, err)
+		return nil, fmt.Errorf("store: create %s: %w", k.name, err)
 	}
 	args := []any{HashSignature(sig), rw.requestID, rw.clientID, rw.subject, rw.sid, rw.requestedAt, rw.expiresAt, rw.request}
 	args = append(args, extra...)
 	for range k.own - len(extra) {
 		args = append(args, nil)
 	}
-	return db.Exec(ctx, s.Pool, mapDBErr("create "+k.name), k.insert, args...)
+	return u.Queue(k.insert, args...).MapErr(mapDBErr("create " + k.name)), nil
+}
+
+// queue queues a write of op in the unit in ctx.
+func (s *Store) queue(ctx context.Context, op string, sql string, args ...any) error {
+	u, err := unit(ctx, op)
+	if err != nil {
+		return err
+	}
+	u.Queue(sql, args...).MapErr(mapDBErr(op))
+	return nil
 }
 
 // get returns the request stored under sig and whether its row is active.
-func (s *Store) get(ctx context.Context, k kind, sig string, proto fosite.Session) (*fosite.Request, bool, error) {
+func (s *Store) get(ctx context.Context, k kind, sig string, proto fosite.Session, args ...any) (*fosite.Request, bool, error) {
 	var (
 		active bool
 		doc    []byte
 	)
-	if err := db.Conn(ctx, s.Pool).QueryRow(ctx, k.get, HashSignature(sig)).Scan(&active, &doc); err != nil {
+	args = append([]any{HashSignature(sig)}, args...)
+	if err := db.Conn(ctx, s.Pool).QueryRow(ctx, k.get, args...).Scan(&active, &doc); err != nil {
 		return nil, false, dbErr("get "+k.name, err)
 	}
 	req, err := s.decodeDoc(ctx, k.name, doc, proto)
@@ -90,223 +122,155 @@ func (s *Store) decodeDoc(ctx context.Context, name string, doc []byte, proto fo
 	return req, nil
 }
 
-// del is idempotent: fosite deletes what it has just read, and a concurrent
-// delete having won is not a failure of this one.
-func (s *Store) del(ctx context.Context, k kind, key []byte) error {
-	return db.Exec(ctx, s.Pool, mapDBErr("delete "+k.name), k.del, key)
-}
-
-// CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. In a
-// Batched context the INSERT waits with room for the forms of the code's
-// PKCE and OpenID Connect sessions, which fosite stores next.
+// CreateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. The
+// INSERT waits with room for the forms of the code's PKCE and OpenID
+// Connect sessions, which fosite stores next.
 func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, code string, r fosite.Requester) error {
-	u, batched := unitFrom(ctx)
-	w, waits := db.WriteBehindFrom(ctx)
-	if !batched || !waits {
-		return s.create(ctx, authorizeCodes, code, r)
-	}
-	p := &pendingCode{key: HashSignature(code), req: r, stmt: w.Len(), pkce: &lateJSON{}, oidc: &lateJSON{}}
-	if err := s.create(ctx, authorizeCodes, code, r, p.pkce, p.oidc); err != nil {
+	p := &pendingCode{key: HashSignature(code), req: r, pkce: &lateJSON{}, oidc: &lateJSON{}}
+	q, err := s.create(ctx, authorizeCodes, code, r, p.pkce, p.oidc)
+	if err != nil {
 		return err
 	}
-	u.issuing = p
+	if req, ok := requestFrom(ctx); ok {
+		p.stmt = q
+		req.issuing = p
+	}
 	return nil
+}
+
+// readCode returns the code under key with its sessions' forms, reading it
+// once per request: fosite reads a code twice in an exchange, then its
+// PKCE and OpenID Connect sessions.
+func (s *Store) readCode(ctx context.Context, key []byte, proto fosite.Session) (*codeRead, error) {
+	if c, ok := cachedCode(ctx, key); ok {
+		return c, nil
+	}
+	c := &codeRead{key: key}
+	var doc []byte
+	err := db.Conn(ctx, s.Pool).QueryRow(ctx,
+		`SELECT active, request, pkce_form, oidc_form FROM oauth_authorize_codes WHERE signature_hash = $1`,
+		key).Scan(&c.active, &doc, &c.pkceForm, &c.oidcForm)
+	if err != nil {
+		return nil, dbErr("get authorize code", err)
+	}
+	if c.req, err = s.decodeDoc(ctx, authorizeCodes.name, doc, proto); err != nil {
+		return nil, err
+	}
+	if req, ok := requestFrom(ctx); ok {
+		req.code = c
+	}
+	return c, nil
 }
 
 // GetAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage. A used
 // code comes back with its request and fosite.ErrInvalidatedAuthorizeCode:
 // fosite needs the request id to revoke every token issued from the code.
-//
-// In a Batched context the code is read once, with its PKCE and OpenID
-// Connect sessions, and later calls (fosite reads the code twice) are
-// answered from that read.
 func (s *Store) GetAuthorizeCodeSession(ctx context.Context, code string, proto fosite.Session) (fosite.Requester, error) {
-	var (
-		req    *fosite.Request
-		active bool
-		err    error
-	)
-	if u, ok := unitFrom(ctx); ok {
-		req, active, err = s.readCode(ctx, u, HashSignature(code), proto)
-	} else {
-		req, active, err = s.get(ctx, authorizeCodes, code, proto)
-	}
+	c, err := s.readCode(ctx, HashSignature(code), proto)
 	if err != nil {
 		return nil, err
 	}
-	if !active {
-		return req, fmt.Errorf("store: get authorize code: %w", fosite.ErrInvalidatedAuthorizeCode)
+	if !c.active {
+		return c.req, fmt.Errorf("store: get authorize code: %w", fosite.ErrInvalidatedAuthorizeCode)
 	}
-	return req, nil
+	return c.req, nil
 }
 
-// InvalidateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage.
-// Only an active code is invalidated, so of two concurrent exchanges of one
-// code the second (blocked on the row lock, then re-checking active) fails
-// and fosite rolls back its tokens: a code buys one set of tokens. A used
-// or unknown code is fosite.ErrInvalidatedAuthorizeCode.
+// InvalidateAuthorizeCodeSession implements oauth2.AuthorizeCodeStorage:
+// fosite calls it first when it exchanges a code, before it writes the
+// tokens.
 //
-// The failure is raised by the statement itself (idp_assert), so in a
-// Batched context, where it waits to go out with the tokens fosite issues
-// next, it rolls them back with it.
+// Two statements, which fail the unit (and so the tokens queued after them)
+// when they do not hold. The first checks that the code's SSO session is
+// live and holds its share lock until the unit commits, so a revocation
+// either ends the session first (the exchange fails with
+// sessions.ErrSessionEnded, which the token endpoint answers as
+// invalid_grant) or waits and then revokes these tokens too. The second
+// invalidates only an active code, so of two concurrent exchanges of one
+// code the second (blocked on the row lock, then re-checking active) fails
+// with fosite.ErrInvalidatedAuthorizeCode: a code buys one set of tokens.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string) error {
+	u, err := unit(ctx, "invalidate authorize code")
+	if err != nil {
+		return err
+	}
 	key := HashSignature(code)
-	// A form in the code's row read with it in this Batched request is
-	// cleared by the same UPDATE (fosite reads it next, from the read, and
-	// then deletes it). Anywhere else it must outlive the invalidation:
-	// fosite has yet to read it.
+	u.Queue(`SELECT idp_assert(c.sid IS NULL OR EXISTS (`+sessions.LiveSQL("c.sid", "$2")+`), 'session ended')
+		FROM oauth_authorize_codes c WHERE c.signature_hash = $1`, key, s.now()).
+		MapErr(sessionEnded("invalidate authorize code"))
+	// A form read with the code in this request is cleared by the same
+	// UPDATE: fosite reads it next (from the read) and then deletes it.
+	// Anywhere else it must outlive the invalidation: fosite has yet to
+	// read it.
 	c, read := cachedCode(ctx, key)
-	clearOIDC := read && c.oidcForm != nil && !c.oidcDeleted
+	clearOIDC := read && c.oidcForm != nil
 	forms := ""
 	if clearOIDC {
 		forms = ", oidc_form = NULL"
 	}
-	err := db.Exec(ctx, s.Pool, func(err error) error {
-		if db.IsAssertFailure(err) {
-			return fmt.Errorf("store: invalidate authorize code: %w", fosite.ErrInvalidatedAuthorizeCode)
-		}
-		return dbErr("invalidate authorize code", err)
-	}, `
+	u.Queue(`
 		WITH u AS (
 			UPDATE oauth_authorize_codes SET active = false`+forms+`
 			WHERE signature_hash = $1 AND active
 			RETURNING 1
 		)
-		SELECT idp_assert(EXISTS (SELECT 1 FROM u), 'authorize code is used or unknown')`,
-		key)
+		SELECT idp_assert(EXISTS (SELECT 1 FROM u), 'authorize code is used or unknown')`, key).
+		MapErr(func(err error) error {
+			if db.IsAssertFailure(err) {
+				return fmt.Errorf("store: invalidate authorize code: %w", fosite.ErrInvalidatedAuthorizeCode)
+			}
+			return dbErr("invalidate authorize code", err)
+		})
+	if clearOIDC {
+		c.oidcCleared = true
+	}
+	return nil
+}
+
+// sessionEnded maps a failed session-live assertion to
+// sessions.ErrSessionEnded.
+func sessionEnded(op string) func(error) error {
+	return func(err error) error {
+		if db.IsAssertFailure(err) {
+			return fmt.Errorf("store: %s: %w", op, sessions.ErrSessionEnded)
+		}
+		return dbErr(op, err)
+	}
+}
+
+// setForm writes a code's session form into the code's row: into its
+// INSERT if that still waits in this request, else by an UPDATE, which
+// fails the unit when the code does not exist.
+func (s *Store) setForm(ctx context.Context, name, column string, key []byte, r fosite.Requester, late func(*pendingCode) *lateJSON) error {
+	u, err := unit(ctx, "create "+name)
 	if err != nil {
 		return err
 	}
-	if clearOIDC {
-		c.oidcDeleted = true
-		return nil
+	attached, err := attachForm(ctx, u, key, r, late)
+	if err != nil || attached {
+		return err
 	}
-	return s.deleteOIDCWithCode(ctx, key)
-}
-
-// CreatePKCERequestSession implements pkce.PKCERequestStorage. For the
-// code being issued in a Batched context, the session is its form in the
-// code's row.
-func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
-	attached, err := attachForm(ctx, HashSignature(sig), r, func(p *pendingCode) *lateJSON { return p.pkce })
+	doc, err := json.Marshal(storedForm(r))
 	if err != nil {
-		return fmt.Errorf("store: create pkce: %w", err)
+		return fmt.Errorf("store: create %s: marshal form: %w", name, err)
 	}
-	if attached {
-		return nil
-	}
-	return s.create(ctx, pkceSessions, sig, r)
+	u.Queue(`
+		WITH u AS (UPDATE oauth_authorize_codes SET `+column+` = $2 WHERE signature_hash = $1 RETURNING 1)
+		SELECT idp_assert(EXISTS (SELECT 1 FROM u), 'no authorize code for the session')`, key, doc).
+		MapErr(mapDBErr("create " + name))
+	return nil
 }
 
-// GetPKCERequestSession implements pkce.PKCERequestStorage. In a Batched
-// context it is answered from the code's read. A session stored in the
-// code's row is the code's request with the session's form.
-func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
-	key := HashSignature(sig)
+// getForm returns a code's session (name, stored in column of the code's
+// row) as the code's request with that form: from this request's read of
+// the code, or read now.
+func (s *Store) getForm(ctx context.Context, name, column string, key []byte, proto fosite.Session, cached func(*codeRead) []byte) (fosite.Requester, error) {
 	if c, ok := cachedCode(ctx, key); ok {
-		switch {
-		case c.pkceForm != nil:
-			return formRequest(c.req, c.pkceForm, "pkce")
-		case c.pkce != nil:
-			return s.decodeDoc(ctx, "pkce", c.pkce, proto)
+		if form := cached(c); form != nil {
+			return formRequest(c.req, form, name)
 		}
-		return nil, fmt.Errorf("store: get pkce: %w", fosite.ErrNotFound)
+		return nil, fmt.Errorf("store: get %s: %w", name, fosite.ErrNotFound)
 	}
-	req, _, err := s.get(ctx, pkceSessions, sig, proto)
-	switch {
-	case errors.Is(err, fosite.ErrNotFound):
-		return s.getFormInCode(ctx, key, "pkce_form", "pkce", proto)
-	case err != nil:
-		return nil, err
-	}
-	return req, nil
-}
-
-// DeletePKCERequestSession implements pkce.PKCERequestStorage: the row or
-// the form in the code's row, whichever holds it (in a Batched context with
-// the code read, it is known which).
-func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
-	key := HashSignature(sig)
-	if c, ok := cachedCode(ctx, key); ok {
-		if c.pkceForm != nil {
-			return s.clearFormInCode(ctx, key, "pkce_form", "pkce")
-		}
-		return s.del(ctx, pkceSessions, key)
-	}
-	return db.Exec(ctx, s.Pool, mapDBErr("delete pkce"), `
-		WITH row AS (DELETE FROM oauth_pkce WHERE signature_hash = $1)
-		UPDATE oauth_authorize_codes SET pkce_form = NULL WHERE signature_hash = $1 AND pkce_form IS NOT NULL`, key)
-}
-
-// CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
-// fosite passes the raw authorization code; it is hashed like a signature.
-// For the code being issued in a Batched context, the session is its form
-// in the code's row.
-func (s *Store) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
-	attached, err := attachForm(ctx, HashSignature(codeSignature(code)), r, func(p *pendingCode) *lateJSON { return p.oidc })
-	if err != nil {
-		return fmt.Errorf("store: create oidc: %w", err)
-	}
-	if attached {
-		return nil
-	}
-	return s.create(ctx, oidcSessions, code, r)
-}
-
-// GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage. The
-// session is unmarshalled into that of the token request; one stored in the
-// code's row is the code's request, whose session the code's read filled.
-//
-// In a Batched context the session read with the code is used.
-func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
-	var proto fosite.Session
-	if r != nil {
-		proto = r.GetSession()
-	}
-	// Still answered after the code's invalidation cleared the form: fosite
-	// reads the session after invalidating the code, in the same batch.
-	if c, ok := cachedCodeOf(ctx, code); ok && c.oidcForm != nil {
-		return formRequest(c.req, c.oidcForm, "oidc")
-	}
-	if doc, ok := cachedOIDC(ctx, HashSignature(code)); ok {
-		return s.decodeDoc(ctx, "oidc", doc, proto)
-	}
-	req, _, err := s.get(ctx, oidcSessions, code, proto)
-	switch {
-	case errors.Is(err, fosite.ErrNotFound):
-		return s.getFormInCode(ctx, HashSignature(codeSignature(code)), "oidc_form", "oidc", proto)
-	case err != nil:
-		return nil, err
-	}
-	return req, nil
-}
-
-// DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage:
-// the row or the form in the code's row, whichever holds it. In a Batched
-// context the session may already have gone out with the code's
-// invalidation; then there is nothing left to do.
-func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
-	key, codeKey := HashSignature(code), HashSignature(codeSignature(code))
-	if oidcDeletedWithCode(ctx, key) {
-		return nil
-	}
-	if c, ok := cachedCodeOf(ctx, code); ok {
-		switch {
-		case c.oidcForm == nil:
-			return s.del(ctx, oidcSessions, key)
-		case c.oidcDeleted:
-			return nil
-		}
-		return s.clearFormInCode(ctx, codeKey, "oidc_form", "oidc")
-	}
-	return db.Exec(ctx, s.Pool, mapDBErr("delete oidc"), `
-		WITH row AS (DELETE FROM oauth_oidc WHERE signature_hash = $1)
-		UPDATE oauth_authorize_codes SET oidc_form = NULL WHERE signature_hash = $2 AND oidc_form IS NOT NULL`, key, codeKey)
-}
-
-// getFormInCode reads a session stored as column (pkce_form or oidc_form)
-// of the code under key, outside a Batched read.
-func (s *Store) getFormInCode(ctx context.Context, key []byte, column, name string, proto fosite.Session) (fosite.Requester, error) {
 	var doc, form []byte
 	err := db.Conn(ctx, s.Pool).QueryRow(ctx,
 		`SELECT request, `+column+` FROM oauth_authorize_codes WHERE signature_hash = $1 AND `+column+` IS NOT NULL`,
@@ -321,22 +285,81 @@ func (s *Store) getFormInCode(ctx context.Context, key []byte, column, name stri
 	return formRequest(req, form, name)
 }
 
-// clearFormInCode deletes a session stored as column of the code under key.
-func (s *Store) clearFormInCode(ctx context.Context, key []byte, column, name string) error {
-	return db.Exec(ctx, s.Pool, mapDBErr("delete "+name),
+// clearForm deletes a code's session form (fosite deletes what it has
+// read; deleting one already gone is no failure).
+func (s *Store) clearForm(ctx context.Context, name, column string, key []byte) error {
+	return s.queue(ctx, "delete "+name,
 		`UPDATE oauth_authorize_codes SET `+column+` = NULL WHERE signature_hash = $1 AND `+column+` IS NOT NULL`, key)
+}
+
+// CreatePKCERequestSession implements pkce.PKCERequestStorage: the form
+// in the code's row.
+func (s *Store) CreatePKCERequestSession(ctx context.Context, sig string, r fosite.Requester) error {
+	return s.setForm(ctx, "pkce", "pkce_form", HashSignature(sig), r, func(p *pendingCode) *lateJSON { return p.pkce })
+}
+
+// GetPKCERequestSession implements pkce.PKCERequestStorage.
+func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
+	return s.getForm(ctx, "pkce", "pkce_form", HashSignature(sig), proto, func(c *codeRead) []byte { return c.pkceForm })
+}
+
+// DeletePKCERequestSession implements pkce.PKCERequestStorage.
+func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
+	key := HashSignature(sig)
+	if c, ok := cachedCode(ctx, key); ok {
+		if c.pkceForm == nil {
+			return nil
+		}
+		c.pkceForm = nil
+	}
+	return s.clearForm(ctx, "pkce", "pkce_form", key)
+}
+
+// CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+// fosite passes the raw authorization code; the session is the form in
+// that code's row.
+func (s *Store) CreateOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) error {
+	return s.setForm(ctx, "oidc", "oidc_form", HashSignature(codeSignature(code)), r, func(p *pendingCode) *lateJSON { return p.oidc })
+}
+
+// GetOpenIDConnectSession implements openid.OpenIDConnectRequestStorage. The
+// session is the code's request with the session's form; its session is
+// unmarshalled into that of the token request. It is still answered after
+// the code's invalidation cleared the form in this request: fosite reads it
+// after invalidating the code.
+func (s *Store) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
+	var proto fosite.Session
+	if r != nil {
+		proto = r.GetSession()
+	}
+	return s.getForm(ctx, "oidc", "oidc_form", HashSignature(codeSignature(code)), proto, func(c *codeRead) []byte { return c.oidcForm })
+}
+
+// DeleteOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
+// A form that went out with the code's invalidation needs nothing more.
+func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) error {
+	key := HashSignature(codeSignature(code))
+	if c, ok := cachedCode(ctx, key); ok {
+		if c.oidcForm == nil || c.oidcCleared {
+			c.oidcForm = nil
+			return nil
+		}
+		c.oidcForm = nil
+	}
+	return s.clearForm(ctx, "oidc", "oidc_form", key)
 }
 
 // CreateAccessTokenSession implements oauth2.AccessTokenStorage.
 func (s *Store) CreateAccessTokenSession(ctx context.Context, sig string, r fosite.Requester) error {
-	return s.create(ctx, accessTokens, sig, r)
+	_, err := s.create(ctx, accessTokens, sig, r, offline(r))
+	return err
 }
 
-// GetAccessTokenSession implements oauth2.AccessTokenStorage. Revocation
-// deletes access tokens, but other packages may deactivate them by SQL; an
-// inactive one comes back with fosite.ErrInactiveToken.
+// GetAccessTokenSession implements oauth2.AccessTokenStorage. A token that
+// is inactive, or whose SSO session has timed out (see accessTokens), comes
+// back with fosite.ErrInactiveToken.
 func (s *Store) GetAccessTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
-	req, active, err := s.get(ctx, accessTokens, sig, proto)
+	req, active, err := s.get(ctx, accessTokens, sig, proto, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +371,7 @@ func (s *Store) GetAccessTokenSession(ctx context.Context, sig string, proto fos
 
 // DeleteAccessTokenSession implements oauth2.AccessTokenStorage.
 func (s *Store) DeleteAccessTokenSession(ctx context.Context, sig string) error {
-	return s.del(ctx, accessTokens, HashSignature(sig))
+	return s.queue(ctx, "delete access token", accessTokens.del, HashSignature(sig))
 }
 
 // CreateRefreshTokenSession implements oauth2.RefreshTokenStorage. The
@@ -359,7 +382,8 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig st
 	if accessSig != "" {
 		accessHash = HashSignature(accessSig)
 	}
-	return s.create(ctx, refreshTokens, sig, r, accessHash, r.GetGrantedScopes().Has("offline_access"))
+	_, err := s.create(ctx, refreshTokens, sig, r, accessHash, offline(r))
+	return err
 }
 
 // GetRefreshTokenSession implements oauth2.RefreshTokenStorage. A rotated or
@@ -378,28 +402,37 @@ func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, proto fo
 
 // DeleteRefreshTokenSession implements oauth2.RefreshTokenStorage.
 func (s *Store) DeleteRefreshTokenSession(ctx context.Context, sig string) error {
-	return s.del(ctx, refreshTokens, HashSignature(sig))
+	return s.queue(ctx, "delete refresh token", refreshTokens.del, HashSignature(sig))
 }
 
-// RotateRefreshToken implements oauth2.RefreshTokenStorage. The token is
+// RotateRefreshToken implements oauth2.RefreshTokenStorage: fosite calls
+// it first when it refreshes, before it writes the new tokens. The token is
 // deactivated rather than deleted so a later reuse is recognised as such,
 // and the access token issued with it is deleted.
 //
-// The UPDATE only takes an active row. Two concurrent refreshes of one token
-// both reach it; the second blocks on the first's row lock and, once the
-// first commits, finds the row inactive and touches nothing. It then gets
-// fosite.ErrInactiveToken and fosite rolls back the tokens it was about to
-// issue: exactly one refresh wins. requestID is not needed: the signature
-// names the token. As with codes, the failure is raised by the statement
-// (idp_assert), so in a Batched context it rolls back the new tokens queued
-// with it.
+// Two statements, which fail the unit (and so the new tokens queued after
+// them) when they do not hold. The first checks, for a grant bound to its
+// SSO session, that the session is live, holding its share lock until the
+// unit commits (see InvalidateAuthorizeCodeSession); an offline grant
+// outlives its session, but not an administrator's revoke-all, which locks
+// the account first: its refresh holds the account's share lock instead.
+// The second only takes an active row: of two concurrent refreshes of one
+// token the second blocks on the first's row lock, then finds the row
+// inactive and fails with fosite.ErrInactiveToken; exactly one refresh
+// wins. requestID is not needed: the signature names the token.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) error {
-	return db.Exec(ctx, s.Pool, func(err error) error {
-		if db.IsAssertFailure(err) {
-			return fmt.Errorf("store: rotate refresh token: %w", fosite.ErrInactiveToken)
-		}
-		return dbErr("rotate refresh token", err)
-	}, `
+	u, err := unit(ctx, "rotate refresh token")
+	if err != nil {
+		return err
+	}
+	key := HashSignature(sig)
+	u.Queue(`SELECT idp_assert(CASE WHEN r.offline OR r.sid IS NULL
+			THEN EXISTS (SELECT 1 FROM users WHERE id = (CASE WHEN r.subject ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+				THEN r.subject::uuid END) FOR SHARE)
+			ELSE EXISTS (`+sessions.LiveSQL("r.sid", "$2")+`) END, 'session ended')
+		FROM oauth_refresh_tokens r WHERE r.signature_hash = $1 AND r.active`, key, s.now()).
+		MapErr(sessionEnded("rotate refresh token"))
+	u.Queue(`
 		WITH r AS (
 			UPDATE oauth_refresh_tokens SET active = false
 			WHERE signature_hash = $1 AND active
@@ -407,21 +440,30 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, sig string) e
 		), a AS (
 			DELETE FROM oauth_access_tokens WHERE signature_hash IN (SELECT access_signature_hash FROM r)
 		)
-		SELECT idp_assert(EXISTS (SELECT 1 FROM r), 'refresh token is rotated, revoked or unknown')`,
-		HashSignature(sig))
+		SELECT idp_assert(EXISTS (SELECT 1 FROM r), 'refresh token is rotated, revoked or unknown')`, key).
+		MapErr(func(err error) error {
+			if db.IsAssertFailure(err) {
+				return fmt.Errorf("store: rotate refresh token: %w", fosite.ErrInactiveToken)
+			}
+			return dbErr("rotate refresh token", err)
+		})
+	return nil
 }
 
 // RevokeRefreshToken implements oauth2.TokenRevocationStorage: every refresh
 // token of the grant is deactivated, so presenting one later is seen as
 // reuse rather than as an unknown token.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	return db.Exec(ctx, s.Pool, mapDBErr("revoke refresh token"),
+	return s.queue(ctx, "revoke refresh token",
 		`UPDATE oauth_refresh_tokens SET active = false WHERE request_id = $1 AND active`, requestID)
 }
 
 // RevokeAccessToken implements oauth2.TokenRevocationStorage: every access
 // token of the grant is deleted.
 func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
-	return db.Exec(ctx, s.Pool, mapDBErr("revoke access token"),
-		`DELETE FROM oauth_access_tokens WHERE request_id = $1`, requestID)
+	return s.queue(ctx, "revoke access token", `DELETE FROM oauth_access_tokens WHERE request_id = $1`, requestID)
 }
+
+// IsSessionEnded reports whether err is a token request that failed
+// because its SSO session had ended (see InvalidateAuthorizeCodeSession).
+func IsSessionEnded(err error) bool { return errors.Is(err, sessions.ErrSessionEnded) }

@@ -2,7 +2,6 @@ package account
 
 import (
 	"testing"
-	"time"
 )
 
 func TestDeviceName(t *testing.T) {
@@ -26,28 +25,6 @@ func TestDeviceName(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := deviceName(tc.ua); got != tc.want {
 				t.Errorf("deviceName(%q) = %q, want %q", tc.ua, got, tc.want)
-			}
-		})
-	}
-}
-
-func TestAgo(t *testing.T) {
-	now := time.Date(2030, 1, 2, 12, 0, 0, 0, time.UTC)
-	cases := []struct {
-		name string
-		d    time.Duration
-		want string
-	}{
-		{"seconds", 40 * time.Second, "just now"},
-		{"one minute", 90 * time.Second, "1 minute ago"},
-		{"minutes", 59 * time.Minute, "59 minutes ago"},
-		{"hours", 5 * time.Hour, "5 hours ago"},
-		{"days show the date", 36 * time.Hour, "1 Jan 2030, 00:00 UTC"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := ago(now, now.Add(-tc.d)); got != tc.want {
-				t.Errorf("ago(-%s) = %q, want %q", tc.d, got, tc.want)
 			}
 		})
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso"
@@ -190,9 +191,12 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	totp := &mfa.TOTP{Pool: pool, Box: totpBox, Issuer: cfg.Brand.Name, Limiter: limiter, Now: cfg.Now}
 
 	fositeStore := store.New(pool, clientStore)
+	fositeStore.Now = cfg.Now
+	metrics := ops.NewMetrics(pool, cfg.Now)
+	errs := &pages.Errors{Templates: tpl, Logger: cfg.Logger}
 	loginHandler := &login.Handler{
-		Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Templates: tpl, Logger: cfg.Logger,
-		Now: cfg.Now, FlowTTL: 15 * time.Minute, RequireMFA: cfg.RequireMFA,
+		Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Templates: tpl, Errors: errs, Logger: cfg.Logger,
+		Now: cfg.Now, FlowTTL: 15 * time.Minute, RequireMFA: cfg.RequireMFA, Observe: metrics.ObserveSignIn,
 		ClientName: func(ctx context.Context, id string) string {
 			c, err := clientStore.Get(ctx, id)
 			if err != nil {
@@ -206,7 +210,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	}
 	provider := &sso.Provider{
 		Issuer: cfg.Issuer, Store: fositeStore, Clients: clientStore, Users: userStore, Sessions: sess,
-		Login: loginHandler, Keys: keySet, Templates: tpl, Logger: cfg.Logger, Now: cfg.Now,
+		Login: loginHandler, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2: sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
 	}
 	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger}
@@ -216,7 +220,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	loginHandler.Mount(mux)
 	// --- account (owned by internal/account) ---
 	accountHandler := &account.Handler{Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Login: loginHandler,
-		Templates: tpl, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA, ClientName: loginHandler.ClientName}
+		Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA, ClientName: loginHandler.ClientName}
 	accountHandler.Mount(mux)
 	// --- end account ---
 	// --- admin (owned by internal/admin) ---
@@ -226,7 +230,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	// --- end admin ---
 	// --- console (owned by internal/console; the brand stylesheet by web) ---
 	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Templates: tpl,
-		Logger: cfg.Logger, Now: cfg.Now}
+		Errors: errs, Logger: cfg.Logger, Now: cfg.Now}
 	consoleHandler.Mount(mux)
 	mux.Handle("GET /static/brand.css", tpl.BrandCSS())
 	// --- end console ---
@@ -235,7 +239,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		http.Redirect(w, r, "/account", http.StatusFound)
 	})
 
-	handler, opsHandler := withOps(cfg, pool, mux, worker)
+	handler, opsHandler := withOps(cfg, pool, mux, metrics, worker)
 	return &Server{
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
 		Clients: clientStore, TOTP: totp, Keys: keySet, Worker: worker,

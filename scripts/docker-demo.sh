@@ -6,7 +6,7 @@ set -eu
 secrets=/run/idp-demo
 idp migrate >/dev/null
 printf '%s\n' "${DEMO_PASSWORD:-demo-password-1234}" |
-  idp users create --email "${DEMO_EMAIL:-demo@example.com}" --name "Demo User" --admin >/dev/null 2>&1 || true
+  idp users create --email "${DEMO_EMAIL:-demo@example.com}" --name "Demo User" --admin --temporary=false >/dev/null 2>&1 || true
 create_app() { # id name port
   url="http://localhost:$3"
   idp clients delete --id "$1" >/dev/null 2>&1 || true

@@ -28,7 +28,7 @@ bin/idp migrate >/dev/null
 
 demo_email=demo@example.com
 demo_password=demo-password-1234
-printf '%s\n' "$demo_password" | bin/idp users create --email "$demo_email" --name "Demo User" --admin >/dev/null 2>&1 || true
+printf '%s\n' "$demo_password" | bin/idp users create --email "$demo_email" --name "Demo User" --admin --temporary=false >/dev/null 2>&1 || true
 
 # The demo client is re-created on every start so its secret can be shown.
 bin/idp clients delete --id demo >/dev/null 2>&1 || true

@@ -283,11 +283,54 @@ func TestRun_ServeMemoryLimit(t *testing.T) {
 	// Refused before anything is opened: the database URL is unreachable.
 	runCLI(t, "postgres://nobody@127.0.0.1:1/nowhere", "", "serve", "--issuer", "http://localhost:8080",
 		"--secret", strings.Repeat("s", 32), "--memory-limit", "lots").
-		check(t, 2, "--memory-limit / IDP_MEMORY_LIMIT: memory limit must be auto, off or a size like 512MiB")
+		check(t, 2, "--memory-limit: memory limit must be auto, off or a size like 512MiB")
 }
 
 func TestRun_ServeTrustedProxies(t *testing.T) {
 	runCLI(t, "postgres://nobody@127.0.0.1:1/nowhere", "", "serve", "--issuer", "http://localhost:8080",
 		"--secret", strings.Repeat("s", 32), "--trusted-proxies", "10.0.0.0/8,proxy.example").
-		check(t, 2, `--trusted-proxies / IDP_TRUSTED_PROXIES: trusted proxies: "proxy.example" is neither`)
+		check(t, 2, `--trusted-proxies: trusted proxies: "proxy.example" is neither`)
+}
+
+// TestRun_ServeSettings: boolean and duration settings are real flags, and
+// every mistake is reported at once, under the name the operator used:
+// the flag when given, the variable when it came from the environment.
+func TestRun_ServeSettings(t *testing.T) {
+	nowhere := "postgres://nobody@127.0.0.1:1/nowhere"
+	t.Run("all at once, named as given", func(t *testing.T) {
+		r := runEnv(t, map[string]string{"IDP_DATABASE_URL": nowhere, "IDP_REQUIRE_MFA": "yes",
+			"IDP_SESSION_IDLE_TIMEOUT": "forever", "IDP_MEMORY_LIMIT": "lots"},
+			"serve", "--log-format", "xml", "--issuer", "http://login.example.com")
+		for _, want := range []string{
+			`IDP_REQUIRE_MFA: must be true or false, not "yes"`,
+			`IDP_SESSION_IDLE_TIMEOUT: must be a positive duration like 8h or 30m, not "forever"`,
+			`IDP_MEMORY_LIMIT: memory limit must be auto`,
+			`--log-format: must be text or json, not "xml"`,
+			`--issuer: must use https`,
+			`--secret / IDP_SECRET: is required`,
+		} {
+			if !strings.Contains(r.message, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, r.message)
+			}
+		}
+		if r.code != 2 {
+			t.Errorf("exit %d, want 2", r.code)
+		}
+	})
+	t.Run("a flag wins over a bad variable", func(t *testing.T) {
+		r := runEnv(t, map[string]string{"IDP_DATABASE_URL": nowhere, "IDP_REQUIRE_MFA": "yes"},
+			"serve", "--require-mfa", "--issuer", "http://localhost:8080", "--memory-limit", "lots")
+		if strings.Contains(r.message, "IDP_REQUIRE_MFA") || !strings.Contains(r.message, "--memory-limit:") {
+			t.Errorf("stderr:\n%s", r.message)
+		}
+	})
+	t.Run("bare boolean flags", func(t *testing.T) {
+		for _, args := range [][]string{{"--require-mfa"}, {"--migrate=false"}, {"--require-mfa=true", "--session-idle-timeout", "30m"}} {
+			r := runEnv(t, map[string]string{"IDP_DATABASE_URL": nowhere},
+				append([]string{"serve", "--issuer", "http://localhost:8080", "--memory-limit", "lots"}, args...)...)
+			if strings.Contains(r.message, "flag") || !strings.Contains(r.message, "--memory-limit:") {
+				t.Errorf("%v: stderr:\n%s", args, r.message)
+			}
+		}
+	})
 }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/idp/idp/internal/db"
@@ -30,68 +29,49 @@ func (c *cli) envOr(name, def string) string {
 // in-flight requests and background work.
 func serveCommand(ctx context.Context, c *cli, args []string) error {
 	fs := c.flags("serve", "[flags]")
-	dbURL := c.databaseFlag(fs)
-	issuer := fs.String("issuer", c.getenv("IDP_ISSUER"), "public issuer `URL` ($IDP_ISSUER)")
-	addr := fs.String("addr", c.envOr("IDP_ADDR", ":8080"), "listen `address` ($IDP_ADDR)")
-	breached := fs.String("breached-passwords-url", c.getenv("IDP_BREACHED_PASSWORDS_URL"),
+	set := newSettings(fs, c.getenv)
+	dbURL := set.String("database-url", "IDP_DATABASE_URL", "", "PostgreSQL `URL`", true)
+	issuer := set.String("issuer", "IDP_ISSUER", "", "public issuer `URL`", false)
+	addr := set.String("addr", "IDP_ADDR", ":8080", "listen `address`", false)
+	breached := set.String("breached-passwords-url", "IDP_BREACHED_PASSWORDS_URL", "",
 		"ask this Pwned Passwords range API (k-anonymity: 5 hex digits of a SHA-1 leave) about every password being chosen,\n"+
-			"e.g. "+users.PwnedPasswordsURL+"; none by default ($IDP_BREACHED_PASSWORDS_URL)")
-	metricsAddr := fs.String("metrics-addr", c.getenv("IDP_METRICS_ADDR"),
-		"serve /metrics (and /healthz, /readyz) on this `address` only, e.g. 127.0.0.1:9464, instead of on --addr ($IDP_METRICS_ADDR)")
-	metricsToken := fs.String("metrics-token", "",
-		"bearer `token` /metrics asks for, ≥32 random characters; none by default (default $IDP_METRICS_TOKEN)")
-	secret := fs.String("secret", "", "server secret, ≥32 characters, comma-separated to rotate (default $IDP_SECRET)")
-	requireMFA := fs.String("require-mfa", c.envOr("IDP_REQUIRE_MFA", "false"), "every user must use 2FA ($IDP_REQUIRE_MFA)")
-	adminPasskey := fs.String("admin-require-passkey", c.envOr("IDP_ADMIN_REQUIRE_PASSKEY", "false"),
-		"the admin console and API take only administrators signed in with a passkey ($IDP_ADMIN_REQUIRE_PASSKEY)")
-	idle := fs.String("session-idle-timeout", c.envOr("IDP_SESSION_IDLE_TIMEOUT", "8h"), "SSO session idle timeout ($IDP_SESSION_IDLE_TIMEOUT)")
-	absolute := fs.String("session-absolute-timeout", c.envOr("IDP_SESSION_ABSOLUTE_TIMEOUT", "168h"), "SSO session lifetime ($IDP_SESSION_ABSOLUTE_TIMEOUT)")
-	migrate := fs.String("migrate", c.envOr("IDP_MIGRATE", "true"), "apply pending migrations at start ($IDP_MIGRATE)")
-	logFormat := fs.String("log-format", c.envOr("IDP_LOG_FORMAT", "text"), "text or json ($IDP_LOG_FORMAT)")
-	brandName := fs.String("brand-name", c.envOr("IDP_BRAND_NAME", "idp"), "product name on the pages ($IDP_BRAND_NAME)")
-	brandLogo := fs.String("brand-logo-url", c.getenv("IDP_BRAND_LOGO_URL"), "logo on the pages: an https `URL` or a path under /static/ ($IDP_BRAND_LOGO_URL)")
-	brandColor := fs.String("brand-color", c.envOr("IDP_BRAND_COLOR", web.DefaultColor), "primary `colour` of the pages, #rgb or #rrggbb ($IDP_BRAND_COLOR)")
-	trustedProxies := fs.String("trusted-proxies", c.getenv("IDP_TRUSTED_PROXIES"),
-		"comma-separated `addresses or CIDRs` of reverse proxies whose X-Forwarded-For names the client ($IDP_TRUSTED_PROXIES)")
-	memoryLimit := fs.String("memory-limit", c.envOr("IDP_MEMORY_LIMIT", "auto"), fmt.Sprintf(
+			"e.g. "+users.PwnedPasswordsURL+"; none by default", false)
+	metricsAddr := set.String("metrics-addr", "IDP_METRICS_ADDR", "",
+		"serve /metrics (and /healthz, /readyz) on this `address` only, e.g. 127.0.0.1:9464, instead of on --addr", false)
+	metricsToken := set.String("metrics-token", "IDP_METRICS_TOKEN", "", "bearer `token` /metrics asks for, ≥32 random characters; none by default", true)
+	secret := set.String("secret", "IDP_SECRET", "", "server secret, ≥32 characters, comma-separated to rotate", true)
+	requireMFA := set.Bool("require-mfa", "IDP_REQUIRE_MFA", false, "every user must use 2FA")
+	adminPasskey := set.Bool("admin-require-passkey", "IDP_ADMIN_REQUIRE_PASSKEY", false,
+		"the admin console and API take only administrators signed in with a passkey")
+	idle := set.Duration("session-idle-timeout", "IDP_SESSION_IDLE_TIMEOUT", 8*time.Hour, "SSO session idle timeout")
+	absolute := set.Duration("session-absolute-timeout", "IDP_SESSION_ABSOLUTE_TIMEOUT", 168*time.Hour, "SSO session lifetime")
+	migrate := set.Bool("migrate", "IDP_MIGRATE", true, "apply pending migrations at start")
+	logFormat := set.String("log-format", "IDP_LOG_FORMAT", "text", "text or json", false)
+	brandName := set.String("brand-name", "IDP_BRAND_NAME", "idp", "product name on the pages", false)
+	brandLogo := set.String("brand-logo-url", "IDP_BRAND_LOGO_URL", "", "logo on the pages: an https `URL` or a path under /static/", false)
+	brandColor := set.String("brand-color", "IDP_BRAND_COLOR", web.DefaultColor, "primary `colour` of the pages, #rgb or #rrggbb", false)
+	trustedProxies := set.String("trusted-proxies", "IDP_TRUSTED_PROXIES", "",
+		"comma-separated `addresses or CIDRs` of reverse proxies whose X-Forwarded-For names the client", false)
+	memoryLimit := set.String("memory-limit", "IDP_MEMORY_LIMIT", "auto", fmt.Sprintf(
 		"soft memory `limit` the garbage collector works to: auto (%d MiB on this machine), off, or a size like 512MiB;\n"+
-			"ignored when GOGC or GOMEMLIMIT is set ($IDP_MEMORY_LIMIT)", server.DefaultMemoryLimit()>>20))
+			"ignored when GOGC or GOMEMLIMIT is set", server.DefaultMemoryLimit()>>20), false)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *secret == "" {
-		*secret = c.getenv("IDP_SECRET")
-	}
-	if *metricsToken == "" {
-		*metricsToken = c.getenv("IDP_METRICS_TOKEN")
-	}
 	cfg := server.Config{Issuer: *issuer, Secret: *secret, BreachedPasswordsURL: *breached,
-		SeparateMetrics: *metricsAddr != "", MetricsToken: *metricsToken,
+		SeparateMetrics: *metricsAddr != "", MetricsToken: *metricsToken, RequireMFA: *requireMFA, AdminRequirePasskey: *adminPasskey,
+		SessionIdle: *idle, SessionAbsolute: *absolute,
 		Brand: web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}}
-	var err error
+	set.required("database-url", *dbURL, "a PostgreSQL URL")
+	set.positive("session-idle-timeout", *idle)
+	set.positive("session-absolute-timeout", *absolute)
 	if err := web.CheckColor(*brandColor); err != nil {
-		return usagef("serve: --brand-color / IDP_BRAND_COLOR: %v", err)
+		set.fail("brand-color", "%v", err)
 	}
 	if *brandLogo != "" {
 		if err := web.CheckLogoURL(*brandLogo); err != nil {
-			return usagef("serve: --brand-logo-url / IDP_BRAND_LOGO_URL: %v", err)
+			set.fail("brand-logo-url", "%v", err)
 		}
-	}
-	if cfg.RequireMFA, err = strconv.ParseBool(*requireMFA); err != nil {
-		return usagef("serve: --require-mfa / IDP_REQUIRE_MFA must be true or false, not %q", *requireMFA)
-	}
-	if cfg.AdminRequirePasskey, err = strconv.ParseBool(*adminPasskey); err != nil {
-		return usagef("serve: --admin-require-passkey / IDP_ADMIN_REQUIRE_PASSKEY must be true or false, not %q", *adminPasskey)
-	}
-	if cfg.SessionIdle, err = positiveDuration("session-idle-timeout", *idle); err != nil {
-		return err
-	}
-	if cfg.SessionAbsolute, err = positiveDuration("session-absolute-timeout", *absolute); err != nil {
-		return err
-	}
-	doMigrate, err := strconv.ParseBool(*migrate)
-	if err != nil {
-		return usagef("serve: --migrate / IDP_MIGRATE must be true or false, not %q", *migrate)
 	}
 	switch *logFormat {
 	case "text":
@@ -99,21 +79,31 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	case "json":
 		cfg.Logger = slog.New(slog.NewJSONHandler(c.stderr, nil))
 	default:
-		return usagef("serve: --log-format must be text or json, not %q", *logFormat)
+		set.fail("log-format", "must be text or json, not %q", *logFormat)
 	}
+	var err error
 	if cfg.TrustedProxies, err = ops.ParseTrustedProxies(*trustedProxies); err != nil {
-		return usagef("serve: --trusted-proxies / IDP_TRUSTED_PROXIES: %v", err)
-	}
-	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		set.fail("trusted-proxies", "%v", err)
 	}
 	limit, err := server.ParseMemoryLimit(*memoryLimit)
 	if err != nil {
-		return usagef("serve: --memory-limit / IDP_MEMORY_LIMIT: %v", err)
+		set.fail("memory-limit", "%v", err)
+	}
+	var invalid server.ConfigError
+	for _, e := range unjoin(cfg.Validate()) {
+		if errors.As(e, &invalid) {
+			set.fail(invalid.Flag, "%s", invalid.Problem)
+		} else {
+			set.errs = append(set.errs, e)
+		}
+	}
+	if err := set.err(); err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
 	if server.TuneMemory(limit, c.getenv) {
 		cfg.Logger.Info("memory limit set", "bytes", limit)
 	}
+	doMigrate := *migrate
 
 	pool, err := c.openPool(ctx, *dbURL)
 	if err != nil {
@@ -196,10 +186,13 @@ func newHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-func positiveDuration(flag, v string) (time.Duration, error) {
-	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		return 0, usagef("serve: --%s must be a positive duration like 8h or 30m, not %q", flag, v)
+// unjoin is the errors of errors.Join, or err alone.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
 	}
-	return d, nil
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

@@ -123,11 +123,11 @@ func TestRun_ServeMetricsAddr(t *testing.T) {
 func TestRun_ServeBreachedPasswordsURL(t *testing.T) {
 	runCLI(t, "postgres://nobody@127.0.0.1:1/nowhere", "", "serve", "--issuer", "http://localhost:8080",
 		"--secret", strings.Repeat("s", 32), "--breached-passwords-url", "api.pwnedpasswords.com").
-		check(t, 2, `IDP_BREACHED_PASSWORDS_URL must be an http(s) URL such as https://api.pwnedpasswords.com`)
+		check(t, 2, `--breached-passwords-url: must be an http(s) URL such as https://api.pwnedpasswords.com`)
 }
 
 func TestRun_ServeMetricsTokenTooShort(t *testing.T) {
 	runCLI(t, "postgres://nobody@127.0.0.1:1/nowhere", "", "serve", "--issuer", "http://localhost:8080",
 		"--secret", strings.Repeat("s", 32), "--metrics-token", "guessable").
-		check(t, 2, "IDP_METRICS_TOKEN must be at least 32 random characters")
+		check(t, 2, "--metrics-token: must be at least 32 random characters")
 }

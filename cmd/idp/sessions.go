@@ -15,8 +15,7 @@ import (
 
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/audit"
-	"github.com/idp/idp/internal/mfa"
-	"github.com/idp/idp/internal/passkey"
+	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 )
@@ -24,24 +23,29 @@ import (
 // cliActor is who the audit log names for changes made with the CLI.
 const cliActor = audit.CLI
 
-// newAdmin builds the administrative service on pool, as the server does,
-// so the CLI and the admin API act alike.
+// newAdmin builds the administrative service on pool as the server does
+// (server.NewServices), so the CLI and the admin API act alike. Its
+// actions never open a sealed value: no server secret is needed.
 func (c *cli) newAdmin(pool *pgxpool.Pool) *admin.Service {
-	// Resetting a factor never decrypts a TOTP secret: no server secret needed.
-	return &admin.Service{Pool: pool, Users: c.userStore(pool), Now: time.Now, MFA: &mfa.TOTP{Pool: pool},
-		Keys: &passkey.Service{Pool: pool}, Sessions: &sessions.Manager{Pool: pool, Now: time.Now}}
+	return c.services(pool).Admin
 }
 
-// userStore is the accounts store on pool, asking the breached-password
-// service of IDP_BREACHED_PASSWORDS_URL, as idp serve does, about the
-// passwords it is given.
+// userStore is the accounts store on pool, as idp serve builds it (asking
+// the breached-password service of IDP_BREACHED_PASSWORDS_URL about the
+// passwords it is given).
 func (c *cli) userStore(pool *pgxpool.Pool) *users.Store {
-	s := users.NewStore(pool)
-	if u := c.getenv("IDP_BREACHED_PASSWORDS_URL"); u != "" {
-		s.Breached = &users.BreachedPasswords{URL: u}
-		s.Logger = slog.New(slog.NewTextHandler(c.stderr, nil))
+	return c.services(pool).Users
+}
+
+// services are the domain services on pool, built as idp serve builds
+// them, from the environment the CLI shares with it.
+func (c *cli) services(pool *pgxpool.Pool) *server.Services {
+	svc, err := server.NewServices(pool, server.Config{BreachedPasswordsURL: c.getenv("IDP_BREACHED_PASSWORDS_URL"),
+		Logger: slog.New(slog.NewTextHandler(c.stderr, nil))})
+	if err != nil {
+		panic(err) // only a server secret could make it fail, and none is given
 	}
-	return s
+	return svc
 }
 
 // findUser finds the account an email names, with a message a person can
@@ -63,12 +67,15 @@ type oneUser struct {
 }
 
 // userCommand runs the commands that act on one user: it parses
-// "--<emailFlag> EMAIL [--json]" and the flags extra registers, opens the
-// database, finds the user and calls fn.
-func (c *cli) userCommand(ctx context.Context, args []string, name, emailFlag, synopsis string,
+// "--user EMAIL [--json]" (--email is the same flag, for scripts written
+// before) and the flags extra registers, opens the database, finds the user
+// and calls fn.
+func (c *cli) userCommand(ctx context.Context, args []string, name, synopsis string,
 	extra func(*flag.FlagSet), fn func(oneUser) error) error {
+	const emailFlag = "user"
 	fs := c.flags(name, synopsis)
 	email := fs.String(emailFlag, "", "the user's email `address` (required)")
+	fs.StringVar(email, "email", "", "the same as --user")
 	if extra != nil {
 		extra(fs)
 	}
@@ -95,7 +102,7 @@ func (c *cli) userCommand(ctx context.Context, args []string, name, emailFlag, s
 
 func sessionsListCommand(ctx context.Context, c *cli, args []string) error {
 	var revoked *bool
-	return c.userCommand(ctx, args, "sessions list", "user", "--user EMAIL [--include-revoked] [--json]",
+	return c.userCommand(ctx, args, "sessions list", "--user EMAIL [--include-revoked] [--json]",
 		func(fs *flag.FlagSet) {
 			revoked = fs.Bool("include-revoked", false, "also list sessions revoked in the last week, with the state of each app's logout notification")
 		},
@@ -155,7 +162,7 @@ func appsColumn(apps []admin.App) string {
 }
 
 func sessionsRevokeCommand(ctx context.Context, c *cli, args []string) error {
-	return c.userCommand(ctx, args, "sessions revoke", "user", "--user EMAIL [--json]", nil, func(o oneUser) error {
+	return c.userCommand(ctx, args, "sessions revoke", "--user EMAIL [--json]", nil, func(o oneUser) error {
 		res, err := o.svc.RevokeSessions(ctx, o.user.ID, cliActor)
 		if err != nil {
 			return err

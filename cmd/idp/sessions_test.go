@@ -83,7 +83,7 @@ func TestRun_Sessions(t *testing.T) {
 		{"enable unknown user", []string{"users", "enable", "--email", "nobody@example.com"}, 1, "no user with email"},
 		{"revoke without user", []string{"sessions", "revoke"}, 2, "missing required flag --user"},
 		{"list without user", []string{"sessions", "list", "--json"}, 2, "missing required flag --user"},
-		{"disable without email", []string{"users", "disable"}, 2, "missing required flag --email"},
+		{"disable without email", []string{"users", "disable"}, 2, "missing required flag --user"},
 		{"stray argument", []string{"sessions", "revoke", "--user", alice.Email, "now"}, 2, "unexpected argument"},
 	}
 	for _, tc := range refused {

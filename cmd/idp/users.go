@@ -18,13 +18,15 @@ import (
 
 // usersCreateCommand creates an account. The password comes from the first
 // line of stdin, never from a flag: flags show up in shell history and in
-// every process listing.
+// every process listing. It is temporary unless --temporary=false, as
+// everywhere an administrator sets one (set-password, the admin API, the
+// console): whoever ran the command knows it.
 func usersCreateCommand(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("users create", "--email EMAIL [--name NAME] [--admin] [--temporary] [--json] < password-file")
+	fs := c.flags("users create", "--email EMAIL [--name NAME] [--admin] [--temporary=false] [--json] < password-file")
 	email := fs.String("email", "", "email `address`, the sign-in name (required)")
 	name := fs.String("name", "", "display `name`")
 	admin := fs.Bool("admin", false, "make the user an administrator")
-	temporary := fs.Bool("temporary", false, "the person must choose their own password at the first sign-in")
+	temporary := fs.Bool("temporary", true, "the person must replace the password at the first sign-in")
 	dbURL := c.databaseFlag(fs)
 	asJSON := jsonFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -129,7 +131,7 @@ func yesNo(b bool) string {
 // It needs no IDP_SECRET: mfa.TOTP.Disable deletes rows and never opens a
 // sealed secret, so the TOTP is built on the pool only.
 func usersResetMFACommand(ctx context.Context, c *cli, args []string) error {
-	return c.userCommand(ctx, args, "users reset-mfa", "email", "--email EMAIL [--json]", nil, func(o oneUser) error {
+	return c.userCommand(ctx, args, "users reset-mfa", "--user EMAIL [--json]", nil, func(o oneUser) error {
 		u := o.user
 		res, err := o.svc.ResetMFA(ctx, u.ID, cliActor)
 		if errors.Is(err, mfa.ErrNotEnrolled) {
@@ -156,7 +158,7 @@ func usersResetMFACommand(ctx context.Context, c *cli, args []string) error {
 // administrator knows it, so the person replaces it at the next sign-in.
 func usersSetPasswordCommand(ctx context.Context, c *cli, args []string) error {
 	var temporary *bool
-	return c.userCommand(ctx, args, "users set-password", "email", "--email EMAIL [--temporary=false] [--json]   (new password: first line of stdin)",
+	return c.userCommand(ctx, args, "users set-password", "--user EMAIL [--temporary=false] [--json]   (new password: first line of stdin)",
 		func(fs *flag.FlagSet) {
 			temporary = fs.Bool("temporary", true, "the person must replace the password at the next sign-in")
 		}, func(o oneUser) error {

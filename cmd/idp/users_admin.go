@@ -13,7 +13,7 @@ import (
 // ends its sessions and tokens (reason user_disabled), as the admin API
 // does.
 func usersDisableCommand(ctx context.Context, c *cli, args []string) error {
-	return c.userCommand(ctx, args, "users disable", "email", "--email EMAIL [--json]", nil, func(o oneUser) error {
+	return c.userCommand(ctx, args, "users disable", "--user EMAIL [--json]", nil, func(o oneUser) error {
 		u, res, err := o.svc.Disable(ctx, o.user.ID, cliActor)
 		if err != nil {
 			return err
@@ -31,7 +31,7 @@ func usersDisableCommand(ctx context.Context, c *cli, args []string) error {
 
 // usersEnableCommand lets a disabled account sign in again.
 func usersEnableCommand(ctx context.Context, c *cli, args []string) error {
-	return c.userCommand(ctx, args, "users enable", "email", "--email EMAIL [--json]", nil, func(o oneUser) error {
+	return c.userCommand(ctx, args, "users enable", "--user EMAIL [--json]", nil, func(o oneUser) error {
 		u, err := o.svc.Enable(ctx, o.user.ID, cliActor)
 		if err != nil {
 			return err
@@ -50,7 +50,7 @@ func usersEnableCommand(ctx context.Context, c *cli, args []string) error {
 // sign-in (or, with --off, lifts that).
 func usersRequireMFACommand(ctx context.Context, c *cli, args []string) error {
 	var off *bool
-	return c.userCommand(ctx, args, "users require-mfa", "email", "--email EMAIL [--off] [--json]",
+	return c.userCommand(ctx, args, "users require-mfa", "--user EMAIL [--off] [--json]",
 		func(fs *flag.FlagSet) { off = fs.Bool("off", false, "no longer require 2FA of this user") },
 		func(o oneUser) error {
 			u, err := o.svc.RequireMFA(ctx, o.user.ID, !*off, cliActor)
@@ -74,7 +74,7 @@ func usersRequireMFACommand(ctx context.Context, c *cli, args []string) error {
 // usersDeleteCommand deletes an account, ending its sessions and tokens and
 // telling its apps in the same transaction, as the admin API does.
 func usersDeleteCommand(ctx context.Context, c *cli, args []string) error {
-	return c.userCommand(ctx, args, "users delete", "email", "--email EMAIL [--json]", nil, func(o oneUser) error {
+	return c.userCommand(ctx, args, "users delete", "--user EMAIL [--json]", nil, func(o oneUser) error {
 		res, err := o.svc.DeleteUser(ctx, o.user.ID, cliActor)
 		if err != nil {
 			return err

@@ -77,7 +77,7 @@ func TestRun_UsersResetMFA(t *testing.T) {
 			code int
 			want string
 		}{
-			{"missing email", []string{"users", "reset-mfa"}, 2, "missing required flag --email"},
+			{"missing email", []string{"users", "reset-mfa"}, 2, "missing required flag --user"},
 			{"stray argument", []string{"users", "reset-mfa", "--email", "ada@example.com", "now"}, 2, "unexpected argument"},
 			{"unknown user", []string{"users", "reset-mfa", "--email", "nobody@example.com"}, 1, "no user with email nobody@example.com"},
 			{"user without 2FA", []string{"users", "reset-mfa", "--email", "bob@example.com"}, 1, "bob@example.com has no two-factor authentication set up"},

@@ -14,7 +14,7 @@ import (
 
 // usersPasskeysListCommand lists a user's passkeys.
 func usersPasskeysListCommand(ctx context.Context, c *cli, args []string) error {
-	return c.userCommand(ctx, args, "users passkeys list", "email", "--email EMAIL [--json]", nil, func(o oneUser) error {
+	return c.userCommand(ctx, args, "users passkeys list", "--user EMAIL [--json]", nil, func(o oneUser) error {
 		list, err := o.svc.Passkeys(ctx, o.user.ID)
 		if err != nil {
 			return err
@@ -48,7 +48,7 @@ func usersPasskeysListCommand(ctx context.Context, c *cli, args []string) error 
 // the console and the admin API do.
 func usersPasskeysRemoveCommand(ctx context.Context, c *cli, args []string) error {
 	var id *string
-	return c.userCommand(ctx, args, "users passkeys remove", "email", "--email EMAIL --id PASSKEY-ID [--json]",
+	return c.userCommand(ctx, args, "users passkeys remove", "--user EMAIL --id PASSKEY-ID [--json]",
 		func(fs *flag.FlagSet) {
 			id = fs.String("id", "", "the passkey's `id` (from 'idp users passkeys list'; required)")
 		},
@@ -58,7 +58,7 @@ func usersPasskeysRemoveCommand(ctx context.Context, c *cli, args []string) erro
 			}
 			res, err := o.svc.RemovePasskey(ctx, o.user.ID, *id, cliActor)
 			if errors.Is(err, passkey.ErrNotFound) {
-				return fmt.Errorf("%s has no passkey with id %s (see 'idp users passkeys list --email %s')", o.user.Email, *id, o.user.Email)
+				return fmt.Errorf("%s has no passkey with id %s (see 'idp users passkeys list --user %s')", o.user.Email, *id, o.user.Email)
 			}
 			if err != nil {
 				return fmt.Errorf("remove the passkey of %s: %w", o.user.Email, err)

@@ -43,8 +43,8 @@ func TestRun_UsersPasskeys(t *testing.T) {
 	s := sessionstest.Create(t, mgr, nil, sessions.NewSession{UserID: ada.ID, AuthTime: time.Now(),
 		AMR: []string{"hwk", "pin", "mfa"}, ACR: sessions.ACRPhishingResistant})
 
-	runCLI(t, d.URL, "", "users", "passkeys", "list", "--email", "ada@example.com").check(t, 0, pk.ID+"  Work laptop  device-bound  internal,hybrid")
-	r := runCLI(t, d.URL, "", "users", "passkeys", "list", "--email", "ada@example.com", "--json")
+	runCLI(t, d.URL, "", "users", "passkeys", "list", "--user", "ada@example.com").check(t, 0, pk.ID+"  Work laptop  device-bound  internal,hybrid")
+	r := runCLI(t, d.URL, "", "users", "passkeys", "list", "--user", "ada@example.com", "--json")
 	var list []passkey.Passkey
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || list[0].ID != pk.ID {
 		t.Fatalf("--json: %v %s", err, r.stdout)
@@ -56,9 +56,9 @@ func TestRun_UsersPasskeys(t *testing.T) {
 		code int
 		want string
 	}{
-		{"missing id", []string{"--email", "ada@example.com"}, 2, "missing required flag --id"},
-		{"unknown id", []string{"--email", "ada@example.com", "--id", "00000000-0000-0000-0000-000000000000"}, 1, "ada@example.com has no passkey with id"},
-		{"unknown user", []string{"--email", "nobody@example.com", "--id", pk.ID}, 1, "no user with email nobody@example.com"},
+		{"missing id", []string{"--user", "ada@example.com"}, 2, "missing required flag --id"},
+		{"unknown id", []string{"--user", "ada@example.com", "--id", "00000000-0000-0000-0000-000000000000"}, 1, "ada@example.com has no passkey with id"},
+		{"unknown user", []string{"--user", "nobody@example.com", "--id", pk.ID}, 1, "no user with email nobody@example.com"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runCLI(t, d.URL, "", append([]string{"users", "passkeys", "remove"}, tc.args...)...).check(t, tc.code, tc.want)
@@ -68,12 +68,12 @@ func TestRun_UsersPasskeys(t *testing.T) {
 		})
 	}
 
-	runCLI(t, d.URL, "", "users", "passkeys", "remove", "--email", "ada@example.com", "--id", pk.ID).
+	runCLI(t, d.URL, "", "users", "passkeys", "remove", "--user", "ada@example.com", "--id", pk.ID).
 		check(t, 0, "removed passkey "+pk.ID+" of ada@example.com: 1 session ended")
 	if got, _ := mgr.Get(ctx, s.ID); got.RevokedAt == nil || got.RevokedReason != sessions.ReasonFactorsChanged {
 		t.Errorf("the session was not ended for the change of factors: %+v", got)
 	}
-	r = runCLI(t, d.URL, "", "users", "passkeys", "list", "--email", "ada@example.com")
+	r = runCLI(t, d.URL, "", "users", "passkeys", "list", "--user", "ada@example.com")
 	r.check(t, 0, "ada@example.com has no passkeys")
 	if strings.Contains(r.stdout, "Work laptop") {
 		t.Error("the removed passkey is still listed")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -50,7 +51,7 @@ func TestRun_UsersSetPassword(t *testing.T) {
 			{"too short", "short\n", []string{"users", "set-password", "--email", "ada@example.com"}, 1, "at least 8 characters"},
 			{"common", "Password1\n", []string{"users", "set-password", "--email", "ada@example.com"}, 1, "one of the most common passwords"},
 			{"unknown user", newPassword + "\n", []string{"users", "set-password", "--email", "nobody@example.com"}, 1, "no user with email"},
-			{"missing email", newPassword + "\n", []string{"users", "set-password"}, 2, "missing required flag --email"},
+			{"missing email", newPassword + "\n", []string{"users", "set-password"}, 2, "missing required flag --user"},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -105,13 +106,25 @@ func TestRun_UsersSetPassword(t *testing.T) {
 		}
 	})
 
-	t.Run("users create --temporary", func(t *testing.T) {
-		runCLI(t, d.URL, "a first passphrase\n", "users", "create", "--email", "eve@example.com", "--temporary").
-			check(t, 0, "created user eve@example.com")
-		var must bool
-		if err := d.Pool.QueryRow(ctx, `SELECT p.must_change FROM password_credentials p JOIN users u ON u.id = p.user_id
-			WHERE u.email = 'eve@example.com'`).Scan(&must); err != nil || !must {
-			t.Errorf("must_change = %v (%v), want true", must, err)
-		}
-	})
+	// users create means what set-password means by --temporary, with the
+	// same default: the administrator knows the password.
+	for _, tc := range []struct {
+		email string
+		flags []string
+		want  bool
+	}{
+		{"eve@example.com", []string{"--temporary"}, true},
+		{"fay@example.com", nil, true},
+		{"gus@example.com", []string{"--temporary=false"}, false},
+	} {
+		t.Run(fmt.Sprint("users create ", tc.flags), func(t *testing.T) {
+			runCLI(t, d.URL, "a first passphrase\n", append([]string{"users", "create", "--email", tc.email}, tc.flags...)...).
+				check(t, 0, "created user "+tc.email)
+			var must bool
+			if err := d.Pool.QueryRow(ctx, `SELECT p.must_change FROM password_credentials p JOIN users u ON u.id = p.user_id
+				WHERE u.email = $1`, tc.email).Scan(&must); err != nil || must != tc.want {
+				t.Errorf("must_change = %v (%v), want %v", must, err, tc.want)
+			}
+		})
+	}
 }

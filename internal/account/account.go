@@ -13,9 +13,7 @@ package account
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"time"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
@@ -43,6 +42,7 @@ type Handler struct {
 	Passkeys  *passkey.Service
 	Login     *login.Handler // starts a sign-in for visitors without a session
 	Templates *web.Templates
+	Errors    *pages.Errors
 	Logger    *slog.Logger
 	Now       func() time.Time
 	// RequireMFA is the global policy: when set nobody may turn 2FA off.
@@ -75,7 +75,7 @@ func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request) (sessions.Ses
 	if errors.Is(err, sessions.ErrNoSession) {
 		next, err := h.Login.Begin(ctx, w, login.Start{})
 		if err != nil {
-			h.internal(w, err)
+			h.Errors.Internal(w, r, err)
 			return sessions.Session{}, false
 		}
 		web.NoStore(w)
@@ -83,7 +83,7 @@ func (h *Handler) signedIn(w http.ResponseWriter, r *http.Request) (sessions.Ses
 		return sessions.Session{}, false
 	}
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return sessions.Session{}, false
 	}
 	return s, true
@@ -96,8 +96,7 @@ func (h *Handler) signedInPost(w http.ResponseWriter, r *http.Request) (sessions
 		return s, false
 	}
 	if !h.Sessions.CheckCSRF(r) {
-		h.Templates.Error(w, http.StatusForbidden, "The form could not be verified (it may be stale). Nothing was changed.",
-			"Open your account page again and retry from there.")
+		h.Errors.StaleForm(w, "Open your account page again and retry from there.")
 		return s, false
 	}
 	return s, true
@@ -105,12 +104,6 @@ func (h *Handler) signedInPost(w http.ResponseWriter, r *http.Request) (sessions
 
 // actor is how the audit log names the person acting on their own account.
 func actor(s sessions.Session) string { return audit.User(s.UserID) }
-
-func (h *Handler) internal(w http.ResponseWriter, err error) {
-	h.Logger.Error("account", "err", err)
-	h.Templates.Error(w, http.StatusInternalServerError, "Something went wrong on our side. Nothing may have changed.",
-		"Try again in a moment.")
-}
 
 // notices are the messages a redirect back to /account may show, by key,
 // so no text from the URL reaches the page.
@@ -171,18 +164,18 @@ func (h *Handler) renderOverview(w http.ResponseWriter, r *http.Request, s sessi
 	ctx := r.Context()
 	u, err := h.Users.ByID(ctx, s.UserID)
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	d.User = u
 	d.MFA.Enabled, err = h.TOTP.Enabled(ctx, u.ID)
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	if d.MFA.Enabled {
 		if d.MFA.Remaining, err = h.TOTP.RemainingRecoveryCodes(ctx, u.ID); err != nil {
-			h.internal(w, err)
+			h.Errors.Internal(w, r, err)
 			return
 		}
 	}
@@ -191,32 +184,19 @@ func (h *Handler) renderOverview(w http.ResponseWriter, r *http.Request, s sessi
 	d.MFA.Required = h.RequireMFA || u.RequireMFA
 	d.PasskeysOn = h.Passkeys != nil
 	if d.Passkeys, err = h.passkeyViews(ctx, u.ID); err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	d.MFA.Passkey = len(d.Passkeys) > 0
 	list, err := h.Sessions.ListByUser(ctx, u.ID)
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	d.Sessions = h.sessionViews(ctx, list, s.ID)
 	if d.Activity, err = h.activity(ctx, u.ID); err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	h.Templates.Render(w, status, "account", "Your account", h.Sessions.CSRFToken(r), d)
-}
-
-// humanDuration says how long to wait, rounded up.
-func humanDuration(d time.Duration) string {
-	if d < time.Minute {
-		return fmt.Sprintf("%d seconds", int(math.Ceil(d.Seconds())))
-	}
-	return fmt.Sprintf("%d minutes", int(math.Ceil(d.Minutes())))
-}
-
-// retryAfter sets the Retry-After header for a throttled request.
-func retryAfter(w http.ResponseWriter, d time.Duration) {
-	w.Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(d.Seconds()))))
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/sessions"
 )
 
@@ -43,7 +44,7 @@ func (h *Handler) activity(ctx context.Context, userID string) ([]activityView, 
 	now := h.Now()
 	out := make([]activityView, 0, len(entries))
 	for _, e := range entries {
-		out = append(out, activityView{When: ago(now, e.At), WhenISO: e.At.UTC().Format(time.RFC3339),
+		out = append(out, activityView{When: pages.Ago(now, e.At), WhenISO: e.At.UTC().Format(time.RFC3339),
 			What: describe(e, audit.User(userID)), Action: e.Action})
 	}
 	return out, nil
@@ -66,7 +67,7 @@ func describe(e audit.Entry, self string) string {
 		if why == "" {
 			why = strings.ReplaceAll(d.Reason, "_", " ")
 		}
-		return plural(d.Sessions, "session") + " ended: " + why
+		return pages.Plural(d.Sessions, "session") + " ended: " + why
 	case audit.ActionChangePassword:
 		return who + " changed your password"
 	case "users.set_password":

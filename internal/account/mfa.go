@@ -10,6 +10,7 @@ import (
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
@@ -45,7 +46,7 @@ func (h *Handler) renderEnroll(w http.ResponseWriter, r *http.Request, s session
 	ctx := r.Context()
 	u, err := h.Users.ByID(ctx, s.UserID)
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	e, err := h.TOTP.Pending(ctx, u.ID, mfa.SessionOwner(s.ID), u.Email)
@@ -57,7 +58,7 @@ func (h *Handler) renderEnroll(w http.ResponseWriter, r *http.Request, s session
 		return
 	}
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	h.Templates.Render(w, status, "account-enroll", "Set up two-factor authentication", h.Sessions.CSRFToken(r),
@@ -76,12 +77,12 @@ func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	u, err := h.Users.ByID(ctx, s.UserID)
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	e, err := h.TOTP.Pending(ctx, u.ID, mfa.SessionOwner(s.ID), u.Email)
@@ -90,16 +91,15 @@ func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	png, err := e.QRPNG()
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Type", "image/png")
-	w.Write(png)
+	pages.QR(w, png)
 }
 
 // enrollSubmit turns 2FA on. It asks for the password as well as the first
@@ -117,9 +117,9 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 		h.renderEnroll(w, r, s, http.StatusBadRequest, "Enter your password and the 6-digit code your authenticator app shows.")
 		return
 	}
-	if msg, status, ok := h.checkPassword(w, r, s, password); !ok {
-		if status != 0 {
-			h.renderEnroll(w, r, s, status, msg)
+	if p, ok := h.checkPassword(w, r, s, password); !ok {
+		if p.Status != 0 {
+			h.renderEnroll(w, r, s, p.Status, p.Message)
 		}
 		return
 	}
@@ -139,19 +139,19 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 			"The set-up was started again, so the key changed. Scan the new code below and enter the code it shows.")
 		return
 	case err != nil:
-		msg, status, known := codeError(w, err, "Enter the 6 digits your authenticator app shows.")
+		p, known := codeProblem(w, err)
 		if !known {
-			h.internal(w, err)
+			h.Errors.Internal(w, r, err)
 			return
 		}
-		h.renderEnroll(w, r, s, status, msg)
+		h.renderEnroll(w, r, s, p.Status, p.Message)
 		return
 	}
 	// The session now has two factors: record that, and rotate its cookie
 	// value so one seen before the change is worthless.
 	amr := []string{sessions.AMRPassword, sessions.AMROTP, sessions.AMRMFA}
 	if err := h.Sessions.StepUp(ctx, w, s.ID, s.UserID, amr, sessions.ACRMFA); err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	h.Templates.Render(w, http.StatusOK, "recovery", "Save your recovery codes", "",
@@ -188,12 +188,12 @@ func (h *Handler) regenerateSubmit(w http.ResponseWriter, r *http.Request) {
 			RecoveryError: "Two-factor authentication is off, so there are no recovery codes to replace. Set it up first."})
 		return
 	case err != nil:
-		msg, status, known := codeError(w, err, "")
+		p, known := codeProblem(w, err)
 		if !known {
-			h.internal(w, err)
+			h.Errors.Internal(w, r, err)
 			return
 		}
-		h.renderOverview(w, r, s, status, overviewData{RecoveryError: msg + " Your recovery codes were not changed."})
+		h.renderOverview(w, r, s, p.Status, overviewData{RecoveryError: p.Message + " Your recovery codes were not changed."})
 		return
 	}
 	h.Templates.Render(w, http.StatusOK, "recovery", "Your new recovery codes", "",
@@ -211,7 +211,7 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u, err := h.Users.ByID(ctx, s.UserID)
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	fail := func(status int, msg string) {
@@ -222,7 +222,7 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 	hasPasskey := false
 	if h.Passkeys != nil {
 		if hasPasskey, err = h.Passkeys.Registered(ctx, u.ID); err != nil {
-			h.internal(w, err)
+			h.Errors.Internal(w, r, err)
 			return
 		}
 	}
@@ -236,9 +236,9 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "Enter your password and a current code (or a recovery code) to turn two-factor authentication off.")
 		return
 	}
-	if msg, status, ok := h.checkPassword(w, r, s, password); !ok {
-		if status != 0 {
-			fail(status, msg+" Two-factor authentication is still on.")
+	if p, ok := h.checkPassword(w, r, s, password); !ok {
+		if p.Status != 0 {
+			fail(p.Status, p.Message+" Two-factor authentication is still on.")
 		}
 		return
 	}
@@ -252,12 +252,12 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, mfa.ErrNotEnrolled):
 		http.Redirect(w, r, "/account?notice=mfa-none", http.StatusSeeOther)
 	case err != nil:
-		msg, status, known := codeError(w, err, "")
+		p, known := codeProblem(w, err)
 		if !known {
-			h.internal(w, err)
+			h.Errors.Internal(w, r, err)
 			return
 		}
-		fail(status, msg+" Two-factor authentication is still on.")
+		fail(p.Status, p.Message+" Two-factor authentication is still on.")
 	default:
 		http.Redirect(w, r, "/account?notice=mfa-off", http.StatusSeeOther)
 	}
@@ -294,63 +294,49 @@ func isVerdict(err error) bool {
 }
 
 // checkPassword re-confirms the password before a change of factors. When
-// it is not right it returns the message and status to show; status 0
-// means an internal error was already answered.
-func (h *Handler) checkPassword(w http.ResponseWriter, r *http.Request, s sessions.Session, password string) (msg string, status int, ok bool) {
+// it is not right it returns the problem to show; ok false with a zero
+// problem means an internal error was already answered.
+func (h *Handler) checkPassword(w http.ResponseWriter, r *http.Request, s sessions.Session, password string) (pages.Problem, bool) {
 	err := h.Users.VerifyPassword(r.Context(), s.UserID, password)
-	var throttled *users.ThrottledError
-	switch {
-	case err == nil:
-		return "", 0, true
-	case errors.As(err, &throttled):
-		retryAfter(w, throttled.RetryAfter)
-		return fmt.Sprintf("Too many wrong passwords. Wait %s, then try again.", humanDuration(throttled.RetryAfter)),
-			http.StatusTooManyRequests, false
-	case errors.Is(err, users.ErrInvalidCredentials):
-		return "That password is not right. Enter the password you sign in with.", http.StatusUnauthorized, false
+	if err == nil {
+		return pages.Problem{}, true
 	}
-	h.internal(w, err)
-	return "", 0, false
+	p, known := pages.Explain(err)
+	if !known {
+		h.Errors.Internal(w, r, err)
+		return pages.Problem{}, false
+	}
+	if errors.Is(err, users.ErrInvalidCredentials) {
+		p.Message = "That password is not right. Enter the password you sign in with."
+	}
+	pages.SetRetryAfter(w, p)
+	return p, false
 }
 
 // checkPasswordQuiet is checkPassword for a request that answers JSON:
-// it never writes the body, and an internal error comes back as a status
-// 500 with a message (logged here).
-func (h *Handler) checkPasswordQuiet(ctx context.Context, w http.ResponseWriter, s sessions.Session, password string) (msg string, status int, ok bool) {
+// it never writes the body; an error of ours is logged and comes back as
+// a status 500 with a message.
+func (h *Handler) checkPasswordQuiet(ctx context.Context, w http.ResponseWriter, s sessions.Session, password string) (pages.Problem, bool) {
 	err := h.Users.VerifyPassword(ctx, s.UserID, password)
-	var throttled *users.ThrottledError
-	switch {
-	case err == nil:
-		return "", 0, true
-	case errors.As(err, &throttled):
-		retryAfter(w, throttled.RetryAfter)
-		return fmt.Sprintf("Too many wrong passwords. Wait %s, then try again.", humanDuration(throttled.RetryAfter)),
-			http.StatusTooManyRequests, false
-	case errors.Is(err, users.ErrInvalidCredentials):
-		return "That password is not right. Enter the password you sign in with.", http.StatusUnauthorized, false
+	if err == nil {
+		return pages.Problem{}, true
 	}
-	h.Logger.Error("account", "err", err)
-	return "Something went wrong on our side. Try again in a moment.", http.StatusInternalServerError, false
+	p, known := pages.Explain(err)
+	if !known {
+		h.Logger.ErrorContext(ctx, "account: check password", "err", err)
+		return pages.Problem{Status: http.StatusInternalServerError, Message: "Something went wrong on our side. Try again in a moment."}, false
+	}
+	if errors.Is(err, users.ErrInvalidCredentials) {
+		p.Message = "That password is not right. Enter the password you sign in with."
+	}
+	pages.SetRetryAfter(w, p)
+	return p, false
 }
 
-// codeError turns a verification verdict into a message that says what to
-// do. malformed replaces the default hint for a code that is not a code.
-func codeError(w http.ResponseWriter, err error, malformed string) (msg string, status int, ok bool) {
-	var throttled *mfa.ThrottledError
-	switch {
-	case errors.As(err, &throttled):
-		retryAfter(w, throttled.RetryAfter)
-		return fmt.Sprintf("Too many wrong codes. Wait %s, then try again.", humanDuration(throttled.RetryAfter)),
-			http.StatusTooManyRequests, true
-	case errors.Is(err, mfa.ErrMalformedCode):
-		if malformed == "" {
-			malformed = "Enter the 6-digit code from your authenticator app, or one of your recovery codes (like abcde-fghij)."
-		}
-		return malformed, http.StatusBadRequest, true
-	case errors.Is(err, mfa.ErrReplayed):
-		return "That code was already used. Wait for the next code from your app and enter it.", http.StatusUnauthorized, true
-	case errors.Is(err, mfa.ErrInvalidCode):
-		return "That code is not right. Check that your phone's clock is set automatically and enter the current code.", http.StatusUnauthorized, true
-	}
-	return "", 0, false
+// codeProblem is what to show for a code that was not accepted; ok false
+// for an error that is ours.
+func codeProblem(w http.ResponseWriter, err error) (pages.Problem, bool) {
+	p, ok := pages.Explain(err)
+	pages.SetRetryAfter(w, p)
+	return p, ok
 }

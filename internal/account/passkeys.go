@@ -8,6 +8,7 @@ import (
 
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/device"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/web"
@@ -49,10 +50,10 @@ func (h *Handler) passkeyViews(ctx context.Context, userID string) ([]passkeyVie
 	now := h.Now()
 	out := make([]passkeyView, 0, len(list))
 	for _, p := range list {
-		v := passkeyView{ID: p.ID, Name: p.Name, Synced: p.Synced(), Added: ago(now, p.CreatedAt),
+		v := passkeyView{ID: p.ID, Name: p.Name, Synced: p.Synced(), Added: pages.Ago(now, p.CreatedAt),
 			AddedISO: p.CreatedAt.UTC().Format("2006-01-02T15:04:05Z")}
 		if p.LastUsedAt != nil {
-			v.LastUsed, v.UsedISO = ago(now, *p.LastUsedAt), p.LastUsedAt.UTC().Format("2006-01-02T15:04:05Z")
+			v.LastUsed, v.UsedISO = pages.Ago(now, *p.LastUsedAt), p.LastUsedAt.UTC().Format("2006-01-02T15:04:05Z")
 		}
 		out = append(out, v)
 	}
@@ -97,8 +98,8 @@ func (h *Handler) passkeyOptions(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "Enter your password to add a passkey.")
 		return
 	}
-	if msg, status, ok := h.checkPasswordQuiet(ctx, w, s, r.PostFormValue("password")); !ok {
-		fail(status, msg)
+	if p, ok := h.checkPasswordQuiet(ctx, w, s, r.PostFormValue("password")); !ok {
+		fail(p.Status, p.Message)
 		return
 	}
 	p, err := h.person(ctx, s)
@@ -109,11 +110,11 @@ func (h *Handler) passkeyOptions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if passkey.IsVerdict(err) {
-		fail(http.StatusConflict, passkey.Message(err))
+	if p, known := pages.Explain(err); known {
+		fail(p.Status, p.Message)
 		return
 	}
-	h.Logger.Error("account: passkey options", "err", err)
+	h.Logger.ErrorContext(ctx, "account: passkey options", "err", err)
 	fail(http.StatusInternalServerError, "Something went wrong on our side. Try again in a moment.")
 }
 
@@ -128,7 +129,7 @@ func (h *Handler) addPasskey(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	p, err := h.person(ctx, s)
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	credential := r.PostFormValue("credential")
@@ -142,12 +143,12 @@ func (h *Handler) addPasskey(w http.ResponseWriter, r *http.Request) {
 			device.Name(r.UserAgent()))
 		return err
 	})
-	if passkey.IsVerdict(err) {
-		h.renderOverview(w, r, s, passkeyStatus(err), overviewData{PasskeyError: passkey.Message(err) + " No passkey was added."})
+	if p, known := pages.Explain(err); known && passkey.IsVerdict(err) {
+		h.renderOverview(w, r, s, p.Status, overviewData{PasskeyError: p.Message + " No passkey was added."})
 		return
 	}
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	http.Redirect(w, r, "/account?notice=passkey-added", http.StatusSeeOther)
@@ -159,12 +160,12 @@ func (h *Handler) renamePasskey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, err := h.Passkeys.Rename(r.Context(), s.UserID, r.PathValue("id"), r.PostFormValue("name"))
-	if passkey.IsVerdict(err) {
-		h.renderOverview(w, r, s, passkeyStatus(err), overviewData{PasskeyError: passkey.Message(err)})
+	if p, known := pages.Explain(err); known && passkey.IsVerdict(err) {
+		h.renderOverview(w, r, s, p.Status, overviewData{PasskeyError: p.Message})
 		return
 	}
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	http.Redirect(w, r, "/account?notice=passkey-renamed", http.StatusSeeOther)
@@ -184,7 +185,7 @@ func (h *Handler) removePasskey(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := h.Users.ByID(ctx, s.UserID)
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	password := r.PostFormValue("password")
@@ -192,9 +193,9 @@ func (h *Handler) removePasskey(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "Enter your password to remove a passkey.")
 		return
 	}
-	if msg, status, ok := h.checkPassword(w, r, s, password); !ok {
-		if status != 0 {
-			fail(status, msg+" The passkey was not removed.")
+	if p, ok := h.checkPassword(w, r, s, password); !ok {
+		if p.Status != 0 {
+			fail(p.Status, p.Message+" The passkey was not removed.")
 		}
 		return
 	}
@@ -220,9 +221,10 @@ func (h *Handler) removePasskey(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusForbidden, "This is your only second factor, and two-factor authentication is required for your account, "+
 			"so it cannot be removed. Add another passkey or set up an authenticator app first.")
 	case passkey.IsVerdict(err):
-		fail(passkeyStatus(err), passkey.Message(err))
+		p, _ := pages.Explain(err)
+		fail(p.Status, p.Message)
 	case err != nil:
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 	default:
 		http.Redirect(w, r, "/account?notice=passkey-removed", http.StatusSeeOther)
 	}
@@ -230,16 +232,3 @@ func (h *Handler) removePasskey(w http.ResponseWriter, r *http.Request) {
 
 // errLastFactor rolls back the removal of a required last second factor.
 var errLastFactor = errors.New("account: the last second factor is required")
-
-func passkeyStatus(err error) int {
-	switch {
-	case errors.Is(err, passkey.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, passkey.ErrAlreadyRegistered), errors.Is(err, passkey.ErrTooMany):
-		return http.StatusConflict
-	case errors.Is(err, passkey.ErrMalformed), errors.Is(err, passkey.ErrChallenge), errors.Is(err, passkey.ErrExpired),
-		errors.Is(err, passkey.ErrBinding), errors.Is(err, passkey.ErrInvalidName):
-		return http.StatusBadRequest
-	}
-	return http.StatusUnauthorized
-}

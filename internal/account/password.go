@@ -2,11 +2,10 @@ package account
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/idp/idp/internal/audit"
-	"github.com/idp/idp/internal/users"
+	"github.com/idp/idp/internal/pages"
 )
 
 // passwordSubmit changes the password. It asks for the current one, so a
@@ -33,18 +32,17 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	// The policy first: a refused new password costs no guess of the
 	// current one.
-	var pe *users.PolicyError
 	chosen, err := h.Users.ChoosePassword(r.Context(), next)
-	if errors.As(err, &pe) {
-		fail(http.StatusBadRequest, "The new password "+pe.Reason+".")
+	if p, known := pages.Explain(err); known {
+		fail(p.Status, p.Message)
 		return
 	} else if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
-	if msg, status, ok := h.checkPassword(w, r, s, current); !ok {
-		if status != 0 {
-			fail(status, msg)
+	if p, ok := h.checkPassword(w, r, s, current); !ok {
+		if p.Status != 0 {
+			fail(p.Status, p.Message)
 		}
 		return
 	}
@@ -52,7 +50,7 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 		return h.Users.StorePassword(ctx, s.UserID, chosen, false)
 	})
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	http.Redirect(w, r, "/account?notice=password-changed", http.StatusSeeOther)

@@ -2,11 +2,11 @@ package account
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/idp/idp/internal/device"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/sessions"
 )
 
@@ -37,8 +37,8 @@ func (h *Handler) sessionViews(ctx context.Context, list []sessions.Session, cur
 	for _, s := range list {
 		v := sessionView{
 			ID: s.ID, Device: device.Name(s.UserAgent), UserAgent: s.UserAgent, IP: s.IP,
-			Started: formatTime(s.CreatedAt), StartedISO: s.CreatedAt.UTC().Format(time.RFC3339),
-			LastSeen: ago(now, s.LastSeenAt), LastSeenISO: s.LastSeenAt.UTC().Format(time.RFC3339),
+			Started: pages.Time(s.CreatedAt), StartedISO: s.CreatedAt.UTC().Format(time.RFC3339),
+			LastSeen: pages.Ago(now, s.LastSeenAt), LastSeenISO: s.LastSeenAt.UTC().Format(time.RFC3339),
 			Current: s.ID == currentSID, MultiFactor: s.MultiFactor(),
 		}
 		for _, id := range s.Clients {
@@ -72,7 +72,7 @@ func (h *Handler) signOutSession(w http.ResponseWriter, r *http.Request) {
 		SIDs: []string{sid}, UserID: s.UserID, Reason: sessions.ReasonUserSignOut, Actor: actor(s),
 	})
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	switch {
@@ -98,7 +98,7 @@ func (h *Handler) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 		UserID: s.UserID, Reason: sessions.ReasonUserSignOutAll, IncludeOffline: true, Actor: actor(s),
 	})
 	if err != nil {
-		h.internal(w, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	h.signedOut(w, true)
@@ -113,29 +113,4 @@ type signedOutData struct {
 func (h *Handler) signedOut(w http.ResponseWriter, everywhere bool) {
 	h.Sessions.ClearCookie(w)
 	h.Templates.Render(w, http.StatusOK, "account-signed-out", "Signed out", "", signedOutData{Everywhere: everywhere})
-}
-
-func formatTime(t time.Time) string {
-	return t.UTC().Format("2 Jan 2006, 15:04 UTC")
-}
-
-// ago says how long before now t was, coarsely, as people say it.
-func ago(now, t time.Time) string {
-	d := now.Sub(t)
-	switch {
-	case d < time.Minute:
-		return "just now"
-	case d < time.Hour:
-		return plural(int(d/time.Minute), "minute") + " ago"
-	case d < 24*time.Hour:
-		return plural(int(d/time.Hour), "hour") + " ago"
-	}
-	return formatTime(t)
-}
-
-func plural(n int, unit string) string {
-	if n == 1 {
-		return "1 " + unit
-	}
-	return fmt.Sprintf("%d %ss", n, unit)
 }

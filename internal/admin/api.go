@@ -15,6 +15,9 @@ import (
 	"github.com/ory/fosite/handler/openid"
 
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/backchannel"
@@ -114,17 +117,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, adm users.User)
 	temporary := body.Temporary == nil || *body.Temporary
 	acc, err := a.Service.CreateUser(r.Context(), users.NewUser{Email: body.Email, Name: body.Name, Password: body.Password,
 		Admin: body.Admin, MustChangePassword: temporary}, actor(adm))
-	var pe *users.PolicyError
-	switch {
-	case errors.As(err, &pe):
-		return badRequest("The password " + pe.Reason + ".")
-	case errors.Is(err, users.ErrInvalidEmail):
-		return badRequest("The email must be an email address.")
-	case errors.Is(err, users.ErrInvalidName):
-		return badRequest(fmt.Sprintf("The name must be at most %d characters, without control characters.", users.MaxNameRunes))
-	case errors.Is(err, users.ErrEmailTaken):
-		return &apiError{status: http.StatusConflict, code: "conflict", desc: "An account with that email exists already."}
-	case err != nil:
+	if err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/admin/api/users/"+acc.ID)
@@ -223,10 +216,6 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request, adm users.User
 	}
 	temporary := body.Temporary == nil || *body.Temporary
 	res, err := a.Service.SetPassword(r.Context(), r.PathValue("id"), body.Password, actor(adm), temporary)
-	var pe *users.PolicyError
-	if errors.As(err, &pe) {
-		return badRequest("The password " + pe.Reason + ".")
-	}
 	if err != nil {
 		return err
 	}
@@ -385,14 +374,23 @@ func (e *apiError) challenge() string {
 	return ""
 }
 
-// fail is the one place errors become statuses. Only errors the client did
-// not cause are logged.
+// fail is the one place errors become statuses. Domain errors read as they
+// do on every page (pages.Explain); only errors the client did not cause
+// are logged, and a database that could not serve the request is a 503.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *apiError
+	problem, explained := pages.Explain(err)
 	switch {
 	case errors.As(err, &e):
+	case db.IsUnavailable(err):
+		ops.NoteUnavailable(r.Context())
+		w.Header().Set("Retry-After", ops.UnavailableRetryAfter)
+		e = &apiError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
+			desc: "The service is temporarily unavailable. Try again in a moment."}
 	case errors.Is(err, users.ErrNotFound):
 		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No such user."}
+	case explained:
+		e = &apiError{status: problem.Status, code: errorCode(problem.Status), desc: problem.Message}
 	case errors.Is(err, backchannel.ErrNotFound):
 		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No undelivered notification with that id."}
 	case errors.Is(err, passkey.ErrNotFound):
@@ -405,13 +403,26 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if log == nil {
 			log = slog.Default()
 		}
-		log.ErrorContext(r.Context(), "admin api", "method", r.Method, "path", r.URL.Path, "err", err)
+		log.ErrorContext(r.Context(), "admin api", "request_id", ops.RequestID(r.Context()), "route", r.Pattern, "err", err)
 		e = &apiError{status: http.StatusInternalServerError, code: "server_error", desc: "Internal error."}
 	}
 	if c := e.challenge(); c != "" {
 		w.Header().Set("WWW-Authenticate", c)
 	}
 	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.desc})
+}
+
+// errorCode is the error field of a domain error's status.
+func errorCode(status int) string {
+	switch status {
+	case http.StatusConflict:
+		return "conflict"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusTooManyRequests:
+		return "too_many_requests"
+	}
+	return "invalid_request"
 }
 
 // writeJSON fails only before anything is written, so fail can still

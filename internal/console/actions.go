@@ -2,7 +2,6 @@ package console
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/backchannel"
@@ -83,6 +83,8 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request) {
 	res, err := h.Admin.SetPassword(r.Context(), id, r.PostFormValue("new_password"), actor(adm), true)
 	var pe *users.PolicyError
 	if errors.As(err, &pe) {
+		// The policy's reason as everywhere, said of the password an
+		// administrator hands out.
 		h.renderUser(w, r, adm, id, http.StatusBadRequest, userData{
 			Error: "The temporary password " + pe.Reason + ". Nothing was changed."})
 		return
@@ -105,26 +107,22 @@ func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) {
 	d.New.Email, d.New.Name = strings.TrimSpace(r.PostFormValue("email")), strings.TrimSpace(r.PostFormValue("name"))
 	acc, err := h.Admin.CreateUser(r.Context(), users.NewUser{Email: d.New.Email, Name: d.New.Name,
 		Password: r.PostFormValue("new_password"), Admin: r.PostFormValue("admin") == "on", MustChangePassword: true}, actor(adm))
-	var pe *users.PolicyError
-	status := http.StatusBadRequest
-	switch {
-	case err == nil:
+	if err == nil {
 		h.back(w, r, acc.ID, "created", nil)
 		return
-	case errors.As(err, &pe):
-		d.Error = "The temporary password " + pe.Reason + "."
-	case errors.Is(err, users.ErrInvalidEmail):
-		d.Error = "That is not an email address."
-	case errors.Is(err, users.ErrInvalidName):
-		d.Error = fmt.Sprintf("The name must be at most %d characters, without line breaks.", users.MaxNameRunes)
-	case errors.Is(err, users.ErrEmailTaken):
-		status, d.Error = http.StatusConflict, "An account with that email exists already."
-	default:
-		h.internal(w, r, err)
+	}
+	p, known := pages.Explain(err)
+	if !known {
+		h.Errors.Internal(w, r, err)
 		return
 	}
+	d.Error = p.Message
+	var pe *users.PolicyError
+	if errors.As(err, &pe) {
+		d.Error = "The temporary password " + pe.Reason + "."
+	}
 	d.Error += " No account was created."
-	h.renderHome(w, r, status, "", d)
+	h.renderHome(w, r, p.Status, "", d)
 }
 
 // deleteUser deletes the account once the administrator has typed its
@@ -253,7 +251,7 @@ func (h *Handler) handled(w http.ResponseWriter, r *http.Request, err error) boo
 	case errors.Is(err, users.ErrNotFound):
 		h.noSuchUser(w)
 	default:
-		h.internal(w, r, err)
+		h.Errors.Internal(w, r, err)
 	}
 	return false
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -45,12 +46,12 @@ var actions = map[string]string{
 
 // activityOf describes e as seen on the page of user, by administrator adm.
 func activityOf(e audit.Entry, user, adm users.User, now time.Time) activityView {
-	v := activityView{When: ago(now, e.At), WhenISO: iso(e.At), By: actorText(e.Actor, user, adm), Action: e.Action}
+	v := activityView{When: pages.Ago(now, e.At), WhenISO: iso(e.At), By: actorText(e.Actor, user, adm), Action: e.Action}
 	d := e.Facts()
 	v.What = actions[e.Action]
 	switch {
 	case e.Action == "sessions.revoke":
-		v.What = "Ended " + plural(d.Sessions, "session") + ": " + reasonText(d.Reason)
+		v.What = "Ended " + pages.Plural(d.Sessions, "session") + ": " + reasonText(d.Reason)
 	case e.Action == "users.set_password" && d.Temporary != nil && *d.Temporary:
 		v.What = "Temporary password set"
 	case e.Action == "users.require_mfa" && d.Require != nil:

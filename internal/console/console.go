@@ -21,6 +21,7 @@ import (
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/login"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
@@ -36,6 +37,7 @@ type Handler struct {
 	// steps up to one.
 	RequirePasskey bool
 	Templates      *web.Templates
+	Errors         *pages.Errors
 	Logger         *slog.Logger
 	Now            func() time.Time
 }
@@ -75,12 +77,12 @@ func (h *Handler) administrator(w http.ResponseWriter, r *http.Request) (users.U
 		return users.User{}, false
 	}
 	if err != nil {
-		h.internal(w, r, err)
+		h.Errors.Internal(w, r, err)
 		return users.User{}, false
 	}
 	u, err := h.Admin.Users.ByID(ctx, s.UserID)
 	if err != nil {
-		h.internal(w, r, err)
+		h.Errors.Internal(w, r, err)
 		return users.User{}, false
 	}
 	// Checked before the second factor: someone who may not use the console
@@ -94,7 +96,7 @@ func (h *Handler) administrator(w http.ResponseWriter, r *http.Request) (users.U
 	if h.RequirePasskey && !s.PhishingResistant() {
 		has, err := h.Admin.HasPasskey(ctx, u.ID)
 		if err != nil {
-			h.internal(w, r, err)
+			h.Errors.Internal(w, r, err)
 			return users.User{}, false
 		}
 		if !has {
@@ -120,8 +122,7 @@ func (h *Handler) administratorPost(w http.ResponseWriter, r *http.Request) (use
 		return adm, false
 	}
 	if !h.Sessions.CheckCSRF(r) {
-		h.Templates.Error(w, http.StatusForbidden, "The form could not be verified (it may be stale). Nothing was changed.",
-			"Open the console again and retry from there.")
+		h.Errors.StaleForm(w, "Open the console again and retry from there.")
 		return adm, false
 	}
 	return adm, true
@@ -136,7 +137,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, s login.Start) {
 	}
 	next, err := h.Login.Begin(r.Context(), w, s)
 	if err != nil {
-		h.internal(w, r, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	web.NoStore(w)
@@ -145,12 +146,6 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, s login.Start) {
 
 // actor is how the audit log names the administrator.
 func actor(adm users.User) string { return audit.Admin(adm.ID) }
-
-func (h *Handler) internal(w http.ResponseWriter, r *http.Request, err error) {
-	h.Logger.ErrorContext(r.Context(), "console", "method", r.Method, "route", r.Pattern, "err", err)
-	h.Templates.Error(w, http.StatusInternalServerError, "Something went wrong on our side. The action may not have been carried out.",
-		"Reload the user's page to see where things stand, then try again.")
-}
 
 func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
 	if _, ok := h.administrator(w, r); !ok {

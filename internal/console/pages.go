@@ -14,6 +14,7 @@ import (
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 )
@@ -65,7 +66,7 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, userPath(a.ID), http.StatusSeeOther)
 			return
 		case !errors.Is(err, users.ErrNotFound):
-			h.internal(w, r, err)
+			h.Errors.Internal(w, r, err)
 			return
 		}
 		status = http.StatusNotFound
@@ -80,12 +81,12 @@ func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) renderHome(w http.ResponseWriter, r *http.Request, status int, substr string, d homeData) {
 	list, err := listUsers(r.Context(), h.Admin, substr, listLimit)
 	if err != nil {
-		h.internal(w, r, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	for _, u := range list {
 		d.Users = append(d.Users, userRow{ID: u.ID, Email: u.Email, Name: u.Name, Admin: u.IsAdmin,
-			Disabled: u.Disabled(), Created: formatTime(u.CreatedAt), CreatedISO: iso(u.CreatedAt)})
+			Disabled: u.Disabled(), Created: pages.Time(u.CreatedAt), CreatedISO: iso(u.CreatedAt)})
 	}
 	h.Templates.Render(w, status, "admin", "Administration", h.Sessions.CSRFToken(r), d)
 }
@@ -188,18 +189,18 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.U
 		return
 	}
 	if err != nil {
-		h.internal(w, r, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	list, err := h.Admin.ListSessions(ctx, a.ID, admin.ListOptions{Revoked: true})
 	if err != nil {
-		h.internal(w, r, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	d.User, d.Self = a, a.ID == adm.ID
-	d.Created = formatTime(a.CreatedAt)
+	d.Created = pages.Time(a.CreatedAt)
 	if a.DisabledAt != nil {
-		d.DisabledAt = formatTime(*a.DisabledAt)
+		d.DisabledAt = pages.Time(*a.DisabledAt)
 	}
 	if a.MFAEnabled != nil {
 		d.MFA = map[bool]string{true: "on", false: "off"}[*a.MFAEnabled]
@@ -212,11 +213,11 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.U
 	now := h.now()
 	for _, s := range list.Sessions {
 		v := sessionView{SID: s.SID, UserAgent: s.UserAgent, IP: s.IP,
-			Started: formatTime(s.CreatedAt), StartedISO: iso(s.CreatedAt),
-			LastSeen: ago(now, s.LastSeenAt), LastSeenISO: iso(s.LastSeenAt), MultiFactor: sessions.ACRSatisfies(s.ACR, sessions.ACRMFA),
+			Started: pages.Time(s.CreatedAt), StartedISO: iso(s.CreatedAt),
+			LastSeen: pages.Ago(now, s.LastSeenAt), LastSeenISO: iso(s.LastSeenAt), MultiFactor: sessions.ACRSatisfies(s.ACR, sessions.ACRMFA),
 			Passkey: s.ACR == sessions.ACRPhishingResistant}
 		if s.RevokedAt != nil {
-			v.Ended, v.EndedISO, v.Why = ago(now, *s.RevokedAt), iso(*s.RevokedAt), reasonText(s.RevokedReason)
+			v.Ended, v.EndedISO, v.Why = pages.Ago(now, *s.RevokedAt), iso(*s.RevokedAt), reasonText(s.RevokedReason)
 		} else {
 			d.Live++
 		}
@@ -226,7 +227,7 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.U
 				av.Name = ""
 			}
 			if app.SignedInAt != nil {
-				av.SignedIn = formatTime(*app.SignedInAt)
+				av.SignedIn = pages.Time(*app.SignedInAt)
 			}
 			for _, n := range app.Notifications {
 				nv := notificationViewOf(n, now)
@@ -244,19 +245,19 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.U
 	}
 	keys, err := h.Admin.Passkeys(ctx, a.ID)
 	if err != nil {
-		h.internal(w, r, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	for _, k := range keys {
-		v := passkeyView{ID: k.ID, Name: k.Name, AAGUID: k.AAGUID, Synced: k.Synced(), Added: formatTime(k.CreatedAt), AddedISO: iso(k.CreatedAt)}
+		v := passkeyView{ID: k.ID, Name: k.Name, AAGUID: k.AAGUID, Synced: k.Synced(), Added: pages.Time(k.CreatedAt), AddedISO: iso(k.CreatedAt)}
 		if k.LastUsedAt != nil {
-			v.LastUsed, v.LastUsedISO = ago(now, *k.LastUsedAt), iso(*k.LastUsedAt)
+			v.LastUsed, v.LastUsedISO = pages.Ago(now, *k.LastUsedAt), iso(*k.LastUsedAt)
 		}
 		d.Passkeys = append(d.Passkeys, v)
 	}
 	log, err := h.Admin.AuditLog(ctx, audit.Query{UserID: a.ID, Limit: recentActivity})
 	if err != nil {
-		h.internal(w, r, err)
+		h.Errors.Internal(w, r, err)
 		return
 	}
 	for _, e := range log {
@@ -271,15 +272,15 @@ func notificationViewOf(n admin.Notification, now time.Time) notificationView {
 	at := n.CreatedAt
 	switch {
 	case n.DeliveredAt != nil:
-		v.When, at = ago(now, *n.DeliveredAt), *n.DeliveredAt
+		v.When, at = pages.Ago(now, *n.DeliveredAt), *n.DeliveredAt
 	case n.FailedAt != nil:
-		v.When, at = ago(now, *n.FailedAt), *n.FailedAt
+		v.When, at = pages.Ago(now, *n.FailedAt), *n.FailedAt
 	case n.AbandonedAt != nil:
-		v.When, at = ago(now, *n.AbandonedAt), *n.AbandonedAt
+		v.When, at = pages.Ago(now, *n.AbandonedAt), *n.AbandonedAt
 	case n.NextAttemptAt != nil && n.NextAttemptAt.After(now):
-		v.When, at = "next try "+until(now, *n.NextAttemptAt), *n.NextAttemptAt
+		v.When, at = "next try "+pages.Until(now, *n.NextAttemptAt), *n.NextAttemptAt
 	default:
-		v.When = "queued " + ago(now, n.CreatedAt)
+		v.When = "queued " + pages.Ago(now, n.CreatedAt)
 	}
 	v.WhenISO = iso(at)
 	return v
@@ -318,7 +319,7 @@ func notice(r *http.Request) string {
 	q := r.URL.Query()
 	n, _ := strconv.Atoi(q.Get("sessions"))
 	m, _ := strconv.Atoi(q.Get("notifications"))
-	ended := "ended " + plural(max(n, 0), "session") + "; " + plural(max(m, 0), "app") + " to be told over the back channel."
+	ended := "ended " + pages.Plural(max(n, 0), "session") + "; " + pages.Plural(max(m, 0), "app") + " to be told over the back channel."
 	switch q.Get("notice") {
 	case "revoked":
 		return "All sessions and tokens revoked: " + ended
@@ -345,39 +346,4 @@ func notice(r *http.Request) string {
 	return ""
 }
 
-func formatTime(t time.Time) string { return t.UTC().Format("2 Jan 2006, 15:04 UTC") }
-
 func iso(t time.Time) string { return t.UTC().Format(time.RFC3339) }
-
-// ago says how long before now t was, coarsely.
-func ago(now, t time.Time) string {
-	d := now.Sub(t)
-	switch {
-	case d < time.Minute:
-		return "just now"
-	case d < time.Hour:
-		return plural(int(d/time.Minute), "minute") + " ago"
-	case d < 24*time.Hour:
-		return plural(int(d/time.Hour), "hour") + " ago"
-	}
-	return "on " + formatTime(t)
-}
-
-// until says how long after now t is, coarsely.
-func until(now, t time.Time) string {
-	d := t.Sub(now)
-	switch {
-	case d < time.Minute:
-		return "in " + plural(int(d.Round(time.Second)/time.Second), "second")
-	case d < time.Hour:
-		return "in " + plural(int(d/time.Minute), "minute")
-	}
-	return "at " + formatTime(t)
-}
-
-func plural(n int, unit string) string {
-	if n == 1 {
-		return "1 " + unit
-	}
-	return fmt.Sprintf("%d %ss", n, unit)
-}

@@ -40,7 +40,8 @@ const (
 // libpq's target_session_attrs=read-write: a new connection that lands on a
 // read-only server (a standby, a demoted primary) is refused, and the next
 // host of a multi-host URL is tried. The provider writes on nearly every
-// request, so a read-only connection is no use to it.
+// request, so a read-only connection is no use to it, and one that turns
+// read-only is dropped when it comes back to the pool (readOnlyWatch).
 func ParseConfig(url string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
@@ -55,6 +56,9 @@ func ParseConfig(url string) (*pgxpool.Config, error) {
 	if cfg.ConnConfig.ValidateConnect == nil {
 		cfg.ConnConfig.ValidateConnect = pgconn.ValidateConnectTargetSessionAttrsReadWrite
 	}
+	w := &readOnlyWatch{}
+	cfg.ConnConfig.Tracer = w
+	cfg.AfterRelease = w.keep
 	return cfg, nil
 }
 

@@ -3,9 +3,7 @@ package login
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
@@ -36,9 +35,16 @@ type Handler struct {
 	// issuer whose host is an IP address (passkey.ErrUnavailable).
 	Passkeys  *passkey.Service
 	Templates *web.Templates
+	Errors    *pages.Errors
 	Logger    *slog.Logger
 	Now       func() time.Time
 	FlowTTL   time.Duration
+	// Observe, when set, is told the outcome of every sign-in form
+	// submission: its step (password, totp, enroll, new_password, and the
+	// passkey steps passkey, passkey_factor, passkey_enroll) and
+	// outcome (signed_in, next_step, wrong_password, wrong_code, throttled,
+	// rejected, invalid, error). The metrics count them.
+	Observe func(step, outcome string)
 	// RequireMFA makes every user enroll a second factor before reaching any app.
 	RequireMFA bool
 	// ClientName returns an app's display name for "continue to …".
@@ -70,16 +76,72 @@ type passwordData struct {
 	Passkey bool
 }
 
-// flowOrError loads the flow, rendering the expired-flow page when there is none.
+// Sign-in steps and outcomes, as Observe is told them.
+const (
+	stepPassword    = "password"
+	stepTOTP        = "totp"
+	stepEnroll      = "enroll"
+	stepNewPassword = "new_password"
+
+	outcomeSignedIn      = "signed_in"
+	outcomeNextStep      = "next_step"
+	outcomeWrongPassword = "wrong_password"
+	outcomeWrongCode     = "wrong_code"
+	outcomeThrottled     = "throttled"
+	outcomeRejected      = "rejected"
+	outcomeInvalid       = "invalid"
+	outcomeError         = "error"
+)
+
+// observe reports a form submission's outcome.
+func (h *Handler) observe(step, outcome string) {
+	if h.Observe != nil {
+		h.Observe(step, outcome)
+	}
+}
+
+// outcomeOf is the outcome a problem the person is shown stands for.
+func outcomeOf(step string, p pages.Problem) string {
+	switch p.Status {
+	case http.StatusUnauthorized:
+		if step == stepPassword {
+			return outcomeWrongPassword
+		}
+		return outcomeWrongCode
+	case http.StatusTooManyRequests:
+		return outcomeThrottled
+	case http.StatusForbidden:
+		return outcomeRejected
+	}
+	return outcomeInvalid
+}
+
+// internal answers an error of ours on a step's submission (step "" for a
+// page view).
+func (h *Handler) internal(w http.ResponseWriter, r *http.Request, step string, err error) {
+	if step != "" {
+		h.observe(step, outcomeError)
+	}
+	h.Errors.Internal(w, r, err)
+}
+
+// flowOrError loads the flow, rendering the expired-flow page when there is
+// none. step names the submission for Observe ("" for a page view).
 func (h *Handler) flowOrError(w http.ResponseWriter, r *http.Request, stage string) (flow, bool) {
+	step := ""
+	if r.Method == http.MethodPost {
+		step = map[string]string{stagePassword: stepPassword, stageTOTP: stepTOTP, stageEnroll: stepEnroll,
+			stageNewPassword: stepNewPassword}[stage]
+	}
 	f, err := h.loadFlow(r.Context(), r)
 	if errors.Is(err, ErrNoFlow) {
+		h.observe(step, outcomeInvalid)
 		h.Templates.Error(w, http.StatusBadRequest, "This sign-in has expired or was already finished.",
 			"Go back to the application and sign in again.")
 		return flow{}, false
 	}
 	if err != nil {
-		h.internal(w, err)
+		h.internal(w, r, step, err)
 		return flow{}, false
 	}
 	if stage != "" && f.Stage != stage {
@@ -89,8 +151,8 @@ func (h *Handler) flowOrError(w http.ResponseWriter, r *http.Request, stage stri
 		return flow{}, false
 	}
 	if r.Method == http.MethodPost && !checkCSRF(r, f.CSRF) {
-		h.Templates.Error(w, http.StatusForbidden, "The form could not be verified (it may be stale).",
-			"Go back to the application and sign in again.")
+		h.observe(step, outcomeRejected)
+		h.Errors.StaleForm(w, "Go back to the application and sign in again.")
 		return flow{}, false
 	}
 	return f, true
@@ -125,7 +187,7 @@ func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request) {
 	if f.UserID != "" {
 		u, err := h.Users.ByID(r.Context(), f.UserID)
 		if err != nil {
-			h.internal(w, err)
+			h.internal(w, r, "", err)
 			return
 		}
 		data.Email, data.StepUp = u.Email, true
@@ -152,36 +214,30 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	if f.UserID != "" {
 		u, err := h.Users.ByID(ctx, f.UserID)
 		if err != nil {
-			h.internal(w, err)
+			h.internal(w, r, stepPassword, err)
 			return
 		}
 		email, data.Email, data.StepUp = u.Email, u.Email, true
 	}
 	si, err := h.Users.SignIn(ctx, email, r.PostFormValue("password"), clientIP(r))
-	var throttled *users.ThrottledError
-	switch {
-	case errors.As(err, &throttled):
-		w.Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(throttled.RetryAfter.Seconds()))))
-		data.Error = fmt.Sprintf("Too many failed attempts. Wait %s, then try again.", humanDuration(throttled.RetryAfter))
-		h.Templates.Render(w, http.StatusTooManyRequests, "login", "Sign in", f.CSRF, data)
-		return
-	case errors.Is(err, users.ErrInvalidCredentials), errors.Is(err, users.ErrInvalidEmail):
-		data.Error = "The email or password is not right. Check them and try again."
-		if data.StepUp {
-			data.Error = "That password is not right. Try again."
+	if errors.Is(err, users.ErrInvalidEmail) {
+		// Not an address at all: said as a wrong one, which tells nothing
+		// about which accounts exist.
+		err = users.ErrInvalidCredentials
+	}
+	if err != nil {
+		p, known := pages.Explain(err)
+		if !known {
+			h.internal(w, r, stepPassword, err)
+			return
 		}
-		h.Templates.Render(w, http.StatusUnauthorized, "login", "Sign in", f.CSRF, data)
-		return
-	case errors.Is(err, users.ErrDisabled):
-		data.Error = "This account is disabled. Contact your administrator."
-		h.Templates.Render(w, http.StatusForbidden, "login", "Sign in", f.CSRF, data)
-		return
-	case errors.Is(err, users.ErrPasswordExpired):
-		data.Error = "This temporary password has expired. Ask your administrator for a new one."
-		h.Templates.Render(w, http.StatusForbidden, "login", "Sign in", f.CSRF, data)
-		return
-	case err != nil:
-		h.internal(w, err)
+		if data.StepUp && errors.Is(err, users.ErrInvalidCredentials) {
+			p.Message = "That password is not right. Try again."
+		}
+		h.observe(stepPassword, outcomeOf(stepPassword, p))
+		pages.SetRetryAfter(w, p)
+		data.Error = p.Message
+		h.Templates.Render(w, p.Status, "login", "Sign in", f.CSRF, data)
 		return
 	}
 
@@ -193,34 +249,37 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	// A passkey is a second factor too.
 	enrolled := si.SecondFactor || si.Passkey
 	if !enrolled && !h.RequireMFA && !user.RequireMFA && f.StepUpSID == "" {
-		h.complete(ctx, w, r, f, user.ID, []string{sessions.AMRPassword}, sessions.ACRPassword)
+		h.complete(ctx, w, r, stepPassword, f, user.ID, []string{sessions.AMRPassword}, sessions.ACRPassword)
 		return
 	}
 	next := secondStage(enrolled)
 	h.queueAdvance(ctx, f, next, user.ID)
 	if err := u.CommitAsync(ctx); err != nil {
-		h.internal(w, err)
+		h.internal(w, r, stepPassword, err)
 		return
 	}
+	h.observe(stepPassword, outcomeNextStep)
 	http.Redirect(w, r, stagePath(next), http.StatusSeeOther)
 }
 
 // complete creates the SSO session (with a fresh cookie) and returns the
 // browser to the authorization endpoint; after a temporary password it asks
 // for the person's own first. It commits the pipeline in ctx, with what the
-// caller queued before.
-func (h *Handler) complete(ctx context.Context, w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) {
+// caller queued before, and reports the outcome of step.
+func (h *Handler) complete(ctx context.Context, w http.ResponseWriter, r *http.Request, step string, f flow, userID string, amr []string, acr string) {
 	if f.MustChangePassword {
 		h.queueToNewPassword(ctx, f, userID, amr, acr)
 		if err := unit(ctx).CommitAsync(ctx); err != nil {
-			h.internal(w, err)
+			h.internal(w, r, step, err)
 			return
 		}
+		h.observe(step, outcomeNextStep)
 		http.Redirect(w, r, stagePath(stageNewPassword), http.StatusSeeOther)
 		return
 	}
-	next, _, ok := h.establish(ctx, w, r, f, userID, amr, acr)
+	next, _, ok := h.establish(ctx, w, r, step, f, userID, amr, acr)
 	if ok {
+		h.observe(step, outcomeSignedIn)
 		http.Redirect(w, r, next, http.StatusSeeOther)
 	}
 }
@@ -229,7 +288,7 @@ func (h *Handler) complete(ctx context.Context, w http.ResponseWriter, r *http.R
 // the flow, committing them with whatever the pipeline in ctx holds in one
 // round trip before the redirect that lets the browser use the session; it
 // returns where to go next and the session's sid.
-func (h *Handler) establish(ctx context.Context, w http.ResponseWriter, r *http.Request, f flow, userID string, amr []string, acr string) (next, sid string, ok bool) {
+func (h *Handler) establish(ctx context.Context, w http.ResponseWriter, r *http.Request, step string, f flow, userID string, amr []string, acr string) (next, sid string, ok bool) {
 	if f.StepUpSID != "" {
 		sid = f.StepUpSID
 		h.Sessions.QueueStepUp(ctx, w, sid, userID, amr, acr)
@@ -242,15 +301,10 @@ func (h *Handler) establish(ctx context.Context, w http.ResponseWriter, r *http.
 	}
 	next = h.queueFinish(ctx, w, f)
 	if err := unit(ctx).CommitAsync(ctx); err != nil {
-		h.internal(w, err)
+		h.internal(w, r, step, err)
 		return "", "", false
 	}
 	return next, sid, true
-}
-
-func (h *Handler) internal(w http.ResponseWriter, err error) {
-	h.Logger.Error("login", "err", err)
-	h.Templates.Error(w, http.StatusInternalServerError, "Something went wrong on our side.", "Try again in a moment.")
 }
 
 // clientIP is the client's address: the peer's, which the ops middleware
@@ -262,11 +316,4 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-func humanDuration(d time.Duration) string {
-	if d < time.Minute {
-		return fmt.Sprintf("%d seconds", int(math.Ceil(d.Seconds())))
-	}
-	return fmt.Sprintf("%d minutes", int(math.Ceil(d.Minutes())))
 }

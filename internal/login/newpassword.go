@@ -2,12 +2,11 @@ package login
 
 import (
 	"context"
-	"errors"
 	"net/http"
 
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
-	"github.com/idp/idp/internal/users"
+	"github.com/idp/idp/internal/pages"
 )
 
 type newPasswordData struct {
@@ -42,6 +41,7 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	fail := func(status int, msg string) {
+		h.observe(stepNewPassword, outcomeInvalid)
 		h.Templates.Render(w, status, "new-password", "Choose your password", f.CSRF,
 			newPasswordData{Client: h.clientName(ctx, f), Error: msg})
 	}
@@ -50,18 +50,17 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "The two passwords differ. Type the same new password twice.")
 		return
 	}
-	var pe *users.PolicyError
 	chosen, err := h.Users.ChoosePassword(ctx, next)
-	if errors.As(err, &pe) {
-		fail(http.StatusBadRequest, "The new password "+pe.Reason+".")
+	if p, known := pages.Explain(err); known {
+		fail(p.Status, p.Message)
 		return
 	} else if err != nil {
-		h.internal(w, err)
+		h.internal(w, r, stepNewPassword, err)
 		return
 	}
 	same, err := h.Users.SameAsCurrent(ctx, f.UserID, next)
 	if err != nil {
-		h.internal(w, err)
+		h.internal(w, r, stepNewPassword, err)
 		return
 	}
 	if same {
@@ -69,17 +68,18 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.Users.StorePassword(ctx, f.UserID, chosen, false); err != nil {
-		h.internal(w, err)
+		h.internal(w, r, stepNewPassword, err)
 		return
 	}
 	pctx, _ := db.Pipeline(ctx, h.Pool)
-	dest, sid, ok := h.establish(pctx, w, r, f, f.UserID, f.PendingAMR, f.PendingACR)
+	dest, sid, ok := h.establish(pctx, w, r, stepNewPassword, f, f.UserID, f.PendingAMR, f.PendingACR)
 	if !ok {
 		return
 	}
 	if err := h.Sessions.FactorsChanged(ctx, f.UserID, sid, audit.ActionChangePassword); err != nil {
-		h.internal(w, err)
+		h.internal(w, r, stepNewPassword, err)
 		return
 	}
+	h.observe(stepNewPassword, outcomeSignedIn)
 	http.Redirect(w, r, dest, http.StatusSeeOther)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/device"
 	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/web"
@@ -33,6 +34,13 @@ func (h *Handler) mountPasskeys(mux *http.ServeMux) {
 	mux.HandleFunc("POST /login/enroll/passkey/options", h.enrollPasskeyOptions)
 	mux.HandleFunc("POST /login/enroll/passkey", h.enrollPasskeySubmit)
 }
+
+// Steps of the passkey forms, as Observe is told them.
+const (
+	stepPasskey       = "passkey"        // passwordless
+	stepPasskeyFactor = "passkey_factor" // the second factor
+	stepPasskeyEnroll = "passkey_enroll" // set up during forced enrollment
+)
 
 // maxPasskeyForm bounds what a passkey form may send: a credential is a
 // few KiB (passkey.MaxResponseBytes at most) plus the CSRF token.
@@ -68,8 +76,9 @@ func (h *Handler) writeOptions(w http.ResponseWriter, opts passkey.Options, err 
 		w.Write(opts)
 		return
 	case passkey.IsVerdict(err):
-		w.WriteHeader(http.StatusBadRequest)
-		json.NewEncoder(w).Encode(map[string]string{"error": passkey.Message(err)})
+		p, _ := pages.Explain(err)
+		w.WriteHeader(p.Status)
+		json.NewEncoder(w).Encode(map[string]string{"error": p.Message})
 	default:
 		h.Logger.Error("login: passkey options", "err", err)
 		w.WriteHeader(http.StatusInternalServerError)
@@ -100,12 +109,14 @@ func (h *Handler) signInSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	a, err := h.Passkeys.FinishAssertion(ctx, binding(f), []byte(r.PostFormValue("credential")), f.UserID)
 	if err != nil {
-		if !passkey.IsVerdict(err) {
-			h.internal(w, err)
+		p, known := pages.Explain(err)
+		if !known {
+			h.internal(w, r, stepPasskey, err)
 			return
 		}
-		h.Templates.Render(w, passkeyStatus(err), "login", "Sign in", f.CSRF,
-			passwordData{Client: h.clientName(ctx, f), Error: passkey.Message(err), Passkey: true})
+		h.observe(stepPasskey, outcomeOf(stepPasskey, p))
+		h.Templates.Render(w, p.Status, "login", "Sign in", f.CSRF,
+			passwordData{Client: h.clientName(ctx, f), Error: p.Message, Passkey: true})
 		return
 	}
 	// A passkey sign-in never takes the temporary-password detour: the
@@ -114,7 +125,7 @@ func (h *Handler) signInSubmit(w http.ResponseWriter, r *http.Request) {
 	f.MustChangePassword = false
 	f.Remember = r.PostFormValue("remember") != ""
 	pctx, _ := db.Pipeline(ctx, h.Pool)
-	h.complete(pctx, w, r, f, a.UserID, append(a.Methods(), sessions.AMRMFA), sessions.ACRPhishingResistant)
+	h.complete(pctx, w, r, stepPasskey, f, a.UserID, append(a.Methods(), sessions.AMRMFA), sessions.ACRPhishingResistant)
 }
 
 // secondFactorOptions starts the second factor with one of the person's
@@ -142,15 +153,17 @@ func (h *Handler) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	a, err := h.Passkeys.FinishAssertion(ctx, binding(f), []byte(r.PostFormValue("credential")), f.UserID)
 	if err != nil {
-		if !passkey.IsVerdict(err) {
-			h.internal(w, err)
+		p, known := pages.Explain(err)
+		if !known {
+			h.internal(w, r, stepPasskeyFactor, err)
 			return
 		}
+		h.observe(stepPasskeyFactor, outcomeOf(stepPasskeyFactor, p))
 		if countsAsFailure(err) {
 			f.MFAFailures++
 			if _, err := h.Pool.Exec(ctx,
 				`UPDATE login_flows SET mfa_failures = mfa_failures + 1 WHERE id_hash = $1`, f.idHash); err != nil {
-				h.internal(w, err)
+				h.internal(w, r, stepPasskeyFactor, err)
 				return
 			}
 			if f.MFAFailures >= MaxCodeFailures {
@@ -158,12 +171,12 @@ func (h *Handler) secondFactorSubmit(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		h.renderSecondFactor(w, r, f, passkeyStatus(err), passkey.Message(err))
+		h.renderSecondFactor(w, r, f, p.Status, p.Message)
 		return
 	}
 	amr := slices.Concat([]string{sessions.AMRPassword}, a.Methods(), []string{sessions.AMRMFA})
 	pctx, _ := db.Pipeline(ctx, h.Pool)
-	h.complete(pctx, w, r, f, f.UserID, amr, sessions.ACRPhishingResistant)
+	h.complete(pctx, w, r, stepPasskeyFactor, f, f.UserID, amr, sessions.ACRPhishingResistant)
 }
 
 // enrollPasskeyOptions starts making a passkey during forced enrollment,
@@ -195,22 +208,24 @@ func (h *Handler) enrollPasskeySubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	u, err := h.Users.ByID(ctx, f.UserID)
 	if err != nil {
-		h.internal(w, err)
+		h.internal(w, r, stepPasskeyEnroll, err)
 		return
 	}
 	pk, err := h.Passkeys.FinishRegistration(ctx, passkey.Person{ID: u.ID, Email: u.Email, Name: u.Name}, binding(f),
 		[]byte(r.PostFormValue("credential")), "", device.Name(r.UserAgent()))
 	if err != nil {
-		if !passkey.IsVerdict(err) {
-			h.internal(w, err)
+		p, known := pages.Explain(err)
+		if !known {
+			h.internal(w, r, stepPasskeyEnroll, err)
 			return
 		}
+		h.observe(stepPasskeyEnroll, outcomeOf(stepPasskeyEnroll, p))
 		e, ok := h.enrollment(w, r, f)
 		if !ok {
 			return
 		}
-		h.Templates.Render(w, passkeyStatus(err), "enroll", "Set up two-factor authentication", f.CSRF,
-			enrollData{Secret: e.Secret, URI: e.URI, Error: passkey.Message(err), QRURL: "/login/enroll/qr.png",
+		h.Templates.Render(w, p.Status, "enroll", "Set up two-factor authentication", f.CSRF,
+			enrollData{Secret: e.Secret, URI: e.URI, Error: p.Message, QRURL: "/login/enroll/qr.png",
 				Action: "/login/enroll", Passkey: true})
 		return
 	}
@@ -221,17 +236,18 @@ func (h *Handler) enrollPasskeySubmit(w http.ResponseWriter, r *http.Request) {
 	if f.MustChangePassword {
 		h.queueToNewPassword(pctx, f, f.UserID, amr, sessions.ACRMFA)
 		if err := pu.CommitAsync(pctx); err != nil {
-			h.internal(w, err)
+			h.internal(w, r, stepPasskeyEnroll, err)
 			return
 		}
 		next = stagePath(stageNewPassword)
-	} else if next, sid, ok = h.establish(pctx, w, r, f, f.UserID, amr, sessions.ACRMFA); !ok {
+	} else if next, sid, ok = h.establish(pctx, w, r, stepPasskeyEnroll, f, f.UserID, amr, sessions.ACRMFA); !ok {
 		return
 	}
 	if err := h.Sessions.FactorsChanged(ctx, f.UserID, sid, audit.ActionAddPasskey); err != nil {
-		h.internal(w, err)
+		h.internal(w, r, stepPasskeyEnroll, err)
 		return
 	}
+	h.observe(stepPasskeyEnroll, outcomeSignedIn)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
@@ -241,19 +257,4 @@ func (h *Handler) enrollPasskeySubmit(w http.ResponseWriter, r *http.Request) {
 func countsAsFailure(err error) bool {
 	return errors.Is(err, passkey.ErrInvalid) || errors.Is(err, passkey.ErrWrongUser) ||
 		errors.Is(err, passkey.ErrCounter) || errors.Is(err, passkey.ErrUnknownCredential)
-}
-
-// passkeyStatus is the HTTP status of a page that reports a refused
-// passkey.
-func passkeyStatus(err error) int {
-	switch {
-	case errors.Is(err, passkey.ErrMalformed), errors.Is(err, passkey.ErrChallenge), errors.Is(err, passkey.ErrExpired),
-		errors.Is(err, passkey.ErrBinding), errors.Is(err, passkey.ErrInvalidName):
-		return http.StatusBadRequest
-	case errors.Is(err, passkey.ErrDisabled):
-		return http.StatusForbidden
-	case errors.Is(err, passkey.ErrAlreadyRegistered), errors.Is(err, passkey.ErrTooMany):
-		return http.StatusConflict
-	}
-	return http.StatusUnauthorized
 }

@@ -2,13 +2,12 @@ package login
 
 import (
 	"errors"
-	"fmt"
-	"math"
 	"net/http"
 
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/sessions"
 )
 
@@ -35,7 +34,7 @@ func (h *Handler) renderSecondFactor(w http.ResponseWriter, r *http.Request, f f
 	ctx := r.Context()
 	totp, passkey, err := h.factors(ctx, f.UserID)
 	if err != nil {
-		h.internal(w, err)
+		h.internal(w, r, "", err)
 		return
 	}
 	only := f.WantACR == sessions.ACRPhishingResistant
@@ -66,9 +65,9 @@ func (h *Handler) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	method, err := h.TOTP.Verify(ctx, f.UserID, r.PostFormValue("code"))
 	if err != nil {
-		msg, status, ok := codeError(w, err)
-		if !ok {
-			h.internal(w, err)
+		p, known := pages.Explain(err)
+		if !known {
+			h.internal(w, r, stepTOTP, err)
 			return
 		}
 		var throttled *mfa.ThrottledError
@@ -78,7 +77,7 @@ func (h *Handler) totpSubmit(w http.ResponseWriter, r *http.Request) {
 			f.MFAFailures++
 			if _, err := h.Pool.Exec(ctx,
 				`UPDATE login_flows SET mfa_failures = mfa_failures + 1 WHERE id_hash = $1`, f.idHash); err != nil {
-				h.internal(w, err)
+				h.internal(w, r, stepTOTP, err)
 				return
 			}
 			if f.MFAFailures >= MaxCodeFailures {
@@ -86,7 +85,9 @@ func (h *Handler) totpSubmit(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		h.renderSecondFactor(w, r, f, status, msg)
+		h.observe(stepTOTP, outcomeOf(stepTOTP, p))
+		pages.SetRetryAfter(w, p)
+		h.renderSecondFactor(w, r, f, p.Status, p.Message)
 		return
 	}
 	amr := []string{sessions.AMRPassword, sessions.AMROTP, sessions.AMRMFA}
@@ -94,7 +95,7 @@ func (h *Handler) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		amr = []string{sessions.AMRPassword, sessions.AMRMFA}
 	}
 	pctx, _ := db.Pipeline(ctx, h.Pool)
-	h.complete(pctx, w, r, f, f.UserID, amr, sessions.ACRMFA)
+	h.complete(pctx, w, r, stepTOTP, f, f.UserID, amr, sessions.ACRMFA)
 }
 
 // killFlow ends a sign-in that saw too many wrong codes.
@@ -102,28 +103,12 @@ func (h *Handler) killFlow(w http.ResponseWriter, r *http.Request, f flow) {
 	ctx, u := db.Pipeline(r.Context(), h.Pool)
 	h.queueFinish(ctx, w, f)
 	if err := u.CommitAsync(ctx); err != nil {
-		h.internal(w, err)
+		h.internal(w, r, stepTOTP, err)
 		return
 	}
+	h.observe(stepTOTP, outcomeRejected)
 	h.Templates.Error(w, http.StatusForbidden, "Too many wrong codes for this sign-in.",
 		"Go back to the application and sign in again. If you lost your phone, use one of your recovery codes.")
-}
-
-// codeError turns a verification error into a message that says what to do.
-func codeError(w http.ResponseWriter, err error) (msg string, status int, ok bool) {
-	var throttled *mfa.ThrottledError
-	switch {
-	case errors.As(err, &throttled):
-		w.Header().Set("Retry-After", fmt.Sprint(int(math.Ceil(throttled.RetryAfter.Seconds()))))
-		return fmt.Sprintf("Too many wrong codes. Wait %s, then try again.", humanDuration(throttled.RetryAfter)), http.StatusTooManyRequests, true
-	case errors.Is(err, mfa.ErrMalformedCode):
-		return "Enter the 6-digit code from your authenticator app, or one of your recovery codes (like abcde-fghij).", http.StatusBadRequest, true
-	case errors.Is(err, mfa.ErrReplayed):
-		return "That code was already used. Wait for the next code from your app and enter it.", http.StatusUnauthorized, true
-	case errors.Is(err, mfa.ErrInvalidCode):
-		return "That code is not right. Check that your phone's clock is set automatically and enter the current code.", http.StatusUnauthorized, true
-	}
-	return "", 0, false
 }
 
 type enrollData struct {
@@ -155,7 +140,7 @@ func (h *Handler) enrollment(w http.ResponseWriter, r *http.Request, f flow) (mf
 	ctx := r.Context()
 	u, err := h.Users.ByID(ctx, userID)
 	if err != nil {
-		h.internal(w, err)
+		h.internal(w, r, "", err)
 		return mfa.Enrollment{}, false
 	}
 	e, err := h.TOTP.Pending(ctx, userID, f.enrollmentOwner(), u.Email)
@@ -163,7 +148,7 @@ func (h *Handler) enrollment(w http.ResponseWriter, r *http.Request, f flow) (mf
 		e, err = h.TOTP.Begin(ctx, userID, f.enrollmentOwner(), u.Email)
 	}
 	if err != nil {
-		h.internal(w, err)
+		h.internal(w, r, "", err)
 		return mfa.Enrollment{}, false
 	}
 	return e, true
@@ -180,12 +165,10 @@ func (h *Handler) enrollQR(w http.ResponseWriter, r *http.Request) {
 	}
 	png, err := e.QRPNG()
 	if err != nil {
-		h.internal(w, err)
+		h.internal(w, r, "", err)
 		return
 	}
-	w.Header().Set("Content-Type", "image/png")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Write(png)
+	pages.QR(w, png)
 }
 
 func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
@@ -196,17 +179,19 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	codes, err := h.TOTP.Confirm(ctx, f.UserID, f.enrollmentOwner(), r.PostFormValue("code"))
 	if err != nil {
-		msg, status, known := codeError(w, err)
+		p, known := pages.Explain(err)
 		if !known {
-			h.internal(w, err)
+			h.internal(w, r, stepEnroll, err)
 			return
 		}
 		e, ok := h.enrollment(w, r, f)
 		if !ok {
 			return
 		}
-		h.Templates.Render(w, status, "enroll", "Set up two-factor authentication", f.CSRF,
-			enrollData{Secret: e.Secret, URI: e.URI, Error: msg, QRURL: "/login/enroll/qr.png", Action: "/login/enroll",
+		h.observe(stepEnroll, outcomeOf(stepEnroll, p))
+		pages.SetRetryAfter(w, p)
+		h.Templates.Render(w, p.Status, "enroll", "Set up two-factor authentication", f.CSRF,
+			enrollData{Secret: e.Secret, URI: e.URI, Error: p.Message, QRURL: "/login/enroll/qr.png", Action: "/login/enroll",
 				Passkey: h.Passkeys != nil})
 		return
 	}
@@ -218,23 +203,24 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 		pctx, u := db.Pipeline(ctx, h.Pool)
 		h.queueToNewPassword(pctx, f, f.UserID, amr, sessions.ACRMFA)
 		if err := u.CommitAsync(pctx); err != nil {
-			h.internal(w, err)
+			h.internal(w, r, stepEnroll, err)
 			return
 		}
 		next = stagePath(stageNewPassword)
 	} else {
 		pctx, _ := db.Pipeline(ctx, h.Pool)
 		var ok bool
-		if next, sid, ok = h.establish(pctx, w, r, f, f.UserID, amr, sessions.ACRMFA); !ok {
+		if next, sid, ok = h.establish(pctx, w, r, stepEnroll, f, f.UserID, amr, sessions.ACRMFA); !ok {
 			return
 		}
 	}
 	// A change of factors ends the person's other sessions: whoever held
 	// one signed in under the old, weaker rules.
 	if err := h.Sessions.FactorsChanged(ctx, f.UserID, sid, audit.ActionEnableMFA); err != nil {
-		h.internal(w, err)
+		h.internal(w, r, stepEnroll, err)
 		return
 	}
+	h.observe(stepEnroll, outcomeSignedIn)
 	// Shown once: the person writes them down, then continues to the app.
 	h.Templates.Render(w, http.StatusOK, "recovery", "Save your recovery codes", "",
 		enrollData{RecoveryCodes: codes, Continue: next})

@@ -23,9 +23,9 @@ const maxInput = 64
 var errMalformedVerify = fmt.Errorf("%w: enter the 6 digits your authenticator app shows, or one of your recovery codes (10 letters and digits, like %s)",
 	ErrMalformedCode, "7k3qm-x9d2f")
 
-// errMalformedConfirm is for Confirm, which only takes an app code: recovery
-// codes do not exist yet.
-var errMalformedConfirm = fmt.Errorf("%w: enter the 6 digits your authenticator app shows", ErrMalformedCode)
+// ErrMalformedAppCode is Confirm's ErrMalformedCode: it only takes a code
+// from the app, as recovery codes do not exist yet.
+var ErrMalformedAppCode = fmt.Errorf("%w: enter the 6 digits your authenticator app shows", ErrMalformedCode)
 
 // parseCode normalises user input: spaces and dashes are dropped (apps show
 // "123 456", recovery codes are printed "xxxxx-xxxxx"). Exactly 6 ASCII

@@ -251,7 +251,7 @@ func (m *TOTP) Confirm(ctx context.Context, userID, owner, code string) (recover
 	}
 	k, c, err := parseCode(code)
 	if err != nil || k != kindTOTP {
-		return nil, errMalformedConfirm
+		return nil, ErrMalformedAppCode
 	}
 	err = m.attempt(ctx, uid, false, func(ctx context.Context, u *db.Unit, cred credential) (error, error) {
 		if !bytes.Equal(cred.owner, ownerHash(owner)) {

@@ -1,7 +1,7 @@
 // Package ops owns what operators see and rely on: the Prometheus metrics
 // of one instance, the request middleware (request id, access log, request
-// deadline, 503 while the database is unreachable), the liveness and
-// readiness probes, and the clean-up queries the janitor runs.
+// deadline), the liveness and readiness probes, and the clean-up queries
+// the janitor runs.
 //
 // It knows the schema only as far as counting and deleting rows; it never
 // interprets a token, code or password, and never logs a query string or a
@@ -11,7 +11,6 @@ package ops
 import (
 	"context"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,13 +55,13 @@ func NewMetrics(pool *pgxpool.Pool, now func() time.Time) *Metrics {
 		}, []string{"route"}),
 		loginSteps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idp_login_attempts_total",
-			Help: "Sign-in form submissions by step (password, totp, enroll, new_password) and outcome (signed_in, " +
-				"next_step, wrong_password, wrong_code, throttled, rejected, invalid, error), " +
-				"derived from the route and the response status.",
+			Help: "Sign-in form submissions by step (password, totp, enroll, new_password, passkey, passkey_factor, " +
+				"passkey_enroll) and outcome (signed_in, " +
+				"next_step, wrong_password, wrong_code, throttled, rejected, invalid, error), as the sign-in reports them.",
 		}, []string{"step", "outcome"}),
 		unavailable: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "idp_http_db_unavailable_total",
-			Help: "Error responses turned into 503 (or, for authorization requests, error=temporarily_unavailable) because the database did not answer.",
+			Help: "Requests answered 503 (or, for authorization requests, error=temporarily_unavailable) because the database could not serve them.",
 		}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idp_logout_deliveries_total",
@@ -104,12 +103,15 @@ func (m *Metrics) ObserveLogoutDelivery(clientID, outcome string, sinceQueued ti
 }
 
 // observe records one served request.
-func (m *Metrics) observe(route string, status int, location string, elapsed time.Duration) {
+func (m *Metrics) observe(route string, status int, elapsed time.Duration) {
 	m.requests.WithLabelValues(route, statusClass(status)).Inc()
 	m.duration.WithLabelValues(route).Observe(elapsed.Seconds())
-	if step, ok := loginStepRoutes[route]; ok {
-		m.loginSteps.WithLabelValues(step, loginOutcome(step, status, location)).Inc()
-	}
+}
+
+// ObserveSignIn counts one sign-in form submission by its step and outcome,
+// as the sign-in itself reports them (login.Handler.Observe).
+func (m *Metrics) ObserveSignIn(step, outcome string) {
+	m.loginSteps.WithLabelValues(step, outcome).Inc()
 }
 
 func statusClass(status int) string {
@@ -124,47 +126,6 @@ func statusClass(status int) string {
 		return "2xx"
 	}
 	return "1xx"
-}
-
-// loginStepRoutes are the sign-in form submissions, by the step they are.
-var loginStepRoutes = map[string]string{
-	"POST /login":        "password",
-	"POST /login/totp":   "totp",
-	"POST /login/enroll": "enroll",
-	// A temporary password replaced by the person's own.
-	"POST /login/new-password": "new_password",
-}
-
-// loginOutcome reads a sign-in step's outcome from what the login handler
-// answered (internal/login): a redirect back to another /login step means
-// the next factor is due, any other redirect that the sign-in completed, as
-// does the recovery-codes page (200) that ends an enrollment; 401 a wrong
-// password or code, 429 throttled, 403 refused (disabled account, too many
-// wrong codes, stale form), 400 a malformed code or an expired sign-in.
-func loginOutcome(step string, status int, location string) string {
-	switch {
-	case step == "enroll" && status == http.StatusOK:
-		return "signed_in"
-	case status >= 300 && status < 400:
-		if strings.HasPrefix(location, "/login/") {
-			return "next_step"
-		}
-		return "signed_in"
-	case status == http.StatusUnauthorized:
-		if step == "password" {
-			return "wrong_password"
-		}
-		return "wrong_code"
-	case status == http.StatusTooManyRequests:
-		return "throttled"
-	case status == http.StatusForbidden:
-		return "rejected"
-	case status == http.StatusBadRequest:
-		return "invalid"
-	case status >= 500:
-		return "error"
-	}
-	return "other"
 }
 
 // scrapeTimeout bounds the database queries of one scrape, so a database

@@ -35,13 +35,11 @@ const (
 )
 
 // withOps registers the operational endpoints on mux and wraps it in the
-// request middleware (request id, access log, metrics, deadline, 503 when
-// the database is unreachable). The worker's delivery attempts are counted
-// in the same registry. opsOnly serves the operational endpoints alone;
+// request middleware (request id, access log, metrics, deadline). The
+// worker's delivery attempts are counted in the same registry. opsOnly serves the operational endpoints alone;
 // with cfg.SeparateMetrics, /metrics is only there. The probes stay open
 // (they say only up or not); /metrics asks for cfg.MetricsToken if set.
-func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, worker *backchannel.Worker) (main, opsOnly http.Handler) {
-	metrics := ops.NewMetrics(pool, cfg.Now)
+func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, metrics *ops.Metrics, worker *backchannel.Worker) (main, opsOnly http.Handler) {
 	worker.Observe = func(a backchannel.Attempt) { metrics.ObserveLogoutDelivery(a.ClientID, a.Outcome, a.Since) }
 	health := &ops.Health{Pool: pool}
 	om := http.NewServeMux()
@@ -57,7 +55,7 @@ func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, worker *backcha
 	if !cfg.SeparateMetrics {
 		mux.Handle("GET /metrics", scrape)
 	}
-	mw := &ops.Middleware{Logger: cfg.Logger, Metrics: metrics, Probe: &ops.Probe{Pool: pool}, Timeout: requestTimeout,
+	mw := &ops.Middleware{Logger: cfg.Logger, Metrics: metrics, Timeout: requestTimeout,
 		TrustedProxies: cfg.TrustedProxies, HSTS: ops.HSTSFor(cfg.Issuer)}
 	return mw.Wrap(mux), om
 }

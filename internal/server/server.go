@@ -26,6 +26,7 @@ import (
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
@@ -93,31 +94,47 @@ func (c *Config) defaults() {
 	}
 }
 
-// Validate reports configuration mistakes in words an operator can act on.
+// ConfigError is one mistake in a Config, in words an operator can act on,
+// naming the setting by its flag (for idp serve, which says whether the
+// operator used the flag or the variable) and its variable.
+type ConfigError struct {
+	Flag, Env string
+	Problem   string // "must use https (http is allowed only for localhost)"
+}
+
+func (e ConfigError) Error() string { return e.Env + " " + e.Problem }
+
+// Validate reports every configuration mistake at once (errors.Join of
+// ConfigError).
 func (c Config) Validate() error {
+	var errs []error
+	bad := func(flag, env, problem string, args ...any) {
+		errs = append(errs, ConfigError{Flag: flag, Env: env, Problem: fmt.Sprintf(problem, args...)})
+	}
 	u, err := url.Parse(c.Issuer)
-	if c.Issuer == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return errors.New("IDP_ISSUER must be an absolute http(s) URL, e.g. https://login.example.com")
-	}
-	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.Issuer, "/") {
-		return errors.New("IDP_ISSUER must have no query, fragment or trailing slash")
-	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return errors.New("IDP_ISSUER must use https (http is allowed only for localhost)")
+	switch {
+	case c.Issuer == "":
+		bad("issuer", "IDP_ISSUER", "is required: the public URL of this provider, e.g. https://login.example.com")
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		bad("issuer", "IDP_ISSUER", "must be an absolute http(s) URL, e.g. https://login.example.com")
+	case u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(c.Issuer, "/"):
+		bad("issuer", "IDP_ISSUER", "must have no query, fragment or trailing slash")
+	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		bad("issuer", "IDP_ISSUER", "must use https (http is allowed only for localhost)")
 	}
 	if c.Secret == "" {
-		return errors.New("IDP_SECRET is required: at least 32 random characters (e.g. `openssl rand -base64 48`)")
+		bad("secret", "IDP_SECRET", "is required: at least 32 random characters (e.g. `openssl rand -base64 48`)")
 	}
 	if c.MetricsToken != "" && len(c.MetricsToken) < ops.MinScrapeTokenLen {
-		return fmt.Errorf("IDP_METRICS_TOKEN must be at least %d random characters (e.g. `openssl rand -base64 32`)", ops.MinScrapeTokenLen)
+		bad("metrics-token", "IDP_METRICS_TOKEN", "must be at least %d random characters (e.g. `openssl rand -base64 32`)", ops.MinScrapeTokenLen)
 	}
 	if c.BreachedPasswordsURL != "" {
 		if u, err := url.Parse(c.BreachedPasswordsURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf("IDP_BREACHED_PASSWORDS_URL must be an http(s) URL such as %s, not %q",
+			bad("breached-passwords-url", "IDP_BREACHED_PASSWORDS_URL", "must be an http(s) URL such as %s, not %q",
 				users.PwnedPasswordsURL, c.BreachedPasswordsURL)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func isLoopback(host string) bool {
@@ -153,10 +170,6 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	totpBox, err := secrets.New(cfg.Secret, mfa.SecretPurpose)
-	if err != nil {
-		return nil, err
-	}
 	hmacSecret, rotated, err := hmacSecrets(cfg.Secret)
 	if err != nil {
 		return nil, err
@@ -170,50 +183,28 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		return nil, err
 	}
 
-	csrfKey, err := hkdf.Key(sha256.New, hmacSecret, nil, "idp csrf", 32)
+	svc, err := NewServices(pool, cfg)
 	if err != nil {
 		return nil, err
 	}
-	var rotatedCSRF [][]byte
-	for _, old := range rotated {
-		k, err := hkdf.Key(sha256.New, old, nil, "idp csrf", 32)
-		if err != nil {
-			return nil, err
-		}
-		rotatedCSRF = append(rotatedCSRF, k)
-	}
-	secure := strings.HasPrefix(cfg.Issuer, "https://")
-	sess := &sessions.Manager{Pool: pool, Now: cfg.Now, IdleTimeout: cfg.SessionIdle,
-		AbsoluteTimeout: cfg.SessionAbsolute, Secure: secure, CSRFKey: csrfKey, RotatedCSRFKeys: rotatedCSRF}
-	userStore := users.NewStore(pool)
-	userStore.Now = cfg.Now
-	userStore.Limiter.Now = cfg.Now
-	userStore.Logger = cfg.Logger
-	if cfg.BreachedPasswordsURL != "" {
-		userStore.Breached = &users.BreachedPasswords{URL: cfg.BreachedPasswordsURL}
-	}
-	clientStore := clients.NewStore(pool)
-	limiter := throttle.Default(pool)
-	limiter.Now = cfg.Now
-	totp := &mfa.TOTP{Pool: pool, Box: totpBox, Issuer: cfg.Brand.Name, Limiter: limiter, Now: cfg.Now}
-	passkeys, err := passkey.New(pool, cfg.Issuer, cfg.Brand.Name, cfg.Now)
-	if errors.Is(err, passkey.ErrUnavailable) {
+	sess, userStore, totp, passkeys := svc.Sessions, svc.Users, svc.TOTP, svc.Passkeys
+	if passkeys == nil {
 		// Allowed for local tests and demos on 127.0.0.1; everything but
 		// passkeys works.
 		cfg.Logger.Warn("passkeys are off: WebAuthn needs an issuer with a host name, not an IP address", "issuer", cfg.Issuer)
-		passkeys, err = nil, nil
+		if cfg.AdminRequirePasskey {
+			return nil, errors.New("IDP_ADMIN_REQUIRE_PASSKEY needs passkeys, which need an IDP_ISSUER with a host name (localhost, login.example.com), not an IP address")
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	if cfg.AdminRequirePasskey && passkeys == nil {
-		return nil, errors.New("IDP_ADMIN_REQUIRE_PASSKEY needs passkeys, which need an IDP_ISSUER with a host name (localhost, login.example.com), not an IP address")
-	}
+	clientStore := clients.NewStore(pool)
 
 	fositeStore := store.New(pool, clientStore)
+	fositeStore.Now = cfg.Now
+	metrics := ops.NewMetrics(pool, cfg.Now)
+	errs := &pages.Errors{Templates: tpl, Logger: cfg.Logger}
 	loginHandler := &login.Handler{
-		Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Templates: tpl, Logger: cfg.Logger,
-		Now: cfg.Now, FlowTTL: 15 * time.Minute, RequireMFA: cfg.RequireMFA,
+		Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Templates: tpl, Errors: errs, Logger: cfg.Logger,
+		Now: cfg.Now, FlowTTL: 15 * time.Minute, RequireMFA: cfg.RequireMFA, Observe: metrics.ObserveSignIn,
 		ClientName: func(ctx context.Context, id string) string {
 			c, err := clientStore.Get(ctx, id)
 			if err != nil {
@@ -227,7 +218,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	}
 	provider := &sso.Provider{
 		Issuer: cfg.Issuer, Store: fositeStore, Clients: clientStore, Users: userStore, Sessions: sess,
-		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Logger: cfg.Logger, Now: cfg.Now,
+		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2: sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
 	}
 	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger}
@@ -237,19 +228,18 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	loginHandler.Mount(mux)
 	// --- account (owned by internal/account) ---
 	accountHandler := &account.Handler{Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Login: loginHandler,
-		Templates: tpl, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA, ClientName: loginHandler.ClientName}
+		Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA, ClientName: loginHandler.ClientName}
 	accountHandler.Mount(mux)
 	// --- end account ---
 	// --- admin (owned by internal/admin) ---
-	adminAPI := &admin.API{Tokens: provider.OAuth2, Logger: cfg.Logger,
-		RequirePasskey: cfg.AdminRequirePasskey,
-		Service:        &admin.Service{Pool: pool, Users: userStore, Sessions: sess, MFA: totp, Keys: passkeys, Now: cfg.Now}}
+	adminAPI := &admin.API{Tokens: provider.OAuth2, Logger: cfg.Logger, Service: svc.Admin,
+		RequirePasskey: cfg.AdminRequirePasskey}
 	adminAPI.Mount(mux)
 	// --- end admin ---
 	// --- console (owned by internal/console; the brand stylesheet by web) ---
 	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Templates: tpl,
 		RequirePasskey: cfg.AdminRequirePasskey,
-		Logger:         cfg.Logger, Now: cfg.Now}
+		Errors:         errs, Logger: cfg.Logger, Now: cfg.Now}
 	consoleHandler.Mount(mux)
 	mux.Handle("GET /static/brand.css", tpl.BrandCSS())
 	// --- end console ---
@@ -258,11 +248,81 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		http.Redirect(w, r, "/account", http.StatusFound)
 	})
 
-	handler, opsHandler := withOps(cfg, pool, mux, worker)
+	handler, opsHandler := withOps(cfg, pool, mux, metrics, worker)
 	return &Server{
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
 		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker,
 	}, nil
+}
+
+// Services are the domain services of an instance: built one way, by
+// NewServices, for the server and for the command line, so an action taken
+// with `idp users …` and one through the admin API or the console are the
+// same action.
+type Services struct {
+	Users    *users.Store
+	Sessions *sessions.Manager
+	TOTP     *mfa.TOTP
+	// Passkeys is nil when the issuer cannot have them (no issuer, or an
+	// IP address: WebAuthn has no relying party id for one).
+	Passkeys *passkey.Service
+	Admin    *admin.Service
+}
+
+// NewServices builds the domain services on pool from cfg (defaults
+// applied). With cfg.Secret empty — the command line's actions that never
+// open a sealed value nor check a form — TOTP can remove factors but not
+// check codes, and sessions sign no forms.
+func NewServices(pool *pgxpool.Pool, cfg Config) (*Services, error) {
+	cfg.defaults()
+	sess := &sessions.Manager{Pool: pool, Now: cfg.Now, IdleTimeout: cfg.SessionIdle,
+		AbsoluteTimeout: cfg.SessionAbsolute, Secure: strings.HasPrefix(cfg.Issuer, "https://")}
+	limiter := throttle.Default(pool)
+	limiter.Now = cfg.Now
+	totp := &mfa.TOTP{Pool: pool, Issuer: cfg.Brand.Name, Limiter: limiter, Now: cfg.Now}
+	if cfg.Secret != "" {
+		hmacSecret, rotated, err := hmacSecrets(cfg.Secret)
+		if err != nil {
+			return nil, err
+		}
+		if sess.CSRFKey, err = hkdf.Key(sha256.New, hmacSecret, nil, "idp csrf", 32); err != nil {
+			return nil, err
+		}
+		for _, old := range rotated {
+			k, err := hkdf.Key(sha256.New, old, nil, "idp csrf", 32)
+			if err != nil {
+				return nil, err
+			}
+			sess.RotatedCSRFKeys = append(sess.RotatedCSRFKeys, k)
+		}
+		if totp.Box, err = secrets.New(cfg.Secret, mfa.SecretPurpose); err != nil {
+			return nil, err
+		}
+	}
+	userStore := users.NewStore(pool)
+	userStore.Now = cfg.Now
+	userStore.Limiter.Now = cfg.Now
+	userStore.Logger = cfg.Logger
+	if cfg.BreachedPasswordsURL != "" {
+		userStore.Breached = &users.BreachedPasswords{URL: cfg.BreachedPasswordsURL}
+	}
+	// Passkeys run ceremonies only for an issuer with a host name;
+	// without an issuer (the command line) or with an IP address one, a
+	// pool-only service still lists and removes them.
+	keys, err := passkey.New(pool, cfg.Issuer, cfg.Brand.Name, cfg.Now)
+	ceremonies := err == nil
+	if !ceremonies {
+		if cfg.Issuer != "" && !errors.Is(err, passkey.ErrUnavailable) {
+			return nil, err
+		}
+		keys = &passkey.Service{Pool: pool, Now: cfg.Now}
+	}
+	svc := &Services{Users: userStore, Sessions: sess, TOTP: totp,
+		Admin: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, MFA: totp, Keys: keys, Now: cfg.Now}}
+	if ceremonies {
+		svc.Passkeys = keys
+	}
+	return svc, nil
 }
 
 // hmacSecrets derives fosite's 32-byte token HMAC keys from the server

@@ -14,6 +14,7 @@ import (
 
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/login"
+	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
@@ -105,7 +106,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	resp, err := p.OAuth2.NewAuthorizeResponse(uctx, ar, p.newSession(user, sess, client, ar.GetGrantedScopes()))
 	if err != nil {
 		unit.Rollback(uctx)
-		p.OAuth2.WriteAuthorizeError(ctx, w, ar, err)
+		p.authorizeError(w, r, ar, err)
 		return
 	}
 	p.Sessions.QueueAddClient(uctx, sess.ID, ar.GetClient().GetID())
@@ -279,8 +280,7 @@ func (p *Provider) checkClientAndRedirect(w http.ResponseWriter, r *http.Request
 		return false
 	}
 	if err != nil {
-		p.Logger.Error("authorize: client lookup", "err", err)
-		p.Templates.Error(w, http.StatusInternalServerError, "Something went wrong on our side.", "Try again in a moment.")
+		p.Errors.Internal(w, r, err)
 		return false
 	}
 	if uri := r.Form.Get("redirect_uri"); uri != "" && !slices.Contains(c.RedirectURIs, uri) {
@@ -293,12 +293,19 @@ func (p *Provider) checkClientAndRedirect(w http.ResponseWriter, r *http.Request
 
 // authorizeError follows the spec: errors go back to the client's redirect
 // URI when it is known to be the client's, and to an HTML page otherwise.
+// A database that could not serve the request is temporarily_unavailable
+// (RFC 6749 §4.1.2.1), which apps may act on by trying again later.
 func (p *Provider) authorizeError(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, err error) {
+	err = p.oauthError(r.Context(), w, err)
 	rfc := fosite.ErrorToRFC6749Error(err)
-	if rfc.CodeField >= 500 {
-		p.Logger.Error("authorize", "err", err)
+	if rfc.CodeField >= 500 && rfc.CodeField != http.StatusServiceUnavailable {
+		p.Logger.ErrorContext(r.Context(), "authorize", "request_id", ops.RequestID(r.Context()), "err", err)
 	}
 	if ar == nil || !ar.IsRedirectURIValid() {
+		if rfc.CodeField >= 500 {
+			p.Errors.Internal(w, r, err)
+			return
+		}
 		p.Templates.Error(w, http.StatusBadRequest, "The sign-in request is not valid: "+rfc.GetDescription(),
 			"Go back to the application and try again, or tell its owner.")
 		return

@@ -50,19 +50,17 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 	switch ar.GetRequestForm().Get(consentDecision) {
 	case "allow":
 		if !p.Sessions.CheckCSRF(r) {
-			p.Templates.Error(w, http.StatusForbidden, "The consent form could not be verified (it may be stale).",
-				"Go back to the application and try again.")
+			p.Errors.StaleForm(w, "Go back to the application and try again.")
 			return false
 		}
 		if err := p.saveConsent(ctx, s.UserID, c.ID, scopes); err != nil {
-			p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+			p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 			return false
 		}
 		return true
 	case "deny":
 		if !p.Sessions.CheckCSRF(r) {
-			p.Templates.Error(w, http.StatusForbidden, "The consent form could not be verified (it may be stale).",
-				"Go back to the application and try again.")
+			p.Errors.StaleForm(w, "Go back to the application and try again.")
 			return false
 		}
 		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The person did not allow the request."))
@@ -70,7 +68,7 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 	}
 	given, err := p.consented(ctx, s.UserID, c.ID, scopes)
 	if err != nil {
-		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrServerError.WithWrap(err))
+		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return false
 	}
 	if given && !slices.Contains(prompt, "consent") {

@@ -12,6 +12,8 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 
+	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/users"
@@ -43,7 +45,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		// A failed request's writes go out too: a PKCE session is spent by a
 		// wrong verifier, as fosite intends.
 		if cerr := unit.Commit(ctx); cerr != nil {
-			p.Logger.Error("token: commit after a failed request", "err", cerr)
+			p.Logger.ErrorContext(ctx, "token: commit after a failed request", "request_id", ops.RequestID(ctx), "err", cerr)
 		}
 		p.writeAccessError(ctx, w, ar, err)
 		return
@@ -64,7 +66,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			err = fosite.ErrServerError.WithWrap(cerr).WithDebug(cerr.Error())
 		} else {
-			p.Logger.Error("token: commit after a failed request", "err", cerr)
+			p.Logger.ErrorContext(ctx, "token: commit after a failed request", "request_id", ops.RequestID(ctx), "err", cerr)
 		}
 	}
 	if err != nil {
@@ -81,7 +83,8 @@ func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, 
 	if store.IsSessionEnded(err) {
 		err = fosite.ErrInvalidGrant.WithHint("The sign-in session this grant belongs to has ended.").WithWrap(err)
 	}
-	p.logServerError("token", err)
+	err = p.oauthError(ctx, w, err)
+	p.logServerError(ctx, "token", err)
 	p.OAuth2.WriteAccessError(ctx, w, ar, err)
 }
 
@@ -89,7 +92,8 @@ func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ir, err := p.OAuth2.NewIntrospectionRequest(ctx, r, openid.NewDefaultSession())
 	if err != nil {
-		p.logServerError("introspect", err)
+		err = p.oauthError(ctx, w, err)
+		p.logServerError(ctx, "introspect", err)
 		p.OAuth2.WriteIntrospectionError(ctx, w, err)
 		return
 	}
@@ -102,13 +106,31 @@ func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 	if cerr := unit.Commit(ctx); cerr != nil && err == nil {
 		err = fosite.ErrServerError.WithWrap(cerr).WithDebug(cerr.Error())
 	}
-	p.logServerError("revoke", err)
+	if err != nil {
+		err = p.oauthError(ctx, w, err)
+	}
+	p.logServerError(ctx, "revoke", err)
 	p.OAuth2.WriteRevocationResponse(ctx, w, err)
 }
 
-func (p *Provider) logServerError(op string, err error) {
-	if err != nil && fosite.ErrorToRFC6749Error(err).CodeField >= 500 {
-		p.Logger.Error(op, "err", err)
+// oauthError is err as an app is told it: when the database could not
+// serve the request, temporarily_unavailable (503, with Retry-After), noted
+// for the metrics; anything else as it is.
+func (p *Provider) oauthError(ctx context.Context, w http.ResponseWriter, err error) error {
+	if !db.IsUnavailable(err) {
+		return err
+	}
+	ops.NoteUnavailable(ctx)
+	w.Header().Set("Retry-After", ops.UnavailableRetryAfter)
+	return fosite.ErrTemporarilyUnavailable.WithWrap(err)
+}
+
+func (p *Provider) logServerError(ctx context.Context, op string, err error) {
+	if err == nil {
+		return
+	}
+	if code := fosite.ErrorToRFC6749Error(err).CodeField; code >= 500 && code != http.StatusServiceUnavailable {
+		p.Logger.ErrorContext(ctx, op, "request_id", ops.RequestID(ctx), "err", err)
 	}
 }
 
@@ -125,6 +147,10 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 	// fosite falls back to refresh tokens when the access-token lookup
 	// fails; a refresh token is not a bearer credential here.
 	use, ar, err := p.OAuth2.IntrospectToken(ctx, token, fosite.AccessToken, openid.NewDefaultSession())
+	if db.IsUnavailable(err) {
+		p.unavailable(ctx, w)
+		return
+	}
 	if err != nil || use != fosite.AccessToken {
 		bearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked.")
 		return
@@ -138,9 +164,13 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		bearerError(w, http.StatusUnauthorized, "invalid_token", "The account behind this token no longer exists or is disabled.")
 		return
 	}
+	if db.IsUnavailable(err) {
+		p.unavailable(ctx, w)
+		return
+	}
 	if err != nil {
-		p.Logger.Error("userinfo", "err", err)
-		http.Error(w, "internal error", http.StatusInternalServerError)
+		p.Logger.ErrorContext(ctx, "userinfo", "request_id", ops.RequestID(ctx), "err", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error", "error_description": "Internal error."})
 		return
 	}
 	claims := map[string]any{"sub": u.ID}
@@ -152,6 +182,15 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		claims["name"] = u.Name
 	}
 	writeJSON(w, http.StatusOK, claims)
+}
+
+// unavailable answers a JSON endpoint whose request the database could not
+// serve.
+func (p *Provider) unavailable(ctx context.Context, w http.ResponseWriter) {
+	ops.NoteUnavailable(ctx)
+	w.Header().Set("Retry-After", ops.UnavailableRetryAfter)
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable",
+		"error_description": "The service is temporarily unavailable. Try again in a moment."})
 }
 
 func bearerError(w http.ResponseWriter, status int, code, desc string) {

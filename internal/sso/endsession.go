@@ -64,7 +64,7 @@ func (p *Provider) logoutContext(w http.ResponseWriter, r *http.Request) (logout
 		return lr, sess, false
 	}
 	if err != nil {
-		p.internalError(w, "end session", err)
+		p.Errors.Internal(w, r, err)
 		return lr, sess, false
 	}
 	return lr, sess, true
@@ -77,8 +77,7 @@ func (p *Provider) confirmLogout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !p.Sessions.CheckCSRF(r) {
-		p.Templates.Error(w, http.StatusForbidden, "The sign-out form could not be verified (it may be stale).",
-			"Reload the page and try again.")
+		p.Errors.StaleForm(w, "Reload the page and try again.")
 		return
 	}
 	p.logout(w, r, sess, lr)
@@ -89,7 +88,7 @@ func (p *Provider) logout(w http.ResponseWriter, r *http.Request, s sessions.Ses
 		SIDs: []string{s.ID}, UserID: s.UserID, Reason: sessions.ReasonLogout, Actor: audit.User(s.UserID),
 	})
 	if err != nil {
-		p.internalError(w, "end session", err)
+		p.Errors.Internal(w, r, err)
 		return
 	}
 	p.Sessions.ClearCookie(w)
@@ -164,9 +163,4 @@ func (p *Provider) clientName(r *http.Request, id string) string {
 		return c.Name
 	}
 	return c.ID
-}
-
-func (p *Provider) internalError(w http.ResponseWriter, op string, err error) {
-	p.Logger.Error(op, "err", err)
-	p.Templates.Error(w, http.StatusInternalServerError, "Something went wrong on our side.", "Try again in a moment.")
 }

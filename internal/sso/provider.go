@@ -14,6 +14,7 @@ import (
 
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/login"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/keys"
@@ -53,6 +54,7 @@ type Provider struct {
 	Passkeys  *passkey.Service
 	Keys      *keys.Set
 	Templates *web.Templates
+	Errors    *pages.Errors
 	Logger    *slog.Logger
 	Now       func() time.Time
 }

@@ -1,12 +1,17 @@
 # The two commands: `make run` (a working provider with demo data, no set-up)
 # and `make test` (every test, with -race).
-.PHONY: run test build bench
+.PHONY: run test build bench stop
 
 run:
 	scripts/run.sh
 
 test:
 	scripts/test.sh
+
+# Stops the private PostgreSQL that `make run` and `make test` start (and
+# leave running, so the next run is quick) when no database URL is given.
+stop:
+	scripts/pg.sh stop
 
 # Built with OpenSSL's libcrypto for RS256 signatures when cgo can find it
 # (scripts/gotags.sh); `CGO_ENABLED=0 make build` gives a static binary that

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts (or reuses) a private PostgreSQL cluster in .data/pg and prints its
 # URL. Used by `make run` and `make test` when no database URL is given.
+# The cluster keeps running afterwards, so the next run starts at once;
+# `scripts/pg.sh stop` (make stop) stops it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 data="$root/.data/pg"
@@ -22,6 +24,16 @@ fi
 as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+
+if [ "${1:-}" = stop ]; then
+  if [ -f "$data/PG_VERSION" ] && as_owner "$bindir/pg_ctl" -D "$data" status >/dev/null 2>&1; then
+    as_owner "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+    echo "stopped the private PostgreSQL in $data"
+  else
+    echo "the private PostgreSQL in $data is not running"
+  fi
+  exit 0
+fi
 
 mkdir -p "$root/.data"
 if [ ! -f "$data/PG_VERSION" ]; then

@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 mkdir -p .data bin
 
 if [ -z "${IDP_DATABASE_URL:-}" ]; then
+  private_pg=1
   base=$(scripts/pg.sh)
   psql "$base" -tAc "SELECT 1 FROM pg_database WHERE datname = 'idp'" | grep -q 1 \
     || psql "$base" -qc "CREATE DATABASE idp" >/dev/null
@@ -66,7 +67,7 @@ cat <<INFO
                  App B  $app_b_url   (client app-b)
                  Sign in at one, then open the other: no password is asked.
                  Sign out at one: the other follows (back-channel logout).
-
+$( [ -n "${private_pg:-}" ] && printf '\n  database:      the private PostgreSQL in .data/pg; it keeps running after\n                 this stops (the next start is quicker): make stop stops it.\n')
 INFO
 
 # Every process started here is stopped, by its pid, when this script ends.

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/idp/idp/internal/servertest"
+	"github.com/idp/idp/internal/users"
 )
 
 func TestAccount_RequiresSession(t *testing.T) {
@@ -100,5 +101,28 @@ func TestAccount_Markup(t *testing.T) {
 			}
 			servertest.CheckMarkup(t, p.Body)
 		})
+	}
+}
+
+// TestAccount_AdminLink: an administrator's account page links to the
+// console; anyone else's does not.
+func TestAccount_AdminLink(t *testing.T) {
+	e := newEnv(t)
+	alice := e.CreateUser("alice@example.com", password)
+	grace := e.CreateUser("grace@example.com", password)
+	if _, err := e.DB.Pool.Exec(e.Ctx, `UPDATE users SET is_admin = true WHERE id = $1`, grace.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		u    users.User
+		want bool
+	}{{alice, false}, {grace, true}} {
+		p := e.signIn(t, servertest.NewBrowser(t), tc.u.Email, "")
+		if got := strings.Contains(p.Body, `<a href="/admin" id="admin-console">`); got != tc.want {
+			t.Errorf("%s: link to the console = %v, want %v", tc.u.Email, got, tc.want)
+		}
+		if !strings.Contains(p.Body, `href="/oauth2/sessions/logout">Sign out`) {
+			t.Errorf("%s: no way to sign out from the account page", tc.u.Email)
+		}
 	}
 }

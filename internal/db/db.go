@@ -35,6 +35,17 @@ const (
 	DefaultPingTimeout    = 2 * time.Second
 )
 
+// DefaultMaxConns is an instance's pool size unless the URL sets
+// pool_max_conns. pgxpool's own default, max(4, cores), made the pool the
+// bottleneck at 16 concurrent clients on two cores: requests wait on the
+// database's round trips, not on the cores, and a sign-in holds no
+// connection while it hashes. Several instances on one database need
+// instances × pool_max_conns below PostgreSQL's max_connections (100 by
+// default), with room for the janitor's, the listener's and the operators'
+// connections: set pool_max_conns in IDP_DATABASE_URL when many instances
+// share one database, or put a pooler in front of it.
+const DefaultMaxConns = 20
+
 // ParseConfig reads a pool configuration from url with the defaults above
 // for what it does not set, and, unless it sets target_session_attrs,
 // libpq's target_session_attrs=read-write: a new connection that lands on a
@@ -52,6 +63,9 @@ func ParseConfig(url string) (*pgxpool.Config, error) {
 	}
 	if cfg.PingTimeout <= 0 {
 		cfg.PingTimeout = DefaultPingTimeout
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	if cfg.ConnConfig.ValidateConnect == nil {
 		cfg.ConnConfig.ValidateConnect = pgconn.ValidateConnectTargetSessionAttrsReadWrite

@@ -357,3 +357,22 @@ func TestCommitAsync(t *testing.T) {
 		t.Error("CommitAsync of a transaction succeeded; a transaction's commit is durable")
 	}
 }
+
+// TestParseConfig_PoolSize: the pool is sized for concurrent requests
+// unless the URL says otherwise.
+func TestParseConfig_PoolSize(t *testing.T) {
+	for url, want := range map[string]int32{
+		"postgres://u@db.example/idp":                    db.DefaultMaxConns,
+		"postgres://u@db.example/idp?pool_max_conns=7":   7,
+		"postgres://u@db.example/idp?sslmode=disable":    db.DefaultMaxConns,
+		"postgres://u@db.example/idp?pool_max_conns=100": 100,
+	} {
+		cfg, err := db.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.MaxConns != want {
+			t.Errorf("%s: MaxConns = %d, want %d", url, cfg.MaxConns, want)
+		}
+	}
+}

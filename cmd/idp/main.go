@@ -68,6 +68,10 @@ func commands() []command {
 			{name: "reset-mfa", summary: "remove a user's 2FA and end all their sessions", run: usersResetMFACommand},
 			{name: "set-password", summary: "replace a user's password (first line of stdin) and end all their sessions", run: usersSetPasswordCommand},
 			{name: "require-mfa", summary: "make a user set up 2FA at the next sign-in (--off lifts it)", run: usersRequireMFACommand},
+			{name: "passkeys", summary: "list and remove a user's passkeys", subs: []command{
+				{name: "list", summary: "list a user's passkeys", run: usersPasskeysListCommand},
+				{name: "remove", summary: "remove one of a user's passkeys and end all their sessions", run: usersPasskeysRemoveCommand},
+			}},
 		}},
 		{name: "keys", summary: "rotate and list token signing keys", subs: []command{
 			{name: "rotate", summary: "add a signing key, published now and signing after --publish-ahead", run: keysRotateCommand},

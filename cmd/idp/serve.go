@@ -41,6 +41,8 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	metricsToken := set.String("metrics-token", "IDP_METRICS_TOKEN", "", "bearer `token` /metrics asks for, ≥32 random characters; none by default", true)
 	secret := set.String("secret", "IDP_SECRET", "", "server secret, ≥32 characters, comma-separated to rotate", true)
 	requireMFA := set.Bool("require-mfa", "IDP_REQUIRE_MFA", false, "every user must use 2FA")
+	adminPasskey := set.Bool("admin-require-passkey", "IDP_ADMIN_REQUIRE_PASSKEY", false,
+		"the admin console and API take only administrators signed in with a passkey")
 	idle := set.Duration("session-idle-timeout", "IDP_SESSION_IDLE_TIMEOUT", 8*time.Hour, "SSO session idle timeout")
 	absolute := set.Duration("session-absolute-timeout", "IDP_SESSION_ABSOLUTE_TIMEOUT", 168*time.Hour, "SSO session lifetime")
 	migrate := set.Bool("migrate", "IDP_MIGRATE", true, "apply pending migrations at start")
@@ -57,7 +59,7 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	cfg := server.Config{Issuer: *issuer, Secret: *secret, BreachedPasswordsURL: *breached,
-		SeparateMetrics: *metricsAddr != "", MetricsToken: *metricsToken, RequireMFA: *requireMFA,
+		SeparateMetrics: *metricsAddr != "", MetricsToken: *metricsToken, RequireMFA: *requireMFA, AdminRequirePasskey: *adminPasskey,
 		SessionIdle: *idle, SessionAbsolute: *absolute,
 		Brand: web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}}
 	set.required("database-url", *dbURL, "a PostgreSQL URL")

@@ -23,6 +23,7 @@ import (
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/pages"
+	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
@@ -32,10 +33,13 @@ import (
 type Handler struct {
 	// Pool runs a change of factors and the end of the other sessions in
 	// one transaction.
-	Pool      *pgxpool.Pool
-	Sessions  *sessions.Manager
-	Users     *users.Store
-	TOTP      *mfa.TOTP
+	Pool     *pgxpool.Pool
+	Sessions *sessions.Manager
+	Users    *users.Store
+	TOTP     *mfa.TOTP
+	// Passkeys, when set, lists the person's passkeys and lets them add,
+	// rename and remove them.
+	Passkeys  *passkey.Service
 	Login     *login.Handler // starts a sign-in for visitors without a session
 	Templates *web.Templates
 	Errors    *pages.Errors
@@ -59,6 +63,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /account/mfa/recovery-codes", h.regenerateSubmit)
 	mux.HandleFunc("POST /account/mfa/disable", h.disableSubmit)
 	mux.HandleFunc("POST /account/password", h.passwordSubmit)
+	h.mountPasskeys(mux)
 }
 
 // signedIn returns the live session of r. Without one it sends the browser
@@ -109,6 +114,11 @@ var notices = map[string]string{
 	"mfa-none":      "Two-factor authentication was already off.",
 	"password-changed": "Your password is changed. Your other sessions were signed out, " +
 		"and the apps they were used with have been told.",
+	"passkey-added": "Your passkey is added: you can sign in with it, without your password. " +
+		"Your other sessions were signed out, and the apps they were used with have been told.",
+	"passkey-removed": "The passkey is removed and no longer signs you in. Your other sessions were signed out, " +
+		"and the apps they were used with have been told.",
+	"passkey-renamed": "The passkey is renamed.",
 }
 
 func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
@@ -130,7 +140,11 @@ type overviewData struct {
 	RecoveryError string // about the recovery-codes form
 	DisableError  string // about the turn-off form
 	PasswordError string // about the change-password form
+	PasskeyError  string // about the passkeys section
 	Activity      []activityView
+	// PasskeysOn: this server offers passkeys; Passkeys are the person's.
+	PasskeysOn bool
+	Passkeys   []passkeyView
 }
 
 type mfaStatus struct {
@@ -139,6 +153,9 @@ type mfaStatus struct {
 	Total     int
 	Low       bool // few enough left that the person should make new ones
 	Required  bool // policy forbids turning it off
+	// Passkey: the person has a passkey, a second factor of its own, so
+	// the app's codes may be turned off even when 2FA is required.
+	Passkey bool
 }
 
 // renderOverview renders /account for s with status, filling in the user,
@@ -165,6 +182,12 @@ func (h *Handler) renderOverview(w http.ResponseWriter, r *http.Request, s sessi
 	d.MFA.Total = mfa.RecoveryCodeCount
 	d.MFA.Low = d.MFA.Enabled && d.MFA.Remaining <= 3
 	d.MFA.Required = h.RequireMFA || u.RequireMFA
+	d.PasskeysOn = h.Passkeys != nil
+	if d.Passkeys, err = h.passkeyViews(ctx, u.ID); err != nil {
+		h.Errors.Internal(w, r, err)
+		return
+	}
+	d.MFA.Passkey = len(d.Passkeys) > 0
 	list, err := h.Sessions.ListByUser(ctx, u.ID)
 	if err != nil {
 		h.Errors.Internal(w, r, err)

@@ -31,7 +31,7 @@ var revokedBecause = map[string]string{
 	sessions.ReasonAdminRevoke:     "an administrator ended them",
 	sessions.ReasonExpired:         "they expired",
 	sessions.ReasonUserDisabled:    "your account was disabled",
-	sessions.ReasonFactorsChanged:  "your password or two-factor authentication changed",
+	sessions.ReasonFactorsChanged:  "your password, passkeys or two-factor authentication changed",
 	sessions.ReasonPasswordChanged: "your password changed",
 }
 
@@ -79,6 +79,10 @@ func describe(e audit.Entry, self string) string {
 		return who + " set up two-factor authentication"
 	case audit.ActionDisableMFA:
 		return who + " turned two-factor authentication off"
+	case audit.ActionAddPasskey:
+		return who + " added a passkey"
+	case audit.ActionRemovePasskey, "users.remove_passkey":
+		return who + " removed a passkey"
 	case audit.ActionRegenerateRecoveryCodes:
 		return who + " made new recovery codes"
 	case "users.reset_mfa":

@@ -218,7 +218,15 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		h.renderOverview(w, r, s, status, overviewData{DisableError: msg})
 	}
 	// Refused before anything is checked, so no code is spent on it.
-	if h.RequireMFA || u.RequireMFA {
+	// Passkeys are a second factor too: with one the app's codes may go.
+	hasPasskey := false
+	if h.Passkeys != nil {
+		if hasPasskey, err = h.Passkeys.Registered(ctx, u.ID); err != nil {
+			h.Errors.Internal(w, r, err)
+			return
+		}
+	}
+	if (h.RequireMFA || u.RequireMFA) && !hasPasskey {
 		fail(http.StatusForbidden, "Two-factor authentication is required for your account, so it cannot be turned off. "+
 			"If you lost your phone, sign in with a recovery code and make new ones, or ask an administrator to reset it.")
 		return
@@ -297,6 +305,26 @@ func (h *Handler) checkPassword(w http.ResponseWriter, r *http.Request, s sessio
 	if !known {
 		h.Errors.Internal(w, r, err)
 		return pages.Problem{}, false
+	}
+	if errors.Is(err, users.ErrInvalidCredentials) {
+		p.Message = "That password is not right. Enter the password you sign in with."
+	}
+	pages.SetRetryAfter(w, p)
+	return p, false
+}
+
+// checkPasswordQuiet is checkPassword for a request that answers JSON:
+// it never writes the body; an error of ours is logged and comes back as
+// a status 500 with a message.
+func (h *Handler) checkPasswordQuiet(ctx context.Context, w http.ResponseWriter, s sessions.Session, password string) (pages.Problem, bool) {
+	err := h.Users.VerifyPassword(ctx, s.UserID, password)
+	if err == nil {
+		return pages.Problem{}, true
+	}
+	p, known := pages.Explain(err)
+	if !known {
+		h.Logger.ErrorContext(ctx, "account: check password", "err", err)
+		return pages.Problem{Status: http.StatusInternalServerError, Message: "Something went wrong on our side. Try again in a moment."}, false
 	}
 	if errors.Is(err, users.ErrInvalidCredentials) {
 		p.Message = "That password is not right. Enter the password you sign in with."

@@ -104,7 +104,7 @@ func TestAccount_ChangePassword(t *testing.T) {
 		// The account page lists it, newest first, as said to its owner.
 		for _, want := range []string{
 			`<li class="audit-entry" data-action="users.change_password">You changed your password`,
-			`<li class="audit-entry" data-action="sessions.revoke">1 session ended: your password or two-factor authentication changed`,
+			`<li class="audit-entry" data-action="sessions.revoke">1 session ended: your password, passkeys or two-factor authentication changed`,
 		} {
 			if !strings.Contains(p.Body, want) {
 				t.Errorf("the account page lacks %q", want)

@@ -3,10 +3,9 @@ package account
 import (
 	"context"
 	"net/http"
-	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/idp/idp/internal/device"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/sessions"
 )
@@ -37,7 +36,7 @@ func (h *Handler) sessionViews(ctx context.Context, list []sessions.Session, cur
 	out := make([]sessionView, 0, len(list))
 	for _, s := range list {
 		v := sessionView{
-			ID: s.ID, Device: deviceName(s.UserAgent), UserAgent: s.UserAgent, IP: s.IP,
+			ID: s.ID, Device: device.Name(s.UserAgent), UserAgent: s.UserAgent, IP: s.IP,
 			Started: pages.Time(s.CreatedAt), StartedISO: s.CreatedAt.UTC().Format(time.RFC3339),
 			LastSeen: pages.Ago(now, s.LastSeenAt), LastSeenISO: s.LastSeenAt.UTC().Format(time.RFC3339),
 			Current: s.ID == currentSID, MultiFactor: s.MultiFactor(),
@@ -114,58 +113,4 @@ type signedOutData struct {
 func (h *Handler) signedOut(w http.ResponseWriter, everywhere bool) {
 	h.Sessions.ClearCookie(w)
 	h.Templates.Render(w, http.StatusOK, "account-signed-out", "Signed out", "", signedOutData{Everywhere: everywhere})
-}
-
-// deviceName shortens a User-Agent to what a person recognises: the
-// browser and the system ("Firefox on Linux"). Browsers all claim to be
-// Mozilla, Safari and often Chrome at once, so the order of the checks
-// matters: the most specific token wins. Anything else shows its first
-// product token ("curl", "Go-http-client"), cut to a readable length.
-func deviceName(ua string) string {
-	ua = strings.TrimSpace(ua)
-	if ua == "" {
-		return "Unknown device"
-	}
-	browser := firstMatch(ua, []match{
-		{"Edg/", "Edge"}, {"EdgA/", "Edge"}, {"EdgiOS/", "Edge"},
-		{"OPR/", "Opera"}, {"Opera", "Opera"}, {"SamsungBrowser/", "Samsung Internet"},
-		{"Firefox/", "Firefox"}, {"FxiOS/", "Firefox"},
-		{"CriOS/", "Chrome"}, {"Chrome/", "Chrome"}, {"Chromium/", "Chromium"},
-		{"Version/", "Safari"}, // Safari's own version token; Chrome-based browsers matched above
-	})
-	system := firstMatch(ua, []match{
-		{"iPhone", "iPhone"}, {"iPad", "iPad"}, {"Android", "Android"},
-		{"Windows", "Windows"}, {"CrOS", "ChromeOS"}, {"Macintosh", "macOS"}, {"Mac OS X", "macOS"},
-		{"Linux", "Linux"},
-	})
-	switch {
-	case browser != "" && system != "":
-		return browser + " on " + system
-	case browser != "":
-		return browser
-	case system != "" && strings.HasPrefix(ua, "Mozilla/"):
-		return "Browser on " + system
-	}
-	product, _, _ := strings.Cut(ua, " ")
-	product, _, _ = strings.Cut(product, "/")
-	return shorten(product, 32)
-}
-
-type match struct{ token, name string }
-
-func firstMatch(ua string, ms []match) string {
-	for _, m := range ms {
-		if strings.Contains(ua, m.token) {
-			return m.name
-		}
-	}
-	return ""
-}
-
-// shorten cuts s to at most n characters, marking the cut.
-func shorten(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	return string([]rune(s)[:n-1]) + "…"
 }

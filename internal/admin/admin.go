@@ -22,6 +22,7 @@ import (
 
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/backchannel"
 	"github.com/idp/idp/internal/users"
@@ -44,7 +45,10 @@ type Service struct {
 	Sessions *sessions.Manager
 	// MFA, when set, fills Account.MFAEnabled.
 	MFA Factors
-	Now func() time.Time
+	// Keys, when set, are the users' passkeys: listed with the account,
+	// removable one by one, and removed by ResetMFA.
+	Keys *passkey.Service
+	Now  func() time.Time
 	// RecentlyRevoked is how far back a listing with revoked sessions
 	// reaches (DefaultRecentlyRevoked when zero).
 	RecentlyRevoked time.Duration
@@ -58,8 +62,11 @@ const DefaultRecentlyRevoked = 7 * 24 * time.Hour
 // Account is a user as an administrator sees it.
 type Account struct {
 	users.User
-	// MFAEnabled is nil when the Service has no MFA to ask.
+	// MFAEnabled is nil when the Service has no MFA to ask: a confirmed
+	// TOTP, or a passkey.
 	MFAEnabled *bool `json:"mfa_enabled,omitempty"`
+	// Passkeys counts the user's passkeys; nil without Keys.
+	Passkeys *int `json:"passkeys,omitempty"`
 }
 
 func (s *Service) now() time.Time {
@@ -90,11 +97,20 @@ func (s *Service) User(ctx context.Context, id string) (Account, error) {
 
 func (s *Service) account(ctx context.Context, u users.User) (Account, error) {
 	a := Account{User: u}
+	if s.Keys != nil {
+		list, err := s.Keys.List(ctx, u.ID)
+		if err != nil {
+			return Account{}, fmt.Errorf("admin: user: %w", err)
+		}
+		n := len(list)
+		a.Passkeys = &n
+	}
 	if s.MFA != nil {
 		on, err := s.MFA.Enabled(ctx, u.ID)
 		if err != nil {
 			return Account{}, fmt.Errorf("admin: user: %w", err)
 		}
+		on = on || (a.Passkeys != nil && *a.Passkeys > 0)
 		a.MFAEnabled = &on
 	}
 	return a, nil

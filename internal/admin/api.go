@@ -18,6 +18,8 @@ import (
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/pages"
+	"github.com/idp/idp/internal/passkey"
+	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/backchannel"
 	"github.com/idp/idp/internal/users"
 )
@@ -39,6 +41,8 @@ const Scope = "admin"
 //	DELETE /admin/api/users/{id}/sessions       revoke all sessions and tokens; the counts
 //	POST   /admin/api/users/{id}/disable        disable and revoke; the account and the counts
 //	POST   /admin/api/users/{id}/enable         enable; the account
+//	GET    /admin/api/users/{id}/passkeys       the user's passkeys
+//	DELETE /admin/api/users/{id}/passkeys/{pid} remove one, ending every session of the user; the counts
 //	POST   /admin/api/outbox/{id}/retry         retry a logout notification now (202)
 //	GET    /admin/api/audit                     the audit log, newest first:
 //	                                            ?user=ID (about or by that user), ?before=N, ?limit=N
@@ -50,6 +54,11 @@ type API struct {
 	// Tokens introspects bearer tokens (the fosite provider).
 	Tokens fosite.OAuth2Provider
 	Logger *slog.Logger
+	// RequirePasskey refuses a person's token unless its sign-in was
+	// phishing-resistant (acr urn:idp:acr:phr: a passkey), with RFC 9470's
+	// insufficient_user_authentication naming the acr to ask for.
+	// Service accounts' tokens have no sign-in and are not affected.
+	RequirePasskey bool
 }
 
 // handler is an admin route: it runs after authentication, for the
@@ -59,18 +68,20 @@ type handler func(w http.ResponseWriter, r *http.Request, adm users.User) error
 // Mount registers the admin routes.
 func (a *API) Mount(mux *http.ServeMux) {
 	routes := map[string]handler{
-		"GET /admin/api/users":                  a.findUser,
-		"POST /admin/api/users":                 a.createUser,
-		"GET /admin/api/users/{id}":             a.user,
-		"DELETE /admin/api/users/{id}":          a.deleteUser,
-		"GET /admin/api/users/{id}/sessions":    a.listSessions,
-		"DELETE /admin/api/users/{id}/sessions": a.revokeSessions,
-		"POST /admin/api/users/{id}/disable":    a.disable,
-		"POST /admin/api/users/{id}/enable":     a.enable,
-		"POST /admin/api/users/{id}/password":   a.setPassword,
-		"POST /admin/api/outbox/{id}/retry":     a.retry,
-		"GET /admin/api/audit":                  a.auditLog,
-		"/admin/api/":                           a.notFound,
+		"GET /admin/api/users":                        a.findUser,
+		"POST /admin/api/users":                       a.createUser,
+		"GET /admin/api/users/{id}":                   a.user,
+		"DELETE /admin/api/users/{id}":                a.deleteUser,
+		"GET /admin/api/users/{id}/sessions":          a.listSessions,
+		"DELETE /admin/api/users/{id}/sessions":       a.revokeSessions,
+		"POST /admin/api/users/{id}/disable":          a.disable,
+		"POST /admin/api/users/{id}/enable":           a.enable,
+		"GET /admin/api/users/{id}/passkeys":          a.passkeys,
+		"DELETE /admin/api/users/{id}/passkeys/{pid}": a.removePasskey,
+		"POST /admin/api/users/{id}/password":         a.setPassword,
+		"POST /admin/api/outbox/{id}/retry":           a.retry,
+		"GET /admin/api/audit":                        a.auditLog,
+		"/admin/api/":                                 a.notFound,
 	}
 	for pattern, h := range routes {
 		mux.Handle(pattern, a.authenticated(h))
@@ -118,6 +129,22 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 8<<10))
 	dec.DisallowUnknownFields()
 	return dec.Decode(v)
+}
+
+func (a *API) passkeys(w http.ResponseWriter, r *http.Request, _ users.User) error {
+	list, err := a.Service.Passkeys(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"passkeys": list})
+}
+
+func (a *API) removePasskey(w http.ResponseWriter, r *http.Request, adm users.User) error {
+	res, err := a.Service.RemovePasskey(r.Context(), r.PathValue("id"), r.PathValue("pid"), actor(adm))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
 }
 
 func (a *API) user(w http.ResponseWriter, r *http.Request, _ users.User) error {
@@ -298,6 +325,12 @@ func (a *API) authenticate(r *http.Request) (users.User, error) {
 	if err != nil {
 		return users.User{}, err
 	}
+	if a.RequirePasskey {
+		s, _ := ar.GetSession().(*openid.DefaultSession)
+		if s == nil || s.Claims == nil || s.Claims.AuthenticationContextClassReference != sessions.ACRPhishingResistant {
+			return users.User{}, errPasskeyRequired
+		}
+	}
 	return u, nil
 }
 
@@ -320,6 +353,8 @@ var (
 		desc: "The access token is invalid, expired or revoked."}
 	errInsufficientScope = &apiError{status: http.StatusForbidden, code: "insufficient_scope",
 		desc: "The access token lacks the admin scope, or its holder is no longer an enabled administrator."}
+	errPasskeyRequired = &apiError{status: http.StatusUnauthorized, code: "insufficient_user_authentication",
+		desc: "The administrator must have signed in with a passkey: ask for acr_values=" + sessions.ACRPhishingResistant + "."}
 )
 
 // challenge is the WWW-Authenticate value for e (RFC 6750 §3): no error
@@ -329,6 +364,8 @@ func (e *apiError) challenge() string {
 	switch {
 	case e == errNoToken:
 		return `Bearer realm="idp"`
+	case e == errPasskeyRequired:
+		return `Bearer error="` + e.code + `", error_description="` + e.desc + `", acr_values="` + sessions.ACRPhishingResistant + `"`
 	case e.status == http.StatusUnauthorized:
 		return `Bearer error="` + e.code + `", error_description="` + e.desc + `"`
 	case e.code == "insufficient_scope":
@@ -356,6 +393,8 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		e = &apiError{status: problem.Status, code: errorCode(problem.Status), desc: problem.Message}
 	case errors.Is(err, backchannel.ErrNotFound):
 		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No undelivered notification with that id."}
+	case errors.Is(err, passkey.ErrNotFound):
+		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "The user has no passkey with that id."}
 	case errors.Is(err, ErrOwnAccount):
 		e = &apiError{status: http.StatusConflict, code: "conflict",
 			desc: "An administrator cannot delete their own account; another administrator can."}

@@ -38,6 +38,8 @@ const (
 	ActionDisableMFA              = "mfa.disable"
 	ActionRegenerateRecoveryCodes = "mfa.regenerate_recovery_codes"
 	ActionChangePassword          = "users.change_password"
+	ActionAddPasskey              = "passkey.add"
+	ActionRemovePasskey           = "passkey.remove"
 )
 
 // Entry is one recorded action: who (actor), what (action, e.g.

@@ -203,7 +203,7 @@ func (r *runner) run(ctx context.Context, rep *Report) error {
 
 	floorOps := map[string]op{FloorArgon2: argon2Op}
 	if cfg.wants(ScenarioClientCredentials) || cfg.wants(ScenarioIntrospection) ||
-		cfg.wants(ScenarioRefresh) || cfg.wants(ScenarioSilentSSO) {
+		cfg.wants(ScenarioRefresh) || cfg.wants(ScenarioSilentSSO) || cfg.wants(ScenarioPasskeySignIn) {
 		fs, err := startFloorServer(ctx, r.in.dbURL, r.ccDoc)
 		if err != nil {
 			return err
@@ -286,6 +286,13 @@ func (r *runner) run(ctx context.Context, rep *Report) error {
 			}
 			return ""
 		})
+	}
+	if cfg.wants(ScenarioPasskeySignIn) {
+		auths, err := r.passkeyUsers(ctx, cfg.Concurrency)
+		if err != nil {
+			return err
+		}
+		pair(ScenarioPasskeySignIn, r.passkeySignIn(auths), nil)
 	}
 	for _, f := range []string{FloorArgon2, FloorInsert, FloorSelect} {
 		if s, ok := floors[f]; ok {

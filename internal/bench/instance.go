@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -119,7 +120,9 @@ func startInstance(ctx context.Context, dbURL string, logw io.Writer) (*instance
 		pool.Close()
 		return nil, fmt.Errorf("bench: listen: %w", err)
 	}
-	in.issuer = "http://" + ln.Addr().String()
+	// localhost, not the address: WebAuthn has no relying party id for an
+	// IP address, and the passkey scenario needs one.
+	in.issuer = "http://localhost:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	secret := make([]byte, 48)
 	rand.Read(secret)
 	logger := slog.New(&countingHandler{

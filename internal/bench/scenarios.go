@@ -19,12 +19,13 @@ const (
 	ScenarioRefresh           = "refresh"
 	ScenarioSilentSSO         = "silent_sso"
 	ScenarioFullSignIn        = "full_signin"
+	ScenarioPasskeySignIn     = "passkey_signin"
 	ScenarioRevokeAll         = "revoke_all"
 )
 
 // Scenarios lists every scenario.
 var Scenarios = []string{ScenarioClientCredentials, ScenarioIntrospection, ScenarioRefresh,
-	ScenarioSilentSSO, ScenarioFullSignIn, ScenarioRevokeAll}
+	ScenarioSilentSSO, ScenarioFullSignIn, ScenarioPasskeySignIn, ScenarioRevokeAll}
 
 // floorOf is the floor each throughput scenario is measured against.
 var floorOf = map[string]string{
@@ -33,6 +34,7 @@ var floorOf = map[string]string{
 	ScenarioRefresh:           FloorInsert,
 	ScenarioSilentSSO:         FloorInsert,
 	ScenarioFullSignIn:        FloorArgon2,
+	ScenarioPasskeySignIn:     FloorInsert,
 }
 
 // describe says in a line what one op of a scenario or floor is.
@@ -42,6 +44,7 @@ var describe = map[string]string{
 	ScenarioRefresh:           "POST /oauth2/token grant_type=refresh_token, rotating",
 	ScenarioSilentSSO:         "signed-in browser: /oauth2/auth for a 2nd app → code → exchange → ID token verified",
 	ScenarioFullSignIn:        "new browser: /oauth2/auth → password → TOTP → code → exchange → ID token verified",
+	ScenarioPasskeySignIn:     "new browser: /oauth2/auth → sign-in page → passkey options → assertion (software authenticator) → code → exchange → ID token verified",
 	ScenarioRevokeAll:         "admin revoke-all of one user's sessions; back-channel logout to every app",
 	FloorArgon2:               "users.HashPassword (argon2id, configured parameters) in GOMAXPROCS goroutines",
 	FloorInsert:               "bare net/http handler: one INSERT of a token row via its own pgxpool",

@@ -11,6 +11,7 @@ import (
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/pages"
+	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/backchannel"
 	"github.com/idp/idp/internal/users"
@@ -49,6 +50,26 @@ func (h *Handler) resetMFA(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.back(w, r, id, "mfa-reset", &res)
+}
+
+// removePasskey removes one of the user's passkeys; every session of the
+// user ends with it.
+func (h *Handler) removePasskey(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	res, err := h.Admin.RemovePasskey(r.Context(), id, r.PathValue("pid"), actor(adm))
+	if errors.Is(err, passkey.ErrNotFound) {
+		h.renderUser(w, r, adm, id, http.StatusNotFound, userData{
+			Error: "That passkey is not among this user's (it may be removed already). Nothing was changed."})
+		return
+	}
+	if !h.handled(w, r, err) {
+		return
+	}
+	h.back(w, r, id, "passkey-removed", &res)
 }
 
 // setPassword gives the user a temporary password, for a forgotten one:

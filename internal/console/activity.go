@@ -23,18 +23,21 @@ type activityView struct {
 
 // actions say in words what an audit entry records, by action.
 var actions = map[string]string{
-	"users.disable":      "Account disabled",
-	"users.enable":       "Account enabled",
-	"users.delete":       "Account deleted",
-	"users.reset_mfa":    "Two-factor authentication reset",
-	"users.set_password": "Password set",
-	"users.require_mfa":  "Two-factor requirement changed",
-	"outbox.retry":       "Logout notification retried",
+	"users.disable":        "Account disabled",
+	"users.enable":         "Account enabled",
+	"users.delete":         "Account deleted",
+	"users.reset_mfa":      "Two-factor authentication reset",
+	"users.remove_passkey": "Passkey removed",
+	"users.set_password":   "Password set",
+	"users.require_mfa":    "Two-factor requirement changed",
+	"outbox.retry":         "Logout notification retried",
 
 	audit.ActionEnableMFA:               "Two-factor authentication set up",
 	audit.ActionDisableMFA:              "Two-factor authentication turned off",
 	audit.ActionRegenerateRecoveryCodes: "New recovery codes made",
 	audit.ActionChangePassword:          "Password changed",
+	audit.ActionAddPasskey:              "Passkey added",
+	audit.ActionRemovePasskey:           "Passkey removed",
 	"users.create":                      "Account created",
 	"clients.create":                    "App registered",
 	"clients.delete":                    "App deleted",

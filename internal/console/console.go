@@ -29,13 +29,17 @@ import (
 
 // Handler serves /admin (the API under /admin/api is package admin's).
 type Handler struct {
-	Admin     *admin.Service
-	Sessions  *sessions.Manager
-	Login     *login.Handler // starts a sign-in, or a step-up to two factors
-	Templates *web.Templates
-	Errors    *pages.Errors
-	Logger    *slog.Logger
-	Now       func() time.Time
+	Admin    *admin.Service
+	Sessions *sessions.Manager
+	Login    *login.Handler // starts a sign-in, or a step-up to two factors
+	// RequirePasskey opens the console only to sessions signed in with a
+	// passkey (acr urn:idp:acr:phr; IDP_ADMIN_REQUIRE_PASSKEY): any other
+	// steps up to one.
+	RequirePasskey bool
+	Templates      *web.Templates
+	Errors         *pages.Errors
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Mount registers the console routes.
@@ -48,6 +52,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/users", h.createUser)
 	mux.HandleFunc("POST /admin/users/{id}/revoke-sessions", h.revokeSessions)
 	mux.HandleFunc("POST /admin/users/{id}/reset-mfa", h.resetMFA)
+	mux.HandleFunc("POST /admin/users/{id}/passkeys/{pid}/remove", h.removePasskey)
 	mux.HandleFunc("POST /admin/users/{id}/password", h.setPassword)
 	mux.HandleFunc("POST /admin/users/{id}/disable", h.disable)
 	mux.HandleFunc("POST /admin/users/{id}/enable", h.enable)
@@ -86,6 +91,20 @@ func (h *Handler) administrator(w http.ResponseWriter, r *http.Request) (users.U
 		h.Templates.Error(w, http.StatusForbidden, "This page is for administrators.",
 			"You are signed in as "+u.Email+", which is not an administrator account. "+
 				"Your own account page is at /account.")
+		return users.User{}, false
+	}
+	if h.RequirePasskey && !s.PhishingResistant() {
+		has, err := h.Admin.HasPasskey(ctx, u.ID)
+		if err != nil {
+			h.Errors.Internal(w, r, err)
+			return users.User{}, false
+		}
+		if !has {
+			h.Templates.Error(w, http.StatusForbidden, "The admin console asks administrators to sign in with a passkey, and your account has none yet.",
+				"Add a passkey on your account page (/account), then open the console again.")
+			return users.User{}, false
+		}
+		h.begin(w, r, login.Start{StepUp: &s, Want: sessions.ACRPhishingResistant})
 		return users.User{}, false
 	}
 	if !s.MultiFactor() {

@@ -129,6 +129,15 @@ type userData struct {
 	WindowDays  int
 	Unconfirmed int // notifications not (yet) delivered
 	Activity    []activityView
+	Passkeys    []passkeyView
+}
+
+// passkeyView is one of the user's passkeys.
+type passkeyView struct {
+	ID, Name, AAGUID      string
+	Synced                bool
+	Added, AddedISO       string
+	LastUsed, LastUsedISO string
 }
 
 type sessionView struct {
@@ -137,6 +146,7 @@ type sessionView struct {
 	LastSeen, LastSeenISO  string
 	Ended, EndedISO, Why   string // Ended is "" while live
 	MultiFactor            bool
+	Passkey                bool // signed in with a passkey
 	Apps                   []appView
 	NotificationsPending   int
 	NotificationsDelivered int
@@ -204,7 +214,8 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.U
 	for _, s := range list.Sessions {
 		v := sessionView{SID: s.SID, UserAgent: s.UserAgent, IP: s.IP,
 			Started: pages.Time(s.CreatedAt), StartedISO: iso(s.CreatedAt),
-			LastSeen: pages.Ago(now, s.LastSeenAt), LastSeenISO: iso(s.LastSeenAt), MultiFactor: s.ACR == sessions.ACRMFA}
+			LastSeen: pages.Ago(now, s.LastSeenAt), LastSeenISO: iso(s.LastSeenAt), MultiFactor: sessions.ACRSatisfies(s.ACR, sessions.ACRMFA),
+			Passkey: s.ACR == sessions.ACRPhishingResistant}
 		if s.RevokedAt != nil {
 			v.Ended, v.EndedISO, v.Why = pages.Ago(now, *s.RevokedAt), iso(*s.RevokedAt), reasonText(s.RevokedReason)
 		} else {
@@ -231,6 +242,18 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.U
 			v.Apps = append(v.Apps, av)
 		}
 		d.Sessions = append(d.Sessions, v)
+	}
+	keys, err := h.Admin.Passkeys(ctx, a.ID)
+	if err != nil {
+		h.Errors.Internal(w, r, err)
+		return
+	}
+	for _, k := range keys {
+		v := passkeyView{ID: k.ID, Name: k.Name, AAGUID: k.AAGUID, Synced: k.Synced(), Added: pages.Time(k.CreatedAt), AddedISO: iso(k.CreatedAt)}
+		if k.LastUsedAt != nil {
+			v.LastUsed, v.LastUsedISO = pages.Ago(now, *k.LastUsedAt), iso(*k.LastUsedAt)
+		}
+		d.Passkeys = append(d.Passkeys, v)
 	}
 	log, err := h.Admin.AuditLog(ctx, audit.Query{UserID: a.ID, Limit: recentActivity})
 	if err != nil {
@@ -301,7 +324,10 @@ func notice(r *http.Request) string {
 	case "revoked":
 		return "All sessions and tokens revoked: " + ended
 	case "mfa-reset":
-		return "Two-factor authentication reset: " + ended + " They sign in with their password next."
+		return "Two-factor authentication reset (authenticator app, recovery codes and passkeys): " + ended +
+			" They sign in with their password next."
+	case "passkey-removed":
+		return "Passkey removed: " + ended
 	case "password-set":
 		return "Temporary password set: " + ended + " Give it to them by a channel other than their email; " +
 			fmt.Sprintf("they choose their own at the next sign-in, within %d hours.", int(users.TemporaryPasswordLifetime.Hours()))

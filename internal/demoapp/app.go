@@ -97,6 +97,7 @@ type session struct {
 	Subject, Email, Name string
 	SID                  string
 	AMR                  []string
+	ACR                  string
 	AuthTime             time.Time
 	idToken              string // raw, for id_token_hint; never shown or logged
 	csrf                 string

@@ -76,7 +76,14 @@ func (a *App) login(w http.ResponseWriter, r *http.Request) {
 	}
 	p := &pending{state: randomToken(), nonce: randomToken(), verifier: oauth2.GenerateVerifier()}
 	a.putPending(w, r, p)
-	http.Redirect(w, r, d.oauth.AuthCodeURL(p.state, oidc.Nonce(p.nonce), oauth2.S256ChallengeOption(p.verifier)), http.StatusFound)
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(p.nonce), oauth2.S256ChallengeOption(p.verifier)}
+	// /login?acr=phr asks for a passkey sign-in (a step-up when the person
+	// is signed in with less); only the provider's values pass.
+	switch acr := r.URL.Query().Get("acr"); acr {
+	case "urn:idp:acr:mfa", "urn:idp:acr:phr":
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", acr))
+	}
+	http.Redirect(w, r, d.oauth.AuthCodeURL(p.state, opts...), http.StatusFound)
 }
 
 // callback finishes the sign-in: checks state, redeems the code with the
@@ -128,6 +135,7 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 		Name     string   `json:"name"`
 		SID      string   `json:"sid"`
 		AMR      []string `json:"amr"`
+		ACR      string   `json:"acr"`
 		AuthTime int64    `json:"auth_time"`
 	}
 	if err := idt.Claims(&claims); err != nil {
@@ -135,7 +143,7 @@ func (a *App) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.cfg.Now()
-	s := &session{Subject: idt.Subject, Email: claims.Email, Name: claims.Name, SID: claims.SID, AMR: claims.AMR,
+	s := &session{Subject: idt.Subject, Email: claims.Email, Name: claims.Name, SID: claims.SID, AMR: claims.AMR, ACR: claims.ACR,
 		idToken: raw, csrf: randomToken(), expires: now.Add(sessionTTL)}
 	if claims.AuthTime != 0 {
 		s.AuthTime = time.Unix(claims.AuthTime, 0)

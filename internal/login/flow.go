@@ -62,6 +62,9 @@ type flow struct {
 	PendingACR string
 	// Remember: "keep me signed in on this device" was ticked.
 	Remember bool
+	// WantACR is the class a step-up must reach: sessions.ACRPhishingResistant
+	// when the app asked for a passkey, "" for two factors of any kind.
+	WantACR string
 }
 
 // enrollmentOwner is who a TOTP secret this flow begins belongs to: this
@@ -74,9 +77,12 @@ type Start struct {
 	AuthorizeQuery url.Values
 	// LoginHint pre-fills the email field.
 	LoginHint string
-	// StepUp names a password-only session whose user must now give a
-	// second factor (acr_values asked for two factors).
+	// StepUp names a session whose user must now give a second factor
+	// (acr_values asked for two factors), or a passkey (Want).
 	StepUp *sessions.Session
+	// Want is the class the step-up must reach: ACRPhishingResistant for
+	// a passkey; "" for two factors.
+	Want string
 	// ReturnTo is the local page to come back to when there is no
 	// authorization request to resume ("/admin"); default /account.
 	ReturnTo string
@@ -94,7 +100,7 @@ func (h *Handler) flowCookieName() string {
 func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (string, error) {
 	token := sessions.NewToken()
 	f := flow{CSRF: sessions.NewToken(), AuthorizeQuery: s.AuthorizeQuery.Encode(), Stage: stagePassword,
-		ReturnTo: localPath(s.ReturnTo)}
+		ReturnTo: localPath(s.ReturnTo), WantACR: s.Want}
 	next := "/login"
 	if s.LoginHint != "" {
 		next += "?" + url.Values{"login_hint": {s.LoginHint}}.Encode()
@@ -106,12 +112,13 @@ func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (st
 		// stolen password-only cookie, and enrolling the holder's own
 		// authenticator would hand them a two-factor session, the recovery
 		// codes and the end of the owner's other sessions.
-		enrolled, err := h.TOTP.Enabled(ctx, s.StepUp.UserID)
+		// A passkey is a second factor too.
+		totp, passkey, err := h.factors(ctx, s.StepUp.UserID)
 		if err != nil {
 			return "", fmt.Errorf("login: begin: %w", err)
 		}
 		f.Stage = stagePassword
-		if enrolled {
+		if totp || passkey {
 			f.Stage = stageTOTP
 		}
 		stepUpSID, userID = &s.StepUp.ID, &s.StepUp.UserID
@@ -120,9 +127,9 @@ func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (st
 	now := h.Now()
 	ctx, u := db.Pipeline(ctx, h.Pool)
 	u.Queue(`
-		INSERT INTO login_flows (id_hash, csrf_token, authorize_query, user_id, stage, step_up_sid, created_at, expires_at, return_path)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		sessions.HashToken(token), f.CSRF, f.AuthorizeQuery, userID, f.Stage, stepUpSID, now, now.Add(h.FlowTTL), f.ReturnTo)
+		INSERT INTO login_flows (id_hash, csrf_token, authorize_query, user_id, stage, step_up_sid, created_at, expires_at, return_path, want_acr)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		sessions.HashToken(token), f.CSRF, f.AuthorizeQuery, userID, f.Stage, stepUpSID, now, now.Add(h.FlowTTL), f.ReturnTo, f.WantACR)
 	if err := u.CommitAsync(ctx); err != nil {
 		return "", fmt.Errorf("login: begin: %w", err)
 	}
@@ -143,10 +150,10 @@ func (h *Handler) loadFlow(ctx context.Context, r *http.Request) (flow, error) {
 	f.idHash = sessions.HashToken(c.Value)
 	err = db.Conn(ctx, h.Pool).QueryRow(ctx, `
 		SELECT csrf_token, authorize_query, user_id::text, stage, mfa_failures, step_up_sid::text, return_path,
-			must_change_password, pending_amr, pending_acr, remember
+			must_change_password, pending_amr, pending_acr, remember, want_acr
 		FROM login_flows WHERE id_hash = $1 AND expires_at > $2`, f.idHash, h.Now()).
 		Scan(&f.CSRF, &f.AuthorizeQuery, &userID, &f.Stage, &f.MFAFailures, &stepUp, &f.ReturnTo,
-			&f.MustChangePassword, &f.PendingAMR, &f.PendingACR, &f.Remember)
+			&f.MustChangePassword, &f.PendingAMR, &f.PendingACR, &f.Remember, &f.WantACR)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return flow{}, ErrNoFlow
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/pages"
+	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
@@ -25,17 +26,22 @@ const MaxCodeFailures = 5
 
 // Handler serves /login and its steps.
 type Handler struct {
-	Pool      *pgxpool.Pool
-	Sessions  *sessions.Manager
-	Users     *users.Store
-	TOTP      *mfa.TOTP
+	Pool     *pgxpool.Pool
+	Sessions *sessions.Manager
+	Users    *users.Store
+	TOTP     *mfa.TOTP
+	// Passkeys, when set, offers passkeys: passwordless sign-in, the
+	// second factor, and set-up during forced enrollment. Nil on an
+	// issuer whose host is an IP address (passkey.ErrUnavailable).
+	Passkeys  *passkey.Service
 	Templates *web.Templates
 	Errors    *pages.Errors
 	Logger    *slog.Logger
 	Now       func() time.Time
 	FlowTTL   time.Duration
 	// Observe, when set, is told the outcome of every sign-in form
-	// submission: its step (password, totp, enroll, new_password) and
+	// submission: its step (password, totp, enroll, new_password, and the
+	// passkey steps passkey, passkey_factor, passkey_enroll) and
 	// outcome (signed_in, next_step, wrong_password, wrong_code, throttled,
 	// rejected, invalid, error). The metrics count them.
 	Observe func(step, outcome string)
@@ -56,6 +62,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /login/enroll", h.enrollSubmit)
 	mux.HandleFunc("GET /login/new-password", h.newPasswordPage)
 	mux.HandleFunc("POST /login/new-password", h.newPasswordSubmit)
+	h.mountPasskeys(mux)
 }
 
 type passwordData struct {
@@ -65,6 +72,8 @@ type passwordData struct {
 	StepUp bool
 	// Remember is the "keep me signed in" box as the person left it.
 	Remember bool
+	// Passkey offers the passwordless sign-in.
+	Passkey bool
 }
 
 // Sign-in steps and outcomes, as Observe is told them.
@@ -174,7 +183,7 @@ func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	data := passwordData{Client: h.clientName(r.Context(), f), Email: r.URL.Query().Get("login_hint")}
+	data := passwordData{Client: h.clientName(r.Context(), f), Email: r.URL.Query().Get("login_hint"), Passkey: h.Passkeys != nil}
 	if f.UserID != "" {
 		u, err := h.Users.ByID(r.Context(), f.UserID)
 		if err != nil {
@@ -200,7 +209,8 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	email := r.PostFormValue("email")
-	data := passwordData{Client: h.clientName(ctx, f), Email: email, Remember: r.PostFormValue("remember") != ""}
+	data := passwordData{Client: h.clientName(ctx, f), Email: email, Remember: r.PostFormValue("remember") != "",
+		Passkey: h.Passkeys != nil}
 	if f.UserID != "" {
 		u, err := h.Users.ByID(ctx, f.UserID)
 		if err != nil {
@@ -236,11 +246,13 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	user := si.User
 	f.MustChangePassword = si.MustChangePassword
 	f.Remember = data.Remember
-	if !si.SecondFactor && !h.RequireMFA && !user.RequireMFA && f.StepUpSID == "" {
+	// A passkey is a second factor too.
+	enrolled := si.SecondFactor || si.Passkey
+	if !enrolled && !h.RequireMFA && !user.RequireMFA && f.StepUpSID == "" {
 		h.complete(ctx, w, r, stepPassword, f, user.ID, []string{sessions.AMRPassword}, sessions.ACRPassword)
 		return
 	}
-	next := secondStage(si.SecondFactor)
+	next := secondStage(enrolled)
 	h.queueAdvance(ctx, f, next, user.ID)
 	if err := u.CommitAsync(ctx); err != nil {
 		h.internal(w, r, stepPassword, err)

@@ -14,6 +14,10 @@ import (
 type totpData struct {
 	Client, Error string
 	Remaining     int // wrong codes left in this sign-in
+	// Passkey offers the person's passkey (first); Codes the code form.
+	Passkey, Codes bool
+	// PasskeyOnly: the app asked for a passkey, so codes do not do.
+	PasskeyOnly bool
 }
 
 func (h *Handler) totpPage(w http.ResponseWriter, r *http.Request) {
@@ -21,8 +25,22 @@ func (h *Handler) totpPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	h.Templates.Render(w, http.StatusOK, "totp", "Two-factor authentication", f.CSRF,
-		totpData{Client: h.clientName(r.Context(), f), Remaining: MaxCodeFailures - f.MFAFailures})
+	h.renderSecondFactor(w, r, f, http.StatusOK, "")
+}
+
+// renderSecondFactor shows the second-factor page: the passkey first when
+// the person has one, then the code form when codes will do.
+func (h *Handler) renderSecondFactor(w http.ResponseWriter, r *http.Request, f flow, status int, msg string) {
+	ctx := r.Context()
+	totp, passkey, err := h.factors(ctx, f.UserID)
+	if err != nil {
+		h.internal(w, r, "", err)
+		return
+	}
+	only := f.WantACR == sessions.ACRPhishingResistant
+	h.Templates.Render(w, status, "totp", "Two-factor authentication", f.CSRF, totpData{
+		Client: h.clientName(ctx, f), Error: msg, Remaining: MaxCodeFailures - f.MFAFailures,
+		Passkey: passkey && h.Passkeys != nil, Codes: totp && !only, PasskeyOnly: only})
 }
 
 // totpSubmit checks the second factor. A right code costs five round trips:
@@ -37,6 +55,12 @@ func (h *Handler) totpSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	if f.MFAFailures >= MaxCodeFailures {
 		h.killFlow(w, r, f)
+		return
+	}
+	if f.WantACR == sessions.ACRPhishingResistant {
+		// Checked before the code: none is spent on a step-up it cannot make.
+		h.renderSecondFactor(w, r, f, http.StatusForbidden,
+			"The application asks you to confirm with a passkey: a code is not enough here. Use your passkey below.")
 		return
 	}
 	method, err := h.TOTP.Verify(ctx, f.UserID, r.PostFormValue("code"))
@@ -63,8 +87,7 @@ func (h *Handler) totpSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		h.observe(stepTOTP, outcomeOf(stepTOTP, p))
 		pages.SetRetryAfter(w, p)
-		h.Templates.Render(w, p.Status, "totp", "Two-factor authentication", f.CSRF,
-			totpData{Client: h.clientName(ctx, f), Error: p.Message, Remaining: MaxCodeFailures - f.MFAFailures})
+		h.renderSecondFactor(w, r, f, p.Status, p.Message)
 		return
 	}
 	amr := []string{sessions.AMRPassword, sessions.AMROTP, sessions.AMRMFA}
@@ -93,6 +116,8 @@ type enrollData struct {
 	QRURL, Action      string
 	RecoveryCodes      []string
 	Continue           string
+	// Passkey offers a passkey instead of the app (forced enrollment).
+	Passkey bool
 }
 
 func (h *Handler) enrollPage(w http.ResponseWriter, r *http.Request) {
@@ -105,7 +130,7 @@ func (h *Handler) enrollPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Templates.Render(w, http.StatusOK, "enroll", "Set up two-factor authentication", f.CSRF,
-		enrollData{Secret: e.Secret, URI: e.URI, QRURL: "/login/enroll/qr.png", Action: "/login/enroll"})
+		enrollData{Secret: e.Secret, URI: e.URI, QRURL: "/login/enroll/qr.png", Action: "/login/enroll", Passkey: h.Passkeys != nil})
 }
 
 // enrollment shows the pending enrollment, starting one if needed, so a
@@ -166,7 +191,8 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 		h.observe(stepEnroll, outcomeOf(stepEnroll, p))
 		pages.SetRetryAfter(w, p)
 		h.Templates.Render(w, p.Status, "enroll", "Set up two-factor authentication", f.CSRF,
-			enrollData{Secret: e.Secret, URI: e.URI, Error: p.Message, QRURL: "/login/enroll/qr.png", Action: "/login/enroll"})
+			enrollData{Secret: e.Secret, URI: e.URI, Error: p.Message, QRURL: "/login/enroll/qr.png", Action: "/login/enroll",
+				Passkey: h.Passkeys != nil})
 		return
 	}
 	amr := []string{sessions.AMRPassword, sessions.AMROTP, sessions.AMRMFA}

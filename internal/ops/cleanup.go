@@ -59,6 +59,7 @@ var expiring = []sweepable{
 	{"oauth_access_tokens", "signature_hash", "expires_at < $1"},
 	{"oauth_refresh_tokens", "signature_hash", "expires_at < $1"},
 	{"oauth_client_assertion_jti", "jti", "expires_at < $1"},
+	{"passkey_challenges", "challenge_hash", "expires_at < $1"},
 }
 
 // Tables swept by Records.

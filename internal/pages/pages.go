@@ -19,6 +19,7 @@ import (
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
@@ -86,6 +87,8 @@ func Explain(err error) (p Problem, ok bool) {
 		return Problem{Status: http.StatusConflict, Message: "Two-factor authentication is already on."}, true
 	case errors.Is(err, mfa.ErrNotEnrolled):
 		return Problem{Status: http.StatusConflict, Message: "Two-factor authentication is not set up."}, true
+	case passkey.IsVerdict(err):
+		return Problem{Status: passkeyStatus(err), Message: passkey.Message(err)}, true
 	case errors.Is(err, sessions.ErrNoSession):
 		return Problem{Status: http.StatusUnauthorized, Message: "You are not signed in, or your session has ended. Sign in again."}, true
 	}
@@ -208,4 +211,23 @@ func QR(w http.ResponseWriter, png []byte) {
 	web.NoStore(w)
 	w.Header().Set("Content-Type", "image/png")
 	w.Write(png) //nolint:errcheck // the client is gone
+}
+
+// passkeyStatus is the status of a refused passkey: 401 for an answer
+// that did not prove who it claims, 400 for one that came too late, twice
+// or malformed, 403 for a disabled account, 409 for a registration that
+// conflicts with what is stored, 404 for an unknown passkey id.
+func passkeyStatus(err error) int {
+	switch {
+	case errors.Is(err, passkey.ErrMalformed), errors.Is(err, passkey.ErrChallenge), errors.Is(err, passkey.ErrExpired),
+		errors.Is(err, passkey.ErrBinding), errors.Is(err, passkey.ErrInvalidName):
+		return http.StatusBadRequest
+	case errors.Is(err, passkey.ErrDisabled):
+		return http.StatusForbidden
+	case errors.Is(err, passkey.ErrAlreadyRegistered), errors.Is(err, passkey.ErrTooMany):
+		return http.StatusConflict
+	case errors.Is(err, passkey.ErrNotFound):
+		return http.StatusNotFound
+	}
+	return http.StatusUnauthorized
 }

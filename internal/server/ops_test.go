@@ -792,6 +792,9 @@ func insertSweepRows(t *testing.T, h *servertest.Harness) {
 			('expired', now() - interval '2 hours'), ('live', now() + interval '1 hour')`,
 		`INSERT INTO login_flows (id_hash, csrf_token, expires_at) VALUES
 			(uuid_send(gen_random_uuid()), 'expired', now() - interval '1 minute'), (uuid_send(gen_random_uuid()), 'live', now() + interval '10 minutes')`,
+		`INSERT INTO passkey_challenges (challenge_hash, purpose, binding, ceremony, expires_at) VALUES
+			(uuid_send(gen_random_uuid()), 'expired', '\x00', '{}', now() - interval '2 hours'),
+			(uuid_send(gen_random_uuid()), 'live', '\x00', '{}', now() + interval '5 minutes')`,
 		`INSERT INTO throttle (key, failures, last_failure_at, blocked_until) VALUES
 			('expired', 9, now() - interval '2 days', now() - interval '2 days'), ('live', 9, now() - interval '1 hour', now())`,
 		`INSERT INTO logout_outbox (sid, subject, client_id, uri, reason, delivered_at, failed_at, abandoned_at) VALUES
@@ -814,7 +817,7 @@ func survivors(t *testing.T, h *servertest.Harness) map[string]string {
 	for table, label := range map[string]string{
 		"oauth_authorize_codes": "request_id", "oauth_access_tokens": "request_id", "oauth_refresh_tokens": "request_id",
 		"oauth_client_assertion_jti": "jti", "login_flows": "csrf_token", "throttle": "key",
-		"logout_outbox": "reason",
+		"logout_outbox": "reason", "passkey_challenges": "purpose",
 	} {
 		var got string
 		err := h.DB.Pool.QueryRow(h.Ctx, `SELECT coalesce(string_agg(`+label+`, ',' ORDER BY `+label+`), '') FROM `+table).Scan(&got)
@@ -835,8 +838,8 @@ func TestOps_Janitor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if deleted.Total() != 7 {
-		t.Errorf("deleted %v (%d rows), want 7: one expired row per table", deleted, deleted.Total())
+	if deleted.Total() != 8 {
+		t.Errorf("deleted %v (%d rows), want 8: one expired row per table", deleted, deleted.Total())
 	}
 	want := map[string]string{
 		"oauth_authorize_codes":      "in-grace,live,no-expiry",
@@ -846,6 +849,7 @@ func TestOps_Janitor(t *testing.T) {
 		"login_flows":                "live",
 		"throttle":                   "live",
 		"logout_outbox":              "abandoned,failed,live,pending",
+		"passkey_challenges":         "live",
 	}
 	got := survivors(t, h)
 	for table, w := range want {

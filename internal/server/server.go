@@ -27,6 +27,7 @@ import (
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/pages"
+	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso"
@@ -62,8 +63,13 @@ type Config struct {
 	// MetricsToken, when set (IDP_METRICS_TOKEN), is the bearer token
 	// /metrics asks for, on whichever listener serves it.
 	MetricsToken string
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// AdminRequirePasskey (IDP_ADMIN_REQUIRE_PASSKEY) opens the admin
+	// console only to sessions signed in with a passkey (acr
+	// urn:idp:acr:phr), and the admin API only to people's tokens from
+	// such a session.
+	AdminRequirePasskey bool
+	Logger              *slog.Logger
+	Now                 func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -148,6 +154,8 @@ type Server struct {
 	Users    *users.Store
 	Clients  *clients.Store
 	TOTP     *mfa.TOTP
+	// Passkeys is nil when the issuer's host is an IP address.
+	Passkeys *passkey.Service
 	Keys     *keys.Set
 	Worker   *backchannel.Worker
 }
@@ -179,7 +187,15 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, userStore, totp := svc.Sessions, svc.Users, svc.TOTP
+	sess, userStore, totp, passkeys := svc.Sessions, svc.Users, svc.TOTP, svc.Passkeys
+	if passkeys == nil {
+		// Allowed for local tests and demos on 127.0.0.1; everything but
+		// passkeys works.
+		cfg.Logger.Warn("passkeys are off: WebAuthn needs an issuer with a host name, not an IP address", "issuer", cfg.Issuer)
+		if cfg.AdminRequirePasskey {
+			return nil, errors.New("IDP_ADMIN_REQUIRE_PASSKEY needs passkeys, which need an IDP_ISSUER with a host name (localhost, login.example.com), not an IP address")
+		}
+	}
 	clientStore := clients.NewStore(pool)
 
 	fositeStore := store.New(pool, clientStore)
@@ -187,7 +203,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	metrics := ops.NewMetrics(pool, cfg.Now)
 	errs := &pages.Errors{Templates: tpl, Logger: cfg.Logger}
 	loginHandler := &login.Handler{
-		Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Templates: tpl, Errors: errs, Logger: cfg.Logger,
+		Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Templates: tpl, Errors: errs, Logger: cfg.Logger,
 		Now: cfg.Now, FlowTTL: 15 * time.Minute, RequireMFA: cfg.RequireMFA, Observe: metrics.ObserveSignIn,
 		ClientName: func(ctx context.Context, id string) string {
 			c, err := clientStore.Get(ctx, id)
@@ -202,7 +218,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	}
 	provider := &sso.Provider{
 		Issuer: cfg.Issuer, Store: fositeStore, Clients: clientStore, Users: userStore, Sessions: sess,
-		Login: loginHandler, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
+		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2: sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
 	}
 	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger}
@@ -211,17 +227,19 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	provider.Mount(mux)
 	loginHandler.Mount(mux)
 	// --- account (owned by internal/account) ---
-	accountHandler := &account.Handler{Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Login: loginHandler,
+	accountHandler := &account.Handler{Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Login: loginHandler,
 		Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA, ClientName: loginHandler.ClientName}
 	accountHandler.Mount(mux)
 	// --- end account ---
 	// --- admin (owned by internal/admin) ---
-	adminAPI := &admin.API{Tokens: provider.OAuth2, Logger: cfg.Logger, Service: svc.Admin}
+	adminAPI := &admin.API{Tokens: provider.OAuth2, Logger: cfg.Logger, Service: svc.Admin,
+		RequirePasskey: cfg.AdminRequirePasskey}
 	adminAPI.Mount(mux)
 	// --- end admin ---
 	// --- console (owned by internal/console; the brand stylesheet by web) ---
 	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Templates: tpl,
-		Errors: errs, Logger: cfg.Logger, Now: cfg.Now}
+		RequirePasskey: cfg.AdminRequirePasskey,
+		Errors:         errs, Logger: cfg.Logger, Now: cfg.Now}
 	consoleHandler.Mount(mux)
 	mux.Handle("GET /static/brand.css", tpl.BrandCSS())
 	// --- end console ---
@@ -236,7 +254,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	handler, opsHandler := withOps(cfg, pool, mux, metrics, worker)
 	return &Server{
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
-		Clients: clientStore, TOTP: totp, Keys: keySet, Worker: worker,
+		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker,
 	}, nil
 }
 
@@ -248,6 +266,9 @@ type Services struct {
 	Users    *users.Store
 	Sessions *sessions.Manager
 	TOTP     *mfa.TOTP
+	// Passkeys is nil when the issuer cannot have them (no issuer, or an
+	// IP address: WebAuthn has no relying party id for one).
+	Passkeys *passkey.Service
 	Admin    *admin.Service
 }
 
@@ -288,8 +309,23 @@ func NewServices(pool *pgxpool.Pool, cfg Config) (*Services, error) {
 	if cfg.BreachedPasswordsURL != "" {
 		userStore.Breached = &users.BreachedPasswords{URL: cfg.BreachedPasswordsURL}
 	}
-	return &Services{Users: userStore, Sessions: sess, TOTP: totp,
-		Admin: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, MFA: totp, Now: cfg.Now}}, nil
+	// Passkeys run ceremonies only for an issuer with a host name;
+	// without an issuer (the command line) or with an IP address one, a
+	// pool-only service still lists and removes them.
+	keys, err := passkey.New(pool, cfg.Issuer, cfg.Brand.Name, cfg.Now)
+	ceremonies := err == nil
+	if !ceremonies {
+		if cfg.Issuer != "" && !errors.Is(err, passkey.ErrUnavailable) {
+			return nil, err
+		}
+		keys = &passkey.Service{Pool: pool, Now: cfg.Now}
+	}
+	svc := &Services{Users: userStore, Sessions: sess, TOTP: totp,
+		Admin: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, MFA: totp, Keys: keys, Now: cfg.Now}}
+	if ceremonies {
+		svc.Passkeys = keys
+	}
+	return svc, nil
 }
 
 // hmacSecrets derives fosite's 32-byte token HMAC keys from the server

@@ -36,10 +36,32 @@ const (
 	AMROTP      = "otp"
 	AMRMFA      = "mfa"
 
-	// ACRPassword is a single-factor sign-in; ACRMFA a two-factor one.
-	ACRPassword = "urn:idp:acr:pwd"
-	ACRMFA      = "urn:idp:acr:mfa"
+	// ACRPassword is a single-factor sign-in; ACRMFA a two-factor one;
+	// ACRPhishingResistant one with a passkey (alone or after the
+	// password), whose answer is bound to this site's origin, so a
+	// look-alike site that relays the sign-in gets nothing it can use.
+	ACRPassword          = "urn:idp:acr:pwd"
+	ACRMFA               = "urn:idp:acr:mfa"
+	ACRPhishingResistant = "urn:idp:acr:phr"
 )
+
+// ACRSatisfies reports whether a session of class have meets a demand for
+// class want: phishing-resistant meets two-factor, which meets password.
+// An unknown want is met by nothing.
+func ACRSatisfies(have, want string) bool {
+	rank := func(acr string) int {
+		switch acr {
+		case ACRPassword:
+			return 1
+		case ACRMFA:
+			return 2
+		case ACRPhishingResistant:
+			return 3
+		}
+		return 0
+	}
+	return rank(want) > 0 && rank(have) >= rank(want)
+}
 
 // Session is one central SSO session.
 type Session struct {
@@ -63,8 +85,14 @@ type Session struct {
 	Clients       []string // apps holding a session under this sid
 }
 
-// MultiFactor reports whether the session was established with two factors.
-func (s Session) MultiFactor() bool { return s.ACR == ACRMFA }
+// MultiFactor reports whether the session was established with two
+// factors (a passkey with user verification is two: something held and
+// something known or been).
+func (s Session) MultiFactor() bool { return ACRSatisfies(s.ACR, ACRMFA) }
+
+// PhishingResistant reports whether the session was established with a
+// passkey.
+func (s Session) PhishingResistant() bool { return s.ACR == ACRPhishingResistant }
 
 // Manager creates, finds and ends sessions.
 type Manager struct {

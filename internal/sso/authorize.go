@@ -55,14 +55,29 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	needLogin := !hasSession || slices.Contains(prompt, "login") || p.maxAgeExceeded(sess, form.Get("max_age")) ||
 		p.hintNamesSomeoneElse(r, form.Get("id_token_hint"), sess)
-	needStepUp := !needLogin && wantsMFA(form.Get("acr_values")) && !sess.MultiFactor()
+	want := wantedACR(form.Get("acr_values"))
+	needStepUp := !needLogin && want != "" && !sessions.ACRSatisfies(sess.ACR, want)
 
+	if needStepUp && want == sessions.ACRPhishingResistant && !slices.Contains(prompt, "none") {
+		// Only a passkey reaches that class: someone without one is told
+		// how to get one rather than asked for what they cannot give.
+		has, err := p.hasPasskey(r, sess.UserID)
+		if err != nil {
+			p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+			return
+		}
+		if !has {
+			p.Templates.Error(w, http.StatusForbidden, "This application asks you to sign in with a passkey, and your account has none yet.",
+				"Add a passkey on your account page (/account), then go back to the application and sign in again.")
+			return
+		}
+	}
 	if needLogin || needStepUp {
 		var stepUp *sessions.Session
 		if needStepUp {
 			stepUp = &sess
 		}
-		p.signInFirst(w, r, ar, stepUp)
+		p.signInFirst(w, r, ar, stepUp, want)
 		return
 	}
 
@@ -99,7 +114,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	if errors.Is(err, sessions.ErrNoSession) {
 		// The session ended (signed out elsewhere, revoked) since it was
 		// read: the code went with it, and the person signs in again.
-		p.signInFirst(w, r, ar, nil)
+		p.signInFirst(w, r, ar, nil, want)
 		return
 	}
 	if err != nil {
@@ -110,16 +125,21 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 }
 
 // signInFirst sends the person to sign in (or, with stepUp, to give a
-// second factor) and back to this authorization afterwards; with
-// prompt=none the app gets login_required instead.
-func (p *Provider) signInFirst(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, stepUp *sessions.Session) {
+// second factor, or a passkey when want is ACRPhishingResistant) and back
+// to this authorization afterwards; with prompt=none the app gets
+// login_required instead.
+func (p *Provider) signInFirst(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, stepUp *sessions.Session, want string) {
 	ctx := r.Context()
 	form := ar.GetRequestForm()
 	if slices.Contains(strings.Fields(form.Get("prompt")), "none") {
 		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The person is not signed in, or must sign in again."))
 		return
 	}
-	next, err := p.Login.Begin(ctx, w, login.Start{AuthorizeQuery: resumeQuery(form), LoginHint: form.Get("login_hint"), StepUp: stepUp})
+	if want != sessions.ACRPhishingResistant {
+		want = ""
+	}
+	next, err := p.Login.Begin(ctx, w, login.Start{AuthorizeQuery: resumeQuery(form), LoginHint: form.Get("login_hint"),
+		StepUp: stepUp, Want: want})
 	if err != nil {
 		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return
@@ -205,14 +225,34 @@ func (p *Provider) hintNamesSomeoneElse(r *http.Request, hint string, s sessions
 	return claims.Subject != s.UserID
 }
 
-// wantsMFA reports whether acr_values asks for a two-factor sign-in.
-func wantsMFA(acrValues string) bool {
+// wantedACR is the class of sign-in acr_values asks for: of the values
+// this provider knows, the weakest, since any of them will do (they are
+// listed in order of preference, and a stronger sign-in meets a weaker
+// demand). "" when it asks for none this provider issues beyond a
+// password.
+func wantedACR(acrValues string) string {
+	want := ""
 	for _, v := range strings.Fields(acrValues) {
-		if v == sessions.ACRMFA || v == "mfa" {
-			return true
+		switch v {
+		case sessions.ACRPassword, "pwd":
+			return ""
+		case sessions.ACRMFA, "mfa":
+			want = sessions.ACRMFA
+		case sessions.ACRPhishingResistant, "phr":
+			if want == "" {
+				want = sessions.ACRPhishingResistant
+			}
 		}
 	}
-	return false
+	return want
+}
+
+// hasPasskey reports whether the user could step up to a passkey.
+func (p *Provider) hasPasskey(r *http.Request, userID string) (bool, error) {
+	if p.Passkeys == nil {
+		return false, nil
+	}
+	return p.Passkeys.Registered(r.Context(), userID)
 }
 
 // checkClientAndRedirect renders an error page — never a redirect — for an

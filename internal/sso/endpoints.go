@@ -14,6 +14,7 @@ import (
 
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/users"
 )
@@ -223,7 +224,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
 			"email", "email_verified", "name"},
-		"acr_values_supported":                             []string{"urn:idp:acr:pwd", "urn:idp:acr:mfa"},
+		"acr_values_supported":                             p.acrValues(),
 		"prompt_values_supported":                          []string{"none", "login", "consent"},
 		"code_challenge_methods_supported":                 []string{"S256"},
 		"token_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post", "none"},
@@ -277,4 +278,14 @@ func (p *Provider) verifyIDTokenHint(hint string) (idTokenClaims, error) {
 		return idTokenClaims{}, errors.New("sso: id_token_hint is issued in the future")
 	}
 	return c, nil
+}
+
+// acrValues are the classes of sign-in this provider issues: password,
+// two factors, and, with passkeys, phishing-resistant.
+func (p *Provider) acrValues() []string {
+	v := []string{sessions.ACRPassword, sessions.ACRMFA}
+	if p.Passkeys != nil {
+		v = append(v, sessions.ACRPhishingResistant)
+	}
+	return v
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/pages"
+	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/keys"
 	"github.com/idp/idp/internal/sso/store"
@@ -42,13 +43,15 @@ var DefaultLifetimes = Lifetimes{
 
 // Provider serves the OpenID Provider endpoints.
 type Provider struct {
-	Issuer    string
-	OAuth2    fosite.OAuth2Provider
-	Store     *store.Store
-	Clients   *clients.Store
-	Users     *users.Store
-	Sessions  *sessions.Manager
-	Login     *login.Handler
+	Issuer   string
+	OAuth2   fosite.OAuth2Provider
+	Store    *store.Store
+	Clients  *clients.Store
+	Users    *users.Store
+	Sessions *sessions.Manager
+	Login    *login.Handler
+	// Passkeys, when set, lets acr_values ask for a passkey.
+	Passkeys  *passkey.Service
 	Keys      *keys.Set
 	Templates *web.Templates
 	Errors    *pages.Errors

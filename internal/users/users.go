@@ -26,6 +26,7 @@ import (
 
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/throttle"
 )
 
@@ -267,6 +268,9 @@ type SignIn struct {
 	// read with the password hash: the sign-in knows its next step without
 	// asking again.
 	SecondFactor bool
+	// Passkey reports that the account has a passkey (passkey.Service),
+	// which is a second factor too.
+	Passkey bool
 	// MustChangePassword: the password is a temporary one an administrator
 	// set; the person chooses their own before the sign-in completes.
 	MustChangePassword bool
@@ -350,7 +354,7 @@ func (s *Store) SignIn(ctx context.Context, email, password, clientAddr string) 
 			_ = s.storeHash(ctx, a.user.ID, hash, nil)
 		}
 	}
-	return SignIn{User: a.user, SecondFactor: a.secondFactor, MustChangePassword: a.mustChange, attempt: attempt}, nil
+	return SignIn{User: a.user, SecondFactor: a.secondFactor, Passkey: a.passkey, MustChangePassword: a.mustChange, attempt: attempt}, nil
 }
 
 // AddressKey is the throttle key of a client address: IPv4 addresses one
@@ -385,6 +389,7 @@ type signInAccount struct {
 	mustChange   bool   // the password is temporary
 	expiresAt    *time.Time
 	secondFactor bool
+	passkey      bool
 }
 
 // queueAccount queues in the unit in ctx the read of the account with email
@@ -392,12 +397,13 @@ type signInAccount struct {
 func queueAccount(ctx context.Context, email string) *signInAccount {
 	a := &signInAccount{}
 	u, _ := db.From(ctx)
-	u.Queue(`SELECT `+userColumns+`, p.hash, coalesce(p.must_change, false), p.expires_at, `+mfa.EnabledSQL("u.id")+`
+	u.Queue(`SELECT `+userColumns+`, p.hash, coalesce(p.must_change, false), p.expires_at, `+mfa.EnabledSQL("u.id")+`,
+			`+passkey.RegisteredSQL("u.id")+`
 		FROM users u LEFT JOIN password_credentials p ON p.user_id = u.id
 		WHERE lower(u.email) = lower($1)`, strings.TrimSpace(email)).
 		Row(func(row pgx.Row) error {
 			var hash *string
-			u, err := scanUser(row, &hash, &a.mustChange, &a.expiresAt, &a.secondFactor)
+			u, err := scanUser(row, &hash, &a.mustChange, &a.expiresAt, &a.secondFactor, &a.passkey)
 			if errors.Is(err, ErrNotFound) {
 				return nil
 			}

@@ -1,10 +1,8 @@
-package account
+package device
 
-import (
-	"testing"
-)
+import "testing"
 
-func TestDeviceName(t *testing.T) {
+func TestName(t *testing.T) {
 	cases := []struct {
 		name, ua, want string
 	}{
@@ -23,8 +21,8 @@ func TestDeviceName(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := deviceName(tc.ua); got != tc.want {
-				t.Errorf("deviceName(%q) = %q, want %q", tc.ua, got, tc.want)
+			if got := Name(tc.ua); got != tc.want {
+				t.Errorf("Name(%q) = %q, want %q", tc.ua, got, tc.want)
 			}
 		})
 	}

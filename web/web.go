@@ -176,13 +176,14 @@ type Page struct {
 	CSRF     string
 	Data     any
 	// Nav shows the links to the account page and to sign out: on every
-	// page but those of a sign-in in progress, where there is no session
-	// to go to or end.
+	// page but those shown without a session (a sign-in in progress, the
+	// page saying one has ended), where there is none to go to or end.
 	Nav bool
 }
 
-// signInPages are the pages of a sign-in in progress (Page.Nav).
-var signInPages = map[string]bool{"login": true, "totp": true, "enroll": true, "new-password": true}
+// sessionlessPages are shown without a session (Page.Nav).
+var sessionlessPages = map[string]bool{"login": true, "totp": true, "enroll": true, "new-password": true,
+	"account-signed-out": true}
 
 // Templates renders pages.
 type Templates struct {
@@ -301,7 +302,7 @@ func (t *Templates) Render(w http.ResponseWriter, status int, page, title, csrf 
 	}
 	var buf bytes.Buffer
 	if err := tpl.Execute(&buf, Page{Brand: t.Brand, BrandCSS: "/static/brand.css?v=" + t.brandVersion,
-		Title: title, CSRF: csrf, Data: data, Nav: !signInPages[page]}); err != nil {
+		Title: title, CSRF: csrf, Data: data, Nav: !sessionlessPages[page]}); err != nil {
 		t.Logger.Error("render", "page", page, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return

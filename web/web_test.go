@@ -182,8 +182,8 @@ func TestTemplates_LogoOrigin(t *testing.T) {
 }
 
 // TestTemplates_Nav: every page links to the account page and to signing
-// out, but the pages of a sign-in in progress, which have no session; and
-// every page names the favicon.
+// out, but those shown without a session; and every page names the
+// favicon.
 func TestTemplates_Nav(t *testing.T) {
 	tpl, err := Parse(Brand{Name: "Acme"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -194,8 +194,8 @@ func TestTemplates_Nav(t *testing.T) {
 		tpl.Render(w, 200, name, "Title", "csrf-value", samples[name])
 		body := w.Body.String()
 		hasNav := strings.Contains(body, `<a href="/oauth2/sessions/logout">Sign out</a>`) && strings.Contains(body, `<a href="/account">`)
-		if hasNav == signInPages[name] {
-			t.Errorf("%s: sign-out and account links shown = %v, want %v", name, hasNav, !signInPages[name])
+		if hasNav == sessionlessPages[name] {
+			t.Errorf("%s: sign-out and account links shown = %v, want %v", name, hasNav, !sessionlessPages[name])
 		}
 		if !strings.Contains(body, `rel="icon" href="/static/favicon.svg"`) {
 			t.Errorf("%s: no favicon", name)

@@ -179,8 +179,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, userStore, totp := svc.Sessions, svc.Users, svc.TOTP
-	clientStore := clients.NewStore(pool)
+	sess, userStore, totp, clientStore := svc.Sessions, svc.Users, svc.TOTP, svc.Clients
 
 	fositeStore := store.New(pool, clientStore)
 	fositeStore.Now = cfg.Now
@@ -248,7 +247,10 @@ type Services struct {
 	Users    *users.Store
 	Sessions *sessions.Manager
 	TOTP     *mfa.TOTP
-	Admin    *admin.Service
+	// Clients is the one client registry (and cache) of the instance: the
+	// provider's and the admin service's.
+	Clients *clients.Store
+	Admin   *admin.Service
 }
 
 // NewServices builds the domain services on pool from cfg (defaults
@@ -288,8 +290,9 @@ func NewServices(pool *pgxpool.Pool, cfg Config) (*Services, error) {
 	if cfg.BreachedPasswordsURL != "" {
 		userStore.Breached = &users.BreachedPasswords{URL: cfg.BreachedPasswordsURL}
 	}
-	return &Services{Users: userStore, Sessions: sess, TOTP: totp,
-		Admin: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, MFA: totp, Now: cfg.Now}}, nil
+	clientStore := clients.NewStore(pool)
+	return &Services{Users: userStore, Sessions: sess, TOTP: totp, Clients: clientStore,
+		Admin: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, Clients: clientStore, MFA: totp, Now: cfg.Now}}, nil
 }
 
 // hmacSecrets derives fosite's 32-byte token HMAC keys from the server

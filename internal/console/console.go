@@ -13,6 +13,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -29,13 +30,27 @@ import (
 
 // Handler serves /admin (the API under /admin/api is package admin's).
 type Handler struct {
-	Admin     *admin.Service
-	Sessions  *sessions.Manager
-	Login     *login.Handler // starts a sign-in, or a step-up to two factors
+	Admin    *admin.Service
+	Sessions *sessions.Manager
+	Login    *login.Handler // starts a sign-in, or a step-up to two factors
+	// Codes verifies the code that confirms a destructive action (mfa.TOTP).
+	Codes     Codes
 	Templates *web.Templates
 	Errors    *pages.Errors
 	Logger    *slog.Logger
 	Now       func() time.Time
+}
+
+// Codes checks a second-factor code of a user (mfa.TOTP): a code from
+// their app, or a recovery code. Its errors are mfa's verdicts.
+type Codes interface {
+	Verify(ctx context.Context, userID, code string) (method string, err error)
+}
+
+// signedIn is the administrator using the console, and their session.
+type signedIn struct {
+	users.User
+	session sessions.Session
 }
 
 // Mount registers the console routes.
@@ -52,6 +67,9 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/users/{id}/disable", h.disable)
 	mux.HandleFunc("POST /admin/users/{id}/enable", h.enable)
 	mux.HandleFunc("POST /admin/users/{id}/delete", h.deleteUser)
+	mux.HandleFunc("POST /admin/users/{id}/role", h.setRole)
+	mux.HandleFunc("GET /admin/clients", h.clients)
+	mux.HandleFunc("POST /admin/clients/{id}/service-account", h.setServiceAccount)
 	mux.HandleFunc("POST /admin/users/{id}/notifications/{nid}/retry", h.retry)
 	// Anything else under /admin (but /admin/api/, the API's) is an HTML
 	// 404 rather than the mux's plain text.
@@ -64,21 +82,16 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 // administrator whose session has one factor goes to give a second. A form
 // post that lands there is dropped: its CSRF token is of a session that is
 // about to change.
-func (h *Handler) administrator(w http.ResponseWriter, r *http.Request) (users.User, bool) {
+func (h *Handler) administrator(w http.ResponseWriter, r *http.Request) (signedIn, bool) {
 	ctx := r.Context()
-	s, err := h.Sessions.Current(ctx, r)
+	s, u, err := h.Sessions.CurrentUser(ctx, r)
 	if errors.Is(err, sessions.ErrNoSession) {
 		h.begin(w, r, login.Start{})
-		return users.User{}, false
+		return signedIn{}, false
 	}
 	if err != nil {
 		h.Errors.Internal(w, r, err)
-		return users.User{}, false
-	}
-	u, err := h.Admin.Users.ByID(ctx, s.UserID)
-	if err != nil {
-		h.Errors.Internal(w, r, err)
-		return users.User{}, false
+		return signedIn{}, false
 	}
 	// Checked before the second factor: someone who may not use the console
 	// is not asked for a code first.
@@ -86,18 +99,18 @@ func (h *Handler) administrator(w http.ResponseWriter, r *http.Request) (users.U
 		h.Templates.Error(w, http.StatusForbidden, "This page is for administrators.",
 			"You are signed in as "+u.Email+", which is not an administrator account. "+
 				"Your own account page is at /account.")
-		return users.User{}, false
+		return signedIn{}, false
 	}
 	if !s.MultiFactor() {
 		h.begin(w, r, login.Start{StepUp: &s})
-		return users.User{}, false
+		return signedIn{}, false
 	}
-	return u, true
+	return signedIn{User: u, session: s}, true
 }
 
 // administratorPost is administrator plus the CSRF check every action
 // needs.
-func (h *Handler) administratorPost(w http.ResponseWriter, r *http.Request) (users.User, bool) {
+func (h *Handler) administratorPost(w http.ResponseWriter, r *http.Request) (signedIn, bool) {
 	adm, ok := h.administrator(w, r)
 	if !ok {
 		return adm, false
@@ -126,7 +139,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, s login.Start) {
 }
 
 // actor is how the audit log names the administrator.
-func actor(adm users.User) string { return audit.Admin(adm.ID) }
+func actor(adm signedIn) string { return audit.Admin(adm.ID) }
 
 func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
 	if _, ok := h.administrator(w, r); !ok {

@@ -219,8 +219,8 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	adminAPI.Mount(mux)
 	// --- end admin ---
 	// --- console (owned by internal/console; the brand stylesheet by web) ---
-	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Templates: tpl,
-		Errors: errs, Logger: cfg.Logger, Now: cfg.Now}
+	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Codes: totp,
+		Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now}
 	consoleHandler.Mount(mux)
 	mux.Handle("GET /static/brand.css", tpl.BrandCSS())
 	// --- end console ---

@@ -1,15 +1,19 @@
 // Package console owns the administrators' HTML console at /admin: finding
 // users, seeing a user's sessions, apps and every back-channel logout
-// notification's state, and acting on the account (revoke all sessions,
-// reset 2FA, disable, enable, retry a notification).
+// notification's state, acting on the account (revoke all sessions, reset
+// 2FA, set a password, disable, enable, delete, the administrator role,
+// retry a notification), and marking apps as admin service accounts
+// (/admin/clients).
 //
 // It opens only to an enabled administrator whose SSO session was
 // established with two factors: without a session the browser is sent to
 // sign in; with a password-only one, to give a second factor (or enroll
-// one) through login's step-up. Every action is a form post carrying the
-// session's CSRF token and goes through admin.Service, the same methods
-// the admin API and the CLI use, with the administrator as actor; it ends
-// in a redirect back (post/redirect/get) with a notice.
+// one) through login's step-up. Destructive actions also need that second
+// factor to be recent (FreshFactor), or a current code with the form.
+// Every action is a form post carrying the session's CSRF token and goes
+// through admin.Service, the same methods the admin API and the CLI use,
+// with the administrator as actor; it ends in a redirect back
+// (post/redirect/get) with a notice.
 package console
 
 import (

@@ -12,6 +12,7 @@ import (
 	"github.com/ory/fosite/token/jwt"
 
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 )
@@ -136,7 +137,7 @@ func (a *API) checkSignIn(s fosite.Session) error {
 	}
 	if authTime.IsZero() || a.Service.now().Sub(authTime) > maxAge {
 		params = append(params, `max_age="`+strconv.FormatInt(int64(maxAge/time.Second), 10)+`"`)
-		desc = append(desc, "a sign-in in the last "+maxAge.String())
+		desc = append(desc, "a sign-in in the last "+pages.Duration(maxAge))
 	}
 	if len(params) == 0 {
 		return nil

@@ -89,6 +89,8 @@ func TestRun_Smoke(t *testing.T) {
 		t.Errorf("revoke_all: %d invalid logout tokens, errors %v", f.Invalid, f.Errors)
 	case f.Call <= 0 || f.Last < f.Call:
 		t.Errorf("revoke_all: call %s, last notification %s", f.Call, f.Last)
+	case f.Method != "DELETE /admin/api/users/{id}/sessions":
+		t.Errorf("revoke_all went through %q, want the admin API", f.Method)
 	}
 	if rep.ServerErrors != 0 {
 		t.Errorf("the provider logged %d errors:\n%s", rep.ServerErrors, stderr.String())

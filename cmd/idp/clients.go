@@ -6,6 +6,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/clients"
 )
 
@@ -25,6 +26,8 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	fs.BoolVar(&cl.Public, "public", false, "public client: no secret, for native and browser apps (which use PKCE)")
 	fs.BoolVar(&cl.RequireConsent, "require-consent", false, "ask people for consent before the first sign-in to this client")
 	fs.StringVar(&cl.IDTokenAlg, "id-token-alg", "RS256", "ID token signature `algorithm`: RS256 or ES256")
+	fs.BoolVar(&cl.AdminServiceAccount, "admin", false, "an admin service account: its client_credentials tokens with the admin scope "+
+		"may call the admin API (grant type defaults to client_credentials, scope to admin)")
 	dbURL := c.databaseFlag(fs)
 	asJSON := jsonFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -35,6 +38,15 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	}
 	cl.RedirectURIs, cl.PostLogoutRedirectURIs = redirects, postLogout
 	cl.GrantTypes, cl.Scopes, cl.Audience = grants, scopes, audience
+	if cl.AdminServiceAccount {
+		// A script's client: no redirect URIs, no people, just the API.
+		if len(cl.GrantTypes) == 0 {
+			cl.GrantTypes = []string{clients.GrantClientCredentials}
+		}
+		if len(cl.Scopes) == 0 {
+			cl.Scopes = []string{clients.AdminScope}
+		}
+	}
 
 	pool, err := c.openPool(ctx, *dbURL)
 	if err != nil {
@@ -45,8 +57,9 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	err = audited(ctx, pool, "clients.create", func(ctx context.Context) (string, any, error) {
 		var err error
 		secret, err = clients.NewStore(pool).Create(ctx, cl)
-		return "client:" + cl.ID, map[string]any{"public": cl.Public, "redirect_uris": cl.RedirectURIs,
-			"grant_types": cl.GrantTypes, "scopes": cl.Scopes, "backchannel_logout_uri": cl.BackchannelLogoutURI}, err
+		return audit.Client(cl.ID), map[string]any{"public": cl.Public, "redirect_uris": cl.RedirectURIs,
+			"grant_types": cl.GrantTypes, "scopes": cl.Scopes, "backchannel_logout_uri": cl.BackchannelLogoutURI,
+			"admin_service_account": cl.AdminServiceAccount}, err
 	})
 	if err != nil {
 		return err
@@ -96,6 +109,9 @@ func clientsListCommand(ctx context.Context, c *cli, args []string) error {
 		if cl.Public {
 			kind = "public"
 		}
+		if cl.AdminServiceAccount {
+			kind = "admin-service-account"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cl.ID, cl.Name, kind,
 			strings.Join(cl.GrantTypes, ","), strings.Join(cl.RedirectURIs, " "), cl.BackchannelLogoutURI)
 	}
@@ -127,5 +143,39 @@ func clientsDeleteCommand(ctx context.Context, c *cli, args []string) error {
 		return printJSON(c.stdout, map[string]any{"client_id": *id, "deleted": true})
 	}
 	_, err = fmt.Fprintf(c.stdout, "deleted client %s and revoked its tokens\n", *id)
+	return err
+}
+
+// clientsSetAdminCommand marks a client as an admin service account, or
+// with --admin=false removes the mark: its admin API calls are refused
+// from the next one on.
+func clientsSetAdminCommand(ctx context.Context, c *cli, args []string) error {
+	fs := c.flags("clients set-admin", "--id ID [--admin=false] [--json]")
+	id := fs.String("id", "", "client `id` (required)")
+	on := fs.Bool("admin", true, "mark as an admin service account; --admin=false removes the mark")
+	dbURL := c.databaseFlag(fs)
+	asJSON := jsonFlag(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := required(fs, "id"); err != nil {
+		return err
+	}
+	pool, err := c.openPool(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := c.newAdmin(pool).SetServiceAccount(ctx, *id, *on, cliActor); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(c.stdout, map[string]any{"client_id": *id, "admin_service_account": *on})
+	}
+	if *on {
+		_, err = fmt.Fprintf(c.stdout, "client %s is an admin service account: its client_credentials tokens with scope admin may call the admin API\n", *id)
+	} else {
+		_, err = fmt.Fprintf(c.stdout, "client %s is no longer an admin service account: its admin API calls are refused from now on\n", *id)
+	}
 	return err
 }

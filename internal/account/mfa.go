@@ -246,7 +246,12 @@ func (h *Handler) disableSubmit(w http.ResponseWriter, r *http.Request) {
 		if _, err := h.TOTP.Verify(ctx, s.UserID, code); err != nil {
 			return err
 		}
-		return h.TOTP.Disable(ctx, s.UserID)
+		if err := h.TOTP.Disable(ctx, s.UserID); err != nil {
+			return err
+		}
+		// This session lives on with one factor: its next tokens say so,
+		// and none it issued before still claims two.
+		return h.Sessions.DropSecondFactor(ctx, s.UserID, s.ID)
 	})
 	switch {
 	case errors.Is(err, mfa.ErrNotEnrolled):

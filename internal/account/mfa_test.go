@@ -3,12 +3,15 @@ package account_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/oauth2"
 
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/mfa"
@@ -285,6 +288,49 @@ func TestAccount_DisableMFA(t *testing.T) {
 			t.Errorf("turning 2FA off is in the audit log %d times, want once", n)
 		}
 	})
+}
+
+// TestAccount_DisableMFA_DropsACR: the session in which 2FA is turned off
+// lives on with one factor: the next ID token an app gets says pwd, and
+// the tokens issued before, which claimed two factors, are dead (the app
+// signs the person in again, silently, to get true ones).
+func TestAccount_DisableMFA_DropsACR(t *testing.T) {
+	e := newEnv(t)
+	alice := e.CreateUser("alice@example.com", password)
+	secret, recovery := e.enroll(t, alice)
+	laptop := servertest.NewBrowser(t)
+	e.signIn(t, laptop, alice.Email, secret)
+	app := e.NewRP("app")
+	before := e.signInTo(t, laptop, app, alice.Email)
+	sid := before.sid
+	if s := e.mustSession(t, laptop); s.ACR != sessions.ACRMFA || s.SecondFactorAt.IsZero() {
+		t.Fatalf("before: session %+v, want two factors", s)
+	}
+
+	p := laptop.Post(e.URL+"/account/mfa/disable", url.Values{"csrf_token": {laptop.Get(e.URL + "/account").CSRF(t)},
+		"password": {password}, "code": {recovery[0]}})
+	servertest.WantPage(t, p, "/account", http.StatusOK, "Two-factor authentication is off")
+
+	s := e.mustSession(t, laptop)
+	if s.ID != sid || s.ACR != sessions.ACRPassword || !slices.Equal(s.AMR, []string{sessions.AMRPassword}) || !s.SecondFactorAt.IsZero() {
+		t.Fatalf("after: session %s acr %q amr %v second factor at %v; want the same session, password only",
+			s.ID, s.ACR, s.AMR, s.SecondFactorAt)
+	}
+	if before.active(t) {
+		t.Error("an access token that claims two factors is still active")
+	}
+	if _, err := app.Conf.TokenSource(e.Ctx, &oauth2.Token{RefreshToken: before.tok.RefreshToken}).Token(); err == nil {
+		t.Error("a refresh token that claims two factors still works")
+	}
+	a := app.AuthURL()
+	_, _, claims := app.Exchange(t, app.Code(t, laptop.Get(a.URL), a), a)
+	if claims["acr"] != sessions.ACRPassword || fmt.Sprint(claims["amr"]) != "[pwd]" || claims["sid"] != sid {
+		t.Errorf("the next ID token: acr %v amr %v sid %v; want pwd in the same session", claims["acr"], claims["amr"], claims["sid"])
+	}
+	var told int
+	if err := e.DB.Pool.QueryRow(e.Ctx, `SELECT count(*) FROM logout_outbox WHERE sid = $1`, sid).Scan(&told); err != nil || told != 0 {
+		t.Errorf("%d logout notifications for the session that lives on (%v), want none", told, err)
+	}
 }
 
 // TestAccount_DisableMFA_RequiredByPolicy: with IDP_REQUIRE_MFA nobody may

@@ -4,11 +4,13 @@
 // state, revoking all of a user's sessions and tokens, disabling and
 // enabling accounts, and retrying a logout notification.
 //
-// Service is the domain layer, shared by the API and the CLI (`idp
-// sessions`, `idp users disable|enable`). API accepts only bearer access
-// tokens from this provider with the admin scope, held by a user who is an
-// administrator now; every change it makes is recorded in the audit log
-// with the administrator as actor.
+// Service is the domain layer, shared by the API, the console and the CLI
+// (`idp sessions`, `idp users disable|enable`, `idp clients set-admin`).
+// API accepts only bearer access tokens from this provider with the admin
+// scope, held by a user who is an administrator now and signed in recently
+// with two factors, or by a client that is an admin service account now;
+// every change it makes is recorded in the audit log with the
+// administrator ("admin:<id>") or the client ("client:<id>") as actor.
 package admin
 
 import (
@@ -21,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
@@ -43,6 +46,9 @@ type Service struct {
 	Pool     *pgxpool.Pool
 	Users    *users.Store
 	Sessions *sessions.Manager
+	// Clients is the client registry: the admin API asks it whether a
+	// client is an admin service account.
+	Clients *clients.Store
 	// MFA, when set, fills Account.MFAEnabled.
 	MFA Factors
 	// Keys, when set, are the users' passkeys: listed with the account,

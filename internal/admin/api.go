@@ -10,23 +10,24 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ory/fosite"
-	"github.com/ory/fosite/handler/openid"
 
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
-	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/backchannel"
 	"github.com/idp/idp/internal/users"
 )
 
 // Scope is the OAuth scope an access token needs for the API. The
-// authorization endpoint grants it only to administrators.
-const Scope = "admin"
+// authorization endpoint grants it only to an administrator's two-factor
+// session, the token endpoint only to an admin service account.
+const Scope = clients.AdminScope
 
 // API serves /admin/api:
 //
@@ -48,22 +49,25 @@ const Scope = "admin"
 //	                                            ?user=ID (about or by that user), ?before=N, ?limit=N
 //
 // Errors are JSON {"error", "error_description"}; an unknown or malformed
-// id is 404.
+// id is 404. Who may call is authenticate's to say.
 type API struct {
 	Service *Service
 	// Tokens introspects bearer tokens (the fosite provider).
 	Tokens fosite.OAuth2Provider
-	Logger *slog.Logger
+	// MaxAuthAge is how long after a person's sign-in their tokens are
+	// accepted (DefaultMaxAuthAge when zero).
+	MaxAuthAge time.Duration
 	// RequirePasskey refuses a person's token unless its sign-in was
 	// phishing-resistant (acr urn:idp:acr:phr: a passkey), with RFC 9470's
 	// insufficient_user_authentication naming the acr to ask for.
 	// Service accounts' tokens have no sign-in and are not affected.
 	RequirePasskey bool
+	Logger         *slog.Logger
 }
 
-// handler is an admin route: it runs after authentication, for the
-// administrator adm, and returns an error for fail to map to a status.
-type handler func(w http.ResponseWriter, r *http.Request, adm users.User) error
+// handler is an admin route: it runs after authentication, for the caller
+// c, and returns an error for fail to map to a status.
+type handler func(w http.ResponseWriter, r *http.Request, c caller) error
 
 // Mount registers the admin routes.
 func (a *API) Mount(mux *http.ServeMux) {
@@ -88,7 +92,7 @@ func (a *API) Mount(mux *http.ServeMux) {
 	}
 }
 
-func (a *API) findUser(w http.ResponseWriter, r *http.Request, _ users.User) error {
+func (a *API) findUser(w http.ResponseWriter, r *http.Request, _ caller) error {
 	email := strings.TrimSpace(r.URL.Query().Get("email"))
 	if email == "" {
 		return badRequest("The email query parameter is required.")
@@ -103,7 +107,7 @@ func (a *API) findUser(w http.ResponseWriter, r *http.Request, _ users.User) err
 // createUser creates an account from a JSON body. The password is
 // temporary unless "temporary" is false: whoever calls the API knows it, so
 // the person replaces it at the first sign-in.
-func (a *API) createUser(w http.ResponseWriter, r *http.Request, adm users.User) error {
+func (a *API) createUser(w http.ResponseWriter, r *http.Request, c caller) error {
 	var body struct {
 		Email     string `json:"email"`
 		Name      string `json:"name"`
@@ -116,7 +120,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, adm users.User)
 	}
 	temporary := body.Temporary == nil || *body.Temporary
 	acc, err := a.Service.CreateUser(r.Context(), users.NewUser{Email: body.Email, Name: body.Name, Password: body.Password,
-		Admin: body.Admin, MustChangePassword: temporary}, actor(adm))
+		Admin: body.Admin, MustChangePassword: temporary}, c.actor())
 	if err != nil {
 		return err
 	}
@@ -131,7 +135,7 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	return dec.Decode(v)
 }
 
-func (a *API) passkeys(w http.ResponseWriter, r *http.Request, _ users.User) error {
+func (a *API) passkeys(w http.ResponseWriter, r *http.Request, _ caller) error {
 	list, err := a.Service.Passkeys(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
@@ -139,15 +143,15 @@ func (a *API) passkeys(w http.ResponseWriter, r *http.Request, _ users.User) err
 	return writeJSON(w, http.StatusOK, map[string]any{"passkeys": list})
 }
 
-func (a *API) removePasskey(w http.ResponseWriter, r *http.Request, adm users.User) error {
-	res, err := a.Service.RemovePasskey(r.Context(), r.PathValue("id"), r.PathValue("pid"), actor(adm))
+func (a *API) removePasskey(w http.ResponseWriter, r *http.Request, c caller) error {
+	res, err := a.Service.RemovePasskey(r.Context(), r.PathValue("id"), r.PathValue("pid"), c.actor())
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, res)
 }
 
-func (a *API) user(w http.ResponseWriter, r *http.Request, _ users.User) error {
+func (a *API) user(w http.ResponseWriter, r *http.Request, _ caller) error {
 	u, err := a.Service.User(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
@@ -155,7 +159,7 @@ func (a *API) user(w http.ResponseWriter, r *http.Request, _ users.User) error {
 	return writeJSON(w, http.StatusOK, u)
 }
 
-func (a *API) listSessions(w http.ResponseWriter, r *http.Request, _ users.User) error {
+func (a *API) listSessions(w http.ResponseWriter, r *http.Request, _ caller) error {
 	var opt ListOptions
 	switch inc := r.URL.Query().Get("include"); inc {
 	case "":
@@ -171,32 +175,32 @@ func (a *API) listSessions(w http.ResponseWriter, r *http.Request, _ users.User)
 	return writeJSON(w, http.StatusOK, list)
 }
 
-func (a *API) revokeSessions(w http.ResponseWriter, r *http.Request, adm users.User) error {
-	res, err := a.Service.RevokeSessions(r.Context(), r.PathValue("id"), actor(adm))
+func (a *API) revokeSessions(w http.ResponseWriter, r *http.Request, c caller) error {
+	res, err := a.Service.RevokeSessions(r.Context(), r.PathValue("id"), c.actor())
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, res)
 }
 
-func (a *API) disable(w http.ResponseWriter, r *http.Request, adm users.User) error {
-	u, res, err := a.Service.Disable(r.Context(), r.PathValue("id"), actor(adm))
+func (a *API) disable(w http.ResponseWriter, r *http.Request, c caller) error {
+	u, res, err := a.Service.Disable(r.Context(), r.PathValue("id"), c.actor())
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"user": u, "revoked": res})
 }
 
-func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, adm users.User) error {
-	res, err := a.Service.DeleteUser(r.Context(), r.PathValue("id"), actor(adm))
+func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, c caller) error {
+	res, err := a.Service.DeleteUser(r.Context(), r.PathValue("id"), c.actor())
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "deleted": true, "revoked": res})
 }
 
-func (a *API) enable(w http.ResponseWriter, r *http.Request, adm users.User) error {
-	u, err := a.Service.Enable(r.Context(), r.PathValue("id"), actor(adm))
+func (a *API) enable(w http.ResponseWriter, r *http.Request, c caller) error {
+	u, err := a.Service.Enable(r.Context(), r.PathValue("id"), c.actor())
 	if err != nil {
 		return err
 	}
@@ -206,7 +210,7 @@ func (a *API) enable(w http.ResponseWriter, r *http.Request, adm users.User) err
 // setPassword sets a password from a JSON body {"password": "…",
 // "temporary": true}; temporary defaults to true, as the administrator
 // knows the password.
-func (a *API) setPassword(w http.ResponseWriter, r *http.Request, adm users.User) error {
+func (a *API) setPassword(w http.ResponseWriter, r *http.Request, c caller) error {
 	var body struct {
 		Password  string `json:"password"`
 		Temporary *bool  `json:"temporary"`
@@ -215,15 +219,15 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request, adm users.User
 		return badRequest(`The body must be JSON: {"password": "…", "temporary": true}.`)
 	}
 	temporary := body.Temporary == nil || *body.Temporary
-	res, err := a.Service.SetPassword(r.Context(), r.PathValue("id"), body.Password, actor(adm), temporary)
+	res, err := a.Service.SetPassword(r.Context(), r.PathValue("id"), body.Password, c.actor(), temporary)
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"temporary": temporary, "revoked": res})
 }
 
-func (a *API) retry(w http.ResponseWriter, r *http.Request, adm users.User) error {
-	if err := a.Service.RetryNotification(r.Context(), r.PathValue("id"), actor(adm)); err != nil {
+func (a *API) retry(w http.ResponseWriter, r *http.Request, c caller) error {
+	if err := a.Service.RetryNotification(r.Context(), r.PathValue("id"), c.actor()); err != nil {
 		return err
 	}
 	// Accepted: the workers deliver it, and the sessions listing shows how
@@ -234,7 +238,7 @@ func (a *API) retry(w http.ResponseWriter, r *http.Request, adm users.User) erro
 // auditLog pages through the audit log: {"entries": [...], "next_before":
 // N}, where next_before, present when the page is full, is the ?before of
 // the next page.
-func (a *API) auditLog(w http.ResponseWriter, r *http.Request, _ users.User) error {
+func (a *API) auditLog(w http.ResponseWriter, r *http.Request, _ caller) error {
 	query := r.URL.Query()
 	before, err := wholeNumber(query, "before", 1<<63-1)
 	if err != nil {
@@ -276,68 +280,17 @@ func wholeNumber(query url.Values, name string, max int64) (int64, error) {
 	return n, nil
 }
 
-func (a *API) notFound(http.ResponseWriter, *http.Request, users.User) error {
+func (a *API) notFound(http.ResponseWriter, *http.Request, caller) error {
 	return &apiError{status: http.StatusNotFound, code: "not_found", desc: "No such admin API endpoint."}
-}
-
-func actor(adm users.User) string { return audit.Admin(adm.ID) }
-
-// authenticated runs h for a request that carries a live access token of
-// this provider with the admin scope, whose subject is an enabled
-// administrator now: the scope was granted when they were one, and that
-// may have changed since.
-func (a *API) authenticated(h handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		adm, err := a.authenticate(r)
-		if err == nil {
-			err = h(w, r, adm)
-		}
-		if err != nil {
-			a.fail(w, r, err)
-		}
-	})
-}
-
-func (a *API) authenticate(r *http.Request) (users.User, error) {
-	// Only the Authorization header: a token in a query string ends up in
-	// logs, and a form body is not what an API client sends.
-	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	token = strings.TrimSpace(token)
-	if !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return users.User{}, errNoToken
-	}
-	ctx := r.Context()
-	use, ar, err := a.Tokens.IntrospectToken(ctx, token, fosite.AccessToken, openid.NewDefaultSession())
-	// fosite falls back to refresh tokens when the hint does not match; a
-	// refresh token is not a bearer credential.
-	if err != nil || use != fosite.AccessToken {
-		return users.User{}, errInvalidToken
-	}
-	if !ar.GetGrantedScopes().Has(Scope) {
-		return users.User{}, errInsufficientScope
-	}
-	// A client_credentials token has no user subject and is refused here.
-	u, err := a.Service.Users.ByID(ctx, ar.GetSession().GetSubject())
-	if errors.Is(err, users.ErrNotFound) || (err == nil && (!u.IsAdmin || u.Disabled())) {
-		return users.User{}, errInsufficientScope
-	}
-	if err != nil {
-		return users.User{}, err
-	}
-	if a.RequirePasskey {
-		s, _ := ar.GetSession().(*openid.DefaultSession)
-		if s == nil || s.Claims == nil || s.Claims.AuthenticationContextClassReference != sessions.ACRPhishingResistant {
-			return users.User{}, errPasskeyRequired
-		}
-	}
-	return u, nil
 }
 
 // apiError is an error the client caused, with its status and code.
 type apiError struct {
 	status     int
 	code, desc string
+	// params are auth-params the challenge adds (RFC 9470's acr_values,
+	// max_age), already formatted: `, name="value"`.
+	params string
 }
 
 func (e *apiError) Error() string { return e.code + ": " + e.desc }
@@ -353,8 +306,8 @@ var (
 		desc: "The access token is invalid, expired or revoked."}
 	errInsufficientScope = &apiError{status: http.StatusForbidden, code: "insufficient_scope",
 		desc: "The access token lacks the admin scope, or its holder is no longer an enabled administrator."}
-	errPasskeyRequired = &apiError{status: http.StatusUnauthorized, code: "insufficient_user_authentication",
-		desc: "The administrator must have signed in with a passkey: ask for acr_values=" + sessions.ACRPhishingResistant + "."}
+	errNotServiceAccount = &apiError{status: http.StatusForbidden, code: "insufficient_scope",
+		desc: "The client is not (or no longer) an admin service account."}
 )
 
 // challenge is the WWW-Authenticate value for e (RFC 6750 §3): no error
@@ -364,10 +317,8 @@ func (e *apiError) challenge() string {
 	switch {
 	case e == errNoToken:
 		return `Bearer realm="idp"`
-	case e == errPasskeyRequired:
-		return `Bearer error="` + e.code + `", error_description="` + e.desc + `", acr_values="` + sessions.ACRPhishingResistant + `"`
 	case e.status == http.StatusUnauthorized:
-		return `Bearer error="` + e.code + `", error_description="` + e.desc + `"`
+		return `Bearer error="` + e.code + `", error_description="` + e.desc + `"` + e.params
 	case e.code == "insufficient_scope":
 		return `Bearer error="` + e.code + `", error_description="` + e.desc + `", scope="` + Scope + `"`
 	}

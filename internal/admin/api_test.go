@@ -118,6 +118,16 @@ func signIn(t *testing.T, br *servertest.Browser, rp *servertest.RP, email strin
 
 func bearer(tok string) string { return "Bearer " + tok }
 
+// signInWithCode signs br in to rp with the password and a code from
+// phone, and returns the tokens.
+func signInWithCode(t *testing.T, br *servertest.Browser, rp *servertest.RP, email string, phone *servertest.Phone) *oauth2.Token {
+	t.Helper()
+	a := rp.AuthURL()
+	p := br.SignInWithCode(a.URL, email, password, phone)
+	tok, _, _ := rp.Exchange(t, rp.Code(t, p, a), a)
+	return tok
+}
+
 // signedOut reports whether br is asked to sign in again at rp.
 func signedOut(t *testing.T, br *servertest.Browser, rp *servertest.RP) bool {
 	t.Helper()
@@ -153,8 +163,9 @@ func notifications(list admin.SessionList) []admin.Notification {
 }
 
 // TestAPI drives the admin API over real HTTP with real access tokens: an
-// administrator signs in to a console app asking for the admin scope, and
-// manages alice, who is signed in to two apps from two browsers.
+// administrator signs in with two factors to a console app asking for the
+// admin scope, and manages alice, who is signed in to two apps from two
+// browsers.
 func TestAPI(t *testing.T) {
 	h := servertest.New(t)
 	// Deliveries happen when the test says, so each notification state can
@@ -165,8 +176,13 @@ func TestAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rootPhone := h.EnrollTOTP(root)
 	alice := h.CreateUser("alice@example.com", password)
 	h.CreateUser("mallory@example.com", password)
+	pat, err := h.Srv.Users.Create(ctx, users.NewUser{Email: "pat@example.com", Password: password, Admin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	console := h.NewRP("console", func(c *clients.Client) { c.Scopes = append(c.Scopes, admin.Scope) })
 	recvA, recvB := h.NewReceiver("app-a"), h.NewReceiver("app-b")
@@ -174,15 +190,19 @@ func TestAPI(t *testing.T) {
 	appB := h.NewRP("app-b", func(c *clients.Client) { c.BackchannelLogoutURI = recvB.URL })
 
 	rootBrowser := servertest.NewBrowser(t)
-	adminTok := signIn(t, rootBrowser, withScopes(console, admin.Scope), root.Email)
+	adminTok := signInWithCode(t, rootBrowser, withScopes(console, admin.Scope), root.Email, rootPhone)
 	auth := bearer(adminTok.AccessToken)
 	// The same administrator, same session, without asking for the scope.
 	plainTok := signIn(t, rootBrowser, console, root.Email)
 	// A regular user asking for it is not granted it.
 	malloryTok := signIn(t, servertest.NewBrowser(t), withScopes(console, admin.Scope), "mallory@example.com")
-	// A client's own token, with the scope, but no user behind it.
+	// An administrator signed in with a password only is not granted it
+	// either, and the API says what would do.
+	patTok := signIn(t, servertest.NewBrowser(t), withScopes(console, admin.Scope), pat.Email)
+	// A client's own token, without a person: an ordinary client is not
+	// granted the scope at all (TestToken_AdminScope), so it has none.
 	cc := clientcredentials.Config{ClientID: console.ID, ClientSecret: console.Secret,
-		TokenURL: console.Conf.Endpoint.TokenURL, Scopes: []string{admin.Scope}}
+		TokenURL: console.Conf.Endpoint.TokenURL, Scopes: []string{"openid"}}
 	ccTok, err := cc.Token(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -215,7 +235,9 @@ func TestAPI(t *testing.T) {
 			{"refresh token", bearer(adminTok.RefreshToken), 401, "invalid_token", `Bearer error="invalid_token"`},
 			{"admin without the admin scope", bearer(plainTok.AccessToken), 403, "insufficient_scope", `Bearer error="insufficient_scope"`},
 			{"non-admin asking for the admin scope", bearer(malloryTok.AccessToken), 403, "insufficient_scope", `Bearer error="insufficient_scope"`},
-			{"client credentials with the admin scope", bearer(ccTok.AccessToken), 403, "insufficient_scope", `Bearer error="insufficient_scope"`},
+			{"administrator signed in with a password only", bearer(patTok.AccessToken), 401, "insufficient_user_authentication",
+				`Bearer error="insufficient_user_authentication"`},
+			{"an ordinary client's own token", bearer(ccTok.AccessToken), 403, "insufficient_scope", `Bearer error="insufficient_scope"`},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -765,7 +787,8 @@ func TestAPI(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		opsAuth := bearer(signIn(t, servertest.NewBrowser(t), withScopes(console, admin.Scope), ops.Email).AccessToken)
+		opsAuth := bearer(signInWithCode(t, servertest.NewBrowser(t), withScopes(console, admin.Scope), ops.Email,
+			h.EnrollTOTP(ops)).AccessToken)
 		path := "/admin/api/users?email=alice@example.com"
 		call(t, h, "GET", path, opsAuth).want(t, 200, nil)
 

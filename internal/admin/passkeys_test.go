@@ -28,7 +28,8 @@ func TestAPI_Passkeys(t *testing.T) {
 	console := h.NewRP("console", func(c *clients.Client) { c.Scopes = append(c.Scopes, admin.Scope) })
 	recv := h.NewReceiver("app")
 	app := h.NewRP("app", func(c *clients.Client) { c.BackchannelLogoutURI = recv.URL })
-	auth := bearer(signIn(t, servertest.NewBrowser(t), withScopes(console, admin.Scope), root.Email).AccessToken)
+	// The admin API takes a two-factor administrator's token.
+	auth := bearer(signInWithCode(t, servertest.NewBrowser(t), withScopes(console, admin.Scope), root.Email, h.EnrollTOTP(root)).AccessToken)
 
 	// alice adds two passkeys, then signs in to the app with one.
 	br := servertest.NewBrowser(t)

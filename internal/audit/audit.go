@@ -17,6 +17,7 @@ import (
 )
 
 // Actors, as recorded: "admin:<user id>" (the console and the admin API),
+// "client:<client id>" (an admin service account, through the admin API),
 // "user:<user id>" (a person on their own account), CLI and System.
 const (
 	CLI    = "cli"
@@ -28,6 +29,10 @@ func Admin(userID string) string { return "admin:" + userID }
 
 // User is the actor of a person's action on their own account.
 func User(userID string) string { return "user:" + userID }
+
+// Client is the actor of an admin service account's action through the
+// admin API, and the target of an action on a client.
+func Client(clientID string) string { return "client:" + clientID }
 
 // Actions a person takes on their own sign-in factors: on the account
 // page, or during the sign-in that makes them set up 2FA or replace a
@@ -61,6 +66,9 @@ type Facts struct {
 	Sessions  int    `json:"sessions"`  // sessions.revoke: how many
 	Temporary *bool  `json:"temporary"` // users.set_password
 	Require   *bool  `json:"require"`   // users.require_mfa
+	Admin     *bool  `json:"admin"`     // users.set_admin
+	// ServiceAccount: clients.set_admin
+	ServiceAccount *bool `json:"admin_service_account"`
 }
 
 // Facts decodes e's details; details that do not decode give no facts.

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 
+	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/sessions"
 )
 
@@ -17,15 +19,23 @@ type revokeFunc func(ctx context.Context, userID string) (sessions.Result, error
 
 // revoker returns how to revoke all of a user's sessions as an
 // administrator: DELETE /admin/api/users/{id}/sessions with an access token
-// that an administrator got by signing in to the console app, or, when the
-// admin API is not mounted, the call it makes (sessions.Manager.Revoke with
+// that an administrator got by signing in to the console app with two
+// factors (the API takes no other person's), or, when the admin API is not
+// mounted, the call it makes (sessions.Manager.Revoke with
 // ReasonAdminRevoke and IncludeOffline) in-process.
 func (r *runner) revoker(ctx context.Context) (revokeFunc, string, error) {
-	if _, err := r.createUser(ctx, adminEmail, true); err != nil {
+	adm, err := r.createUser(ctx, adminEmail, true)
+	if err != nil {
+		return nil, "", err
+	}
+	// Enrolled with the previous step's code, so the current one is free.
+	secret, err := r.enrollTOTP(ctx, adm.ID, adminEmail)
+	if err != nil {
 		return nil, "", err
 	}
 	b := newBrowser(r.in.issuer, r.tr)
-	code, req, err := b.signIn(ctx, r.console, adminEmail, benchPassword, nil)
+	code, req, err := b.signIn(ctx, r.console, adminEmail, benchPassword,
+		func() string { return mfa.GenerateCode(secret, time.Now()) })
 	if err != nil {
 		return nil, "", fmt.Errorf("bench: administrator sign-in: %w", err)
 	}

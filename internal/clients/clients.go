@@ -50,9 +50,20 @@ type Client struct {
 	// RequireConsent: ask the person before the first grant to this client.
 	RequireConsent bool `json:"require_consent"`
 	// IDTokenAlg signs this client's ID tokens: "RS256" (default) or "ES256".
-	IDTokenAlg string    `json:"id_token_signed_response_alg"`
-	CreatedAt  time.Time `json:"created_at"`
+	IDTokenAlg string `json:"id_token_signed_response_alg"`
+	// AdminServiceAccount: the client may administer the provider without a
+	// person (an offboarding script, an HR system). Only such a client is
+	// granted AdminScope with client_credentials, and the admin API checks
+	// the mark again on every request. It needs client_credentials and a
+	// secret; registering one adds AdminScope to its scopes.
+	AdminServiceAccount bool      `json:"admin_service_account"`
+	CreatedAt           time.Time `json:"created_at"`
 }
+
+// AdminScope is the scope of the admin API. The authorization endpoint
+// grants it only to an administrator's two-factor session, the token
+// endpoint only to an admin service account.
+const AdminScope = "admin"
 
 var _ fosite.Client = (*Client)(nil)
 
@@ -176,11 +187,11 @@ func (s *Store) Create(ctx context.Context, c Client) (secret string, err error)
 	_, err = db.Conn(ctx, s.Pool).Exec(ctx, `
 		INSERT INTO oauth_clients (id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris,
 			backchannel_logout_uri, backchannel_logout_session_required, grant_types, response_types,
-			scopes, audience, require_consent, id_token_signed_response_alg, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+			scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		c.ID, c.Name, c.SecretHash, c.Public, c.RedirectURIs, c.PostLogoutRedirectURIs,
 		c.BackchannelLogoutURI, c.BackchannelLogoutSessionRequired, c.GrantTypes, c.ResponseTypes,
-		c.Scopes, c.Audience, c.RequireConsent, c.IDTokenAlg, s.Now())
+		c.Scopes, c.Audience, c.RequireConsent, c.IDTokenAlg, s.Now(), c.AdminServiceAccount)
 	if db.IsUniqueViolation(err) {
 		return "", fmt.Errorf("%w: %q", ErrExists, c.ID)
 	}
@@ -192,13 +203,13 @@ func (s *Store) Create(ctx context.Context, c Client) (secret string, err error)
 
 const clientColumns = `id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris,
 	backchannel_logout_uri, backchannel_logout_session_required, grant_types, response_types,
-	scopes, audience, require_consent, id_token_signed_response_alg, created_at`
+	scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account`
 
 func scanClient(row pgx.Row) (*Client, error) {
 	var c Client
 	err := row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Public, &c.RedirectURIs, &c.PostLogoutRedirectURIs,
 		&c.BackchannelLogoutURI, &c.BackchannelLogoutSessionRequired, &c.GrantTypes, &c.ResponseTypes,
-		&c.Scopes, &c.Audience, &c.RequireConsent, &c.IDTokenAlg, &c.CreatedAt)
+		&c.Scopes, &c.Audience, &c.RequireConsent, &c.IDTokenAlg, &c.CreatedAt, &c.AdminServiceAccount)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -319,4 +330,75 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("clients: delete: %w", err)
 	}
 	return err
+}
+
+// serviceAccountProblem says why c cannot be an admin service account, or
+// "": it must authenticate with a secret and use client_credentials.
+func serviceAccountProblem(c Client) string {
+	switch {
+	case c.Public:
+		return "an admin service account must be a confidential client: a public one has no secret to authenticate with"
+	case !slices.Contains(c.GrantTypes, GrantClientCredentials):
+		return "an admin service account needs the client_credentials grant (--grant-type client_credentials)"
+	}
+	return ""
+}
+
+// SetAdminServiceAccount marks the client id as an admin service account,
+// or removes the mark, and adds AdminScope to its scopes when marking.
+// Removing the mark takes effect at the admin API's next request, on every
+// instance (the API reads it from the database, not from the cache).
+// ErrNotFound for an unknown client; ErrInvalid (wrapping why) for one that
+// cannot be a service account. Inside the caller's transaction when ctx
+// carries one, so the change and its audit record commit together.
+func (s *Store) SetAdminServiceAccount(ctx context.Context, id string, on bool) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		c, err := scanClient(db.Conn(ctx, s.Pool).QueryRow(ctx,
+			`SELECT `+clientColumns+` FROM oauth_clients WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return err
+		}
+		if why := serviceAccountProblem(*c); on && why != "" {
+			return fmt.Errorf("%w: %s", ErrInvalid, why)
+		}
+		_, err = db.Conn(ctx, s.Pool).Exec(ctx, `
+			UPDATE oauth_clients SET admin_service_account = $2,
+				scopes = CASE WHEN $2 AND NOT $3 = ANY (scopes) THEN array_append(scopes, $3) ELSE scopes END
+			WHERE id = $1`, id, on, AdminScope)
+		return err
+	})
+	s.forget(id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	case err != nil && !errors.Is(err, ErrInvalid):
+		return fmt.Errorf("clients: set admin service account: %w", err)
+	}
+	return err
+}
+
+// IsAdminServiceAccount reports whether the client id is an admin service
+// account now. It reads the database, never the cache: the admin API asks
+// on every request, so that removing the mark, or the client, stops the
+// client at once. An unknown client is not one.
+func (s *Store) IsAdminServiceAccount(ctx context.Context, id string) (bool, error) {
+	if !validID.MatchString(id) {
+		return false, nil
+	}
+	var on bool
+	err := db.Conn(ctx, s.Pool).QueryRow(ctx, `SELECT admin_service_account FROM oauth_clients WHERE id = $1`, id).Scan(&on)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("clients: is admin service account: %w", err)
+	}
+	return on, nil
+}
+
+// forget drops id from this instance's cache.
+func (s *Store) forget(id string) {
+	s.mu.Lock()
+	delete(s.cache, id)
+	s.mu.Unlock()
 }

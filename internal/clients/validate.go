@@ -62,6 +62,9 @@ func normalize(c *Client) error {
 	if c.Public && slices.Contains(c.GrantTypes, GrantClientCredentials) {
 		bad("a public client cannot use client_credentials: it has no secret to authenticate with")
 	}
+	if why := serviceAccountProblem(*c); c.AdminServiceAccount && why != "" {
+		bad("%s", why)
+	}
 
 	if len(c.ResponseTypes) == 0 {
 		c.ResponseTypes = []string{"code"}
@@ -95,6 +98,9 @@ func normalize(c *Client) error {
 
 	if len(c.Scopes) == 0 {
 		c.Scopes = slices.Clone(DefaultScopes)
+	}
+	if c.AdminServiceAccount {
+		c.Scopes = append(c.Scopes, AdminScope)
 	}
 	c.Scopes = dedupe(c.Scopes)
 	for _, s := range c.Scopes {

@@ -27,6 +27,11 @@ func (h *Handler) revokeSessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
+	// Ending an administrator's sessions needs a fresh code: it could
+	// shut out the only one who would notice.
+	if !h.confirmedFor(w, r, &adm, id, onlyAdmins) {
+		return
+	}
 	res, err := h.Admin.RevokeSessions(r.Context(), id, actor(adm))
 	if !h.handled(w, r, err) {
 		return
@@ -40,6 +45,9 @@ func (h *Handler) resetMFA(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
+	if !h.confirmedFor(w, r, &adm, id, anyUser) {
+		return
+	}
 	res, err := h.Admin.ResetMFA(r.Context(), id, actor(adm))
 	if errors.Is(err, mfa.ErrNotEnrolled) {
 		h.renderUser(w, r, adm, id, http.StatusConflict, userData{
@@ -80,6 +88,9 @@ func (h *Handler) setPassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
+	if !h.confirmedFor(w, r, &adm, id, anyUser) {
+		return
+	}
 	res, err := h.Admin.SetPassword(r.Context(), id, r.PostFormValue("new_password"), actor(adm), true)
 	var pe *users.PolicyError
 	if errors.As(err, &pe) {
@@ -105,8 +116,16 @@ func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) {
 	var d homeData
 	d.Heading = "Newest users"
 	d.New.Email, d.New.Name = strings.TrimSpace(r.PostFormValue("email")), strings.TrimSpace(r.PostFormValue("name"))
+	d.New.Admin = r.PostFormValue("admin") == "on"
+	// A new administrator needs a fresh code; a new user does not.
+	if d.New.Admin && !h.confirmed(w, r, &adm, func(status int, msg string) {
+		d.Error, d.NeedCode = msg, h.needsCode(adm)
+		h.renderHome(w, r, status, "", d)
+	}) {
+		return
+	}
 	acc, err := h.Admin.CreateUser(r.Context(), users.NewUser{Email: d.New.Email, Name: d.New.Name,
-		Password: r.PostFormValue("new_password"), Admin: r.PostFormValue("admin") == "on", MustChangePassword: true}, actor(adm))
+		Password: r.PostFormValue("new_password"), Admin: d.New.Admin, MustChangePassword: true}, actor(adm))
 	if err == nil {
 		h.back(w, r, acc.ID, "created", nil)
 		return
@@ -122,6 +141,7 @@ func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) {
 		d.Error = "The temporary password " + pe.Reason + "."
 	}
 	d.Error += " No account was created."
+	d.NeedCode = h.needsCode(adm)
 	h.renderHome(w, r, p.Status, "", d)
 }
 
@@ -136,6 +156,9 @@ func (h *Handler) deleteUser(w http.ResponseWriter, r *http.Request) {
 	if id == adm.ID {
 		h.renderUser(w, r, adm, id, http.StatusConflict, userData{
 			Error: "You cannot delete your own account; another administrator can. Nothing was changed."})
+		return
+	}
+	if !h.confirmedFor(w, r, &adm, id, anyUser) {
 		return
 	}
 	u, err := h.Admin.User(r.Context(), id)
@@ -168,11 +191,46 @@ func (h *Handler) disable(w http.ResponseWriter, r *http.Request) {
 				"Ask another administrator, or use `idp users disable`. Nothing was changed."})
 		return
 	}
+	if !h.confirmedFor(w, r, &adm, id, onlyAdmins) {
+		return
+	}
 	_, res, err := h.Admin.Disable(r.Context(), id, actor(adm))
 	if !h.handled(w, r, err) {
 		return
 	}
 	h.back(w, r, id, "disabled", &res)
+}
+
+// setRole makes the user an administrator or takes the role away
+// ("admin" is "true" or "false": the state wanted, so a stale page cannot
+// flip it the wrong way).
+func (h *Handler) setRole(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	id := r.PathValue("id")
+	want, err := strconv.ParseBool(r.PostFormValue("admin"))
+	if err != nil {
+		h.renderUser(w, r, adm, id, http.StatusBadRequest, userData{
+			Error: "The form did not say whether to make them an administrator. Nothing was changed."})
+		return
+	}
+	// Refused rather than done, as for disabling: the console would shut
+	// its only user out.
+	if id == adm.ID && !want {
+		h.renderUser(w, r, adm, id, http.StatusConflict, userData{
+			Error: "You cannot remove your own administrator role; another administrator can. Nothing was changed."})
+		return
+	}
+	if !h.confirmedFor(w, r, &adm, id, anyUser) {
+		return
+	}
+	_, err = h.Admin.SetAdmin(r.Context(), id, want, actor(adm))
+	if !h.handled(w, r, err) {
+		return
+	}
+	h.back(w, r, id, map[bool]string{true: "promoted", false: "demoted"}[want], nil)
 }
 
 func (h *Handler) enable(w http.ResponseWriter, r *http.Request) {

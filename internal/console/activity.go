@@ -41,6 +41,7 @@ var actions = map[string]string{
 	"users.create":                      "Account created",
 	"clients.create":                    "App registered",
 	"clients.delete":                    "App deleted",
+	"clients.set_admin":                 "Admin service account changed",
 	"keys.rotate":                       "Signing key added",
 }
 
@@ -54,6 +55,8 @@ func activityOf(e audit.Entry, user, adm users.User, now time.Time) activityView
 		v.What = "Ended " + pages.Plural(d.Sessions, "session") + ": " + reasonText(d.Reason)
 	case e.Action == "users.set_password" && d.Temporary != nil && *d.Temporary:
 		v.What = "Temporary password set"
+	case e.Action == "users.set_admin" && d.Admin != nil:
+		v.What = map[bool]string{true: "Made an administrator", false: "Administrator role removed"}[*d.Admin]
 	case e.Action == "users.require_mfa" && d.Require != nil:
 		v.What = map[bool]string{true: "Two-factor authentication required", false: "Two-factor requirement lifted"}[*d.Require]
 	case v.What == "":
@@ -79,6 +82,8 @@ func actorText(actor string, user, adm users.User) string {
 		return "the user, as administrator"
 	case strings.HasPrefix(actor, "admin:"):
 		return "administrator " + strings.TrimPrefix(actor, "admin:")
+	case strings.HasPrefix(actor, "client:"):
+		return "admin service account " + strings.TrimPrefix(actor, "client:")
 	case actor == audit.CLI:
 		return "the command line"
 	case actor == audit.System:

@@ -1,18 +1,23 @@
 // Package console owns the administrators' HTML console at /admin: finding
 // users, seeing a user's sessions, apps and every back-channel logout
-// notification's state, and acting on the account (revoke all sessions,
-// reset 2FA, disable, enable, retry a notification).
+// notification's state, acting on the account (revoke all sessions, reset
+// 2FA, set a password, disable, enable, delete, the administrator role,
+// retry a notification), and marking apps as admin service accounts
+// (/admin/clients).
 //
 // It opens only to an enabled administrator whose SSO session was
 // established with two factors: without a session the browser is sent to
 // sign in; with a password-only one, to give a second factor (or enroll
-// one) through login's step-up. Every action is a form post carrying the
-// session's CSRF token and goes through admin.Service, the same methods
-// the admin API and the CLI use, with the administrator as actor; it ends
-// in a redirect back (post/redirect/get) with a notice.
+// one) through login's step-up. Destructive actions also need that second
+// factor to be recent (FreshFactor), or a current code with the form.
+// Every action is a form post carrying the session's CSRF token and goes
+// through admin.Service, the same methods the admin API and the CLI use,
+// with the administrator as actor; it ends in a redirect back
+// (post/redirect/get) with a notice.
 package console
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -36,10 +41,24 @@ type Handler struct {
 	// passkey (acr urn:idp:acr:phr; IDP_ADMIN_REQUIRE_PASSKEY): any other
 	// steps up to one.
 	RequirePasskey bool
-	Templates      *web.Templates
-	Errors         *pages.Errors
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// Codes verifies the code that confirms a destructive action (mfa.TOTP).
+	Codes     Codes
+	Templates *web.Templates
+	Errors    *pages.Errors
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Codes checks a second-factor code of a user (mfa.TOTP): a code from
+// their app, or a recovery code. Its errors are mfa's verdicts.
+type Codes interface {
+	Verify(ctx context.Context, userID, code string) (method string, err error)
+}
+
+// signedIn is the administrator using the console, and their session.
+type signedIn struct {
+	users.User
+	session sessions.Session
 }
 
 // Mount registers the console routes.
@@ -57,7 +76,11 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/users/{id}/disable", h.disable)
 	mux.HandleFunc("POST /admin/users/{id}/enable", h.enable)
 	mux.HandleFunc("POST /admin/users/{id}/delete", h.deleteUser)
+	mux.HandleFunc("POST /admin/users/{id}/role", h.setRole)
+	mux.HandleFunc("GET /admin/clients", h.clients)
+	mux.HandleFunc("POST /admin/clients/{id}/service-account", h.setServiceAccount)
 	mux.HandleFunc("POST /admin/users/{id}/notifications/{nid}/retry", h.retry)
+	mux.HandleFunc("GET /admin/confirm", h.confirmAgain)
 	// Anything else under /admin (but /admin/api/, the API's) is an HTML
 	// 404 rather than the mux's plain text.
 	mux.HandleFunc("/admin/", h.notFound)
@@ -69,21 +92,16 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 // administrator whose session has one factor goes to give a second. A form
 // post that lands there is dropped: its CSRF token is of a session that is
 // about to change.
-func (h *Handler) administrator(w http.ResponseWriter, r *http.Request) (users.User, bool) {
+func (h *Handler) administrator(w http.ResponseWriter, r *http.Request) (signedIn, bool) {
 	ctx := r.Context()
-	s, err := h.Sessions.Current(ctx, r)
+	s, u, err := h.Sessions.CurrentUser(ctx, r)
 	if errors.Is(err, sessions.ErrNoSession) {
 		h.begin(w, r, login.Start{})
-		return users.User{}, false
+		return signedIn{}, false
 	}
 	if err != nil {
 		h.Errors.Internal(w, r, err)
-		return users.User{}, false
-	}
-	u, err := h.Admin.Users.ByID(ctx, s.UserID)
-	if err != nil {
-		h.Errors.Internal(w, r, err)
-		return users.User{}, false
+		return signedIn{}, false
 	}
 	// Checked before the second factor: someone who may not use the console
 	// is not asked for a code first.
@@ -91,32 +109,32 @@ func (h *Handler) administrator(w http.ResponseWriter, r *http.Request) (users.U
 		h.Templates.Error(w, http.StatusForbidden, "This page is for administrators.",
 			"You are signed in as "+u.Email+", which is not an administrator account. "+
 				"Your own account page is at /account.")
-		return users.User{}, false
+		return signedIn{}, false
 	}
 	if h.RequirePasskey && !s.PhishingResistant() {
 		has, err := h.Admin.HasPasskey(ctx, u.ID)
 		if err != nil {
 			h.Errors.Internal(w, r, err)
-			return users.User{}, false
+			return signedIn{}, false
 		}
 		if !has {
 			h.Templates.Error(w, http.StatusForbidden, "The admin console asks administrators to sign in with a passkey, and your account has none yet.",
 				"Add a passkey on your account page (/account), then open the console again.")
-			return users.User{}, false
+			return signedIn{}, false
 		}
 		h.begin(w, r, login.Start{StepUp: &s, Want: sessions.ACRPhishingResistant})
-		return users.User{}, false
+		return signedIn{}, false
 	}
 	if !s.MultiFactor() {
 		h.begin(w, r, login.Start{StepUp: &s})
-		return users.User{}, false
+		return signedIn{}, false
 	}
-	return u, true
+	return signedIn{User: u, session: s}, true
 }
 
 // administratorPost is administrator plus the CSRF check every action
 // needs.
-func (h *Handler) administratorPost(w http.ResponseWriter, r *http.Request) (users.User, bool) {
+func (h *Handler) administratorPost(w http.ResponseWriter, r *http.Request) (signedIn, bool) {
 	adm, ok := h.administrator(w, r)
 	if !ok {
 		return adm, false
@@ -145,7 +163,7 @@ func (h *Handler) begin(w http.ResponseWriter, r *http.Request, s login.Start) {
 }
 
 // actor is how the audit log names the administrator.
-func actor(adm users.User) string { return audit.Admin(adm.ID) }
+func actor(adm signedIn) string { return audit.Admin(adm.ID) }
 
 func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
 	if _, ok := h.administrator(w, r); !ok {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
 	"github.com/idp/idp/internal/users"
 )
@@ -25,9 +26,9 @@ type env struct {
 	steps map[string]int64 // user id → last step used
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, mutate ...func(*server.Config)) *env {
 	t.Helper()
-	return &env{Harness: servertest.New(t), steps: map[string]int64{}}
+	return &env{Harness: servertest.New(t, mutate...), steps: map[string]int64{}}
 }
 
 func (e *env) createUser(t *testing.T, email string, admin bool) users.User {
@@ -44,7 +45,7 @@ func (e *env) createUser(t *testing.T, email string, admin bool) users.User {
 func (e *env) code(u users.User, secret string) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	at := time.Now()
+	at := e.Srv.Config.Now() // the instance's clock, which a test may move
 	if step := at.Unix() / 30; step <= e.steps[u.ID] {
 		at = at.Add(time.Duration(e.steps[u.ID]-step+1) * 30 * time.Second)
 	}
@@ -84,12 +85,20 @@ func (e *env) signIn(t *testing.T, b *servertest.Browser, start string, u users.
 // 2FA, and the administrator.
 func (e *env) adminBrowser(t *testing.T, email string) (*servertest.Browser, users.User) {
 	t.Helper()
+	b, adm, _ := e.adminWithSecret(t, email)
+	return b, adm
+}
+
+// adminWithSecret is adminBrowser that also returns the TOTP secret, for
+// the codes the console asks for later.
+func (e *env) adminWithSecret(t *testing.T, email string) (*servertest.Browser, users.User, string) {
+	t.Helper()
 	adm := e.createUser(t, email, true)
 	secret := e.enroll(t, adm)
 	b := servertest.NewBrowser(t)
 	e.signIn(t, b, e.URL+"/admin", adm, secret)
 	servertest.WantPage(t, b.Get(e.URL+"/admin"), "/admin", http.StatusOK, "Find a user by email")
-	return b, adm
+	return b, adm, secret
 }
 
 // app is a registered client whose back-channel logout endpoint refuses

@@ -32,7 +32,13 @@ type homeData struct {
 	Users   []userRow
 	// New is what the create form was last sent with, to fill it again
 	// after a refusal (never the password).
-	New struct{ Email, Name string }
+	New struct {
+		Email, Name string
+		Admin       bool
+	}
+	// NeedCode: the administrator's last second factor is older than
+	// FreshFactor, so creating an administrator asks for a code.
+	NeedCode bool
 }
 
 type userRow struct {
@@ -47,12 +53,13 @@ type userRow struct {
 // A search changes nothing, so it is a GET form (bookmarkable, no CSRF
 // token); the access log records neither paths nor queries.
 func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
-	if _, ok := h.administrator(w, r); !ok {
+	adm, ok := h.administrator(w, r)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
 	q := strings.TrimSpace(r.URL.Query().Get("email"))
-	d := homeData{Email: q, Heading: "Newest users", Notice: notice(r)}
+	d := homeData{Email: q, Heading: "Newest users", Notice: notice(r), NeedCode: h.needsCode(adm)}
 	status := http.StatusOK
 	if len(q) > 254 {
 		h.Templates.Render(w, http.StatusBadRequest, "admin", "Administration", "",
@@ -130,6 +137,9 @@ type userData struct {
 	Unconfirmed int // notifications not (yet) delivered
 	Activity    []activityView
 	Passkeys    []passkeyView
+	// NeedCode: the administrator's last second factor is older than
+	// FreshFactor, so the destructive actions' forms ask for a code.
+	NeedCode bool
 }
 
 // passkeyView is one of the user's passkeys.
@@ -181,7 +191,7 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) {
 
 // renderUser renders the page of user id with status around the given
 // messages; an unknown id is the 404 page.
-func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.User, id string, status int, d userData) {
+func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm signedIn, id string, status int, d userData) {
 	ctx := r.Context()
 	a, err := h.Admin.User(ctx, id)
 	if errors.Is(err, users.ErrNotFound) {
@@ -197,7 +207,7 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.U
 		h.Errors.Internal(w, r, err)
 		return
 	}
-	d.User, d.Self = a, a.ID == adm.ID
+	d.User, d.Self, d.NeedCode = a, a.ID == adm.ID, h.needsCode(adm)
 	d.Created = pages.Time(a.CreatedAt)
 	if a.DisabledAt != nil {
 		d.DisabledAt = pages.Time(*a.DisabledAt)
@@ -214,7 +224,7 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.U
 	for _, s := range list.Sessions {
 		v := sessionView{SID: s.SID, UserAgent: s.UserAgent, IP: s.IP,
 			Started: pages.Time(s.CreatedAt), StartedISO: iso(s.CreatedAt),
-			LastSeen: pages.Ago(now, s.LastSeenAt), LastSeenISO: iso(s.LastSeenAt), MultiFactor: sessions.ACRSatisfies(s.ACR, sessions.ACRMFA),
+			LastSeen: pages.Ago(now, s.LastSeenAt), LastSeenISO: iso(s.LastSeenAt), MultiFactor: sessions.MultiFactorACR(s.ACR),
 			Passkey: s.ACR == sessions.ACRPhishingResistant}
 		if s.RevokedAt != nil {
 			v.Ended, v.EndedISO, v.Why = pages.Ago(now, *s.RevokedAt), iso(*s.RevokedAt), reasonText(s.RevokedReason)
@@ -261,7 +271,7 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm users.U
 		return
 	}
 	for _, e := range log {
-		d.Activity = append(d.Activity, activityOf(e, a.User, adm, now))
+		d.Activity = append(d.Activity, activityOf(e, a.User, adm.User, now))
 	}
 	h.Templates.Render(w, status, "admin-user", a.Email, h.Sessions.CSRFToken(r), d)
 }
@@ -338,6 +348,14 @@ func notice(r *http.Request) string {
 	case "created":
 		return "Account created with a temporary password. Give it to them by a channel other than their email; " +
 			fmt.Sprintf("they choose their own at the first sign-in, within %d hours.", int(users.TemporaryPasswordLifetime.Hours()))
+	case "promoted":
+		return "They are an administrator now. They use the console and the admin API after a sign-in with two factors."
+	case "demoted":
+		return "They are no longer an administrator: the console and their admin tokens stop working for them now."
+	case "service-account-on":
+		return "The app is an admin service account now: its client_credentials tokens with the admin scope may call the admin API."
+	case "service-account-off":
+		return "The app is no longer an admin service account: its admin API calls are refused from now on."
 	case "enabled":
 		return "Account enabled. They can sign in again; their old sessions stay ended."
 	case "retry":

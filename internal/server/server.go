@@ -187,7 +187,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, userStore, totp, passkeys := svc.Sessions, svc.Users, svc.TOTP, svc.Passkeys
+	sess, userStore, totp, passkeys, clientStore := svc.Sessions, svc.Users, svc.TOTP, svc.Passkeys, svc.Clients
 	if passkeys == nil {
 		// Allowed for local tests and demos on 127.0.0.1; everything but
 		// passkeys works.
@@ -196,7 +196,6 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 			return nil, errors.New("IDP_ADMIN_REQUIRE_PASSKEY needs passkeys, which need an IDP_ISSUER with a host name (localhost, login.example.com), not an IP address")
 		}
 	}
-	clientStore := clients.NewStore(pool)
 
 	fositeStore := store.New(pool, clientStore)
 	fositeStore.Now = cfg.Now
@@ -237,9 +236,8 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	adminAPI.Mount(mux)
 	// --- end admin ---
 	// --- console (owned by internal/console; the brand stylesheet by web) ---
-	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Templates: tpl,
-		RequirePasskey: cfg.AdminRequirePasskey,
-		Errors:         errs, Logger: cfg.Logger, Now: cfg.Now}
+	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Codes: totp,
+		RequirePasskey: cfg.AdminRequirePasskey, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now}
 	consoleHandler.Mount(mux)
 	mux.Handle("GET /static/brand.css", tpl.BrandCSS())
 	// --- end console ---
@@ -269,7 +267,10 @@ type Services struct {
 	// Passkeys is nil when the issuer cannot have them (no issuer, or an
 	// IP address: WebAuthn has no relying party id for one).
 	Passkeys *passkey.Service
-	Admin    *admin.Service
+	// Clients is the one client registry (and cache) of the instance: the
+	// provider's and the admin service's.
+	Clients *clients.Store
+	Admin   *admin.Service
 }
 
 // NewServices builds the domain services on pool from cfg (defaults
@@ -320,8 +321,9 @@ func NewServices(pool *pgxpool.Pool, cfg Config) (*Services, error) {
 		}
 		keys = &passkey.Service{Pool: pool, Now: cfg.Now}
 	}
-	svc := &Services{Users: userStore, Sessions: sess, TOTP: totp,
-		Admin: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, MFA: totp, Keys: keys, Now: cfg.Now}}
+	clientStore := clients.NewStore(pool)
+	svc := &Services{Users: userStore, Sessions: sess, TOTP: totp, Clients: clientStore,
+		Admin: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, Clients: clientStore, MFA: totp, Keys: keys, Now: cfg.Now}}
 	if ceremonies {
 		svc.Passkeys = keys
 	}

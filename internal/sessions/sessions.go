@@ -63,6 +63,11 @@ func ACRSatisfies(have, want string) bool {
 	return rank(want) > 0 && rank(have) >= rank(want)
 }
 
+// MultiFactorACR reports whether acr proves at least two factors. It is the
+// one test of "a two-factor sign-in": for the console, the admin scope and
+// the admin API alike.
+func MultiFactorACR(acr string) bool { return ACRSatisfies(acr, ACRMFA) }
+
 // Session is one central SSO session.
 type Session struct {
 	ID                string // the public sid
@@ -83,16 +88,27 @@ type Session struct {
 	RevokedAt     *time.Time
 	RevokedReason string
 	Clients       []string // apps holding a session under this sid
+	// SecondFactorAt is when the owner last gave a second factor in this
+	// session: at a two-factor sign-in, a step-up, or to confirm an
+	// administrator's destructive action (QueueSecondFactorGiven). Zero for
+	// a password-only session.
+	SecondFactorAt time.Time
 }
 
-// MultiFactor reports whether the session was established with two
-// factors (a passkey with user verification is two: something held and
+// MultiFactor reports whether the session was established with at least
+// two factors (a passkey with user verification is two: something held and
 // something known or been).
-func (s Session) MultiFactor() bool { return ACRSatisfies(s.ACR, ACRMFA) }
+func (s Session) MultiFactor() bool { return MultiFactorACR(s.ACR) }
 
 // PhishingResistant reports whether the session was established with a
 // passkey.
 func (s Session) PhishingResistant() bool { return s.ACR == ACRPhishingResistant }
+
+// SecondFactorWithin reports whether the owner gave a second factor in the
+// last d before now.
+func (s Session) SecondFactorWithin(d time.Duration, now time.Time) bool {
+	return s.MultiFactor() && !s.SecondFactorAt.IsZero() && now.Sub(s.SecondFactorAt) <= d
+}
 
 // Manager creates, finds and ends sessions.
 type Manager struct {
@@ -165,12 +181,17 @@ func (m *Manager) QueueCreate(ctx context.Context, w http.ResponseWriter, n NewS
 		AuthTime: n.AuthTime.UTC().Truncate(time.Second), AMR: n.AMR, ACR: n.ACR,
 		UserAgent: truncate(n.UserAgent, 256), IP: n.IP, Remember: n.Remember,
 	}
+	var secondFactorAt *time.Time
+	if s.MultiFactor() {
+		s.SecondFactorAt = s.AuthTime
+		secondFactorAt = &s.SecondFactorAt
+	}
 	unit(ctx).Queue(`
 		INSERT INTO sso_sessions (id, cookie_hash, user_id, created_at, last_seen_at, idle_expires_at,
-			absolute_expires_at, auth_time, amr, acr, user_agent, ip, remember)
-		VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			absolute_expires_at, auth_time, amr, acr, user_agent, ip, remember, second_factor_at)
+		VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		s.ID, HashToken(token), s.UserID, now, s.IdleExpiresAt, s.AbsoluteExpiresAt, s.AuthTime,
-		s.AMR, s.ACR, s.UserAgent, s.IP, s.Remember).
+		s.AMR, s.ACR, s.UserAgent, s.IP, s.Remember, secondFactorAt).
 		MapErr(func(err error) error { return fmt.Errorf("sessions: create: %w", err) })
 	m.setCookie(w, token, s.Remember, s.AbsoluteExpiresAt)
 	return s
@@ -260,13 +281,14 @@ func (m *Manager) current(ctx context.Context, cookieHash []byte) (Session, user
 		)
 		SELECT `+users.Columns+`, s.id, s.created_at, coalesce(t.last_seen_at, s.last_seen_at),
 			coalesce(t.idle_expires_at, s.idle_expires_at), s.absolute_expires_at, s.auth_time,
-			s.amr, s.acr, s.user_agent, s.ip, s.remember
+			s.amr, s.acr, s.user_agent, s.ip, s.remember, s.second_factor_at
 		FROM sso_sessions s JOIN live ON live.id = s.id JOIN users u ON u.id = s.user_id
 		LEFT JOIN touched t ON t.id = s.id`,
 		cookieHash, now, interval(m.IdleTimeout), interval(m.touchEvery()))
 	var s Session
+	var secondFactorAt *time.Time
 	u, err := users.ScanWith(row, &s.ID, &s.CreatedAt, &s.LastSeenAt, &s.IdleExpiresAt,
-		&s.AbsoluteExpiresAt, &s.AuthTime, &s.AMR, &s.ACR, &s.UserAgent, &s.IP, &s.Remember)
+		&s.AbsoluteExpiresAt, &s.AuthTime, &s.AMR, &s.ACR, &s.UserAgent, &s.IP, &s.Remember, &secondFactorAt)
 	if errors.Is(err, users.ErrNotFound) {
 		return Session{}, users.User{}, ErrNoSession
 	}
@@ -274,6 +296,9 @@ func (m *Manager) current(ctx context.Context, cookieHash []byte) (Session, user
 		return Session{}, users.User{}, fmt.Errorf("sessions: current: %w", err)
 	}
 	s.UserID = u.ID
+	if secondFactorAt != nil {
+		s.SecondFactorAt = *secondFactorAt
+	}
 	return s, u, nil
 }
 
@@ -305,6 +330,7 @@ func (m *Manager) list(ctx context.Context, where string, args ...any) ([]Sessio
 	rows, err := db.Conn(ctx, m.Pool).Query(ctx, `
 		SELECT s.id, s.user_id, s.created_at, s.last_seen_at, s.idle_expires_at, s.absolute_expires_at,
 			s.auth_time, s.amr, s.acr, s.user_agent, s.ip, s.remember, s.revoked_at, coalesce(s.revoked_reason, ''),
+			s.second_factor_at,
 			coalesce(array_agg(c.client_id ORDER BY c.created_at) FILTER (WHERE c.client_id IS NOT NULL), '{}')
 		FROM sso_sessions s LEFT JOIN client_sessions c ON c.sid = s.id
 		WHERE `+where+`
@@ -314,9 +340,13 @@ func (m *Manager) list(ctx context.Context, where string, args ...any) ([]Sessio
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Session, error) {
 		var s Session
+		var secondFactorAt *time.Time
 		err := row.Scan(&s.ID, &s.UserID, &s.CreatedAt, &s.LastSeenAt, &s.IdleExpiresAt,
 			&s.AbsoluteExpiresAt, &s.AuthTime, &s.AMR, &s.ACR, &s.UserAgent, &s.IP, &s.Remember, &s.RevokedAt,
-			&s.RevokedReason, &s.Clients)
+			&s.RevokedReason, &secondFactorAt, &s.Clients)
+		if secondFactorAt != nil {
+			s.SecondFactorAt = *secondFactorAt
+		}
 		return s, err
 	})
 	if err != nil {
@@ -413,12 +443,17 @@ func truncate(s string, n int) string {
 // unit fails with ErrNoSession when the session has ended.
 func (m *Manager) QueueStepUp(ctx context.Context, w http.ResponseWriter, sid, userID string, amr []string, acr string) {
 	token := NewToken()
-	now := m.Now()
+	now := m.Now().UTC().Truncate(time.Second)
+	var secondFactorAt *time.Time
+	if MultiFactorACR(acr) {
+		secondFactorAt = &now
+	}
 	unit(ctx).Queue(`
-		UPDATE sso_sessions SET cookie_hash = $3, amr = $4, acr = $5, auth_time = $6, last_seen_at = $6
+		UPDATE sso_sessions SET cookie_hash = $3, amr = $4, acr = $5, auth_time = $6, last_seen_at = $6,
+			second_factor_at = $7
 		WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL
 		RETURNING remember, absolute_expires_at`,
-		nullUUID(sid), nullUUID(userID), HashToken(token), amr, acr, now.UTC().Truncate(time.Second)).
+		nullUUID(sid), nullUUID(userID), HashToken(token), amr, acr, now, secondFactorAt).
 		Row(func(row pgx.Row) error {
 			var remember bool
 			var absolute time.Time

@@ -82,8 +82,10 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 
 	for _, scope := range ar.GetRequestedScopes() {
-		// admin is granted only to administrators, whatever the client may ask.
-		if scope == "admin" && !user.IsAdmin {
+		// admin is granted only to an administrator's two-factor session,
+		// whatever the client may ask; the app learns it from the token's
+		// scope, and may ask again with acr_values for the second factor.
+		if scope == clients.AdminScope && !(user.IsAdmin && sess.MultiFactor()) {
 			continue
 		}
 		ar.GrantScope(scope)
@@ -223,6 +225,14 @@ func (p *Provider) hintNamesSomeoneElse(r *http.Request, hint string, s sessions
 		return false // fosite reports the malformed hint
 	}
 	return claims.Subject != s.UserID
+}
+
+// isServiceAccount reports whether c is an admin service account. The
+// mark is read from the client as fosite loaded it (cached for seconds);
+// the admin API checks it afresh on every request.
+func isServiceAccount(c fosite.Client) bool {
+	cl, ok := c.(*clients.Client)
+	return ok && cl.AdminServiceAccount
 }
 
 // wantedACR is the class of sign-in acr_values asks for: of the values

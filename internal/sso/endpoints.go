@@ -12,6 +12,7 @@ import (
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 
+	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/sessions"
@@ -51,7 +52,14 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
-		// fosite has checked the client may ask for these.
+		// fosite has checked the client may ask for these; admin is only
+		// for admin service accounts, whatever the client registered.
+		if ar.GetRequestedScopes().Has(clients.AdminScope) && !isServiceAccount(ar.GetClient()) {
+			unit.Rollback(ctx)
+			p.writeAccessError(ctx, w, ar, fosite.ErrInvalidScope.WithHint(
+				"The admin scope is only for clients marked as admin service accounts (idp clients set-admin)."))
+			return
+		}
 		for _, s := range ar.GetRequestedScopes() {
 			ar.GrantScope(s)
 		}

@@ -608,6 +608,13 @@ func (s *Store) SetRequireMFA(ctx context.Context, userID string, require bool) 
 	return s.update(ctx, "set require mfa", userID, `require_mfa = $2`, require)
 }
 
+// SetAdmin makes the account an administrator, or no longer one. Its
+// tokens and console sessions follow at their next request: both check
+// the flag every time.
+func (s *Store) SetAdmin(ctx context.Context, userID string, admin bool) error {
+	return s.update(ctx, "set admin", userID, `is_admin = $2`, admin)
+}
+
 // update runs UPDATE users SET <set>, updated_at = $3 WHERE id = $1 with $2 = arg.
 func (s *Store) update(ctx context.Context, op, userID, set string, arg any) error {
 	if !validID(userID) {

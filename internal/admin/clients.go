@@ -1,0 +1,34 @@
+package admin
+
+import (
+	"context"
+	"errors"
+
+	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/db"
+)
+
+// ActionSetServiceAccount is the audit action of marking a client as an
+// admin service account or removing the mark.
+const ActionSetServiceAccount = "clients.set_admin"
+
+// SetServiceAccount marks the client id as an admin service account (on),
+// or removes the mark, and records it, in one transaction. Removing it
+// stops the client's admin API calls at its next request.
+// clients.ErrNotFound for an unknown client, clients.ErrInvalid for one
+// that cannot be a service account (public, or without
+// client_credentials).
+func (s *Service) SetServiceAccount(ctx context.Context, clientID string, on bool, actor string) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		if err := s.Clients.SetAdminServiceAccount(ctx, clientID, on); err != nil {
+			return err
+		}
+		return audit.Record(ctx, s.now(), actor, ActionSetServiceAccount, audit.Client(clientID),
+			map[string]bool{"admin_service_account": on})
+	})
+	if errors.Is(err, clients.ErrNotFound) || errors.Is(err, clients.ErrInvalid) {
+		return err
+	}
+	return wrap("set service account", err)
+}

@@ -18,8 +18,9 @@ import (
 // is answered 503 by the layer that met the error (db.IsUnavailable), which
 // notes it (NoteUnavailable) for the metrics and the log.
 //
-// It must wrap the ServeMux itself (not a handler in front of it): the
-// route pattern is read from the request the mux routed.
+// It must wrap the ServeMux itself, or a handler in front of it that hands
+// the mux the very request it was given (reqlimit.Limits.Wrap): the route
+// pattern is read from the request the mux routed.
 type Middleware struct {
 	Logger  *slog.Logger
 	Metrics *Metrics // nil: no metrics

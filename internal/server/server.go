@@ -28,6 +28,7 @@ import (
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
+	"github.com/idp/idp/internal/reqlimit"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso"
@@ -251,7 +252,17 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		http.Redirect(w, r, "/account", http.StatusFound)
 	})
 
-	handler, opsHandler := withOps(cfg, pool, mux, metrics, worker)
+	// Bounded before any handler reads them: bodies, queries, no multipart.
+	// A WebAuthn credential (passkey.MaxResponseBytes at most) is the one
+	// large thing a page sends; the passkey handlers bound it themselves.
+	credential := int64(passkey.MaxResponseBytes + 8<<10)
+	limited := reqlimit.Limits{
+		Larger: map[string]int64{"/login/passkey": credential, "/login/totp/passkey": credential,
+			"/login/enroll/passkey": credential, "/account/passkeys": credential},
+		JSONPaths: []string{"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/"},
+		Page:      tpl.Error,
+	}.Wrap(mux)
+	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)
 	return &Server{
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
 		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker,

@@ -86,12 +86,10 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 		}
 		page.Scopes = append(page.Scopes, scopeText{sc, text})
 	}
-	form := ar.GetRequestForm()
+	form := knownParams(ar.GetRequestForm())
 	keys := make([]string, 0, len(form))
 	for k := range form {
-		if k != consentDecision && k != "csrf_token" {
-			keys = append(keys, k)
-		}
+		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {

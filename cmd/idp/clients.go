@@ -25,6 +25,9 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	fs.BoolVar(&cl.Public, "public", false, "public client: no secret, for native and browser apps (which use PKCE)")
 	fs.BoolVar(&cl.RequireConsent, "require-consent", false, "ask people for consent before the first sign-in to this client")
 	fs.StringVar(&cl.IDTokenAlg, "id-token-alg", "RS256", "ID token signature `algorithm`: RS256 or ES256")
+	set := newSettings(fs, c.getenv)
+	allowPrivate := set.Bool("allow-private-backchannel", "IDP_ALLOW_PRIVATE_BACKCHANNEL", false,
+		"let the back-channel logout URI be on this host, a private network or a link-local address: for demos and tests")
 	dbURL := c.databaseFlag(fs)
 	asJSON := jsonFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -32,6 +35,9 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	}
 	if err := required(fs, "id"); err != nil {
 		return err
+	}
+	if err := set.err(); err != nil {
+		return fmt.Errorf("clients create: %w", err)
 	}
 	cl.RedirectURIs, cl.PostLogoutRedirectURIs = redirects, postLogout
 	cl.GrantTypes, cl.Scopes, cl.Audience = grants, scopes, audience
@@ -41,10 +47,12 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer pool.Close()
+	store := clients.NewStore(pool)
+	store.AllowPrivateBackchannel = *allowPrivate
 	var secret string
 	err = audited(ctx, pool, "clients.create", func(ctx context.Context) (string, any, error) {
 		var err error
-		secret, err = clients.NewStore(pool).Create(ctx, cl)
+		secret, err = store.Create(ctx, cl)
 		return "client:" + cl.ID, map[string]any{"public": cl.Public, "redirect_uris": cl.RedirectURIs,
 			"grant_types": cl.GrantTypes, "scopes": cl.Scopes, "backchannel_logout_uri": cl.BackchannelLogoutURI}, err
 	})

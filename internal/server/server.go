@@ -55,6 +55,11 @@ type Config struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (IDP_TRUSTED_PROXIES); none by default.
 	TrustedProxies ops.TrustedProxies
+	// AllowPrivateBackchannel lets apps' back-channel logout URIs be on
+	// this host, a private network or a link-local address
+	// (IDP_ALLOW_PRIVATE_BACKCHANNEL): for demos and tests. Otherwise they
+	// are refused at registration and at every delivery (netguard).
+	AllowPrivateBackchannel bool
 	// BreachedPasswordsURL, when set, is a Pwned Passwords range API
 	// (IDP_BREACHED_PASSWORDS_URL) asked about every password being chosen.
 	BreachedPasswordsURL string
@@ -198,6 +203,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		}
 	}
 	clientStore := clients.NewStore(pool)
+	clientStore.AllowPrivateBackchannel = cfg.AllowPrivateBackchannel
 
 	fositeStore := store.New(pool, clientStore)
 	fositeStore.Now = cfg.Now
@@ -222,7 +228,8 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2: sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
 	}
-	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger}
+	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger,
+		AllowPrivate: cfg.AllowPrivateBackchannel}
 
 	mux := http.NewServeMux()
 	provider.Mount(mux)

@@ -408,7 +408,7 @@ func (w *Worker) attempt(ctx context.Context, cfg config, j job, now time.Time) 
 		return retrying, 0, 0, redact(err.Error(), token), jti
 	}
 	defer resp.Body.Close()
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	// Drain a little more so the connection can be reused.
 	io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody)) //nolint:errcheck
 
@@ -423,7 +423,7 @@ func (w *Worker) attempt(ctx context.Context, cfg config, j job, now time.Time) 
 		o = failed
 	}
 	lastErr = "HTTP " + strconv.Itoa(status)
-	if msg := redact(string(excerpt), token); msg != "" {
+	if msg := excerpt(answer, resp.Header.Get("Content-Type"), token); msg != "" {
 		lastErr += ": " + msg
 	}
 	return o, status, retryAfter, lastErr, jti

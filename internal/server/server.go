@@ -212,6 +212,13 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	loginHandler := &login.Handler{
 		Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Templates: tpl, Errors: errs, Logger: cfg.Logger,
 		Now: cfg.Now, FlowTTL: 15 * time.Minute, RequireMFA: cfg.RequireMFA, Observe: metrics.ObserveSignIn,
+		RedirectURIs: func(ctx context.Context, id string) []string {
+			c, err := clientStore.Get(ctx, id)
+			if err != nil {
+				return nil
+			}
+			return c.RedirectURIs
+		},
 		ClientName: func(ctx context.Context, id string) string {
 			c, err := clientStore.Get(ctx, id)
 			if err != nil {

@@ -101,7 +101,8 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 		}
 	}
 	web.NoStore(w)
-	p.Templates.Render(w, http.StatusOK, "consent", "Allow access", p.Sessions.CSRFToken(r), page)
+	// Allowing or denying goes on to the app's redirect URI.
+	p.Templates.Render(w, http.StatusOK, "consent", "Allow access", p.Sessions.CSRFToken(r), page, c.RedirectURIs...)
 	return false
 }
 

@@ -21,6 +21,9 @@ if [ -z "${IDP_SECRET:-}" ]; then
   export IDP_SECRET
 fi
 export IDP_ADDR="${IDP_ADDR:-127.0.0.1:8080}"
+# The demo apps' back-channel logout URIs are on localhost, which the
+# provider refuses to post to unless told (read by idp serve and idp clients create).
+export IDP_ALLOW_PRIVATE_BACKCHANNEL="${IDP_ALLOW_PRIVATE_BACKCHANNEL:-true}"
 export IDP_ISSUER="${IDP_ISSUER:-http://localhost:${IDP_ADDR##*:}}"
 
 go build -tags "$(scripts/gotags.sh)" -o bin/idp ./cmd/idp

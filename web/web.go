@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -190,10 +191,10 @@ type Templates struct {
 	Brand  Brand
 	Logger *slog.Logger
 	pages  map[string]*template.Template
-	// brandCSS is /static/brand.css; csp the pages' policy, which allows
-	// images from the logo's origin when the logo is elsewhere.
+	// brandCSS is /static/brand.css; logoOrigin is where images may come
+	// from besides this server (the pages' Content-Security-Policy).
 	brandCSS, brandVersion string
-	csp                    string
+	logoOrigin             string
 	started                time.Time
 }
 
@@ -214,7 +215,7 @@ func Parse(brand Brand, logger *slog.Logger) (*Templates, error) {
 	sum := sha256.Sum256(css)
 	t := &Templates{Brand: brand, Logger: logger, pages: map[string]*template.Template{},
 		brandCSS: string(css), brandVersion: hex.EncodeToString(sum[:8]),
-		csp: contentSecurityPolicy(brand.logoOrigin()), started: time.Now()}
+		logoOrigin: brand.logoOrigin(), started: time.Now()}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
@@ -266,19 +267,67 @@ func (t *Templates) BrandCSS() http.Handler {
 	})
 }
 
-// contentSecurityPolicy is the pages' policy; logoOrigin, when set, is
-// the one other origin images may come from.
-func contentSecurityPolicy(logoOrigin string) string {
+// contentSecurityPolicy is the pages' policy. logoOrigin, when set, is the
+// one other origin images may come from; formTargets are the URLs the
+// page's forms may end at through redirects, besides this server.
+//
+// Browsers apply form-action to every redirect that follows a form's
+// submission: the sign-in form posts here, is redirected to the
+// authorization endpoint, and from there to the app's redirect URI, so the
+// sign-in pages of an app list the origins of its redirect URIs (and the
+// sign-out page the one it returns to). Every other page's forms stay on
+// this server.
+func contentSecurityPolicy(logoOrigin string, formTargets []string) string {
 	img := "img-src 'self' data:"
 	if logoOrigin != "" {
 		img += " " + logoOrigin
 	}
-	return "default-src 'self'; " + img + "; frame-ancestors 'none'; form-action 'self' http: https:; base-uri 'none'"
+	form := "form-action 'self'"
+	for _, s := range formSources(formTargets) {
+		form += " " + s
+	}
+	return "default-src 'self'; " + img + "; frame-ancestors 'none'; " + form + "; base-uri 'none'"
+}
+
+// cspHost is a host a CSP source expression can name. An IPv6 literal
+// cannot be named at all.
+var cspHost = regexp.MustCompile(`^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$`)
+
+// formSources are the CSP sources that allow the origins of targets, in
+// order and each once: an http(s) URL's scheme, host and port, or just its
+// scheme for an IPv6 literal, which a source cannot name. Anything else
+// allows nothing.
+func formSources(targets []string) []string {
+	var out []string
+	for _, t := range targets {
+		u, err := url.Parse(t)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			continue
+		}
+		var src string
+		switch {
+		case cspHost.MatchString(u.Hostname()) && isDigits(u.Port()):
+			src = u.Scheme + "://" + u.Host
+		case strings.HasPrefix(u.Host, "["):
+			src = u.Scheme + ":"
+		default:
+			continue
+		}
+		if !slices.Contains(out, src) {
+			out = append(out, src)
+		}
+	}
+	return out
+}
+
+// isDigits reports whether s is empty or a run of digits.
+func isDigits(s string) bool {
+	return strings.Trim(s, "0123456789") == ""
 }
 
 // NoStore sets the headers every authentication page sends.
 func NoStore(w http.ResponseWriter) {
-	noStore(w, contentSecurityPolicy(""))
+	noStore(w, contentSecurityPolicy("", nil))
 }
 
 func noStore(w http.ResponseWriter, csp string) {
@@ -292,8 +341,10 @@ func noStore(w http.ResponseWriter, csp string) {
 }
 
 // Render writes page with status. The template runs into a buffer first so
-// a template error becomes a 500, not half a page.
-func (t *Templates) Render(w http.ResponseWriter, status int, page, title, csrf string, data any) {
+// a template error becomes a 500, not half a page. formTargets are the URLs
+// (an app's redirect URIs) the page's forms may lead to through redirects,
+// besides this server (see contentSecurityPolicy); most pages have none.
+func (t *Templates) Render(w http.ResponseWriter, status int, page, title, csrf string, data any, formTargets ...string) {
 	tpl, ok := t.pages[page]
 	if !ok {
 		t.Logger.Error("unknown page", "page", page)
@@ -307,7 +358,7 @@ func (t *Templates) Render(w http.ResponseWriter, status int, page, title, csrf 
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	noStore(w, t.csp)
+	noStore(w, contentSecurityPolicy(t.logoOrigin, formTargets))
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	w.Write(buf.Bytes())

@@ -207,3 +207,47 @@ func TestTemplates_Nav(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplates_FormAction: a page's forms may lead only to this server,
+// and to the origins of the URLs it is rendered with (an app's redirect
+// URIs); nothing else a target holds reaches the policy.
+func TestTemplates_FormAction(t *testing.T) {
+	tpl, err := Parse(Brand{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	formAction := func(targets ...string) string {
+		w := httptest.NewRecorder()
+		tpl.Render(w, 200, "error", "Error", "", ErrorData{Message: "m"}, targets...)
+		for _, d := range strings.Split(w.Header().Get("Content-Security-Policy"), ";") {
+			if d = strings.TrimSpace(d); strings.HasPrefix(d, "form-action ") {
+				return d
+			}
+		}
+		t.Fatalf("no form-action in %q", w.Header().Get("Content-Security-Policy"))
+		return ""
+	}
+	for _, tc := range []struct {
+		name    string
+		targets []string
+		want    string
+	}{
+		{"no targets", nil, "form-action 'self'"},
+		{"an app's redirect URIs", []string{"https://app.example.com/cb", "https://app.example.com/other", "http://127.0.0.1:9001/callback"},
+			"form-action 'self' https://app.example.com http://127.0.0.1:9001"},
+		{"an IPv6 literal", []string{"http://[::1]:8000/cb"}, "form-action 'self' http:"},
+		{"nothing else", []string{"javascript:alert(1)", "https://evil.example.com;script-src *", "/local", "https://a.example.com:x/"},
+			"form-action 'self'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := formAction(tc.targets...); got != tc.want {
+				t.Errorf("%s, want %s", got, tc.want)
+			}
+		})
+	}
+	w := httptest.NewRecorder()
+	NoStore(w)
+	if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self';") {
+		t.Errorf("NoStore's policy %q lets forms go elsewhere", csp)
+	}
+}

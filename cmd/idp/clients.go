@@ -28,6 +28,9 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	fs.StringVar(&cl.IDTokenAlg, "id-token-alg", "RS256", "ID token signature `algorithm`: RS256 or ES256")
 	fs.BoolVar(&cl.AdminServiceAccount, "admin", false, "an admin service account: its client_credentials tokens with the admin scope "+
 		"may call the admin API (grant type defaults to client_credentials, scope to admin)")
+	set := newSettings(fs, c.getenv)
+	allowPrivate := set.Bool("allow-private-backchannel", "IDP_ALLOW_PRIVATE_BACKCHANNEL", false,
+		"let the back-channel logout URI be on this host, a private network or a link-local address: for demos and tests")
 	dbURL := c.databaseFlag(fs)
 	asJSON := jsonFlag(fs)
 	if err := parse(fs, args); err != nil {
@@ -35,6 +38,9 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	}
 	if err := required(fs, "id"); err != nil {
 		return err
+	}
+	if err := set.err(); err != nil {
+		return fmt.Errorf("clients create: %w", err)
 	}
 	cl.RedirectURIs, cl.PostLogoutRedirectURIs = redirects, postLogout
 	cl.GrantTypes, cl.Scopes, cl.Audience = grants, scopes, audience
@@ -53,10 +59,12 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	defer pool.Close()
+	store := clients.NewStore(pool)
+	store.AllowPrivateBackchannel = *allowPrivate
 	var secret string
 	err = audited(ctx, pool, "clients.create", func(ctx context.Context) (string, any, error) {
 		var err error
-		secret, err = clients.NewStore(pool).Create(ctx, cl)
+		secret, err = store.Create(ctx, cl)
 		return audit.Client(cl.ID), map[string]any{"public": cl.Public, "redirect_uris": cl.RedirectURIs,
 			"grant_types": cl.GrantTypes, "scopes": cl.Scopes, "backchannel_logout_uri": cl.BackchannelLogoutURI,
 			"admin_service_account": cl.AdminServiceAccount}, err

@@ -50,6 +50,8 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	brandName := set.String("brand-name", "IDP_BRAND_NAME", "idp", "product name on the pages", false)
 	brandLogo := set.String("brand-logo-url", "IDP_BRAND_LOGO_URL", "", "logo on the pages: an https `URL` or a path under /static/", false)
 	brandColor := set.String("brand-color", "IDP_BRAND_COLOR", web.DefaultColor, "primary `colour` of the pages, #rgb or #rrggbb", false)
+	allowPrivateBackchannel := set.Bool("allow-private-backchannel", "IDP_ALLOW_PRIVATE_BACKCHANNEL", false,
+		"let back-channel logout URIs be on this host, a private network or a link-local address: for demos and tests")
 	trustedProxies := set.String("trusted-proxies", "IDP_TRUSTED_PROXIES", "",
 		"comma-separated `addresses or CIDRs` of reverse proxies whose X-Forwarded-For names the client", false)
 	memoryLimit := set.String("memory-limit", "IDP_MEMORY_LIMIT", "auto", fmt.Sprintf(
@@ -60,7 +62,7 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	}
 	cfg := server.Config{Issuer: *issuer, Secret: *secret, BreachedPasswordsURL: *breached,
 		SeparateMetrics: *metricsAddr != "", MetricsToken: *metricsToken, RequireMFA: *requireMFA, AdminRequirePasskey: *adminPasskey,
-		SessionIdle: *idle, SessionAbsolute: *absolute,
+		SessionIdle: *idle, SessionAbsolute: *absolute, AllowPrivateBackchannel: *allowPrivateBackchannel,
 		Brand: web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}}
 	set.required("database-url", *dbURL, "a PostgreSQL URL")
 	set.positive("session-idle-timeout", *idle)

@@ -23,6 +23,10 @@ type sessionView struct {
 	Apps        []appView
 	Current     bool
 	MultiFactor bool
+	// Remembered: "keep me signed in" was ticked, so the cookie outlives
+	// the browser, at most until Until (the absolute expiry).
+	Remembered      bool
+	Until, UntilISO string
 }
 
 type appView struct {
@@ -40,6 +44,7 @@ func (h *Handler) sessionViews(ctx context.Context, list []sessions.Session, cur
 			Started: pages.Time(s.CreatedAt), StartedISO: s.CreatedAt.UTC().Format(time.RFC3339),
 			LastSeen: pages.Ago(now, s.LastSeenAt), LastSeenISO: s.LastSeenAt.UTC().Format(time.RFC3339),
 			Current: s.ID == currentSID, MultiFactor: s.MultiFactor(),
+			Remembered: s.Remember, Until: pages.Time(s.AbsoluteExpiresAt), UntilISO: s.AbsoluteExpiresAt.UTC().Format(time.RFC3339),
 		}
 		for _, id := range s.Clients {
 			a := appView{ID: id}

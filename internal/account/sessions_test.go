@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/servertest"
@@ -190,4 +191,37 @@ func TestAccount_Sessions(t *testing.T) {
 			t.Error("bob's session or token ended with alice's")
 		}
 	})
+}
+
+// TestAccount_RememberedSessions: the list says which sessions were kept
+// signed in ("keep me signed in on this device") and until when at most,
+// and which end with the browser.
+func TestAccount_RememberedSessions(t *testing.T) {
+	e := newEnv(t)
+	alice := e.CreateUser("alice@example.com", password)
+	laptop, phone := servertest.NewBrowser(t), servertest.NewBrowser(t)
+	e.signIn(t, laptop, alice.Email, "")
+	login := phone.Get(e.URL + "/account")
+	if !login.IsLoginForm() {
+		t.Fatalf("want the sign-in form, got %s", login.URL)
+	}
+	phone.Post(e.URL+"/login", url.Values{"csrf_token": {login.CSRF(t)}, "email": {alice.Email},
+		"password": {password}, "remember": {"1"}})
+	kept, once := e.mustSession(t, phone), e.mustSession(t, laptop)
+	if !kept.Remember || once.Remember {
+		t.Fatalf("remember: phone %v, laptop %v; want the phone's only", kept.Remember, once.Remember)
+	}
+
+	p := laptop.Get(e.URL + "/account")
+	for _, tc := range []struct {
+		sid, want string
+	}{
+		{kept.ID, `data-remembered="true">Remembered on this device, at most until <time datetime="` +
+			kept.AbsoluteExpiresAt.UTC().Format(time.RFC3339) + `">`},
+		{once.ID, `data-remembered="false">Until the browser is closed`},
+	} {
+		if !strings.Contains(p.Body, `id="remembered-`+tc.sid+`" `+tc.want) {
+			t.Errorf("session %s is not listed with %q:\n%s", tc.sid, tc.want, p.Body)
+		}
+	}
 }

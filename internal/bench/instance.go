@@ -131,6 +131,7 @@ func startInstance(ctx context.Context, dbURL string, logw io.Writer) (*instance
 	})
 	in.srv, err = server.New(ctx, server.Config{
 		Issuer: in.issuer, Secret: base64.StdEncoding.EncodeToString(secret), Logger: logger,
+		AllowPrivateBackchannel: true, // the apps' receivers listen on loopback
 	}, pool)
 	if err != nil {
 		ln.Close()

@@ -27,13 +27,24 @@ const (
 // context of its first tab. The browser stops when the test ends.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
+	ctx, _ := newBrowserIn(t, t.TempDir())
+	return ctx
+}
+
+// newBrowserIn starts a headless Chromium on the profile in dir, which may
+// hold what an earlier browser left there. It returns the context of its
+// first tab and quit, which closes the browser as a person quitting it
+// would (Chromium writes its cookies to the profile); the browser is
+// stopped when the test ends at the latest.
+func newBrowserIn(t *testing.T, dir string) (ctx context.Context, quit func()) {
+	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("no browser at %s (%v): install the Debian package chromium (apt-get install chromium); "+
 			"the browser tests never download one", chromiumPath, err)
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(dir),
 		chromedp.Headless,
 		chromedp.NoSandbox, // root in containers and CI
 		chromedp.DisableGPU,
@@ -55,7 +66,14 @@ func newBrowser(t *testing.T) context.Context {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start %s: %v", chromiumPath, err)
 	}
-	return ctx
+	return ctx, func() {
+		t.Helper()
+		qctx, cancelQuit := context.WithTimeout(ctx, stepTimeout)
+		defer cancelQuit()
+		if err := chromedp.Cancel(qctx); err != nil {
+			t.Fatalf("quit the browser: %v", err)
+		}
+	}
 }
 
 // tab is one browser tab (in its own browser context, with its own cookies,

@@ -149,6 +149,10 @@ type Store struct {
 	// cache.
 	TTL time.Duration
 	Now func() time.Time
+	// AllowPrivateBackchannel lets a client's back-channel logout URI be
+	// on this host, a private network or a link-local address
+	// (IDP_ALLOW_PRIVATE_BACKCHANNEL); refused otherwise.
+	AllowPrivateBackchannel bool
 
 	mu    sync.Mutex
 	cache map[string]cached
@@ -176,7 +180,7 @@ func newSecret() string {
 // Defaults fill empty fields (see normalize). Nothing is written on error:
 // ErrInvalid (wrapping every problem found) or ErrExists.
 func (s *Store) Create(ctx context.Context, c Client) (secret string, err error) {
-	if err := normalize(&c); err != nil {
+	if err := normalize(&c, s.AllowPrivateBackchannel); err != nil {
 		return "", err
 	}
 	c.SecretHash = nil

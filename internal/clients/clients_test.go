@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -139,6 +140,11 @@ func TestStore_Create_invalid(t *testing.T) {
 		{"user info", func(c *clients.Client) { c.RedirectURIs = []string{"https://a@app.example.com/cb"} }, "user information"},
 		{"http post-logout URI", func(c *clients.Client) { c.PostLogoutRedirectURIs = []string{"http://app.example.com/"} }, "post-logout redirect URI"},
 		{"http back-channel URI", func(c *clients.Client) { c.BackchannelLogoutURI = "http://app.example.com/bc" }, "back-channel logout URI"},
+		{"loopback back-channel URI", func(c *clients.Client) { c.BackchannelLogoutURI = "http://127.0.0.1:9001/bc" }, "IDP_ALLOW_PRIVATE_BACKCHANNEL"},
+		{"localhost back-channel URI", func(c *clients.Client) { c.BackchannelLogoutURI = "http://localhost:9001/bc" }, "IDP_ALLOW_PRIVATE_BACKCHANNEL"},
+		{"private back-channel URI", func(c *clients.Client) { c.BackchannelLogoutURI = "https://10.0.0.7/bc" }, "private network"},
+		{"link-local back-channel URI", func(c *clients.Client) { c.BackchannelLogoutURI = "https://169.254.169.254/latest" }, "link-local"},
+		{"IPv6 private back-channel URI", func(c *clients.Client) { c.BackchannelLogoutURI = "https://[fd00::7]/bc" }, "private network"},
 		{"implicit grant", func(c *clients.Client) { c.GrantTypes = []string{"implicit"} }, "removed by OAuth 2.1"},
 		{"password grant", func(c *clients.Client) { c.GrantTypes = []string{"authorization_code", "password"} }, "password grant"},
 		{"hybrid", func(c *clients.Client) { c.GrantTypes = []string{"hybrid"} }, "hybrid"},
@@ -182,6 +188,18 @@ func TestStore_Create_invalid(t *testing.T) {
 		_, err := s.Create(context.Background(), c)
 		if err == nil || !strings.Contains(err.Error(), "client id") || !strings.Contains(err.Error(), "HS256") {
 			t.Fatalf("err = %v, want both problems", err)
+		}
+	})
+
+	t.Run("private back-channel URIs when the operator allows them", func(t *testing.T) {
+		allowing := clients.NewStore(s.Pool)
+		allowing.AllowPrivateBackchannel = true
+		for i, uri := range []string{"http://127.0.0.1:9001/bc", "http://localhost:9002/bc", "https://10.0.0.7/bc"} {
+			c := webApp()
+			c.ID, c.BackchannelLogoutURI = fmt.Sprintf("private-%d", i), uri
+			if _, err := allowing.Create(context.Background(), c); err != nil {
+				t.Errorf("%s: %v", uri, err)
+			}
 		}
 	})
 

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/idp/idp/internal/netguard"
 )
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -34,8 +36,10 @@ var (
 )
 
 // normalize fills defaults into c and checks it, returning ErrInvalid
-// wrapping every problem found, so one attempt shows all of them.
-func normalize(c *Client) error {
+// wrapping every problem found, so one attempt shows all of them. A
+// back-channel logout URI on this host, a private network or a link-local
+// address is refused unless allowPrivateBackchannel (see netguard).
+func normalize(c *Client, allowPrivateBackchannel bool) error {
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
@@ -93,6 +97,10 @@ func normalize(c *Client) error {
 	if c.BackchannelLogoutURI != "" {
 		if why := checkURI(c.BackchannelLogoutURI); why != "" {
 			bad("back-channel logout URI %q %s", c.BackchannelLogoutURI, why)
+		} else if u, _ := url.Parse(c.BackchannelLogoutURI); !allowPrivateBackchannel && netguard.InternalHost(u.Hostname()) {
+			bad("back-channel logout URI %q is on this host, a private network or a link-local address, where the provider "+
+				"does not post unless the operator allows it (IDP_ALLOW_PRIVATE_BACKCHANNEL=true, for demos and tests)",
+				c.BackchannelLogoutURI)
 		}
 	}
 

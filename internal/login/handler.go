@@ -49,6 +49,9 @@ type Handler struct {
 	RequireMFA bool
 	// ClientName returns an app's display name for "continue to …".
 	ClientName func(ctx context.Context, clientID string) string
+	// RedirectURIs returns an app's registered redirect URIs: a sign-in
+	// for it ends there, so its forms may lead there (web.Templates.Render).
+	RedirectURIs func(ctx context.Context, clientID string) []string
 }
 
 // Mount registers the sign-in routes.
@@ -178,6 +181,17 @@ func (h *Handler) clientName(ctx context.Context, f flow) string {
 	return ""
 }
 
+// formTargets are where the forms of f's pages may end, besides this
+// server: the redirect URIs of the app the sign-in is for (none when it
+// returns to a page here).
+func (h *Handler) formTargets(ctx context.Context, f flow) []string {
+	q, _ := url.ParseQuery(f.AuthorizeQuery)
+	if id := q.Get("client_id"); id != "" && h.RedirectURIs != nil {
+		return h.RedirectURIs(ctx, id)
+	}
+	return nil
+}
+
 func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request) {
 	f, ok := h.flowOrError(w, r, stagePassword)
 	if !ok {
@@ -192,7 +206,7 @@ func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request) {
 		}
 		data.Email, data.StepUp = u.Email, true
 	}
-	h.Templates.Render(w, http.StatusOK, "login", "Sign in", f.CSRF, data)
+	h.Templates.Render(w, http.StatusOK, "login", "Sign in", f.CSRF, data, h.formTargets(r.Context(), f)...)
 }
 
 // passwordSubmit checks the password. Three round trips take a person on to
@@ -237,7 +251,7 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 		h.observe(stepPassword, outcomeOf(stepPassword, p))
 		pages.SetRetryAfter(w, p)
 		data.Error = p.Message
-		h.Templates.Render(w, p.Status, "login", "Sign in", f.CSRF, data)
+		h.Templates.Render(w, p.Status, "login", "Sign in", f.CSRF, data, h.formTargets(ctx, f)...)
 		return
 	}
 

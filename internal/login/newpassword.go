@@ -28,7 +28,7 @@ func (h *Handler) newPasswordPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Templates.Render(w, http.StatusOK, "new-password", "Choose your password", f.CSRF,
-		newPasswordData{Client: h.clientName(r.Context(), f)})
+		newPasswordData{Client: h.clientName(r.Context(), f)}, h.formTargets(r.Context(), f)...)
 }
 
 // newPasswordSubmit replaces a temporary password with the person's own,
@@ -43,7 +43,7 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	fail := func(status int, msg string) {
 		h.observe(stepNewPassword, outcomeInvalid)
 		h.Templates.Render(w, status, "new-password", "Choose your password", f.CSRF,
-			newPasswordData{Client: h.clientName(ctx, f), Error: msg})
+			newPasswordData{Client: h.clientName(ctx, f), Error: msg}, h.formTargets(ctx, f)...)
 	}
 	next, confirm := r.PostFormValue("new_password"), r.PostFormValue("confirm_password")
 	if next != confirm {

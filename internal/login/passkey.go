@@ -116,7 +116,7 @@ func (h *Handler) signInSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		h.observe(stepPasskey, outcomeOf(stepPasskey, p))
 		h.Templates.Render(w, p.Status, "login", "Sign in", f.CSRF,
-			passwordData{Client: h.clientName(ctx, f), Error: p.Message, Passkey: true})
+			passwordData{Client: h.clientName(ctx, f), Error: p.Message, Passkey: true}, h.formTargets(ctx, f)...)
 		return
 	}
 	// A passkey sign-in never takes the temporary-password detour: the
@@ -226,7 +226,7 @@ func (h *Handler) enrollPasskeySubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		h.Templates.Render(w, p.Status, "enroll", "Set up two-factor authentication", f.CSRF,
 			enrollData{Secret: e.Secret, URI: e.URI, Error: p.Message, QRURL: "/login/enroll/qr.png",
-				Action: "/login/enroll", Passkey: true})
+				Action: "/login/enroll", Passkey: true}, h.formTargets(ctx, f)...)
 		return
 	}
 	amr := slices.Concat([]string{sessions.AMRPassword}, passkey.Assertion{Synced: pk.Synced(), UserVerified: true}.Methods(),

@@ -40,7 +40,7 @@ func (h *Handler) renderSecondFactor(w http.ResponseWriter, r *http.Request, f f
 	only := f.WantACR == sessions.ACRPhishingResistant
 	h.Templates.Render(w, status, "totp", "Two-factor authentication", f.CSRF, totpData{
 		Client: h.clientName(ctx, f), Error: msg, Remaining: MaxCodeFailures - f.MFAFailures,
-		Passkey: passkey && h.Passkeys != nil, Codes: totp && !only, PasskeyOnly: only})
+		Passkey: passkey && h.Passkeys != nil, Codes: totp && !only, PasskeyOnly: only}, h.formTargets(ctx, f)...)
 }
 
 // totpSubmit checks the second factor. A right code costs five round trips:
@@ -130,7 +130,8 @@ func (h *Handler) enrollPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Templates.Render(w, http.StatusOK, "enroll", "Set up two-factor authentication", f.CSRF,
-		enrollData{Secret: e.Secret, URI: e.URI, QRURL: "/login/enroll/qr.png", Action: "/login/enroll", Passkey: h.Passkeys != nil})
+		enrollData{Secret: e.Secret, URI: e.URI, QRURL: "/login/enroll/qr.png", Action: "/login/enroll", Passkey: h.Passkeys != nil},
+		h.formTargets(r.Context(), f)...)
 }
 
 // enrollment shows the pending enrollment, starting one if needed, so a
@@ -192,7 +193,7 @@ func (h *Handler) enrollSubmit(w http.ResponseWriter, r *http.Request) {
 		pages.SetRetryAfter(w, p)
 		h.Templates.Render(w, p.Status, "enroll", "Set up two-factor authentication", f.CSRF,
 			enrollData{Secret: e.Secret, URI: e.URI, Error: p.Message, QRURL: "/login/enroll/qr.png", Action: "/login/enroll",
-				Passkey: h.Passkeys != nil})
+				Passkey: h.Passkeys != nil}, h.formTargets(ctx, f)...)
 		return
 	}
 	amr := []string{sessions.AMRPassword, sessions.AMROTP, sessions.AMRMFA}

@@ -1,11 +1,15 @@
 package ops
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
+	"time"
 )
 
 // TrustedProxies are the reverse proxies whose X-Forwarded-For the
@@ -74,4 +78,49 @@ func (t TrustedProxies) ClientAddr(r *http.Request) string {
 		}
 	}
 	return client.String()
+}
+
+// UntrustedForwardingEvery is how often, at most, a warning says that
+// X-Forwarded-For keeps arriving from peers that are not trusted proxies.
+const UntrustedForwardingEvery = time.Minute
+
+// untrustedForwarding warns when requests carry X-Forwarded-For from a
+// peer that is not a trusted proxy: the header is ignored, which is right
+// for a client that wrote it itself, but behind a proxy left out of
+// IDP_TRUSTED_PROXIES every client counts as the proxy, and one
+// attacker's wrong passwords slow everybody's sign-in. The first such
+// request after start-up is logged at once, then at most one warning per
+// UntrustedForwardingEvery says how many arrived since the last.
+type untrustedForwarding struct {
+	mu      sync.Mutex
+	warned  time.Time // zero until the first warning
+	ignored int       // requests since the last warning
+}
+
+// note looks at r, whose peer trusted does not contain, and warns if it is
+// time to.
+func (u *untrustedForwarding) note(ctx context.Context, logger *slog.Logger, now time.Time, r *http.Request, trusted TrustedProxies) {
+	if len(r.Header.Values("X-Forwarded-For")) == 0 {
+		return
+	}
+	peer := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(peer); err == nil {
+		peer = host
+	}
+	if a, err := netip.ParseAddr(peer); err == nil && trusted.contains(a) {
+		return
+	}
+	u.mu.Lock()
+	u.ignored++
+	if !u.warned.IsZero() && now.Sub(u.warned) < UntrustedForwardingEvery {
+		u.mu.Unlock()
+		return
+	}
+	n := u.ignored
+	u.warned, u.ignored = now, 0
+	u.mu.Unlock()
+	logger.LogAttrs(ctx, slog.LevelWarn,
+		"X-Forwarded-For ignored: it came from a peer that is not a trusted proxy; if the provider is behind a proxy, "+
+			"list the proxy in IDP_TRUSTED_PROXIES, or every client counts as the proxy in the sign-in throttle",
+		slog.String("peer", peer), slog.Int("requests", n), slog.Int("trusted_proxies", len(trusted)))
 }

@@ -1,9 +1,14 @@
 package ops
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestParseTrustedProxies(t *testing.T) {
@@ -83,5 +88,77 @@ func TestMiddleware_TrustedProxies(t *testing.T) {
 	h.ServeHTTP(httptest.NewRecorder(), r)
 	if seen != "198.51.100.1:4431" {
 		t.Errorf("handler saw RemoteAddr %q, want the client's address behind the proxy", seen)
+	}
+}
+
+// warnings collects the log records of level warn.
+type warnings struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (w *warnings) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (w *warnings) Handle(_ context.Context, r slog.Record) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.records = append(w.records, r)
+	return nil
+}
+func (w *warnings) WithAttrs([]slog.Attr) slog.Handler { return w }
+func (w *warnings) WithGroup(string) slog.Handler      { return w }
+
+func (w *warnings) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.records)
+}
+
+// TestMiddleware_UntrustedForwarding: X-Forwarded-For from a peer that is
+// not a trusted proxy is warned about at once, then at most once a minute
+// with the number of such requests since; from a trusted proxy, or without
+// the header, nothing is said.
+func TestMiddleware_UntrustedForwarding(t *testing.T) {
+	trusted, err := ParseTrustedProxies("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &warnings{}
+	now := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+	m := &Middleware{Logger: slog.New(logs), TrustedProxies: trusted, Now: func() time.Time { return now }}
+	h := m.Wrap(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	send := func(peer string, xff bool) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = peer + ":4711"
+		if xff {
+			r.Header.Set("X-Forwarded-For", "198.51.100.1")
+		}
+		h.ServeHTTP(httptest.NewRecorder(), r)
+	}
+
+	send("192.0.2.1", false)
+	send("10.1.2.3", true)
+	if n := logs.count(); n != 0 {
+		t.Fatalf("%d warnings for requests without the header or from a trusted proxy, want none", n)
+	}
+	send("192.0.2.1", true)
+	if n := logs.count(); n != 1 {
+		t.Fatalf("%d warnings after the first untrusted X-Forwarded-For, want 1 at once", n)
+	}
+	for range 10 {
+		now = now.Add(5 * time.Second)
+		send("192.0.2.1", true)
+	}
+	if n := logs.count(); n != 1 {
+		t.Fatalf("%d warnings within the minute, want still 1", n)
+	}
+	now = now.Add(15 * time.Second)
+	send("192.0.2.9", true)
+	if n := logs.count(); n != 2 {
+		t.Fatalf("%d warnings a minute after the first, want 2", n)
+	}
+	attrs := map[string]string{}
+	logs.records[1].Attrs(func(a slog.Attr) bool { attrs[a.Key] = a.Value.String(); return true })
+	if attrs["peer"] != "192.0.2.9" || attrs["requests"] != "11" || !strings.Contains(logs.records[1].Message, "IDP_TRUSTED_PROXIES") {
+		t.Errorf("second warning %q %v, want peer 192.0.2.9, 11 requests, naming IDP_TRUSTED_PROXIES", logs.records[1].Message, attrs)
 	}
 }

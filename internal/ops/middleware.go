@@ -18,8 +18,9 @@ import (
 // is answered 503 by the layer that met the error (db.IsUnavailable), which
 // notes it (NoteUnavailable) for the metrics and the log.
 //
-// It must wrap the ServeMux itself (not a handler in front of it): the
-// route pattern is read from the request the mux routed.
+// It must wrap the ServeMux itself, or a handler in front of it that hands
+// the mux the very request it was given (reqlimit.Limits.Wrap): the route
+// pattern is read from the request the mux routed.
 type Middleware struct {
 	Logger  *slog.Logger
 	Metrics *Metrics // nil: no metrics
@@ -34,6 +35,11 @@ type Middleware struct {
 	// HSTS, when set, is the Strict-Transport-Security sent on every
 	// response, 503s included (HSTSFor).
 	HSTS string
+	// Now is the clock of the untrusted X-Forwarded-For warnings (default
+	// time.Now).
+	Now func() time.Time
+
+	untrusted untrustedForwarding
 }
 
 // HSTSFor is the Strict-Transport-Security policy of a provider at issuer:
@@ -77,6 +83,11 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 		// The mux records the matched pattern on this very request, so
 		// routed.Pattern is known once it has routed.
 		routed := r.WithContext(ctx)
+		now := time.Now
+		if m.Now != nil {
+			now = m.Now
+		}
+		m.untrusted.note(ctx, logger, now(), r, m.TrustedProxies)
 		if len(m.TrustedProxies) > 0 {
 			_, port, _ := net.SplitHostPort(r.RemoteAddr)
 			routed.RemoteAddr = net.JoinHostPort(m.TrustedProxies.ClientAddr(r), port)

@@ -3,6 +3,7 @@ package server_test
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -317,5 +318,44 @@ func TestLogout_TwoInstancesDeliverOnce(t *testing.T) {
 		if len(seen) != n {
 			t.Errorf("%d distinct sids notified, want %d", len(seen), n)
 		}
+	}
+}
+
+// TestLogout_PrivateBackchannelRefused: without IDP_ALLOW_PRIVATE_BACKCHANNEL
+// an app cannot register a back-channel logout URI on this host, and one
+// whose host resolves here (localhost, set in the database as a name
+// registered before the policy, or one whose DNS changed, would be) is
+// refused at delivery: the notification fails, naming the setting, and the
+// app receives nothing.
+func TestLogout_PrivateBackchannelRefused(t *testing.T) {
+	h := servertest.New(t, func(c *server.Config) { c.AllowPrivateBackchannel = false })
+	user := h.CreateUser("alice@example.com", password)
+	recv := h.NewReceiver("app")
+	_, err := h.Srv.Clients.Create(h.Ctx, clients.Client{ID: "loopback", RedirectURIs: []string{"https://app.example.com/cb"},
+		BackchannelLogoutURI: recv.URL})
+	if !errors.Is(err, clients.ErrInvalid) || !strings.Contains(err.Error(), "IDP_ALLOW_PRIVATE_BACKCHANNEL") {
+		t.Fatalf("registering %s: %v, want refused naming IDP_ALLOW_PRIVATE_BACKCHANNEL", recv.URL, err)
+	}
+
+	app := h.NewRP("app")
+	uri := strings.Replace(recv.URL, "127.0.0.1", "localhost", 1) + "/bc"
+	if _, err := h.DB.Pool.Exec(h.Ctx, `UPDATE oauth_clients SET backchannel_logout_uri = $1 WHERE id = 'app'`, uri); err != nil {
+		t.Fatal(err)
+	}
+	signInTo(t, servertest.NewBrowser(t), app, recv, "alice@example.com")
+	if _, err := h.Srv.Sessions.Revoke(h.Ctx, sessions.Revocation{UserID: user.ID, Reason: sessions.ReasonAdminRevoke, Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	var lastError string
+	waitFor(t, 10*time.Second, "the notification to fail", func() bool {
+		err := h.DB.Pool.QueryRow(h.Ctx, `SELECT last_error FROM logout_outbox WHERE client_id = 'app' AND failed_at IS NOT NULL`).
+			Scan(&lastError)
+		return err == nil
+	})
+	if !strings.Contains(lastError, "IDP_ALLOW_PRIVATE_BACKCHANNEL") {
+		t.Errorf("last_error %q does not name IDP_ALLOW_PRIVATE_BACKCHANNEL", lastError)
+	}
+	if n := len(recv.Tokens()); n != 0 {
+		t.Errorf("the app on this host received %d logout tokens, want none", n)
 	}
 }

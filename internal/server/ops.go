@@ -34,12 +34,13 @@ const (
 	sweepTimeout = 2 * time.Minute
 )
 
-// withOps registers the operational endpoints on mux and wraps it in the
+// withOps registers the operational endpoints on mux and wraps routed (mux,
+// or a handler in front of it that hands the mux the same request) in the
 // request middleware (request id, access log, metrics, deadline). The
 // worker's delivery attempts are counted in the same registry. opsOnly serves the operational endpoints alone;
 // with cfg.SeparateMetrics, /metrics is only there. The probes stay open
 // (they say only up or not); /metrics asks for cfg.MetricsToken if set.
-func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, metrics *ops.Metrics, worker *backchannel.Worker) (main, opsOnly http.Handler) {
+func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, routed http.Handler, metrics *ops.Metrics, worker *backchannel.Worker) (main, opsOnly http.Handler) {
 	worker.Observe = func(a backchannel.Attempt) { metrics.ObserveLogoutDelivery(a.ClientID, a.Outcome, a.Since) }
 	health := &ops.Health{Pool: pool}
 	om := http.NewServeMux()
@@ -57,7 +58,7 @@ func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, metrics *ops.Me
 	}
 	mw := &ops.Middleware{Logger: cfg.Logger, Metrics: metrics, Timeout: requestTimeout,
 		TrustedProxies: cfg.TrustedProxies, HSTS: ops.HSTSFor(cfg.Issuer)}
-	return mw.Wrap(mux), om
+	return mw.Wrap(routed), om
 }
 
 func (s *Server) cleanup() *ops.Cleanup {

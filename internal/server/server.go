@@ -28,6 +28,7 @@ import (
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
+	"github.com/idp/idp/internal/reqlimit"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso"
@@ -54,6 +55,11 @@ type Config struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names
 	// the client (IDP_TRUSTED_PROXIES); none by default.
 	TrustedProxies ops.TrustedProxies
+	// AllowPrivateBackchannel lets apps' back-channel logout URIs be on
+	// this host, a private network or a link-local address
+	// (IDP_ALLOW_PRIVATE_BACKCHANNEL): for demos and tests. Otherwise they
+	// are refused at registration and at every delivery (netguard).
+	AllowPrivateBackchannel bool
 	// BreachedPasswordsURL, when set, is a Pwned Passwords range API
 	// (IDP_BREACHED_PASSWORDS_URL) asked about every password being chosen.
 	BreachedPasswordsURL string
@@ -204,6 +210,13 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	loginHandler := &login.Handler{
 		Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Templates: tpl, Errors: errs, Logger: cfg.Logger,
 		Now: cfg.Now, FlowTTL: 15 * time.Minute, RequireMFA: cfg.RequireMFA, Observe: metrics.ObserveSignIn,
+		RedirectURIs: func(ctx context.Context, id string) []string {
+			c, err := clientStore.Get(ctx, id)
+			if err != nil {
+				return nil
+			}
+			return c.RedirectURIs
+		},
 		ClientName: func(ctx context.Context, id string) string {
 			c, err := clientStore.Get(ctx, id)
 			if err != nil {
@@ -220,7 +233,8 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2: sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
 	}
-	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger}
+	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger,
+		AllowPrivate: cfg.AllowPrivateBackchannel}
 
 	mux := http.NewServeMux()
 	provider.Mount(mux)
@@ -249,7 +263,17 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		http.Redirect(w, r, "/account", http.StatusFound)
 	})
 
-	handler, opsHandler := withOps(cfg, pool, mux, metrics, worker)
+	// Bounded before any handler reads them: bodies, queries, no multipart.
+	// A WebAuthn credential (passkey.MaxResponseBytes at most) is the one
+	// large thing a page sends; the passkey handlers bound it themselves.
+	credential := int64(passkey.MaxResponseBytes + 8<<10)
+	limited := reqlimit.Limits{
+		Larger: map[string]int64{"/login/passkey": credential, "/login/totp/passkey": credential,
+			"/login/enroll/passkey": credential, "/account/passkeys": credential},
+		JSONPaths: []string{"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/"},
+		Page:      tpl.Error,
+	}.Wrap(mux)
+	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)
 	return &Server{
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
 		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker,
@@ -322,6 +346,7 @@ func NewServices(pool *pgxpool.Pool, cfg Config) (*Services, error) {
 		keys = &passkey.Service{Pool: pool, Now: cfg.Now}
 	}
 	clientStore := clients.NewStore(pool)
+	clientStore.AllowPrivateBackchannel = cfg.AllowPrivateBackchannel
 	svc := &Services{Users: userStore, Sessions: sess, TOTP: totp, Clients: clientStore,
 		Admin: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, Clients: clientStore, MFA: totp, Keys: keys, Now: cfg.Now}}
 	if ceremonies {

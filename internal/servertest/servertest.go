@@ -61,7 +61,8 @@ func NewInstance(t *testing.T, d *dbtest.DB, mutate ...func(*server.Config)) *Ha
 		t.Fatal(err)
 	}
 	issuer := "http://" + ln.Addr().String()
-	cfg := server.Config{Issuer: issuer, Secret: testSecret,
+	// The apps of the tests listen on loopback.
+	cfg := server.Config{Issuer: issuer, Secret: testSecret, AllowPrivateBackchannel: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, m := range mutate {
 		m(&cfg)

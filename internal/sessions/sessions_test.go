@@ -3,6 +3,7 @@ package sessions
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -90,21 +91,26 @@ func TestManager_Current(t *testing.T) {
 		{"absolute timeout despite activity", []time.Duration{50 * time.Minute, 100 * time.Minute, 150 * time.Minute,
 			200 * time.Minute, 250 * time.Minute, 300 * time.Minute, 350 * time.Minute, 400 * time.Minute, 450 * time.Minute, 481 * time.Minute}, ErrNoSession},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			m, clk, user := newManager(t, false)
-			start := clk.Now()
-			w := httptest.NewRecorder()
-			create(t, m, w, NewSession{UserID: user, AuthTime: start})
-			var err error
-			for _, d := range tc.advance {
-				clk.Set(start.Add(d))
-				_, err = m.Current(ctx, request(w))
-			}
-			if err != tc.want {
-				t.Fatalf("Current = %v, want %v", err, tc.want)
-			}
-		})
+	// The timeouts hold whether or not the person asked to be remembered:
+	// "keep me signed in" changes only how long the browser keeps the
+	// cookie.
+	for _, remember := range []bool{false, true} {
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("%s, remember=%v", tc.name, remember), func(t *testing.T) {
+				m, clk, user := newManager(t, false)
+				start := clk.Now()
+				w := httptest.NewRecorder()
+				create(t, m, w, NewSession{UserID: user, AuthTime: start, Remember: remember})
+				var err error
+				for _, d := range tc.advance {
+					clk.Set(start.Add(d))
+					_, err = m.Current(ctx, request(w))
+				}
+				if err != tc.want {
+					t.Fatalf("Current = %v, want %v", err, tc.want)
+				}
+			})
+		}
 	}
 
 	t.Run("revoked", func(t *testing.T) {

@@ -2,6 +2,7 @@ package sso
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -180,14 +181,50 @@ func (p *Provider) newSession(u users.User, s sessions.Session, c *clients.Clien
 	}
 }
 
-// resumeQuery is the request to come back to after signing in. The fresh
+// authorizeParams are the authorization request's parameters this
+// provider knows (RFC 6749 §4.1.1, OpenID Connect Core §3.1.2.1, RFC 7636,
+// and fosite's audience), each with the most bytes a value may hold. Only
+// these are carried through a sign-in (resumeQuery) or a consent page;
+// anything else an app or a stranger adds is dropped there.
+var authorizeParams = map[string]int{
+	"response_type": 64, "response_mode": 32, "client_id": 64, "redirect_uri": 2048,
+	"scope": 1024, "state": 4096, "nonce": 1024, "prompt": 64, "max_age": 16,
+	"display": 16, "ui_locales": 256, "claims_locales": 256, "login_hint": 512,
+	"id_token_hint": 8192, "acr_values": 512, "code_challenge": 128, "code_challenge_method": 16,
+	"audience": 1024,
+}
+
+// oversizeParam names the first known parameter of form with a value
+// longer than it may be ("" if none).
+func oversizeParam(form url.Values) (name string, limit int) {
+	for k, vs := range form {
+		limit, known := authorizeParams[k]
+		for _, v := range vs {
+			if known && len(v) > limit {
+				return k, limit
+			}
+		}
+	}
+	return "", 0
+}
+
+// knownParams is form with only the parameters in authorizeParams.
+func knownParams(form url.Values) url.Values {
+	q := url.Values{}
+	for k, v := range form {
+		if _, ok := authorizeParams[k]; ok {
+			q[k] = slices.Clone(v)
+		}
+	}
+	return q
+}
+
+// resumeQuery is the request to come back to after signing in: its known
+// parameters only, which checkClientAndRedirect has bounded. The fresh
 // sign-in satisfies prompt=login and max_age, so they are dropped: asked
 // again they would send the person round in a loop.
 func resumeQuery(form url.Values) url.Values {
-	q := url.Values{}
-	for k, v := range form {
-		q[k] = slices.Clone(v)
-	}
+	q := knownParams(form)
 	q.Del("max_age")
 	var keep []string
 	for _, p := range strings.Fields(q.Get("prompt")) {
@@ -281,6 +318,11 @@ func (p *Provider) checkClientAndRedirect(w http.ResponseWriter, r *http.Request
 				return false
 			}
 		}
+	}
+	if name, limit := oversizeParam(r.Form); name != "" {
+		p.Templates.Error(w, http.StatusBadRequest, fmt.Sprintf("The sign-in request's %s is too long (more than %d bytes).", name, limit),
+			"Go back to the application and try again, or tell its owner.")
+		return false
 	}
 	id := r.Form.Get("client_id")
 	c, err := p.Clients.Get(r.Context(), id)

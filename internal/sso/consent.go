@@ -86,12 +86,10 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 		}
 		page.Scopes = append(page.Scopes, scopeText{sc, text})
 	}
-	form := ar.GetRequestForm()
+	form := knownParams(ar.GetRequestForm())
 	keys := make([]string, 0, len(form))
 	for k := range form {
-		if k != consentDecision && k != "csrf_token" {
-			keys = append(keys, k)
-		}
+		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
@@ -103,7 +101,8 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 		}
 	}
 	web.NoStore(w)
-	p.Templates.Render(w, http.StatusOK, "consent", "Allow access", p.Sessions.CSRFToken(r), page)
+	// Allowing or denying goes on to the app's redirect URI.
+	p.Templates.Render(w, http.StatusOK, "consent", "Allow access", p.Sessions.CSRFToken(r), page, c.RedirectURIs...)
 	return false
 }
 

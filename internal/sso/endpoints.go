@@ -96,18 +96,6 @@ func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, 
 	p.OAuth2.WriteAccessError(ctx, w, ar, err)
 }
 
-func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
-	ctx := r.Context()
-	ir, err := p.OAuth2.NewIntrospectionRequest(ctx, r, openid.NewDefaultSession())
-	if err != nil {
-		err = p.oauthError(ctx, w, err)
-		p.logServerError(ctx, "introspect", err)
-		p.OAuth2.WriteIntrospectionError(ctx, w, err)
-		return
-	}
-	p.OAuth2.WriteIntrospectionResponse(ctx, w, ir)
-}
-
 func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx, unit := p.Store.Pipeline(r.Context())
 	err := p.OAuth2.NewRevocationRequest(ctx, r)

@@ -39,9 +39,10 @@ func (p *Provider) endSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if lr.hint == nil || lr.hint.SID != sess.ID || lr.hint.Subject != sess.UserID {
+		// Confirming goes on to the validated post-logout redirect URI.
 		p.Templates.Render(w, http.StatusOK, "logout", "Sign out", p.Sessions.CSRFToken(r), logoutPage{
 			Client: p.clientName(r, lr.clientID), RedirectURI: lr.redirectURI, State: lr.state, ClientID: lr.clientID,
-		})
+		}, lr.redirectURI)
 		return
 	}
 	p.logout(w, r, sess, lr)

@@ -44,7 +44,7 @@ var DefaultLifetimes = Lifetimes{
 // Provider serves the OpenID Provider endpoints.
 type Provider struct {
 	Issuer   string
-	OAuth2   fosite.OAuth2Provider
+	OAuth2   *fosite.Fosite // as Compose builds it: introspection authenticates clients with it
 	Store    *store.Store
 	Clients  *clients.Store
 	Users    *users.Store
@@ -67,7 +67,11 @@ type Provider struct {
 //
 // hmacSecret signs opaque tokens (at least 32 bytes); rotated ones still
 // verify.
-func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes, st *store.Store, k *keys.Set) fosite.OAuth2Provider {
+//
+// An audience is a resource server's client id (see introspect), compared
+// whole: fosite's default strategy reads audiences as URLs and grants any
+// path below a registered one.
+func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes, st *store.Store, k *keys.Set) *fosite.Fosite {
 	cfg := &fosite.Config{
 		IDTokenIssuer:                  issuer,
 		AccessTokenIssuer:              issuer,
@@ -79,7 +83,7 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		GlobalSecret:                   hmacSecret,
 		RotatedGlobalSecrets:           rotated,
 		ScopeStrategy:                  fosite.ExactScopeStrategy,
-		AudienceMatchingStrategy:       fosite.DefaultAudienceMatchingStrategy,
+		AudienceMatchingStrategy:       fosite.ExactAudienceMatchingStrategy,
 		EnforcePKCEForPublicClients:    true,
 		EnablePKCEPlainChallengeMethod: false,
 		// Every client with the refresh_token grant gets a refresh token;
@@ -99,6 +103,7 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: cfg},
 		Signer:                     signer,
 	}
+	// compose.Compose builds a *fosite.Fosite and returns it as an interface.
 	return compose.Compose(cfg, st, strategy,
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
@@ -108,5 +113,5 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 		compose.OAuth2PKCEFactory,
-	)
+	).(*fosite.Fosite)
 }

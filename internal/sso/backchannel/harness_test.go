@@ -98,16 +98,20 @@ func (e *env) checkLogs() {
 	}
 }
 
+// worker is a Worker for e's receivers, which listen on loopback: it
+// allows private addresses (TestWorker_PrivateAddresses tests refusing
+// them).
 func (e *env) worker() *Worker {
 	return &Worker{
-		Pool:        e.db.Pool,
-		Keys:        e.keys,
-		Issuer:      issuer,
-		Now:         e.now,
-		Logger:      slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		BaseBackoff: time.Second,
-		MaxBackoff:  4 * time.Second,
-		GiveUpAfter: time.Minute,
+		Pool:         e.db.Pool,
+		Keys:         e.keys,
+		Issuer:       issuer,
+		Now:          e.now,
+		Logger:       slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		AllowPrivate: true,
+		BaseBackoff:  time.Second,
+		MaxBackoff:   4 * time.Second,
+		GiveUpAfter:  time.Minute,
 	}
 }
 

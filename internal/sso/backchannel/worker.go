@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/idp/idp/internal/netguard"
 	"github.com/idp/idp/internal/sso/keys"
 )
 
@@ -47,6 +49,12 @@ type Worker struct {
 	HTTP   *http.Client
 	Now    func() time.Time
 	Logger *slog.Logger
+	// AllowPrivate lets deliveries reach this host, private networks and
+	// link-local addresses (IDP_ALLOW_PRIVATE_BACKCHANNEL). Otherwise
+	// every address dialled is checked once DNS has resolved it
+	// (netguard.Control) and a refused one fails the notification;
+	// deliveries then connect directly, not through HTTP(S)_PROXY.
+	AllowPrivate bool
 	// Concurrency bounds parallel deliveries (DefaultConcurrency).
 	Concurrency int
 	// PollInterval is how often Run looks for due rows when nothing wakes
@@ -127,6 +135,20 @@ func (w *Worker) config() (config, error) {
 		// or most notifications pay for a new connection (and TLS handshake).
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConnsPerHost = c.concurrency
+		c.http.Transport = t
+	}
+	if !w.AllowPrivate {
+		t, ok := c.http.Transport.(*http.Transport)
+		if c.http.Transport == nil {
+			t, ok = http.DefaultTransport.(*http.Transport), true
+		}
+		if !ok {
+			return config{}, errors.New("backchannel: worker: the dial policy needs an *http.Transport (or AllowPrivate)")
+		}
+		t = t.Clone()
+		// A proxy would dial for us, past the check.
+		t.Proxy = nil
+		t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: netguard.Control}).DialContext
 		c.http.Transport = t
 	}
 	setDefault(&c.poll, DefaultPollInterval)
@@ -377,11 +399,16 @@ func (w *Worker) attempt(ctx context.Context, cfg config, j job, now time.Time) 
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := cfg.http.Do(req)
+	if errors.Is(err, netguard.ErrInternal) {
+		// The operator's policy, not a passing fault: retrying cannot help.
+		return failed, 0, 0, "refused: the back-channel logout URI's host is on this host, a private network or a link-local address" +
+			" (IDP_ALLOW_PRIVATE_BACKCHANNEL is not set)", jti
+	}
 	if err != nil {
 		return retrying, 0, 0, redact(err.Error(), token), jti
 	}
 	defer resp.Body.Close()
-	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	// Drain a little more so the connection can be reused.
 	io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody)) //nolint:errcheck
 
@@ -396,7 +423,7 @@ func (w *Worker) attempt(ctx context.Context, cfg config, j job, now time.Time) 
 		o = failed
 	}
 	lastErr = "HTTP " + strconv.Itoa(status)
-	if msg := redact(string(excerpt), token); msg != "" {
+	if msg := excerpt(answer, resp.Header.Get("Content-Type"), token); msg != "" {
 		lastErr += ": " + msg
 	}
 	return o, status, retryAfter, lastErr, jti

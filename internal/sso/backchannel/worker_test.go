@@ -600,3 +600,37 @@ func TestRedact(t *testing.T) {
 		})
 	}
 }
+
+// TestWorker_PrivateAddresses: unless private addresses are allowed, a
+// notification to this host is refused where the connection would be made,
+// after DNS resolution: a name (localhost) that resolves to loopback is
+// refused like a loopback address, the app never hears a thing, and the
+// notification fails (no retries) with a reason an administrator can act
+// on.
+func TestWorker_PrivateAddresses(t *testing.T) {
+	e := newEnv(t)
+	rc := e.receiver(ok)
+	e.client("app", keys.RS256)
+	port := rc.URL[strings.LastIndex(rc.URL, ":")+1:]
+	for _, uri := range []string{"http://localhost:" + port + "/bc", rc.URL + "/bc"} {
+		id, _, _ := e.queue("app", uri, true)
+		w := e.worker()
+		w.AllowPrivate = false
+		e.deliverDue(w)
+		r := e.row(id)
+		if r.FailedAt == nil || r.DeliveredAt != nil || !strings.Contains(r.LastError, "IDP_ALLOW_PRIVATE_BACKCHANNEL") {
+			t.Errorf("%s: row = %+v, want failed, naming IDP_ALLOW_PRIVATE_BACKCHANNEL", uri, r)
+		}
+	}
+	if n := len(rc.tokens()); n != 0 {
+		t.Errorf("the app on loopback received %d notifications, want none", n)
+	}
+
+	t.Run("allowed", func(t *testing.T) {
+		id, _, _ := e.queue("app", "http://localhost:"+port+"/bc", true)
+		e.deliverDue(e.worker())
+		if r := e.row(id); r.DeliveredAt == nil {
+			t.Errorf("row = %+v, want delivered when private addresses are allowed", r)
+		}
+	})
+}

@@ -85,7 +85,7 @@ func (h *Handler) signOutSession(w http.ResponseWriter, r *http.Request) {
 		h.renderOverview(w, r, s, http.StatusNotFound, overviewData{
 			Error: "That session was not found among yours; it may have ended already. The list below is up to date."})
 	case sid == s.ID:
-		h.signedOut(w, false)
+		h.signedOut(w, signedOutData{})
 	default:
 		// Post/redirect/get: a reload does not post the form again.
 		http.Redirect(w, r, "/account?notice=session-ended", http.StatusSeeOther)
@@ -94,28 +94,55 @@ func (h *Handler) signOutSession(w http.ResponseWriter, r *http.Request) {
 
 // signOutEverywhere ends all the person's sessions, this one included, and
 // their offline_access tokens: after it nothing signed in as them remains.
+// It asks first, saying what will end (the form's confirm=yes is the
+// answer), and says afterwards what did.
 func (h *Handler) signOutEverywhere(w http.ResponseWriter, r *http.Request) {
 	s, ok := h.signedInPost(w, r)
 	if !ok {
 		return
 	}
-	_, err := h.Sessions.Revoke(r.Context(), sessions.Revocation{
+	ctx := r.Context()
+	if r.PostFormValue("confirm") != "yes" {
+		list, err := h.Sessions.ListByUser(ctx, s.UserID)
+		if err != nil {
+			h.Errors.Internal(w, r, err)
+			return
+		}
+		apps := map[string]bool{}
+		for _, other := range list {
+			for _, c := range other.Clients {
+				apps[c] = true
+			}
+		}
+		h.Templates.Render(w, http.StatusOK, "account-sign-out-everywhere", "Sign out everywhere?", h.Sessions.CSRFToken(r),
+			signOutCounts{Sessions: pages.Plural(len(list), "session"), Apps: pages.Plural(len(apps), "app")})
+		return
+	}
+	res, err := h.Sessions.Revoke(ctx, sessions.Revocation{
 		UserID: s.UserID, Reason: sessions.ReasonUserSignOutAll, IncludeOffline: true, Actor: actor(s),
 	})
 	if err != nil {
 		h.Errors.Internal(w, r, err)
 		return
 	}
-	h.signedOut(w, true)
+	h.signedOut(w, signedOutData{Everywhere: true, Ended: signOutCounts{
+		Sessions: pages.Plural(res.Sessions, "session"), Apps: pages.Plural(res.Notifications, "logout notification")}})
+}
+
+// signOutCounts says what signing out everywhere ends ("2 sessions", "1
+// app" to tell), or ended ("2 sessions", "3 logout notifications" sent).
+type signOutCounts struct {
+	Sessions, Apps string
 }
 
 type signedOutData struct {
 	Everywhere bool
+	Ended      signOutCounts
 }
 
 // signedOut tells the browser to forget its (now revoked) session cookie
 // and shows that it is signed out.
-func (h *Handler) signedOut(w http.ResponseWriter, everywhere bool) {
+func (h *Handler) signedOut(w http.ResponseWriter, d signedOutData) {
 	h.Sessions.ClearCookie(w)
-	h.Templates.Render(w, http.StatusOK, "account-signed-out", "Signed out", "", signedOutData{Everywhere: everywhere})
+	h.Templates.Render(w, http.StatusOK, "account-signed-out", "Signed out", "", d)
 }

@@ -162,8 +162,21 @@ func TestAccount_Sessions(t *testing.T) {
 	t.Run("sign out everywhere", func(t *testing.T) {
 		desktop := servertest.NewBrowser(t)
 		desktopA := e.signInTo(t, desktop, appA, alice.Email)
+		// Asked first, saying what ends; nothing ends until confirmed.
 		p := laptop.Post(e.URL+"/account/sign-out-everywhere", url.Values{"csrf_token": {laptopCSRF}})
+		servertest.WantPage(t, p, "/account/sign-out-everywhere", http.StatusOK, "This ends your 2 sessions on every device")
+		servertest.CheckMarkup(t, p.Body)
+		if !strings.Contains(p.Body, "tells the 1 app you signed in to") {
+			t.Errorf("the confirmation does not say which apps are told:\n%s", p.Body)
+		}
+		if live, err := e.Srv.Sessions.ListByUser(e.Ctx, alice.ID); err != nil || len(live) != 2 {
+			t.Fatalf("%d of alice's sessions live before the confirmation (%v), want 2", len(live), err)
+		}
+		p = laptop.Post(e.URL+"/account/sign-out-everywhere", url.Values{"csrf_token": {p.CSRF(t)}, "confirm": {"yes"}})
 		servertest.WantPage(t, p, "/account/sign-out-everywhere", http.StatusOK, "You are signed out on every device")
+		if !strings.Contains(p.Body, "2 sessions ended; 2 logout notifications on the way to the apps") {
+			t.Errorf("the signed-out page does not say what ended:\n%s", p.Body)
+		}
 		live, err := e.Srv.Sessions.ListByUser(e.Ctx, alice.ID)
 		if err != nil {
 			t.Fatal(err)

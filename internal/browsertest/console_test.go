@@ -237,6 +237,12 @@ func TestBrowser_SignOutEverywhere(t *testing.T) {
 	laptop.screenshot("account")
 	laptop.do("sign out everywhere",
 		chromedp.Click(chromedp.CSS(`form[action="/account/sign-out-everywhere"] button`)),
+		chromedp.WaitVisible(chromedp.ID("confirm-sign-out-everywhere")))
+	if got := laptop.text("h1"); got != "Sign out everywhere?" {
+		t.Errorf("signing out everywhere asks %q first", got)
+	}
+	laptop.do("confirm",
+		chromedp.Click(chromedp.ID("confirm-sign-out-everywhere")),
 		chromedp.WaitVisible(chromedp.CSS(`a[href="/account"]`)))
 	if got := laptop.text("h1"); got != "You are signed out" {
 		t.Errorf("after signing out everywhere the page says %q", got)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/idp/idp/internal/servertest"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sessions/sessionstest"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -63,8 +64,12 @@ func TestConsole_Access(t *testing.T) {
 		b := servertest.NewBrowser(t)
 		e.signIn(t, b, e.URL+"/admin", adm, "") // a password-only session
 		p := b.Get(e.URL + "/admin")
-		// The password again first: the session may be a stolen cookie.
+		// The password again first: the session may be a stolen cookie; the
+		// page says what the second factor is for.
 		servertest.WantPage(t, p, "/login", http.StatusOK, "Confirm it’s you")
+		if !strings.Contains(p.Body, "A second factor is needed to continue to <strong>the admin console</strong>") {
+			t.Errorf("the step-up page does not say why it asks:\n%s", p.Body)
+		}
 		p = b.Post(e.URL+"/login", url.Values{"csrf_token": {p.CSRF(t)}, "password": {password}})
 		servertest.WantPage(t, p, "/login/enroll", http.StatusOK, "Set up two-factor authentication")
 		m := regexp.MustCompile(`id="totp-secret">([A-Z2-7]+)<`).FindStringSubmatch(p.Body)
@@ -626,5 +631,23 @@ func TestConsole_CreateUser(t *testing.T) {
 	}
 	if jo, err := e.Srv.Users.ByEmail(e.Ctx, "jo@example.com"); err != nil || !jo.IsAdmin {
 		t.Errorf("jo = %+v (%v), want an administrator", jo, err)
+	}
+}
+
+// TestConsole_SessionDevice: the console names a session's browser as the
+// account page does, with the browser's own string on demand.
+func TestConsole_SessionDevice(t *testing.T) {
+	e := newEnv(t)
+	b, _ := e.adminBrowser(t, "ada@example.com")
+	grace := e.createUser(t, "grace@example.com", false)
+	const ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36"
+	s := sessionstest.Create(t, e.Srv.Sessions, nil, sessions.NewSession{UserID: grace.ID, AuthTime: time.Now(), UserAgent: ua})
+	p := b.Get(e.URL + "/admin/users/" + grace.ID)
+	servertest.WantPage(t, p, "/admin/users/"+grace.ID, http.StatusOK, `id="session-`+s.ID+`"`)
+	if !strings.Contains(p.Body, `<strong class="device">Chrome on Linux</strong>`) {
+		t.Errorf("the session's browser is not named as /account names it:\n%s", p.Body)
+	}
+	if !strings.Contains(p.Body, `<summary>Browser’s own description</summary><code class="ua">`+ua+`</code>`) {
+		t.Error("the browser's own string is not there on demand")
 	}
 }

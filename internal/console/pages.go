@@ -14,6 +14,7 @@ import (
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/device"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
@@ -152,6 +153,7 @@ type passkeyView struct {
 
 type sessionView struct {
 	SID, UserAgent, IP     string
+	Device                 string // "Chrome on Linux", as /account says it
 	Started, StartedISO    string
 	LastSeen, LastSeenISO  string
 	Ended, EndedISO, Why   string // Ended is "" while live
@@ -222,7 +224,7 @@ func (h *Handler) renderUser(w http.ResponseWriter, r *http.Request, adm signedI
 	d.WindowDays = int(window / (24 * time.Hour))
 	now := h.now()
 	for _, s := range list.Sessions {
-		v := sessionView{SID: s.SID, UserAgent: s.UserAgent, IP: s.IP,
+		v := sessionView{SID: s.SID, UserAgent: s.UserAgent, Device: device.Name(s.UserAgent), IP: s.IP,
 			Started: pages.Time(s.CreatedAt), StartedISO: iso(s.CreatedAt),
 			LastSeen: pages.Ago(now, s.LastSeenAt), LastSeenISO: iso(s.LastSeenAt), MultiFactor: sessions.MultiFactorACR(s.ACR),
 			Passkey: s.ACR == sessions.ACRPhishingResistant}

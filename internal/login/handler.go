@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -173,10 +174,15 @@ func stagePath(stage string) string {
 	return "/login"
 }
 
+// clientName is what the sign-in is for, as its pages name it: the app
+// whose authorization request it resumes, or the admin console.
 func (h *Handler) clientName(ctx context.Context, f flow) string {
 	q, _ := url.ParseQuery(f.AuthorizeQuery)
 	if id := q.Get("client_id"); id != "" && h.ClientName != nil {
 		return h.ClientName(ctx, id)
+	}
+	if f.AuthorizeQuery == "" && (f.ReturnTo == "/admin" || strings.HasPrefix(f.ReturnTo, "/admin/") || strings.HasPrefix(f.ReturnTo, "/admin?")) {
+		return "the admin console"
 	}
 	return ""
 }

@@ -24,7 +24,7 @@ func TestSecretRotation_OpenForms(t *testing.T) {
 	rotated := servertest.NewInstance(t, h.DB, func(c *server.Config) { c.Secret = newSecret + "," + oldSecret })
 	// The browser sends its session cookie to the other instance too (same
 	// host); the form's token was made under the old secret.
-	p = br.Post(rotated.URL+"/account/sign-out-everywhere", url.Values{"csrf_token": {csrf}})
+	p = br.Post(rotated.URL+"/account/sign-out-everywhere", url.Values{"csrf_token": {csrf}, "confirm": {"yes"}})
 	servertest.WantPage(t, p, "/account/sign-out-everywhere", http.StatusOK, "You are signed out")
 	if liveSessions(t, h, alice) != 0 {
 		t.Error("the form sent after the rotation did not sign alice out")

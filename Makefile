@@ -1,6 +1,6 @@
 # The two commands: `make run` (a working provider with demo data, no set-up)
 # and `make test` (every test, with -race).
-.PHONY: run test build bench stop
+.PHONY: run test build bench stop fuzz
 
 run:
 	scripts/run.sh
@@ -25,3 +25,9 @@ build:
 # target. Narrow it with e.g. BENCH_FLAGS="--only refresh --duration 3s".
 bench:
 	go run -tags "$$(scripts/gotags.sh)" ./cmd/idp-bench $(BENCH_FLAGS)
+
+# Each fuzz target (scripts/fuzz.sh) for FUZZTIME (default 30s), e.g.
+# `make fuzz FUZZTIME=5m`. Their seed corpora also run in `make test`.
+FUZZTIME ?= 30s
+fuzz:
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh

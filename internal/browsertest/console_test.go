@@ -243,7 +243,7 @@ func TestBrowser_SignOutEverywhere(t *testing.T) {
 	}
 	laptop.do("confirm",
 		chromedp.Click(chromedp.ID("confirm-sign-out-everywhere")),
-		chromedp.WaitVisible(chromedp.CSS(`a[href="/account"]`)))
+		chromedp.WaitVisible(chromedp.ID("sign-in-again")))
 	if got := laptop.text("h1"); got != "You are signed out" {
 		t.Errorf("after signing out everywhere the page says %q", got)
 	}

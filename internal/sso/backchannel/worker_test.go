@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/keys"
@@ -314,8 +315,7 @@ func TestWorker_Run(t *testing.T) {
 			})
 		}
 		waitFor(t, 30*time.Second, "200 deliveries", func() bool {
-			var n int
-			e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL`).Scan(&n)
+			n := dbtest.Value[int](t, e.db.Pool, `SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL`)
 			return n == 200
 		})
 		cancel()
@@ -341,8 +341,7 @@ func TestWorker_Run(t *testing.T) {
 				t.Errorf("worker %d delivered nothing: the test did not exercise two workers", i)
 			}
 		}
-		var extra int
-		e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE attempts <> 1`).Scan(&extra)
+		extra := dbtest.Value[int](t, e.db.Pool, `SELECT count(*) FROM outbox WHERE attempts <> 1`)
 		if extra != 0 {
 			t.Errorf("%d rows attempted other than once", extra)
 		}
@@ -366,9 +365,8 @@ func TestWorker_Run(t *testing.T) {
 		}()
 
 		waitFor(t, 5*time.Second, "the worker to LISTEN", func() bool {
-			var n int
-			e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND query LIKE 'LISTEN %'`).Scan(&n)
+			n := dbtest.Value[int](t, e.db.Pool, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND query LIKE 'LISTEN %'`)
 			return n == 1
 		})
 		time.Sleep(200 * time.Millisecond) // past the catch-up look that follows LISTEN

@@ -8,6 +8,7 @@ fuzztime=${FUZZTIME:-3s}
 # package:target, one per fuzz function.
 targets=(
   ./internal/reqlimit:FuzzLimits_Wrap
+  ./internal/sso:FuzzResumeQuery
 )
 for t in "${targets[@]}"; do
   pkg=${t%%:*} name=${t##*:}

@@ -126,7 +126,7 @@ func (r *Receiver) Tokens() []LogoutClaims {
 
 // WaitFor waits (bounded) until n valid tokens have arrived and no invalid
 // one, and returns them.
-func (r *Receiver) WaitFor(t *testing.T, n int) []LogoutClaims {
+func (r *Receiver) WaitFor(t testing.TB, n int) []LogoutClaims {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {

@@ -18,6 +18,7 @@ targets=(
   ./internal/login:FuzzHandler_TOTPSubmit
   ./internal/login:FuzzHandler_FlowCookie
   ./internal/sessions:FuzzManager_Current
+  ./internal/admin:FuzzAPI_Bodies
 )
 for t in "${targets[@]}"; do
   pkg=${t%%:*} name=${t##*:}

@@ -19,6 +19,7 @@ targets=(
   ./internal/login:FuzzHandler_FlowCookie
   ./internal/sessions:FuzzManager_Current
   ./internal/admin:FuzzAPI_Bodies
+  ./internal/demoapp:FuzzApp_BackchannelLogout
 )
 for t in "${targets[@]}"; do
   pkg=${t%%:*} name=${t##*:}

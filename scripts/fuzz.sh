@@ -14,6 +14,7 @@ minimize=${FUZZMINIMIZETIME:-0}
 targets=(
   ./internal/reqlimit:FuzzLimits_Wrap
   ./internal/sso:FuzzResumeQuery
+  ./internal/sso:FuzzConsent
   ./internal/login:FuzzHandler_PasswordSubmit
   ./internal/login:FuzzHandler_TOTPSubmit
   ./internal/login:FuzzHandler_FlowCookie

@@ -19,6 +19,7 @@ targets=(
   ./internal/login:FuzzHandler_TOTPSubmit
   ./internal/login:FuzzHandler_FlowCookie
   ./internal/sessions:FuzzManager_Current
+  ./internal/account:FuzzHandler_Forms
   ./internal/admin:FuzzAPI_Bodies
   ./internal/demoapp:FuzzApp_BackchannelLogout
 )

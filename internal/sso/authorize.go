@@ -39,11 +39,11 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	// fosite checks PKCE only when issuing the code; checking here tells the
 	// app at once instead of after the person has signed in.
 	if m := form.Get("code_challenge_method"); m != "" && m != "S256" {
-		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("code_challenge_method must be S256."))
+		p.redirectError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("code_challenge_method must be S256."))
 		return
 	}
 	if ar.GetClient().IsPublic() && form.Get("code_challenge") == "" {
-		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("Public clients must use PKCE (code_challenge with S256)."))
+		p.redirectError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("Public clients must use PKCE (code_challenge with S256)."))
 		return
 	}
 	prompt := strings.Fields(form.Get("prompt"))
@@ -124,7 +124,7 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}
-	p.OAuth2.WriteAuthorizeResponse(ctx, w, ar, resp)
+	p.redirectResponse(ctx, w, ar, resp)
 }
 
 // signInFirst sends the person to sign in (or, with stepUp, to give a
@@ -135,7 +135,7 @@ func (p *Provider) signInFirst(w http.ResponseWriter, r *http.Request, ar fosite
 	ctx := r.Context()
 	form := ar.GetRequestForm()
 	if slices.Contains(strings.Fields(form.Get("prompt")), "none") {
-		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The person is not signed in, or must sign in again."))
+		p.redirectError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The person is not signed in, or must sign in again."))
 		return
 	}
 	if want != sessions.ACRPhishingResistant {
@@ -362,5 +362,5 @@ func (p *Provider) authorizeError(w http.ResponseWriter, r *http.Request, ar fos
 			"Go back to the application and try again, or tell its owner.")
 		return
 	}
-	p.OAuth2.WriteAuthorizeError(r.Context(), w, ar, err)
+	p.redirectError(r.Context(), w, ar, err)
 }

@@ -63,7 +63,7 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 			p.Errors.StaleForm(w, "Go back to the application and try again.")
 			return false
 		}
-		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The person did not allow the request."))
+		p.redirectError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The person did not allow the request."))
 		return false
 	}
 	given, err := p.consented(ctx, s.UserID, c.ID, scopes)
@@ -75,7 +75,7 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 		return true
 	}
 	if slices.Contains(prompt, "none") {
-		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrConsentRequired)
+		p.redirectError(ctx, w, ar, fosite.ErrConsentRequired)
 		return false
 	}
 	page := consentPage{Client: p.clientName(r, c.ID)}

@@ -230,6 +230,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"request_parameter_supported":                      false,
 		"request_uri_parameter_supported":                  false,
 		"backchannel_logout_supported":                     true,
+		"authorization_response_iss_parameter_supported":   true,
 		"backchannel_logout_session_supported":             true,
 		"frontchannel_logout_supported":                    false,
 		"userinfo_signing_alg_values_supported":            []string{},

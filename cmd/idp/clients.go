@@ -28,6 +28,7 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	fs.StringVar(&cl.IDTokenAlg, "id-token-alg", "RS256", "ID token signature `algorithm`: RS256 or ES256")
 	fs.BoolVar(&cl.AdminServiceAccount, "admin", false, "an admin service account: its client_credentials tokens with the admin scope "+
 		"may call the admin API (grant type defaults to client_credentials, scope to admin)")
+	fs.BoolVar(&cl.RequirePAR, "require-par", false, "take this client's authorization requests only through pushed authorization requests (RFC 9126, /oauth2/par)")
 	set := newSettings(fs, c.getenv)
 	allowPrivate := set.Bool("allow-private-backchannel", "IDP_ALLOW_PRIVATE_BACKCHANNEL", false,
 		"let the back-channel logout URI be on this host, a private network or a link-local address: for demos and tests")
@@ -67,7 +68,7 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 		secret, err = store.Create(ctx, cl)
 		return audit.Client(cl.ID), map[string]any{"public": cl.Public, "redirect_uris": cl.RedirectURIs,
 			"grant_types": cl.GrantTypes, "scopes": cl.Scopes, "backchannel_logout_uri": cl.BackchannelLogoutURI,
-			"admin_service_account": cl.AdminServiceAccount}, err
+			"admin_service_account": cl.AdminServiceAccount, "require_pushed_authorization_requests": cl.RequirePAR}, err
 	})
 	if err != nil {
 		return err

@@ -56,8 +56,12 @@ type Client struct {
 	// granted AdminScope with client_credentials, and the admin API checks
 	// the mark again on every request. It needs client_credentials and a
 	// secret; registering one adds AdminScope to its scopes.
-	AdminServiceAccount bool      `json:"admin_service_account"`
-	CreatedAt           time.Time `json:"created_at"`
+	AdminServiceAccount bool `json:"admin_service_account"`
+	// RequirePAR: the authorization endpoint takes this client's requests
+	// only through a pushed authorization request (RFC 9126), so none of
+	// its parameters travel through the browser.
+	RequirePAR bool      `json:"require_pushed_authorization_requests"`
+	CreatedAt  time.Time `json:"created_at"`
 }
 
 // AdminScope is the scope of the admin API. The authorization endpoint
@@ -191,11 +195,13 @@ func (s *Store) Create(ctx context.Context, c Client) (secret string, err error)
 	_, err = db.Conn(ctx, s.Pool).Exec(ctx, `
 		INSERT INTO oauth_clients (id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris,
 			backchannel_logout_uri, backchannel_logout_session_required, grant_types, response_types,
-			scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+			scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account,
+			require_pushed_authorization_requests)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
 		c.ID, c.Name, c.SecretHash, c.Public, c.RedirectURIs, c.PostLogoutRedirectURIs,
 		c.BackchannelLogoutURI, c.BackchannelLogoutSessionRequired, c.GrantTypes, c.ResponseTypes,
-		c.Scopes, c.Audience, c.RequireConsent, c.IDTokenAlg, s.Now(), c.AdminServiceAccount)
+		c.Scopes, c.Audience, c.RequireConsent, c.IDTokenAlg, s.Now(), c.AdminServiceAccount,
+		c.RequirePAR)
 	if db.IsUniqueViolation(err) {
 		return "", fmt.Errorf("%w: %q", ErrExists, c.ID)
 	}
@@ -207,13 +213,15 @@ func (s *Store) Create(ctx context.Context, c Client) (secret string, err error)
 
 const clientColumns = `id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris,
 	backchannel_logout_uri, backchannel_logout_session_required, grant_types, response_types,
-	scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account`
+	scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account,
+	require_pushed_authorization_requests`
 
 func scanClient(row pgx.Row) (*Client, error) {
 	var c Client
 	err := row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Public, &c.RedirectURIs, &c.PostLogoutRedirectURIs,
 		&c.BackchannelLogoutURI, &c.BackchannelLogoutSessionRequired, &c.GrantTypes, &c.ResponseTypes,
-		&c.Scopes, &c.Audience, &c.RequireConsent, &c.IDTokenAlg, &c.CreatedAt, &c.AdminServiceAccount)
+		&c.Scopes, &c.Audience, &c.RequireConsent, &c.IDTokenAlg, &c.CreatedAt, &c.AdminServiceAccount,
+		&c.RequirePAR)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -398,6 +406,23 @@ func (s *Store) IsAdminServiceAccount(ctx context.Context, id string) (bool, err
 		return false, fmt.Errorf("clients: is admin service account: %w", err)
 	}
 	return on, nil
+}
+
+// SetRequirePAR makes the client id take authorization requests only
+// through PAR (on), or through either way. It takes effect on other
+// instances within their cache's TTL. ErrNotFound for an unknown client.
+// Inside the caller's transaction when ctx carries one.
+func (s *Store) SetRequirePAR(ctx context.Context, id string, on bool) error {
+	tag, err := db.Conn(ctx, s.Pool).Exec(ctx,
+		`UPDATE oauth_clients SET require_pushed_authorization_requests = $2 WHERE id = $1`, id, on)
+	s.forget(id)
+	if err != nil {
+		return fmt.Errorf("clients: set require PAR: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	return nil
 }
 
 // forget drops id from this instance's cache.

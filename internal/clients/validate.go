@@ -157,7 +157,7 @@ func checkURI(u string) string {
 		return "must not contain a wildcard: redirect URIs are matched exactly"
 	case p.Scheme == "https":
 		return ""
-	case p.Scheme == "http" && isLoopback(p.Hostname()):
+	case p.Scheme == "http" && IsLoopback(p.Hostname()):
 		return ""
 	case p.Scheme == "http":
 		return "must use https (http is allowed only for localhost, 127.0.0.1 and [::1])"
@@ -166,7 +166,9 @@ func checkURI(u string) string {
 	}
 }
 
-func isLoopback(host string) bool {
+// IsLoopback reports whether host names this machine's loopback
+// interface, where an http redirect URI is allowed.
+func IsLoopback(host string) bool {
 	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }
 

@@ -60,6 +60,7 @@ var expiring = []sweepable{
 	{"oauth_refresh_tokens", "signature_hash", "expires_at < $1"},
 	{"oauth_client_assertion_jti", "jti", "expires_at < $1"},
 	{"passkey_challenges", "challenge_hash", "expires_at < $1"},
+	{"oauth_par_requests", "request_uri_hash", "expires_at < $1"},
 }
 
 // Tables swept by Records.

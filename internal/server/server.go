@@ -270,7 +270,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	limited := reqlimit.Limits{
 		Larger: map[string]int64{"/login/passkey": credential, "/login/totp/passkey": credential,
 			"/login/enroll/passkey": credential, "/account/passkeys": credential},
-		JSONPaths: []string{"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/"},
+		JSONPaths: []string{"/oauth2/token", "/oauth2/par", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/"},
 		Page:      tpl.Error,
 	}.Wrap(mux)
 	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)

@@ -87,6 +87,16 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 		page.Scopes = append(page.Scopes, scopeText{sc, text})
 	}
 	form := knownParams(ar.GetRequestForm())
+	if v, ok := form["prompt"]; ok {
+		for i := range v {
+			v[i] = withoutConsentPrompt(v[i])
+		}
+	}
+	form, err = p.resumption(ctx, ar, form)
+	if err != nil {
+		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return false
+	}
 	keys := make([]string, 0, len(form))
 	for k := range form {
 		keys = append(keys, k)
@@ -94,9 +104,6 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 	sort.Strings(keys)
 	for _, k := range keys {
 		for _, v := range form[k] {
-			if k == "prompt" {
-				v = withoutConsentPrompt(v)
-			}
 			page.Fields = append(page.Fields, [2]string{k, v})
 		}
 	}

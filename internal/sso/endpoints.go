@@ -25,6 +25,7 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /oauth2/auth", p.authorize)
 	mux.HandleFunc("POST /oauth2/auth", p.authorize)
 	mux.HandleFunc("POST /oauth2/token", p.token)
+	mux.HandleFunc("POST /oauth2/par", p.pushAuthorize)
 	mux.HandleFunc("POST /oauth2/introspect", p.introspect)
 	mux.HandleFunc("POST /oauth2/revoke", p.revoke)
 	mux.HandleFunc("GET /userinfo", p.userinfo)
@@ -212,6 +213,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"end_session_endpoint":                  i + "/oauth2/sessions/logout",
 		"introspection_endpoint":                i + "/oauth2/introspect",
 		"revocation_endpoint":                   i + "/oauth2/revoke",
+		"pushed_authorization_request_endpoint": i + "/oauth2/par",
 		"response_types_supported":              []string{"code"},
 		"response_modes_supported":              []string{"query"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials"},
@@ -220,17 +222,19 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
 			"email", "email_verified", "name"},
-		"acr_values_supported":                             p.acrValues(),
-		"prompt_values_supported":                          []string{"none", "login", "consent"},
-		"code_challenge_methods_supported":                 []string{"S256"},
-		"token_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post", "none"},
-		"introspection_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post"},
-		"revocation_endpoint_auth_methods_supported":       []string{"client_secret_basic", "client_secret_post", "none"},
-		"claims_parameter_supported":                       false,
-		"request_parameter_supported":                      false,
-		"request_uri_parameter_supported":                  false,
-		"backchannel_logout_supported":                     true,
-		"authorization_response_iss_parameter_supported":   true,
+		"acr_values_supported":                           p.acrValues(),
+		"prompt_values_supported":                        []string{"none", "login", "consent"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
+		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
+		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
+		"claims_parameter_supported":                     false,
+		"request_parameter_supported":                    false,
+		"request_uri_parameter_supported":                false,
+		"backchannel_logout_supported":                   true,
+		"authorization_response_iss_parameter_supported": true,
+		// Per client (idp clients create --require-par), not for all.
+		"require_pushed_authorization_requests":            false,
 		"backchannel_logout_session_supported":             true,
 		"frontchannel_logout_supported":                    false,
 		"userinfo_signing_alg_values_supported":            []string{},

@@ -5,7 +5,9 @@
 package sso
 
 import (
+	"context"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/ory/fosite"
@@ -40,6 +42,15 @@ var DefaultLifetimes = Lifetimes{
 	RefreshToken:  30 * 24 * time.Hour,
 	IDToken:       10 * time.Minute,
 }
+
+// PARLifetime is how long a pushed authorization request waits for the
+// browser to bring its request_uri (RFC 9126 §2.2 asks for a short time:
+// the app sends the browser on at once).
+const PARLifetime = 60 * time.Second
+
+// continuationLifetime is how long the rest of a consumed pushed request
+// waits for a sign-in or a consent decision: as long as a sign-in flow.
+const continuationLifetime = 15 * time.Minute
 
 // Provider serves the OpenID Provider endpoints.
 type Provider struct {
@@ -96,6 +107,15 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		// redirect_uri it silently skips the RFC 6749 §4.1.3 check that the
 		// token request repeats the authorization request's redirect URI.
 		SanitationWhiteList: []string{"redirect_uri"},
+		// PAR: a request_uri of our own prefix, short-lived; the redirect
+		// URIs are the clients' registered ones (https, or http to a
+		// loopback address), which fosite's own check would refuse for
+		// 127.0.0.1.
+		PushedAuthorizeRequestURIPrefix: parPrefix,
+		PushedAuthorizeContextLifespan:  PARLifetime,
+		RedirectSecureChecker: func(_ context.Context, u *url.URL) bool {
+			return u.Scheme == "https" || (u.Scheme == "http" && clients.IsLoopback(u.Hostname()))
+		},
 	}
 	signer := &keySigner{Keys: k}
 	strategy := compose.CommonStrategy{
@@ -113,5 +133,6 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 		compose.OAuth2PKCEFactory,
+		compose.PushedAuthorizeHandlerFactory,
 	).(*fosite.Fosite)
 }

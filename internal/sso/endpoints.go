@@ -225,9 +225,9 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"acr_values_supported":                           p.acrValues(),
 		"prompt_values_supported":                        []string{"none", "login", "consent"},
 		"code_challenge_methods_supported":               []string{"S256"},
-		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", "none"},
-		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post"},
-		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", "none"},
+		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", clients.PrivateKeyJWT, "none"},
+		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post", clients.PrivateKeyJWT},
+		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", clients.PrivateKeyJWT, "none"},
 		"claims_parameter_supported":                     false,
 		"request_parameter_supported":                    false,
 		"request_uri_parameter_supported":                false,
@@ -238,7 +238,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"backchannel_logout_session_supported":             true,
 		"frontchannel_logout_supported":                    false,
 		"userinfo_signing_alg_values_supported":            []string{},
-		"token_endpoint_auth_signing_alg_values_supported": []string{},
+		"token_endpoint_auth_signing_alg_values_supported": clients.AssertionAlgs,
 	})
 }
 

@@ -82,7 +82,10 @@ type Provider struct {
 // An audience is a resource server's client id (see introspect), compared
 // whole: fosite's default strategy reads audiences as URLs and grants any
 // path below a registered one.
-func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes, st *store.Store, k *keys.Set) *fosite.Fosite {
+//
+// jwks fetches the key sets private_key_jwt clients publish at their
+// jwks_uri.
+func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes, st *store.Store, k *keys.Set, jwks fosite.JWKSFetcherStrategy) *fosite.Fosite {
 	cfg := &fosite.Config{
 		IDTokenIssuer:                  issuer,
 		AccessTokenIssuer:              issuer,
@@ -111,6 +114,7 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		// URIs are the clients' registered ones (https, or http to a
 		// loopback address), which fosite's own check would refuse for
 		// 127.0.0.1.
+		JWKSFetcherStrategy:             jwks,
 		PushedAuthorizeRequestURIPrefix: parPrefix,
 		PushedAuthorizeContextLifespan:  PARLifetime,
 		RedirectSecureChecker: func(_ context.Context, u *url.URL) bool {
@@ -124,7 +128,7 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		Signer:                     signer,
 	}
 	// compose.Compose builds a *fosite.Fosite and returns it as an interface.
-	return compose.Compose(cfg, st, strategy,
+	f := compose.Compose(cfg, st, strategy,
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
@@ -135,4 +139,8 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		compose.OAuth2PKCEFactory,
 		compose.PushedAuthorizeHandlerFactory,
 	).(*fosite.Fosite)
+	audience := []string{cfg.TokenURL, issuer}
+	f.Config = tokenURLs{Config: cfg, urls: audience}
+	cfg.ClientAuthenticationStrategy = (&clientAuth{f: f, audience: audience}).authenticate
+	return f
 }

@@ -1,7 +1,8 @@
 // Package store is fosite's storage on PostgreSQL: authorization codes
 // (with their PKCE and OpenID Connect sessions as forms in the code's row),
-// access and refresh tokens, and the client assertion JTIs seen, one table
-// per kind (migrations/0001_core.sql, 0009, 0010).
+// access and refresh tokens, the client assertion JTIs seen, and pushed
+// authorization requests (par.go), one table per kind
+// (migrations/0001_core.sql, 0009, 0010, 0016).
 //
 // Tokens are keyed by the SHA-256 of their signature, so a database dump
 // holds nothing a client could present. Who a token belongs to (request id,
@@ -23,6 +24,8 @@
 //	GetPKCERequestSession, GetOpenIDConnectSession  none after the code's read; 1 otherwise
 //	GetAccessTokenSession, GetRefreshTokenSession  1 SELECT by primary key
 //	ClientAssertionJWTValid, SetClientAssertionJWT 1 each, at once
+//	CreatePARSession                              none: queued
+//	GetPARSession                                 1 DELETE … RETURNING, at once (it consumes the request)
 //	Commit                                        1: everything queued
 //
 // Issuing a code costs 1 round trip (with the app's client session), its

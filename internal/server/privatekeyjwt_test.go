@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
@@ -257,4 +258,83 @@ func claimsID(t *testing.T, raw string) string {
 		t.Fatal(err)
 	}
 	return c.ID
+}
+
+// TestProvider_FAPIStyleCodeFlow: the FAPI 2.0 combination, written from
+// the RFCs: a private_key_jwt client that must push its requests pushes
+// one authenticated by an assertion, the browser brings the request_uri,
+// the code comes back with iss, and the client exchanges it with another
+// assertion; go-oidc verifies the ID token.
+func TestProvider_FAPIStyleCodeFlow(t *testing.T) {
+	h := servertest.New(t)
+	h.CreateUser("alice@example.com", password)
+	tokenURL := h.Issuer + "/oauth2/token"
+	signer := newRSAClient(t, "fapi", "key-1")
+	rp := h.NewRP(signer.id, func(c *clients.Client) {
+		c.RequirePAR = true
+		c.TokenEndpointAuthMethod = clients.PrivateKeyJWT
+		c.JWKS = signer.jwks(t)
+		c.GrantTypes = []string{"authorization_code"}
+	})
+	a := newAuthRequest(rp)
+	assertion := func() url.Values {
+		return url.Values{"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+			"client_assertion": {signer.assertion(t, tokenURL, "", time.Now(), time.Minute)}}
+	}
+
+	form := pushParams(rp, a)
+	for k, v := range assertion() {
+		form[k] = v
+	}
+	resp, err := http.PostForm(h.Issuer+"/oauth2/par", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pushedOut map[string]any
+	json.NewDecoder(resp.Body).Decode(&pushedOut)
+	resp.Body.Close()
+	uri, _ := pushedOut["request_uri"].(string)
+	if resp.StatusCode != http.StatusCreated || uri == "" {
+		t.Fatalf("par: %d %v", resp.StatusCode, pushedOut)
+	}
+	// The same assertion again is a replay, at the PAR endpoint too.
+	resp, err = http.PostForm(h.Issuer+"/oauth2/par", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a replayed assertion at PAR: %d, want 401", resp.StatusCode)
+	}
+
+	p := servertest.NewBrowser(t).SignIn(h.Issuer+"/oauth2/auth?"+url.Values{"client_id": {rp.ID}, "request_uri": {uri}}.Encode(),
+		"alice@example.com", password)
+	if p.URL.Query().Get("iss") != h.Issuer {
+		t.Fatalf("no iss in %s", p.URL)
+	}
+	code := rp.Code(t, p, a)
+
+	exchange := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {rp.Conf.RedirectURL},
+		"code_verifier": {a.Verifier}}
+	for k, v := range assertion() {
+		exchange[k] = v
+	}
+	resp, err = http.PostForm(tokenURL, exchange)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok map[string]any
+	json.NewDecoder(resp.Body).Decode(&tok)
+	raw, _ := tok["id_token"].(string)
+	if resp.StatusCode != http.StatusOK || raw == "" {
+		t.Fatalf("exchange: %d %v", resp.StatusCode, tok)
+	}
+	idt, err := rp.Provider.Verifier(&oidc.Config{ClientID: rp.ID}).Verify(h.Ctx, raw)
+	if err != nil {
+		t.Fatalf("ID token: %v", err)
+	}
+	if idt.Nonce != a.Nonce {
+		t.Fatalf("nonce %q, want %q", idt.Nonce, a.Nonce)
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-jose/go-jose/v3"
 	"github.com/ory/fosite"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/idp/idp/internal/netguard"
 )
@@ -25,8 +26,10 @@ import (
 // time and size, and is cached: a client's keys change rarely, and a
 // token request should not wait on the client's web server each time.
 // A forced refresh (fosite asks for one when no key matches an
-// assertion's kid) is granted at most once per MinRefresh per URI, so
-// strangers cannot make the provider fetch on every request.
+// assertion's kid), and a new attempt after a failed fetch, happen at most
+// once per MinRefresh per URI, and concurrent requests share one fetch:
+// anyone can send an assertion naming a client, and must not be able to
+// make the provider fetch on every request.
 type KeyFetcher struct {
 	// AllowPrivate lets the URI resolve to this host, a private network
 	// or a link-local address (IDP_ALLOW_PRIVATE_BACKCHANNEL).
@@ -37,15 +40,19 @@ type KeyFetcher struct {
 	TTL, MinRefresh, Timeout time.Duration
 	Now                      func() time.Time
 
-	once  sync.Once
-	http  *http.Client
-	mu    sync.Mutex
-	cache map[string]fetchedKeys
+	once   sync.Once
+	http   *http.Client
+	flight singleflight.Group
+	mu     sync.Mutex
+	cache  map[string]fetchedKeys
 }
 
+// fetchedKeys is the last good fetch of a URI: the set it got and when;
+// and the last failure, and when.
 type fetchedKeys struct {
-	set     *jose.JSONWebKeySet
-	fetched time.Time
+	set               *jose.JSONWebKeySet
+	fetched, failedAt time.Time
+	err               error
 }
 
 var _ fosite.JWKSFetcherStrategy = (*KeyFetcher)(nil)
@@ -82,20 +89,43 @@ func (f *KeyFetcher) Resolve(ctx context.Context, location string, ignoreCache b
 	f.init()
 	now := f.Now()
 	f.mu.Lock()
-	e, ok := f.cache[location]
+	e := f.cache[location]
 	f.mu.Unlock()
-	if ok && (now.Sub(e.fetched) < f.MinRefresh || (!ignoreCache && now.Sub(e.fetched) < f.TTL)) {
+	fresh := e.set != nil && (now.Sub(e.fetched) < f.MinRefresh || (!ignoreCache && now.Sub(e.fetched) < f.TTL))
+	switch {
+	case fresh:
 		return e.set, nil
+	case e.err != nil && now.Sub(e.failedAt) < f.MinRefresh:
+		// Too soon to try again. A set past its TTL is not served: the
+		// client may have withdrawn a key from it.
+		return nil, fetchError(e.err)
 	}
-	set, err := f.fetch(ctx, location)
+	v, err, _ := f.flight.Do(location, func() (any, error) {
+		// Not the request's context: the fetch is shared, and one caller
+		// leaving must not fail the others.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.Timeout)
+		defer cancel()
+		set, err := f.fetch(ctx, location)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		e := f.cache[location]
+		if err != nil {
+			e.err, e.failedAt = err, f.Now()
+		} else {
+			e = fetchedKeys{set: set, fetched: f.Now()}
+		}
+		f.cache[location] = e
+		return set, err
+	})
 	if err != nil {
-		return nil, fosite.ErrInvalidClient.WithHint("The client's key set could not be fetched from its jwks_uri.").
-			WithWrap(err).WithDebug(err.Error())
+		return nil, fetchError(err)
 	}
-	f.mu.Lock()
-	f.cache[location] = fetchedKeys{set: set, fetched: now}
-	f.mu.Unlock()
-	return set, nil
+	return v.(*jose.JSONWebKeySet), nil
+}
+
+func fetchError(err error) error {
+	return fosite.ErrInvalidClient.WithHint("The client's key set could not be fetched from its jwks_uri.").
+		WithWrap(err).WithDebug(err.Error())
 }
 
 func (f *KeyFetcher) fetch(ctx context.Context, location string) (*jose.JSONWebKeySet, error) {

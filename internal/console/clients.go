@@ -44,8 +44,11 @@ func (h *Handler) renderClients(w http.ResponseWriter, r *http.Request, adm sign
 	}
 	for _, c := range list {
 		kind := "confidential"
-		if c.Public {
+		switch {
+		case c.Public:
 			kind = "public"
+		case c.TokenEndpointAuthMethod == clients.PrivateKeyJWT:
+			kind = "confidential, private_key_jwt"
 		}
 		d.Clients = append(d.Clients, clientRow{ID: c.ID, Name: c.Name, Kind: kind, Grants: strings.Join(c.GrantTypes, ", "),
 			ServiceAccount: c.AdminServiceAccount, RequirePAR: c.RequirePAR,

@@ -1,6 +1,10 @@
 package console_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/audit"
@@ -402,6 +408,16 @@ func TestConsole_RequirePAR(t *testing.T) {
 			t.Fatalf("the apps page does not show %s:\n%s", want, p.Body)
 		}
 	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1"}}})
+	if _, err := e.Srv.Clients.Create(e.Ctx, clients.Client{ID: "signer", GrantTypes: []string{clients.GrantClientCredentials},
+		TokenEndpointAuthMethod: clients.PrivateKeyJWT, TokenEndpointAuthSigningAlg: "ES256", JWKS: jwks}); err != nil {
+		t.Fatal(err)
+	}
+	servertest.WantPage(t, b.Get(e.URL+"/admin/clients"), "/admin/clients", http.StatusOK, "confidential, private_key_jwt")
 	set(t, true)
 	if e.audited(t, audit.Admin(adm.ID), admin.ActionSetRequirePAR, audit.Client("wiki")) != 1 {
 		t.Error("not audited")

@@ -178,6 +178,9 @@ func TestProvider_PrivateKeyJWT(t *testing.T) {
 	t.Run("an expired assertion is refused", func(t *testing.T) {
 		wantRefused(t, h.Issuer, app.assertion(t, tokenURL, "", now.Add(-10*time.Minute), 5*time.Minute), nil)
 	})
+	t.Run("an assertion valid for days is refused", func(t *testing.T) {
+		wantRefused(t, h.Issuer, app.assertion(t, tokenURL, "", now, 72*time.Hour), nil)
+	})
 	t.Run("an assertion signed by another key is refused", func(t *testing.T) {
 		impostor := newRSAClient(t, app.id, app.kid) // same kid, another key
 		wantRefused(t, h.Issuer, impostor.assertion(t, tokenURL, "", now, time.Minute), nil)

@@ -43,6 +43,10 @@ func (a *clientAuth) authenticate(ctx context.Context, r *http.Request, form url
 	return a.secret(ctx, r, form)
 }
 
+// maxAssertionLifetime is how far in the future a client assertion's exp
+// may be.
+const maxAssertionLifetime = time.Hour
+
 const jwtBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 func (a *clientAuth) assertion(ctx context.Context, r *http.Request, form url.Values) (fosite.Client, error) {
@@ -91,8 +95,14 @@ func (a *clientAuth) precheck(raw string) error {
 		return fosite.ErrInvalidClient.WithHint("The client_assertion has no exp.")
 	}
 	// fosite checks by the wall clock, without leeway; so does this.
-	if err := c.ValidateWithLeeway(josejwt.Expected{Time: time.Now()}, 0); err != nil {
+	now := time.Now()
+	if err := c.ValidateWithLeeway(josejwt.Expected{Time: now}, 0); err != nil {
 		return fosite.ErrInvalidClient.WithHintf("The client_assertion is not valid now: %v.", err)
+	}
+	// Its jti is kept until it expires (RFC 7523 §3 lets us refuse an
+	// exp unreasonably far off).
+	if c.Expiry.Time().After(now.Add(maxAssertionLifetime)) {
+		return fosite.ErrInvalidClient.WithHintf("The client_assertion's exp is more than %s away; sign short-lived assertions.", maxAssertionLifetime)
 	}
 	for _, aud := range c.Audience {
 		if slices.Contains(a.audience, aud) {

@@ -289,7 +289,7 @@ func TestProvider_FAPIStyleCodeFlow(t *testing.T) {
 	for k, v := range assertion() {
 		form[k] = v
 	}
-	resp, err := http.PostForm(h.Issuer+"/oauth2/par", form)
+	resp, err = http.PostForm(h.Issuer+"/oauth2/par", form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,6 +300,22 @@ func TestProvider_FAPIStyleCodeFlow(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated || uri == "" {
 		t.Fatalf("par: %d %v", resp.StatusCode, pushedOut)
 	}
+	// A push refused after the client authenticated spends its assertion.
+	refused := pushParams(rp, a)
+	refused.Set("scope", "openid not-registered")
+	spent := assertion()
+	for k, v := range spent {
+		refused[k] = v
+	}
+	resp, err := http.PostForm(h.Issuer+"/oauth2/par", refused)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("a push with a scope not registered: %d, want 400", resp.StatusCode)
+	}
+	wantRefused(t, h.Issuer, spent.Get("client_assertion"), nil)
 	// The same assertion again is a replay, at the PAR endpoint too.
 	resp, err = http.PostForm(h.Issuer+"/oauth2/par", form)
 	if err != nil {

@@ -73,7 +73,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	// the client holds it.
 	if cerr := unit.Commit(ctx); cerr != nil {
 		if err == nil {
-			err = fosite.ErrServerError.WithWrap(cerr).WithDebug(cerr.Error())
+			err = commitError(cerr)
 		} else {
 			p.Logger.ErrorContext(ctx, "token: commit after a failed request", "request_id", ops.RequestID(ctx), "err", cerr)
 		}
@@ -101,13 +101,24 @@ func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx, unit := p.Store.Pipeline(r.Context())
 	err := p.OAuth2.NewRevocationRequest(ctx, r)
 	if cerr := unit.Commit(ctx); cerr != nil && err == nil {
-		err = fosite.ErrServerError.WithWrap(cerr).WithDebug(cerr.Error())
+		err = commitError(cerr)
 	}
 	if err != nil {
 		err = p.oauthError(ctx, w, err)
 	}
 	p.logServerError(ctx, "revoke", err)
 	p.OAuth2.WriteRevocationResponse(ctx, w, err)
+}
+
+// commitError is the answer to a request whose unit of work failed to
+// commit: invalid_client when the client assertion it authenticated with
+// was spent by another request meanwhile (store.SetClientAssertionJWT),
+// server_error otherwise.
+func commitError(err error) error {
+	if errors.Is(err, fosite.ErrJTIKnown) {
+		return fosite.ErrInvalidClient.WithHint("This client assertion was used before: its jti may be used only once.").WithWrap(err)
+	}
+	return fosite.ErrServerError.WithWrap(err).WithDebug(err.Error())
 }
 
 // oauthError is err as an app is told it: when the database could not

@@ -68,12 +68,16 @@ func (p *Provider) pushAuthorize(w http.ResponseWriter, r *http.Request) {
 		resp, err = p.OAuth2.NewPushedAuthorizeResponse(uctx, ar, openid.NewDefaultSession())
 	}
 	if err != nil {
-		unit.Rollback(uctx)
+		// The client assertion a refused push was authenticated with is
+		// spent all the same, as at the token endpoint; nothing else waits.
+		if cerr := unit.Commit(uctx); cerr != nil && !errors.Is(cerr, fosite.ErrJTIKnown) {
+			p.Logger.ErrorContext(ctx, "par: commit after a failed request", "request_id", ops.RequestID(ctx), "err", cerr)
+		}
 		p.pushError(ctx, w, ar, err)
 		return
 	}
 	if err := unit.Commit(uctx); err != nil {
-		p.pushError(ctx, w, ar, fosite.ErrServerError.WithWrap(err).WithDebug(err.Error()))
+		p.pushError(ctx, w, ar, commitError(err))
 		return
 	}
 	p.OAuth2.WritePushedAuthorizeResponse(ctx, w, ar, resp)

@@ -289,7 +289,7 @@ func TestProvider_FAPIStyleCodeFlow(t *testing.T) {
 	for k, v := range assertion() {
 		form[k] = v
 	}
-	resp, err = http.PostForm(h.Issuer+"/oauth2/par", form)
+	resp, err := http.PostForm(h.Issuer+"/oauth2/par", form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +307,7 @@ func TestProvider_FAPIStyleCodeFlow(t *testing.T) {
 	for k, v := range spent {
 		refused[k] = v
 	}
-	resp, err := http.PostForm(h.Issuer+"/oauth2/par", refused)
+	resp, err = http.PostForm(h.Issuer+"/oauth2/par", refused)
 	if err != nil {
 		t.Fatal(err)
 	}

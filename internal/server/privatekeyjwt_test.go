@@ -231,6 +231,29 @@ func TestProvider_PrivateKeyJWT(t *testing.T) {
 		wantRefused(t, h.Issuer, rs.assertion(t, tokenURL, "", now, time.Minute), nil)
 	})
 
+	t.Run("an admin service account with private_key_jwt", func(t *testing.T) {
+		ops := newRSAClient(t, "offboarding", "key-1")
+		if _, err := h.Srv.Clients.Create(h.Ctx, clients.Client{ID: ops.id, GrantTypes: []string{"client_credentials"},
+			AdminServiceAccount: true, TokenEndpointAuthMethod: clients.PrivateKeyJWT, JWKS: ops.jwks(t)}); err != nil {
+			t.Fatal(err)
+		}
+		status, out := tokenWith(t, h.Issuer, ops.assertion(t, tokenURL, "", now, time.Minute), url.Values{"scope": {"admin"}})
+		tok, _ := out["access_token"].(string)
+		if status != http.StatusOK || out["scope"] != "admin" {
+			t.Fatalf("status %d %v, want a token with the admin scope", status, out)
+		}
+		req, _ := http.NewRequest("GET", h.Issuer+"/admin/api/users?email=nobody@example.com", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound { // authorized, and there is no such user
+			t.Fatalf("the admin API answered %d to the service account, want 404 (no such user)", resp.StatusCode)
+		}
+	})
+
 	t.Run("discovery", func(t *testing.T) {
 		resp, err := http.Get(h.Issuer + "/.well-known/openid-configuration")
 		if err != nil {

@@ -28,6 +28,13 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	fs.StringVar(&cl.IDTokenAlg, "id-token-alg", "RS256", "ID token signature `algorithm`: RS256 or ES256")
 	fs.BoolVar(&cl.AdminServiceAccount, "admin", false, "an admin service account: its client_credentials tokens with the admin scope "+
 		"may call the admin API (grant type defaults to client_credentials, scope to admin)")
+	fs.BoolVar(&cl.RequirePAR, "require-par", false, "take this client's authorization requests only through pushed authorization requests (RFC 9126, /oauth2/par)")
+	fs.StringVar(&cl.TokenEndpointAuthMethod, "token-endpoint-auth-method", "", "how the client authenticates: client_secret_basic "+
+		"(a secret, by HTTP Basic or in the body; the default), private_key_jwt (assertions signed with a key in --jwks or at --jwks-uri), none (--public)")
+	jwks := fs.String("jwks", "", "the client's public keys for private_key_jwt, a JSON Web Key Set (`JSON`)")
+	fs.StringVar(&cl.JWKSURI, "jwks-uri", "", "`URL` where the client publishes its public keys for private_key_jwt (fetched with a timeout and cached)")
+	fs.StringVar(&cl.TokenEndpointAuthSigningAlg, "token-endpoint-auth-signing-alg", "", "the `algorithm` the client's assertions are signed with "+
+		"(private_key_jwt; default RS256): RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512")
 	set := newSettings(fs, c.getenv)
 	allowPrivate := set.Bool("allow-private-backchannel", "IDP_ALLOW_PRIVATE_BACKCHANNEL", false,
 		"let the back-channel logout URI be on this host, a private network or a link-local address: for demos and tests")
@@ -41,6 +48,9 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	}
 	if err := set.err(); err != nil {
 		return fmt.Errorf("clients create: %w", err)
+	}
+	if *jwks != "" {
+		cl.JWKS = []byte(*jwks)
 	}
 	cl.RedirectURIs, cl.PostLogoutRedirectURIs = redirects, postLogout
 	cl.GrantTypes, cl.Scopes, cl.Audience = grants, scopes, audience
@@ -67,7 +77,8 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 		secret, err = store.Create(ctx, cl)
 		return audit.Client(cl.ID), map[string]any{"public": cl.Public, "redirect_uris": cl.RedirectURIs,
 			"grant_types": cl.GrantTypes, "scopes": cl.Scopes, "backchannel_logout_uri": cl.BackchannelLogoutURI,
-			"admin_service_account": cl.AdminServiceAccount}, err
+			"admin_service_account": cl.AdminServiceAccount, "require_pushed_authorization_requests": cl.RequirePAR,
+			"token_endpoint_auth_method": cl.TokenEndpointAuthMethod, "jwks_uri": cl.JWKSURI}, err
 	})
 	if err != nil {
 		return err
@@ -77,6 +88,11 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 			ClientID     string `json:"client_id"`
 			ClientSecret string `json:"client_secret,omitempty"`
 		}{cl.ID, secret})
+	}
+	if secret == "" && cl.TokenEndpointAuthMethod == clients.PrivateKeyJWT {
+		_, err = fmt.Fprintf(c.stdout, "client_id: %s\n\nThe client authenticates with private_key_jwt: there is no secret; "+
+			"its assertions are checked against its registered keys.\n", cl.ID)
+		return err
 	}
 	if secret == "" {
 		_, err = fmt.Fprintf(c.stdout, "client_id: %s\n\nPublic client: there is no secret; the app authenticates with PKCE.\n", cl.ID)

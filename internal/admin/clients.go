@@ -32,3 +32,24 @@ func (s *Service) SetServiceAccount(ctx context.Context, clientID string, on boo
 	}
 	return wrap("set service account", err)
 }
+
+// ActionSetRequirePAR is the audit action of requiring a client to push
+// its authorization requests (RFC 9126), or no longer requiring it.
+const ActionSetRequirePAR = "clients.set_require_par"
+
+// SetRequirePAR makes the client id take authorization requests only
+// through PAR (on), or either way, and records it, in one transaction.
+// clients.ErrNotFound for an unknown client.
+func (s *Service) SetRequirePAR(ctx context.Context, clientID string, on bool, actor string) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		if err := s.Clients.SetRequirePAR(ctx, clientID, on); err != nil {
+			return err
+		}
+		return audit.Record(ctx, s.now(), actor, ActionSetRequirePAR, audit.Client(clientID),
+			map[string]bool{"require_pushed_authorization_requests": on})
+	})
+	if errors.Is(err, clients.ErrNotFound) {
+		return err
+	}
+	return wrap("set require PAR", err)
+}

@@ -92,6 +92,7 @@ type runner struct {
 	hc       *http.Client // apps and resource servers: no cookies, no redirects
 	provider *oidc.Provider
 	resource *app
+	signer   *signer // the private_key_jwt client
 	appA     *app
 	appB     *app
 	console  *app
@@ -202,7 +203,7 @@ func (r *runner) run(ctx context.Context, rep *Report) error {
 	}
 
 	floorOps := map[string]op{FloorArgon2: argon2Op}
-	if cfg.wants(ScenarioClientCredentials) || cfg.wants(ScenarioIntrospection) ||
+	if cfg.wants(ScenarioClientCredentials) || cfg.wants(ScenarioPrivateKeyJWT) || cfg.wants(ScenarioIntrospection) ||
 		cfg.wants(ScenarioRefresh) || cfg.wants(ScenarioSilentSSO) || cfg.wants(ScenarioPasskeySignIn) {
 		fs, err := startFloorServer(ctx, r.in.dbURL, r.ccDoc)
 		if err != nil {
@@ -239,6 +240,9 @@ func (r *runner) run(ctx context.Context, rep *Report) error {
 
 	if cfg.wants(ScenarioClientCredentials) {
 		pair(ScenarioClientCredentials, r.clientCredentials(), nil)
+	}
+	if cfg.wants(ScenarioPrivateKeyJWT) {
+		pair(ScenarioPrivateKeyJWT, r.privateKeyJWT(), nil)
 	}
 	if cfg.wants(ScenarioIntrospection) {
 		tokens, err := r.issueTokens(ctx, 256)

@@ -279,7 +279,9 @@ func postForm(ctx context.Context, hc *http.Client, u, clientID, secret string, 
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
+	if clientID != "" {
+		req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 // Scenario names, in the order they run.
 const (
 	ScenarioClientCredentials = "client_credentials"
+	ScenarioPrivateKeyJWT     = "client_credentials_private_key_jwt"
 	ScenarioIntrospection     = "introspection"
 	ScenarioRefresh           = "refresh"
 	ScenarioSilentSSO         = "silent_sso"
@@ -24,12 +25,13 @@ const (
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{ScenarioClientCredentials, ScenarioIntrospection, ScenarioRefresh,
+var Scenarios = []string{ScenarioClientCredentials, ScenarioPrivateKeyJWT, ScenarioIntrospection, ScenarioRefresh,
 	ScenarioSilentSSO, ScenarioFullSignIn, ScenarioPasskeySignIn, ScenarioRevokeAll}
 
 // floorOf is the floor each throughput scenario is measured against.
 var floorOf = map[string]string{
 	ScenarioClientCredentials: FloorInsert,
+	ScenarioPrivateKeyJWT:     FloorInsert,
 	ScenarioIntrospection:     FloorSelect,
 	ScenarioRefresh:           FloorInsert,
 	ScenarioSilentSSO:         FloorInsert,
@@ -40,6 +42,7 @@ var floorOf = map[string]string{
 // describe says in a line what one op of a scenario or floor is.
 var describe = map[string]string{
 	ScenarioClientCredentials: "POST /oauth2/token grant_type=client_credentials (client_secret_basic)",
+	ScenarioPrivateKeyJWT:     "POST /oauth2/token grant_type=client_credentials, private_key_jwt (a fresh ES256 assertion signed per request)",
 	ScenarioIntrospection:     "POST /oauth2/introspect of a live access token",
 	ScenarioRefresh:           "POST /oauth2/token grant_type=refresh_token, rotating",
 	ScenarioSilentSSO:         "signed-in browser: /oauth2/auth for a 2nd app → code → exchange → ID token verified",
@@ -63,6 +66,29 @@ func (r *runner) clientCredentials() op {
 		}
 		if t.AccessToken == "" || !strings.EqualFold(t.TokenType, "bearer") {
 			return errors.New("client_credentials: no bearer access token in the answer")
+		}
+		return nil
+	}
+}
+
+// privateKeyJWT asks for a token as a private_key_jwt client: each
+// request signs a fresh assertion (RFC 7523 §2.2), as a client must, since
+// a jti is spent once.
+func (r *runner) privateKeyJWT() op {
+	tokenURL := r.in.issuer + "/oauth2/token"
+	return func(ctx context.Context, _ int) error {
+		assertion, err := r.signer.assertion(tokenURL)
+		if err != nil {
+			return err
+		}
+		var t tokenResponse
+		err = postForm(ctx, r.hc, tokenURL, "", "", url.Values{"grant_type": {"client_credentials"},
+			"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}}, &t)
+		if err != nil {
+			return err
+		}
+		if t.AccessToken == "" || !strings.EqualFold(t.TokenType, "bearer") {
+			return errors.New("client_credentials (private_key_jwt): no bearer access token in the answer")
 		}
 		return nil
 	}

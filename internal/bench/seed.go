@@ -22,6 +22,7 @@ const (
 	appAID     = "bench-app-a"    // where people sign in
 	appBID     = "bench-app-b"    // the second app of silent SSO, and refresh
 	consoleID  = "bench-console"  // the administrator's app (admin scope)
+	signerID   = "bench-signer"   // client_credentials with private_key_jwt
 )
 
 // createClient registers a client and returns its secret.
@@ -52,6 +53,13 @@ func (r *runner) seedApps(ctx context.Context) error {
 		return err
 	}
 	r.resource = &app{id: resourceID, secret: secret}
+	if r.signer, err = newSigner(signerID); err != nil {
+		return err
+	}
+	if _, err := r.createClient(ctx, clients.Client{ID: signerID, GrantTypes: []string{"client_credentials"},
+		TokenEndpointAuthMethod: clients.PrivateKeyJWT, TokenEndpointAuthSigningAlg: "ES256", JWKS: r.signer.jwks}); err != nil {
+		return err
+	}
 	for _, a := range []struct {
 		dst    **app
 		id     string

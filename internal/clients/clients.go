@@ -3,10 +3,11 @@
 // secret, looking one up for fosite (cached briefly, since the token
 // endpoint asks on every request), listing and deleting.
 //
-// A client is a fosite.Client but deliberately not a
-// fosite.OpenIDConnectClient: that interface makes fosite enforce one
-// token_endpoint_auth_method per client, and we accept both
-// client_secret_basic and client_secret_post.
+// A client is a fosite.OpenIDConnectClient, for its keys: fosite checks a
+// private_key_jwt client's assertions (RFC 7523) against them. fosite
+// would also hold a client with a secret to one token_endpoint_auth_method;
+// we accept both client_secret_basic and client_secret_post, so the
+// provider authenticates those itself (sso's client authentication).
 package clients
 
 import (
@@ -15,12 +16,14 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/go-jose/go-jose/v3"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/fosite"
@@ -56,8 +59,28 @@ type Client struct {
 	// granted AdminScope with client_credentials, and the admin API checks
 	// the mark again on every request. It needs client_credentials and a
 	// secret; registering one adds AdminScope to its scopes.
-	AdminServiceAccount bool      `json:"admin_service_account"`
-	CreatedAt           time.Time `json:"created_at"`
+	AdminServiceAccount bool `json:"admin_service_account"`
+	// RequirePAR: the authorization endpoint takes this client's requests
+	// only through a pushed authorization request (RFC 9126), so none of
+	// its parameters travel through the browser.
+	RequirePAR bool `json:"require_pushed_authorization_requests"`
+	// TokenEndpointAuthMethod is how the client authenticates (RFC 7591):
+	// "none" for a public client, "private_key_jwt" for one that signs
+	// assertions with a key in JWKS or at JWKSURI, and otherwise
+	// "client_secret_basic", which stands for both ways of sending the
+	// secret.
+	TokenEndpointAuthMethod string `json:"token_endpoint_auth_method"`
+	// TokenEndpointAuthSigningAlg is the one algorithm a private_key_jwt
+	// client's assertions are signed with (default RS256).
+	TokenEndpointAuthSigningAlg string `json:"token_endpoint_auth_signing_alg,omitempty"`
+	// JWKS holds a private_key_jwt client's public keys, as JSON (RFC 7517).
+	JWKS json.RawMessage `json:"jwks,omitempty"`
+	// JWKSURI is where a private_key_jwt client publishes them instead
+	// (fetched by KeyFetcher).
+	JWKSURI   string    `json:"jwks_uri,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+
+	keys *jose.JSONWebKeySet // JWKS parsed, for fosite
 }
 
 // AdminScope is the scope of the admin API. The authorization endpoint
@@ -92,8 +115,53 @@ func (c *Client) IsPublic() bool { return c.Public }
 // GetAudience implements fosite.Client.
 func (c *Client) GetAudience() fosite.Arguments { return c.Audience }
 
+// PrivateKeyJWT is the token_endpoint_auth_method of clients that
+// authenticate with a signed assertion (RFC 7523 §2.2, OpenID Connect Core
+// §9).
+const PrivateKeyJWT = "private_key_jwt"
+
+var _ fosite.OpenIDConnectClient = (*Client)(nil)
+
+// GetJSONWebKeys implements fosite.OpenIDConnectClient: the registered
+// keys, nil when there are none (or they are at JWKSURI).
+func (c *Client) GetJSONWebKeys() *jose.JSONWebKeySet { return c.keys }
+
+// GetJSONWebKeysURI implements fosite.OpenIDConnectClient.
+func (c *Client) GetJSONWebKeysURI() string { return c.JWKSURI }
+
+// GetTokenEndpointAuthMethod implements fosite.OpenIDConnectClient.
+func (c *Client) GetTokenEndpointAuthMethod() string {
+	switch {
+	case c.Public:
+		return "none"
+	case c.TokenEndpointAuthMethod == PrivateKeyJWT:
+		return PrivateKeyJWT
+	}
+	return "client_secret_basic"
+}
+
+// GetTokenEndpointAuthSigningAlgorithm implements
+// fosite.OpenIDConnectClient.
+func (c *Client) GetTokenEndpointAuthSigningAlgorithm() string {
+	if c.TokenEndpointAuthSigningAlg == "" {
+		return "RS256"
+	}
+	return c.TokenEndpointAuthSigningAlg
+}
+
+// GetRequestURIs implements fosite.OpenIDConnectClient: none. Request
+// objects are not supported.
+func (c *Client) GetRequestURIs() []string { return nil }
+
+// GetRequestObjectSigningAlgorithm implements fosite.OpenIDConnectClient
+// with a name no algorithm has, so that fosite would refuse any request
+// object, were one to reach it (the authorization endpoint refuses them
+// first).
+func (c *Client) GetRequestObjectSigningAlgorithm() string { return "request-objects-not-supported" }
+
 func (c *Client) clone() *Client {
 	d := *c
+	d.JWKS = slices.Clone(c.JWKS)
 	d.SecretHash = slices.Clone(c.SecretHash)
 	d.RedirectURIs = slices.Clone(c.RedirectURIs)
 	d.PostLogoutRedirectURIs = slices.Clone(c.PostLogoutRedirectURIs)
@@ -176,7 +244,7 @@ func newSecret() string {
 }
 
 // Create validates and registers c, and returns its secret ("" for a public
-// client): shown to the caller once, stored only as a SHA-256 digest.
+// or a private_key_jwt client): shown to the caller once, stored only as a SHA-256 digest.
 // Defaults fill empty fields (see normalize). Nothing is written on error:
 // ErrInvalid (wrapping every problem found) or ErrExists.
 func (s *Store) Create(ctx context.Context, c Client) (secret string, err error) {
@@ -184,18 +252,21 @@ func (s *Store) Create(ctx context.Context, c Client) (secret string, err error)
 		return "", err
 	}
 	c.SecretHash = nil
-	if !c.Public {
+	if !c.Public && c.TokenEndpointAuthMethod != PrivateKeyJWT {
 		secret = newSecret()
 		c.SecretHash, _ = SecretHasher{}.Hash(ctx, []byte(secret))
 	}
 	_, err = db.Conn(ctx, s.Pool).Exec(ctx, `
 		INSERT INTO oauth_clients (id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris,
 			backchannel_logout_uri, backchannel_logout_session_required, grant_types, response_types,
-			scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+			scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account,
+			require_pushed_authorization_requests, token_endpoint_auth_method, token_endpoint_auth_signing_alg,
+			jwks, jwks_uri)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
 		c.ID, c.Name, c.SecretHash, c.Public, c.RedirectURIs, c.PostLogoutRedirectURIs,
 		c.BackchannelLogoutURI, c.BackchannelLogoutSessionRequired, c.GrantTypes, c.ResponseTypes,
-		c.Scopes, c.Audience, c.RequireConsent, c.IDTokenAlg, s.Now(), c.AdminServiceAccount)
+		c.Scopes, c.Audience, c.RequireConsent, c.IDTokenAlg, s.Now(), c.AdminServiceAccount,
+		c.RequirePAR, c.TokenEndpointAuthMethod, c.TokenEndpointAuthSigningAlg, nullJSON(c.JWKS), c.JWKSURI)
 	if db.IsUniqueViolation(err) {
 		return "", fmt.Errorf("%w: %q", ErrExists, c.ID)
 	}
@@ -207,17 +278,39 @@ func (s *Store) Create(ctx context.Context, c Client) (secret string, err error)
 
 const clientColumns = `id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris,
 	backchannel_logout_uri, backchannel_logout_session_required, grant_types, response_types,
-	scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account`
+	scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account,
+	require_pushed_authorization_requests, token_endpoint_auth_method, token_endpoint_auth_signing_alg,
+	jwks, jwks_uri`
 
 func scanClient(row pgx.Row) (*Client, error) {
 	var c Client
 	err := row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Public, &c.RedirectURIs, &c.PostLogoutRedirectURIs,
 		&c.BackchannelLogoutURI, &c.BackchannelLogoutSessionRequired, &c.GrantTypes, &c.ResponseTypes,
-		&c.Scopes, &c.Audience, &c.RequireConsent, &c.IDTokenAlg, &c.CreatedAt, &c.AdminServiceAccount)
+		&c.Scopes, &c.Audience, &c.RequireConsent, &c.IDTokenAlg, &c.CreatedAt, &c.AdminServiceAccount,
+		&c.RequirePAR, &c.TokenEndpointAuthMethod, &c.TokenEndpointAuthSigningAlg, &c.JWKS, &c.JWKSURI)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
-	return &c, err
+	if err != nil {
+		return nil, err
+	}
+	if len(c.JWKS) > 0 {
+		// Validated at registration; fosite reads them as go-jose v3 keys.
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal(c.JWKS, &set); err != nil {
+			return nil, fmt.Errorf("client %q: stored jwks: %w", c.ID, err)
+		}
+		c.keys = &set
+	}
+	return &c, nil
+}
+
+// nullJSON is b for a jsonb column, NULL when empty.
+func nullJSON(b json.RawMessage) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
 }
 
 func (s *Store) ttl() time.Duration {
@@ -398,6 +491,23 @@ func (s *Store) IsAdminServiceAccount(ctx context.Context, id string) (bool, err
 		return false, fmt.Errorf("clients: is admin service account: %w", err)
 	}
 	return on, nil
+}
+
+// SetRequirePAR makes the client id take authorization requests only
+// through PAR (on), or through either way. It takes effect on other
+// instances within their cache's TTL. ErrNotFound for an unknown client.
+// Inside the caller's transaction when ctx carries one.
+func (s *Store) SetRequirePAR(ctx context.Context, id string, on bool) error {
+	tag, err := db.Conn(ctx, s.Pool).Exec(ctx,
+		`UPDATE oauth_clients SET require_pushed_authorization_requests = $2 WHERE id = $1`, id, on)
+	s.forget(id)
+	if err != nil {
+		return fmt.Errorf("clients: set require PAR: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%w: %q", ErrNotFound, id)
+	}
+	return nil
 }
 
 // forget drops id from this instance's cache.

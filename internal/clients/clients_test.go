@@ -239,8 +239,11 @@ func TestStore_Get(t *testing.T) {
 		if err != nil || c.GetID() != "web-app" || !slices.Equal(c.GetGrantTypes(), fosite.Arguments{"authorization_code", "refresh_token"}) {
 			t.Fatalf("GetClient = %+v, %v", c, err)
 		}
-		if _, ok := c.(fosite.OpenIDConnectClient); ok {
-			t.Fatal("client implements fosite.OpenIDConnectClient; fosite would then enforce one auth method")
+		// An OpenIDConnectClient for its keys; the provider accepts both
+		// ways of sending a secret itself (TestProvider_ClientAuthAndAlgorithms).
+		oc, ok := c.(fosite.OpenIDConnectClient)
+		if !ok || oc.GetTokenEndpointAuthMethod() != "client_secret_basic" || oc.GetJSONWebKeys() != nil || len(oc.GetRequestURIs()) != 0 {
+			t.Fatalf("GetClient = %+v: want an OpenIDConnectClient with a secret, no keys and no request URIs", c)
 		}
 	})
 

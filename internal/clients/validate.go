@@ -1,11 +1,17 @@
 package clients
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
+
+	jose4 "github.com/go-jose/go-jose/v4"
 
 	"github.com/idp/idp/internal/netguard"
 )
@@ -123,6 +129,8 @@ func normalize(c *Client, allowPrivateBackchannel bool) error {
 		}
 	}
 
+	problems = append(problems, normalizeAuth(c, allowPrivateBackchannel)...)
+
 	if c.IDTokenAlg == "" {
 		c.IDTokenAlg = "RS256"
 	}
@@ -157,7 +165,7 @@ func checkURI(u string) string {
 		return "must not contain a wildcard: redirect URIs are matched exactly"
 	case p.Scheme == "https":
 		return ""
-	case p.Scheme == "http" && isLoopback(p.Hostname()):
+	case p.Scheme == "http" && IsLoopback(p.Hostname()):
 		return ""
 	case p.Scheme == "http":
 		return "must use https (http is allowed only for localhost, 127.0.0.1 and [::1])"
@@ -166,7 +174,9 @@ func checkURI(u string) string {
 	}
 }
 
-func isLoopback(host string) bool {
+// IsLoopback reports whether host names this machine's loopback
+// interface, where an http redirect URI is allowed.
+func IsLoopback(host string) bool {
 	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }
 
@@ -195,4 +205,127 @@ func dedupe(in []string) []string {
 		}
 	}
 	return out
+}
+
+// AssertionAlgs are the algorithms a private_key_jwt client may sign its
+// assertions with: asymmetric ones (RFC 7523 with a registered public
+// key; client_secret_jwt, with HMAC, is not supported).
+var AssertionAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+
+// Limits on a client's keys, registered or fetched.
+const (
+	MaxJWKSBytes = 64 << 10
+	maxJWKSKeys  = 20
+)
+
+// normalizeAuth fills and checks how c authenticates at the token
+// endpoint, returning the problems found.
+func normalizeAuth(c *Client, allowPrivate bool) (problems []string) {
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	switch c.TokenEndpointAuthMethod {
+	case "":
+		c.TokenEndpointAuthMethod = "client_secret_basic"
+		if c.Public {
+			c.TokenEndpointAuthMethod = "none"
+		}
+	case "client_secret_basic", "client_secret_post":
+		// Either way of sending the secret is accepted from every client
+		// with one.
+		c.TokenEndpointAuthMethod = "client_secret_basic"
+		if c.Public {
+			bad("a public client has no secret: its token_endpoint_auth_method is none")
+		}
+	case "none":
+		if !c.Public {
+			bad("token_endpoint_auth_method none is for public clients (--public)")
+		}
+	case PrivateKeyJWT:
+		if c.Public {
+			bad("a public client cannot use private_key_jwt: it authenticates with nothing")
+		}
+	case "client_secret_jwt":
+		bad("token_endpoint_auth_method client_secret_jwt is not supported: use private_key_jwt or a client secret")
+	default:
+		bad("unknown token_endpoint_auth_method %q (allowed: client_secret_basic, client_secret_post, private_key_jwt, none)", c.TokenEndpointAuthMethod)
+	}
+	if c.TokenEndpointAuthMethod != PrivateKeyJWT {
+		if len(c.JWKS) > 0 || c.JWKSURI != "" || c.TokenEndpointAuthSigningAlg != "" {
+			bad("jwks, jwks_uri and token_endpoint_auth_signing_alg are for token_endpoint_auth_method private_key_jwt")
+		}
+		return problems
+	}
+	if c.TokenEndpointAuthSigningAlg == "" {
+		c.TokenEndpointAuthSigningAlg = "RS256"
+	}
+	if !slices.Contains(AssertionAlgs, c.TokenEndpointAuthSigningAlg) {
+		bad("token_endpoint_auth_signing_alg %q is not supported (allowed: %s)", c.TokenEndpointAuthSigningAlg, strings.Join(AssertionAlgs, ", "))
+		return problems
+	}
+	c.JWKSURI = strings.TrimSpace(c.JWKSURI)
+	switch {
+	case len(c.JWKS) > 0 && c.JWKSURI != "":
+		bad("give the client's keys as jwks or at jwks_uri, not both")
+	case len(c.JWKS) == 0 && c.JWKSURI == "":
+		bad("a private_key_jwt client needs its public keys: --jwks JSON or --jwks-uri URL")
+	case c.JWKSURI != "":
+		if why := checkURI(c.JWKSURI); why != "" {
+			bad("jwks_uri %q %s", c.JWKSURI, why)
+		} else if u, _ := url.Parse(c.JWKSURI); !allowPrivate && netguard.InternalHost(u.Hostname()) {
+			bad("jwks_uri %q is on this host, a private network or a link-local address, where the provider "+
+				"does not fetch unless the operator allows it (IDP_ALLOW_PRIVATE_BACKCHANNEL=true, for demos and tests)", c.JWKSURI)
+		}
+	default:
+		set, err := ParseJWKS(c.JWKS, c.TokenEndpointAuthSigningAlg)
+		if err != nil {
+			bad("jwks: %v", err)
+		} else {
+			c.JWKS = set
+		}
+	}
+	return problems
+}
+
+// ParseJWKS checks a client's key set for assertions signed with alg and
+// returns it as stored: public keys only, each marked for signatures
+// (fosite uses only keys with use "sig"), at least one of them fit for alg.
+func ParseJWKS(raw []byte, alg string) (json.RawMessage, error) {
+	if len(raw) > MaxJWKSBytes {
+		return nil, fmt.Errorf("more than %d bytes", MaxJWKSBytes)
+	}
+	var set jose4.JSONWebKeySet
+	if err := json.Unmarshal(raw, &set); err != nil {
+		return nil, fmt.Errorf("not a JSON Web Key Set (RFC 7517 §5): %v", err)
+	}
+	if len(set.Keys) == 0 || len(set.Keys) > maxJWKSKeys {
+		return nil, fmt.Errorf("it must hold 1 to %d keys, not %d", maxJWKSKeys, len(set.Keys))
+	}
+	fit := false
+	for i := range set.Keys {
+		k := &set.Keys[i]
+		switch {
+		case !k.IsPublic():
+			return nil, fmt.Errorf("key %d (kid %q) is a private key: register only the public part", i, k.KeyID)
+		case k.Use == "":
+			k.Use = "sig"
+		case k.Use != "sig":
+			return nil, fmt.Errorf("key %d (kid %q) has use %q: assertions need signature keys", i, k.KeyID, k.Use)
+		}
+		fit = fit || keyFits(k.Key, alg)
+	}
+	if !fit {
+		return nil, fmt.Errorf("no key can verify %s (RS*/PS*: RSA of at least 2048 bits; ES256/384/512: EC on P-256/384/521)", alg)
+	}
+	return json.Marshal(set)
+}
+
+// keyFits reports whether key can verify signatures made with alg.
+func keyFits(key any, alg string) bool {
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		return (strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")) && k.N.BitLen() >= 2048
+	case *ecdsa.PublicKey:
+		want := map[string]elliptic.Curve{"ES256": elliptic.P256(), "ES384": elliptic.P384(), "ES512": elliptic.P521()}[alg]
+		return want != nil && k.Curve == want
+	}
+	return false
 }

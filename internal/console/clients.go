@@ -21,6 +21,8 @@ type clientsData struct {
 type clientRow struct {
 	ID, Name, Kind, Grants string
 	ServiceAccount         bool
+	// RequirePAR: the app must push its authorization requests.
+	RequirePAR bool
 	// Eligible: confidential with client_credentials, so it may be marked.
 	Eligible bool
 }
@@ -42,12 +44,15 @@ func (h *Handler) renderClients(w http.ResponseWriter, r *http.Request, adm sign
 	}
 	for _, c := range list {
 		kind := "confidential"
-		if c.Public {
+		switch {
+		case c.Public:
 			kind = "public"
+		case c.TokenEndpointAuthMethod == clients.PrivateKeyJWT:
+			kind = "confidential, private_key_jwt"
 		}
 		d.Clients = append(d.Clients, clientRow{ID: c.ID, Name: c.Name, Kind: kind, Grants: strings.Join(c.GrantTypes, ", "),
-			ServiceAccount: c.AdminServiceAccount,
-			Eligible:       !c.Public && slices.Contains(c.GrantTypes, clients.GrantClientCredentials)})
+			ServiceAccount: c.AdminServiceAccount, RequirePAR: c.RequirePAR,
+			Eligible: !c.Public && slices.Contains(c.GrantTypes, clients.GrantClientCredentials)})
 	}
 	d.NeedCode = h.needsCode(adm)
 	h.Templates.Render(w, status, "admin-clients", "Apps", h.Sessions.CSRFToken(r), d)
@@ -85,4 +90,30 @@ func (h *Handler) setServiceAccount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.backTo(w, r, "/admin/clients", map[bool]string{true: "service-account-on", false: "service-account-off"}[want], nil)
+}
+
+// setRequirePAR makes an app send its authorization requests only through
+// PAR, or either way ("require_par" is the state wanted). Not a fresh-code
+// action: it changes how an app asks, not who may administer.
+func (h *Handler) setRequirePAR(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	want, err := strconv.ParseBool(r.PostFormValue("require_par"))
+	if err != nil {
+		h.renderClients(w, r, adm, http.StatusBadRequest, clientsData{Error: "The form did not say whether the app must use pushed authorization requests. Nothing was changed."})
+		return
+	}
+	err = h.Admin.SetRequirePAR(r.Context(), r.PathValue("id"), want, actor(adm))
+	switch {
+	case errors.Is(err, clients.ErrNotFound):
+		h.Templates.Error(w, http.StatusNotFound, "There is no app with that id. Nothing was changed.",
+			"The apps page, /admin/clients, lists them all.")
+		return
+	case err != nil:
+		h.Errors.Internal(w, r, err)
+		return
+	}
+	h.backTo(w, r, "/admin/clients", map[bool]string{true: "par-required", false: "par-optional"}[want], nil)
 }

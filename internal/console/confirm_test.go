@@ -1,6 +1,10 @@
 package console_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/clocktest"
@@ -375,5 +382,56 @@ func TestConsole_ConfirmAgainWithPasskey(t *testing.T) {
 	// Not a way out of the console: next stays under /admin.
 	if p := b.Get(e.Issuer + "/admin/confirm?next=https://evil.example/"); p.URL.Host != strings.TrimPrefix(e.Issuer, "http://") || p.URL.Path != "/admin" {
 		t.Errorf("next outside the console led to %s", p.URL)
+	}
+}
+
+// TestConsole_RequirePAR: the apps page shows whether an app must push
+// its authorization requests and changes it, audited; the provider
+// refuses the app a plain request at once.
+func TestConsole_RequirePAR(t *testing.T) {
+	e, _ := clockedEnv(t)
+	b, adm, _ := e.adminWithSecret(t, "ada@example.com")
+	rp := e.NewRP("wiki")
+	set := func(t *testing.T, on bool) {
+		t.Helper()
+		p := b.Get(e.URL + "/admin/clients")
+		if !strings.Contains(p.Body, `action="/admin/clients/wiki/require-par"`) {
+			t.Fatalf("no form to change PAR for wiki:\n%s", p.Body)
+		}
+		resp, body := send(t, e, b, p, "/admin/clients/wiki/require-par", url.Values{"require_par": {fmt.Sprint(on)}})
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("answered %d:\n%s", resp.StatusCode, body)
+		}
+		p = b.Get(e.URL + resp.Header.Get("Location"))
+		servertest.CheckMarkup(t, p.Body)
+		if want := fmt.Sprintf(`id="client-wiki" data-service-account="false" data-require-par="%v"`, on); !strings.Contains(p.Body, want) {
+			t.Fatalf("the apps page does not show %s:\n%s", want, p.Body)
+		}
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1"}}})
+	if _, err := e.Srv.Clients.Create(e.Ctx, clients.Client{ID: "signer", GrantTypes: []string{clients.GrantClientCredentials},
+		TokenEndpointAuthMethod: clients.PrivateKeyJWT, TokenEndpointAuthSigningAlg: "ES256", JWKS: jwks}); err != nil {
+		t.Fatal(err)
+	}
+	servertest.WantPage(t, b.Get(e.URL+"/admin/clients"), "/admin/clients", http.StatusOK, "confidential, private_key_jwt")
+	set(t, true)
+	if e.audited(t, audit.Admin(adm.ID), admin.ActionSetRequirePAR, audit.Client("wiki")) != 1 {
+		t.Error("not audited")
+	}
+	a := rp.AuthURL()
+	if p := servertest.NewBrowser(t).Get(a.URL); p.URL.Query().Get("error") != "invalid_request" {
+		t.Fatalf("a plain request after requiring PAR: %s, want error=invalid_request", p.URL)
+	}
+	set(t, false)
+	if p := servertest.NewBrowser(t).Get(rp.AuthURL().URL); !p.IsLoginForm() {
+		t.Fatalf("a plain request after no longer requiring PAR: %s, want the sign-in form", p.URL)
+	}
+	resp, _ := send(t, e, b, b.Get(e.URL+"/admin/clients"), "/admin/clients/nope/require-par", url.Values{"require_par": {"true"}})
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("an unknown app answered %d, want 404", resp.StatusCode)
 	}
 }

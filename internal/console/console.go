@@ -79,6 +79,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/users/{id}/role", h.setRole)
 	mux.HandleFunc("GET /admin/clients", h.clients)
 	mux.HandleFunc("POST /admin/clients/{id}/service-account", h.setServiceAccount)
+	mux.HandleFunc("POST /admin/clients/{id}/require-par", h.setRequirePAR)
 	mux.HandleFunc("POST /admin/users/{id}/notifications/{nid}/retry", h.retry)
 	mux.HandleFunc("GET /admin/confirm", h.confirmAgain)
 	// Anything else under /admin (but /admin/api/, the API's) is an HTML

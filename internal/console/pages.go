@@ -358,6 +358,10 @@ func notice(r *http.Request) string {
 		return "The app is an admin service account now: its client_credentials tokens with the admin scope may call the admin API."
 	case "service-account-off":
 		return "The app is no longer an admin service account: its admin API calls are refused from now on."
+	case "par-required":
+		return "The app must push its authorization requests now (PAR): the sign-in service refuses it any other."
+	case "par-optional":
+		return "The app may send its authorization requests through the browser again, or push them."
 	case "enabled":
 		return "Account enabled. They can sign in again; their old sessions stay ended."
 	case "retry":

@@ -154,7 +154,7 @@ func TestIntrospection_OnlyForThoseEntitled(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		json.NewDecoder(resp.Body).Decode(&d)
-		if !slices.Equal(d.Methods, []string{"client_secret_basic", "client_secret_post"}) {
+		if !slices.Equal(d.Methods, []string{"client_secret_basic", "client_secret_post", "private_key_jwt"}) {
 			t.Errorf("introspection_endpoint_auth_methods_supported = %v", d.Methods)
 		}
 	})

@@ -30,22 +30,25 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	if !p.checkClientAndRedirect(w, r) {
 		return
 	}
+	if err := requestObjectProblem(r.Form); err != nil {
+		p.authorizeError(w, r, nil, err)
+		return
+	}
+	if pushed(r.Form) {
+		onlyPushed(r.Form)
+	}
 	ar, err := p.OAuth2.NewAuthorizeRequest(ctx, r)
+	if err == nil {
+		err = requirePARProblem(ar)
+	}
+	if err == nil {
+		err = pkceProblem(ar)
+	}
 	if err != nil {
 		p.authorizeError(w, r, ar, err)
 		return
 	}
 	form := ar.GetRequestForm()
-	// fosite checks PKCE only when issuing the code; checking here tells the
-	// app at once instead of after the person has signed in.
-	if m := form.Get("code_challenge_method"); m != "" && m != "S256" {
-		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("code_challenge_method must be S256."))
-		return
-	}
-	if ar.GetClient().IsPublic() && form.Get("code_challenge") == "" {
-		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrInvalidRequest.WithHint("Public clients must use PKCE (code_challenge with S256)."))
-		return
-	}
 	prompt := strings.Fields(form.Get("prompt"))
 
 	sess, user, err := p.Sessions.CurrentUser(ctx, r)
@@ -128,7 +131,21 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
 		return
 	}
-	p.OAuth2.WriteAuthorizeResponse(ctx, w, ar, resp)
+	p.redirectResponse(ctx, w, ar, resp)
+}
+
+// pkceProblem is what is wrong with ar's PKCE, or nil. fosite checks PKCE
+// only when issuing the code; checking the request tells the app at once
+// instead of after the person has signed in.
+func pkceProblem(ar fosite.AuthorizeRequester) error {
+	form := ar.GetRequestForm()
+	if m := form.Get("code_challenge_method"); m != "" && m != "S256" {
+		return fosite.ErrInvalidRequest.WithHint("code_challenge_method must be S256.")
+	}
+	if ar.GetClient().IsPublic() && form.Get("code_challenge") == "" {
+		return fosite.ErrInvalidRequest.WithHint("Public clients must use PKCE (code_challenge with S256).")
+	}
+	return nil
 }
 
 // signInFirst sends the person to sign in (or, with stepUp, to give a
@@ -139,13 +156,18 @@ func (p *Provider) signInFirst(w http.ResponseWriter, r *http.Request, ar fosite
 	ctx := r.Context()
 	form := ar.GetRequestForm()
 	if slices.Contains(strings.Fields(form.Get("prompt")), "none") {
-		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The person is not signed in, or must sign in again."))
+		p.redirectError(ctx, w, ar, fosite.ErrLoginRequired.WithHint("The person is not signed in, or must sign in again."))
 		return
 	}
 	if want != sessions.ACRPhishingResistant {
 		want = ""
 	}
-	next, err := p.Login.Begin(ctx, w, login.Start{AuthorizeQuery: resumeQuery(form), LoginHint: form.Get("login_hint"),
+	resume, err := p.resumption(ctx, ar, resumeQuery(form))
+	if err != nil {
+		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return
+	}
+	next, err := p.Login.Begin(ctx, w, login.Start{AuthorizeQuery: resume, LoginHint: form.Get("login_hint"),
 		StepUp: stepUp, Want: want})
 	if err != nil {
 		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
@@ -366,5 +388,5 @@ func (p *Provider) authorizeError(w http.ResponseWriter, r *http.Request, ar fos
 			"Go back to the application and try again, or tell its owner.")
 		return
 	}
-	p.OAuth2.WriteAuthorizeError(r.Context(), w, ar, err)
+	p.redirectError(r.Context(), w, ar, err)
 }

@@ -63,7 +63,7 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 			p.Errors.StaleForm(w, "Go back to the application and try again.")
 			return false, false
 		}
-		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The person did not allow the request."))
+		p.redirectError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The person did not allow the request."))
 		return false, false
 	}
 	given, err := p.consented(ctx, s.UserID, c.ID, scopes)
@@ -75,7 +75,7 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 		return true, false
 	}
 	if slices.Contains(prompt, "none") {
-		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrConsentRequired)
+		p.redirectError(ctx, w, ar, fosite.ErrConsentRequired)
 		return false, false
 	}
 	page := consentPage{Client: p.clientName(r, c.ID)}
@@ -87,6 +87,16 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 		page.Scopes = append(page.Scopes, scopeText{sc, text})
 	}
 	form := knownParams(ar.GetRequestForm())
+	if v, ok := form["prompt"]; ok {
+		for i := range v {
+			v[i] = withoutConsentPrompt(v[i])
+		}
+	}
+	form, err = p.resumption(ctx, ar, form)
+	if err != nil {
+		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
+		return false
+	}
 	keys := make([]string, 0, len(form))
 	for k := range form {
 		keys = append(keys, k)
@@ -94,9 +104,6 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 	sort.Strings(keys)
 	for _, k := range keys {
 		for _, v := range form[k] {
-			if k == "prompt" {
-				v = withoutConsentPrompt(v)
-			}
 			page.Fields = append(page.Fields, [2]string{k, v})
 		}
 	}

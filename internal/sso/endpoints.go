@@ -25,6 +25,7 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /oauth2/auth", p.authorize)
 	mux.HandleFunc("POST /oauth2/auth", p.authorize)
 	mux.HandleFunc("POST /oauth2/token", p.token)
+	mux.HandleFunc("POST /oauth2/par", p.pushAuthorize)
 	mux.HandleFunc("POST /oauth2/introspect", p.introspect)
 	mux.HandleFunc("POST /oauth2/revoke", p.revoke)
 	mux.HandleFunc("GET /userinfo", p.userinfo)
@@ -72,7 +73,7 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	// the client holds it.
 	if cerr := unit.Commit(ctx); cerr != nil {
 		if err == nil {
-			err = fosite.ErrServerError.WithWrap(cerr).WithDebug(cerr.Error())
+			err = commitError(cerr)
 		} else {
 			p.Logger.ErrorContext(ctx, "token: commit after a failed request", "request_id", ops.RequestID(ctx), "err", cerr)
 		}
@@ -100,13 +101,24 @@ func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx, unit := p.Store.Pipeline(r.Context())
 	err := p.OAuth2.NewRevocationRequest(ctx, r)
 	if cerr := unit.Commit(ctx); cerr != nil && err == nil {
-		err = fosite.ErrServerError.WithWrap(cerr).WithDebug(cerr.Error())
+		err = commitError(cerr)
 	}
 	if err != nil {
 		err = p.oauthError(ctx, w, err)
 	}
 	p.logServerError(ctx, "revoke", err)
 	p.OAuth2.WriteRevocationResponse(ctx, w, err)
+}
+
+// commitError is the answer to a request whose unit of work failed to
+// commit: invalid_client when the client assertion it authenticated with
+// was spent by another request meanwhile (store.SetClientAssertionJWT),
+// server_error otherwise.
+func commitError(err error) error {
+	if errors.Is(err, fosite.ErrJTIKnown) {
+		return fosite.ErrInvalidClient.WithHint("This client assertion was used before: its jti may be used only once.").WithWrap(err)
+	}
+	return fosite.ErrServerError.WithWrap(err).WithDebug(err.Error())
 }
 
 // oauthError is err as an app is told it: when the database could not
@@ -212,6 +224,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"end_session_endpoint":                  i + "/oauth2/sessions/logout",
 		"introspection_endpoint":                i + "/oauth2/introspect",
 		"revocation_endpoint":                   i + "/oauth2/revoke",
+		"pushed_authorization_request_endpoint": i + "/oauth2/par",
 		"response_types_supported":              []string{"code"},
 		"response_modes_supported":              []string{"query"},
 		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials"},
@@ -220,20 +233,23 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
 		"claims_supported": []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid",
 			"email", "email_verified", "name"},
-		"acr_values_supported":                             p.acrValues(),
-		"prompt_values_supported":                          []string{"none", "login", "consent"},
-		"code_challenge_methods_supported":                 []string{"S256"},
-		"token_endpoint_auth_methods_supported":            []string{"client_secret_basic", "client_secret_post", "none"},
-		"introspection_endpoint_auth_methods_supported":    []string{"client_secret_basic", "client_secret_post"},
-		"revocation_endpoint_auth_methods_supported":       []string{"client_secret_basic", "client_secret_post", "none"},
-		"claims_parameter_supported":                       false,
-		"request_parameter_supported":                      false,
-		"request_uri_parameter_supported":                  false,
-		"backchannel_logout_supported":                     true,
+		"acr_values_supported":                           p.acrValues(),
+		"prompt_values_supported":                        []string{"none", "login", "consent"},
+		"code_challenge_methods_supported":               []string{"S256"},
+		"token_endpoint_auth_methods_supported":          []string{"client_secret_basic", "client_secret_post", clients.PrivateKeyJWT, "none"},
+		"introspection_endpoint_auth_methods_supported":  []string{"client_secret_basic", "client_secret_post", clients.PrivateKeyJWT},
+		"revocation_endpoint_auth_methods_supported":     []string{"client_secret_basic", "client_secret_post", clients.PrivateKeyJWT, "none"},
+		"claims_parameter_supported":                     false,
+		"request_parameter_supported":                    false,
+		"request_uri_parameter_supported":                false,
+		"backchannel_logout_supported":                   true,
+		"authorization_response_iss_parameter_supported": true,
+		// Per client (idp clients create --require-par), not for all.
+		"require_pushed_authorization_requests":            false,
 		"backchannel_logout_session_supported":             true,
 		"frontchannel_logout_supported":                    false,
 		"userinfo_signing_alg_values_supported":            []string{},
-		"token_endpoint_auth_signing_alg_values_supported": []string{},
+		"token_endpoint_auth_signing_alg_values_supported": clients.AssertionAlgs,
 	})
 }
 

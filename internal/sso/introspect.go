@@ -16,7 +16,7 @@ import (
 // introspect it").
 //
 //   - The caller authenticates as a confidential client, with
-//     client_secret_basic or client_secret_post. A bearer token is not a
+//     client_secret_basic, client_secret_post or private_key_jwt. A bearer token is not a
 //     caller (fosite would accept one), nor is a public client.
 //   - A token is active to its own client, and an access token also to a
 //     resource server it was issued for: a client whose id is in the
@@ -39,7 +39,7 @@ func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
 			"Introspection needs client authentication (client_secret_basic or client_secret_post); a bearer token is not accepted."))
 		return
 	}
-	if _, _, basic := r.BasicAuth(); !basic && r.PostForm.Get("client_id") == "" {
+	if _, _, basic := r.BasicAuth(); !basic && r.PostForm.Get("client_id") == "" && r.PostForm.Get("client_assertion") == "" {
 		// fosite calls this invalid_request; RFC 6749 §5.2 says invalid_client.
 		p.introspectionError(ctx, w, fosite.ErrInvalidClient.WithHint("Introspection needs client authentication."))
 		return

@@ -5,7 +5,9 @@
 package sso
 
 import (
+	"context"
 	"log/slog"
+	"net/url"
 	"time"
 
 	"github.com/ory/fosite"
@@ -41,6 +43,15 @@ var DefaultLifetimes = Lifetimes{
 	IDToken:       10 * time.Minute,
 }
 
+// PARLifetime is how long a pushed authorization request waits for the
+// browser to bring its request_uri (RFC 9126 §2.2 asks for a short time:
+// the app sends the browser on at once).
+const PARLifetime = 60 * time.Second
+
+// continuationLifetime is how long the rest of a consumed pushed request
+// waits for a sign-in or a consent decision: as long as a sign-in flow.
+const continuationLifetime = 15 * time.Minute
+
 // Provider serves the OpenID Provider endpoints.
 type Provider struct {
 	Issuer   string
@@ -71,7 +82,10 @@ type Provider struct {
 // An audience is a resource server's client id (see introspect), compared
 // whole: fosite's default strategy reads audiences as URLs and grants any
 // path below a registered one.
-func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes, st *store.Store, k *keys.Set) *fosite.Fosite {
+//
+// jwks fetches the key sets private_key_jwt clients publish at their
+// jwks_uri.
+func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes, st *store.Store, k *keys.Set, jwks fosite.JWKSFetcherStrategy) *fosite.Fosite {
 	cfg := &fosite.Config{
 		IDTokenIssuer:                  issuer,
 		AccessTokenIssuer:              issuer,
@@ -96,6 +110,16 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		// redirect_uri it silently skips the RFC 6749 §4.1.3 check that the
 		// token request repeats the authorization request's redirect URI.
 		SanitationWhiteList: []string{"redirect_uri"},
+		// PAR: a request_uri of our own prefix, short-lived; the redirect
+		// URIs are the clients' registered ones (https, or http to a
+		// loopback address), which fosite's own check would refuse for
+		// 127.0.0.1.
+		JWKSFetcherStrategy:             jwks,
+		PushedAuthorizeRequestURIPrefix: parPrefix,
+		PushedAuthorizeContextLifespan:  PARLifetime,
+		RedirectSecureChecker: func(_ context.Context, u *url.URL) bool {
+			return u.Scheme == "https" || (u.Scheme == "http" && clients.IsLoopback(u.Hostname()))
+		},
 	}
 	signer := &keySigner{Keys: k}
 	strategy := compose.CommonStrategy{
@@ -104,7 +128,7 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		Signer:                     signer,
 	}
 	// compose.Compose builds a *fosite.Fosite and returns it as an interface.
-	return compose.Compose(cfg, st, strategy,
+	f := compose.Compose(cfg, st, strategy,
 		compose.OAuth2AuthorizeExplicitFactory,
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
@@ -113,5 +137,10 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 		compose.OAuth2PKCEFactory,
+		compose.PushedAuthorizeHandlerFactory,
 	).(*fosite.Fosite)
+	audience := []string{cfg.TokenURL, issuer}
+	f.Config = tokenURLs{Config: cfg, urls: audience}
+	cfg.ClientAuthenticationStrategy = (&clientAuth{f: f, audience: audience}).authenticate
+	return f
 }

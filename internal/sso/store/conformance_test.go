@@ -54,6 +54,7 @@ var conformance = []struct {
 	{"a revocation waits for issuance in flight and ends its tokens", testRevocationWaitsForIssuance},
 	{"client assertion jti", testJTI},
 	{"expired client assertion jti", testExpiredJTI},
+	{"client assertion jti in concurrent requests", testJTIPipelined},
 }
 
 func TestStore_Conformance(t *testing.T) {
@@ -913,5 +914,44 @@ func testRevocationWaitsForIssuance(t *testing.T, s unitStore) {
 	}
 	if _, err := s.GetRefreshTokenSession(ctx, "rt-2", nil); !errors.Is(err, fosite.ErrInactiveToken) {
 		t.Errorf("refresh token issued during the revocation: %v, want it inactive", err)
+	}
+}
+
+// testJTIPipelined: in a request's pipeline the jti waits for the commit;
+// of two requests spending one jti the second's commit fails with
+// fosite.ErrJTIKnown (and takes its other writes with it), and a request
+// rolled back spends nothing.
+func testJTIPipelined(t *testing.T, s unitStore) {
+	ctx := t.Context()
+	exp := time.Now().Add(time.Hour)
+	ctxA, a := s.Pipeline(ctx)
+	ctxB, b := s.Pipeline(ctx)
+	for _, c := range []context.Context{ctxA, ctxB} {
+		if err := s.ClientAssertionJWTValid(c, "jti-p"); err != nil {
+			t.Fatalf("unspent jti: %v", err)
+		}
+		if err := s.Store.SetClientAssertionJWT(c, "jti-p", exp); err != nil {
+			t.Fatalf("queued set: %v", err)
+		}
+	}
+	if err := s.Store.CreateAccessTokenSession(ctxB, "at-b", newRequest("req-b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Commit(ctxA); err != nil {
+		t.Fatalf("first commit: %v", err)
+	}
+	wantErr(t, b.Commit(ctxB), fosite.ErrJTIKnown)
+	if _, err := s.GetAccessTokenSession(ctx, "at-b", nil); !errors.Is(err, fosite.ErrNotFound) {
+		t.Fatalf("the second request's token: %v, want not found", err)
+	}
+	wantErr(t, s.ClientAssertionJWTValid(ctx, "jti-p"), fosite.ErrJTIKnown)
+
+	ctxC, c := s.Pipeline(ctx)
+	if err := s.Store.SetClientAssertionJWT(ctxC, "jti-rolled-back", exp); err != nil {
+		t.Fatal(err)
+	}
+	c.Rollback(ctxC)
+	if err := s.ClientAssertionJWTValid(ctx, "jti-rolled-back"); err != nil {
+		t.Fatalf("a rolled-back request spent its jti: %v", err)
 	}
 }

@@ -1,7 +1,8 @@
 // Package store is fosite's storage on PostgreSQL: authorization codes
 // (with their PKCE and OpenID Connect sessions as forms in the code's row),
-// access and refresh tokens, and the client assertion JTIs seen, one table
-// per kind (migrations/0001_core.sql, 0009, 0010).
+// access and refresh tokens, the client assertion JTIs seen, and pushed
+// authorization requests (par.go), one table per kind
+// (migrations/0001_core.sql, 0009, 0010, 0016).
 //
 // Tokens are keyed by the SHA-256 of their signature, so a database dump
 // holds nothing a client could present. Who a token belongs to (request id,
@@ -22,7 +23,10 @@
 //	GetAuthorizeCodeSession                       1 SELECT (the code with its sessions' forms), once per request
 //	GetPKCERequestSession, GetOpenIDConnectSession  none after the code's read; 1 otherwise
 //	GetAccessTokenSession, GetRefreshTokenSession  1 SELECT by primary key
-//	ClientAssertionJWTValid, SetClientAssertionJWT 1 each, at once
+//	ClientAssertionJWTValid                       1, at once
+//	SetClientAssertionJWT                         none: queued (1 at once outside a pipeline)
+//	CreatePARSession                              none: queued
+//	GetPARSession                                 1 DELETE … RETURNING, at once (it consumes the request)
 //	Commit                                        1: everything queued
 //
 // Issuing a code costs 1 round trip (with the app's client session), its
@@ -125,15 +129,40 @@ func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
 // assertion itself has expired. The jti being set is left out of the purge
 // so an expired row for it is overwritten by the upsert instead (one
 // statement may not touch a row twice).
+//
+// In a request's pipeline (Store.Pipeline) the write waits there and goes
+// out with the request's tokens: one round trip fewer, and a request
+// refused later keeps no jti. A jti another request spent in the meantime
+// fails the unit (its tokens with it) with fosite.ErrJTIKnown, which the
+// endpoint answers as invalid_client. Elsewhere it is written at once.
 func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
-	tag, err := db.Conn(ctx, s.Pool).Exec(ctx, `
+	const upsert = `
 		WITH purged AS (
 			DELETE FROM oauth_client_assertion_jti WHERE expires_at <= now() AND jti <> $1
 		)
 		INSERT INTO oauth_client_assertion_jti (jti, expires_at) VALUES ($1, $2)
 		ON CONFLICT (jti) DO UPDATE SET expires_at = EXCLUDED.expires_at
-			WHERE oauth_client_assertion_jti.expires_at <= now()`,
-		jti, exp)
+			WHERE oauth_client_assertion_jti.expires_at <= now()`
+	if u, ok := db.From(ctx); ok && u.Pipelined() {
+		u.Queue(`
+			WITH purged AS (
+				DELETE FROM oauth_client_assertion_jti WHERE expires_at <= now() AND jti <> $1
+			), i AS (
+				INSERT INTO oauth_client_assertion_jti (jti, expires_at) VALUES ($1, $2)
+				ON CONFLICT (jti) DO UPDATE SET expires_at = EXCLUDED.expires_at
+					WHERE oauth_client_assertion_jti.expires_at <= now()
+				RETURNING 1
+			)
+			SELECT idp_assert(EXISTS (SELECT 1 FROM i), 'client assertion jti known')`,
+			jti, exp).MapErr(func(err error) error {
+			if db.IsAssertFailure(err) {
+				return fmt.Errorf("store: set client assertion jti: %w", fosite.ErrJTIKnown)
+			}
+			return dbErr("set client assertion jti", err)
+		})
+		return nil
+	}
+	tag, err := db.Conn(ctx, s.Pool).Exec(ctx, upsert, jti, exp)
 	if err != nil {
 		return dbErr("set client assertion jti", err)
 	}
@@ -217,4 +246,5 @@ var Sweeps = []db.Sweep{
 	{Table: "oauth_access_tokens", Key: "signature_hash", Due: "expires_at < $1", Keep: TokenGrace},
 	{Table: "oauth_refresh_tokens", Key: "signature_hash", Due: "expires_at < $1", Keep: TokenGrace},
 	{Table: "oauth_client_assertion_jti", Key: "jti", Due: "expires_at < $1", Keep: TokenGrace},
+	{Table: "oauth_par_requests", Key: "request_uri_hash", Due: "expires_at < $1", Keep: TokenGrace},
 }

@@ -20,7 +20,7 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	fs.Var(&postLogout, "post-logout-redirect-uri", "allowed post-logout redirect `URI`; repeat for more")
 	fs.StringVar(&cl.BackchannelLogoutURI, "backchannel-logout-uri", "", "`URI` that receives back-channel logout tokens")
 	fs.BoolVar(&cl.BackchannelLogoutSessionRequired, "backchannel-logout-session-required", true, "include sid in logout tokens")
-	fs.Var(&grants, "grant-type", "allowed `grant` type: authorization_code, refresh_token or client_credentials; repeat for more (default authorization_code and refresh_token)")
+	fs.Var(&grants, "grant-type", "allowed `grant` type: authorization_code, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:device_code (RFC 8628, with --public and refresh_token for a TV or a command line; no redirect URI needed); repeat for more (default authorization_code and refresh_token)")
 	fs.Var(&scopes, "scope", "`scope` the client may request; repeat for more (default openid, profile, email, offline_access)")
 	fs.Var(&audience, "audience", "`audience` the client may request for its tokens; repeat for more")
 	fs.BoolVar(&cl.Public, "public", false, "public client: no secret, for native and browser apps (which use PKCE)")

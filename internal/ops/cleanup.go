@@ -60,6 +60,9 @@ var expiring = []sweepable{
 	{"oauth_refresh_tokens", "signature_hash", "expires_at < $1"},
 	{"oauth_client_assertion_jti", "jti", "expires_at < $1"},
 	{"passkey_challenges", "challenge_hash", "expires_at < $1"},
+	// Device requests (RFC 8628): a poll until TokenGrace after expiry
+	// still hears expired_token, later an unknown code.
+	{"oauth_device_codes", "device_code_hash", "expires_at < $1"},
 }
 
 // Tables swept by Records.

@@ -231,7 +231,8 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	provider := &sso.Provider{
 		Issuer: cfg.Issuer, Store: fositeStore, Clients: clientStore, Users: userStore, Sessions: sess,
 		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
-		OAuth2: sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
+		OAuth2:        sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
+		DeviceLimiter: &throttle.Limiter{Pool: pool, Now: cfg.Now, Free: 5, Base: time.Second, Max: 5 * time.Minute, Window: 15 * time.Minute},
 	}
 	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger,
 		AllowPrivate: cfg.AllowPrivateBackchannel}
@@ -270,7 +271,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	limited := reqlimit.Limits{
 		Larger: map[string]int64{"/login/passkey": credential, "/login/totp/passkey": credential,
 			"/login/enroll/passkey": credential, "/account/passkeys": credential},
-		JSONPaths: []string{"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/"},
+		JSONPaths: []string{"/oauth2/token", "/oauth2/device/auth", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/"},
 		Page:      tpl.Error,
 	}.Wrap(mux)
 	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)

@@ -34,6 +34,10 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /oauth2/sessions/logout", p.endSession)
 	mux.HandleFunc("POST /oauth2/sessions/logout", p.endSession)
 	mux.HandleFunc("POST /oauth2/sessions/logout/confirm", p.confirmLogout)
+	mux.HandleFunc("POST /oauth2/device/auth", p.deviceAuthorization)
+	mux.HandleFunc("GET /device", p.deviceShow)
+	mux.HandleFunc("POST /device", p.deviceEnter)
+	mux.HandleFunc("POST /device/decision", p.deviceDecide)
 }
 
 // token is the token endpoint. fosite's storage calls go out in one unit
@@ -212,9 +216,10 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"end_session_endpoint":                  i + "/oauth2/sessions/logout",
 		"introspection_endpoint":                i + "/oauth2/introspect",
 		"revocation_endpoint":                   i + "/oauth2/revoke",
+		"device_authorization_endpoint":         i + "/oauth2/device/auth",
 		"response_types_supported":              []string{"code"},
 		"response_modes_supported":              []string{"query"},
-		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials"},
+		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeDeviceCode},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},

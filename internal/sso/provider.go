@@ -19,6 +19,7 @@ import (
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/keys"
 	"github.com/idp/idp/internal/sso/store"
+	"github.com/idp/idp/internal/throttle"
 	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
 )
@@ -57,12 +58,20 @@ type Provider struct {
 	Errors    *pages.Errors
 	Logger    *slog.Logger
 	Now       func() time.Time
+	// DeviceLimiter throttles wrong user codes on /device (device.go).
+	DeviceLimiter *throttle.Limiter
+	// DeviceCodeLifetime and DevicePollInterval are the device grant's
+	// (RFC 8628); zero means DefaultDeviceCodeLifetime and
+	// DefaultDevicePollInterval.
+	DeviceCodeLifetime time.Duration
+	DevicePollInterval time.Duration
 }
 
 // Compose builds fosite with exactly the grants we support: authorization
 // code with PKCE (S256 only, required for public clients), refresh tokens
 // with rotation, client credentials, OpenID Connect explicit flow (and ID
-// tokens on refresh), introspection and revocation. No implicit, hybrid or
+// tokens on refresh), the device authorization grant (ours, devicegrant.go),
+// introspection and revocation. No implicit, hybrid or
 // password grant: those factories are simply not listed.
 //
 // hmacSecret signs opaque tokens (at least 32 bytes); rotated ones still
@@ -113,5 +122,6 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 		compose.OAuth2PKCEFactory,
+		deviceGrantFactory,
 	).(*fosite.Fosite)
 }

@@ -29,6 +29,7 @@ var secretParams = []string{
 	"refresh_token",
 	"code_verifier",
 	"token",
+	"device_code",
 }
 
 // storedRequest is the JSON form of a fosite request. The client is stored

@@ -1,7 +1,8 @@
 // Package store is fosite's storage on PostgreSQL: authorization codes
 // (with their PKCE and OpenID Connect sessions as forms in the code's row),
 // access and refresh tokens, and the client assertion JTIs seen, one table
-// per kind (migrations/0001_core.sql, 0009, 0010).
+// per kind (migrations/0001_core.sql, 0009, 0010); and the device grant's
+// requests (device.go, 0017), which fosite does not know.
 //
 // Tokens are keyed by the SHA-256 of their signature, so a database dump
 // holds nothing a client could present. Who a token belongs to (request id,

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
 	"github.com/idp/idp/internal/sessions"
 )
@@ -231,6 +232,35 @@ func TestDevice_Grant(t *testing.T) {
 	}
 }
 
+// TestDevice_RequireMFA: with IDP_REQUIRE_MFA a person without a second
+// factor who follows the device's link enrolls one before the device page.
+func TestDevice_RequireMFA(t *testing.T) {
+	h := servertest.New(t, func(c *server.Config) { c.RequireMFA = true })
+	h.CreateUser("alice@example.com", password)
+	dev := newDeviceApp(t, h)
+	da := dev.auth(t)
+	br := servertest.NewBrowser(t)
+	p := br.SignIn(da.VerificationURIComplete, "alice@example.com", password)
+	_, _, p = enroll(t, h, br, p, time.Now())
+	if p.URL.Path != "/device" || !strings.Contains(p.Body, `id="device-approve"`) || !strings.Contains(p.Body, da.UserCode) {
+		t.Fatalf("after enrolling: %s (%d), want the device confirmation:\n%s", p.URL, p.Status, p.Body)
+	}
+	p = br.Post(h.Issuer+"/device/decision", url.Values{"csrf_token": {p.CSRF(t)}, "user_code": {da.UserCode}, "decision": {"approve"}})
+	if !strings.Contains(p.Body, "Device connected") {
+		t.Fatalf("approval:\n%s", p.Body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := dev.conf.DeviceAccessToken(ctx, da); err != nil {
+		t.Fatal(err)
+	}
+	var acr string
+	if err := h.DB.Pool.QueryRow(h.Ctx, `SELECT s.acr FROM oauth_access_tokens a JOIN sso_sessions s ON s.id = a.sid
+		WHERE a.client_id = 'tv'`).Scan(&acr); err != nil || acr != sessions.ACRMFA {
+		t.Fatalf("the device token's session acr = %q (%v), want %s", acr, err, sessions.ACRMFA)
+	}
+}
+
 // TestDevice_Refused: each way a device request does not get tokens, with
 // RFC 8628's error.
 func TestDevice_Refused(t *testing.T) {
@@ -319,6 +349,38 @@ func TestDevice_Refused(t *testing.T) {
 		p = br.Post(h.Issuer+"/device", url.Values{"user_code": {da.UserCode}})
 		if p.Status != http.StatusForbidden {
 			t.Fatalf("no csrf token: %d", p.Status)
+		}
+	})
+
+	t.Run("session ended before the poll", func(t *testing.T) {
+		bob := h.CreateUser("bob@example.com", password)
+		da := dev.auth(t)
+		decide(t, servertest.NewBrowser(t), da, "bob@example.com", "approve")
+		if _, err := h.Srv.Sessions.Revoke(h.Ctx, sessions.Revocation{UserID: bob.ID, Reason: sessions.ReasonUserSignOutAll}); err != nil {
+			t.Fatal(err)
+		}
+		if code := dev.poll(t, da.DeviceCode); code != "invalid_grant" {
+			t.Fatalf("poll after the approving session ended: %q, want invalid_grant", code)
+		}
+		var n int
+		h.DB.Pool.QueryRow(h.Ctx, `SELECT count(*) FROM oauth_access_tokens WHERE subject = $1`, bob.ID).Scan(&n)
+		if n != 0 {
+			t.Errorf("%d access tokens for a session that had ended", n)
+		}
+	})
+
+	t.Run("two polls at once", func(t *testing.T) {
+		// Alice is throttled by now.
+		h.CreateUser("carol@example.com", password)
+		da := dev.auth(t)
+		decide(t, servertest.NewBrowser(t), da, "carol@example.com", "approve")
+		codes := make(chan string, 2)
+		for range 2 {
+			go func() { codes <- dev.poll(t, da.DeviceCode) }()
+		}
+		got := []string{<-codes, <-codes}
+		if !(got[0] == "" && got[1] == "invalid_grant") && !(got[1] == "" && got[0] == "invalid_grant") {
+			t.Fatalf("two concurrent polls of an approved code: %q, want tokens once and invalid_grant", got)
 		}
 	})
 

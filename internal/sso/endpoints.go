@@ -95,6 +95,9 @@ func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, 
 	if store.IsSessionEnded(err) {
 		err = fosite.ErrInvalidGrant.WithHint("The sign-in session this grant belongs to has ended.").WithWrap(err)
 	}
+	if errors.Is(err, store.ErrDeviceUsed) {
+		err = fosite.ErrInvalidGrant.WithHint("The device code has been used.").WithWrap(err)
+	}
 	err = p.oauthError(ctx, w, err)
 	p.logServerError(ctx, "token", err)
 	p.OAuth2.WriteAccessError(ctx, w, ar, err)

@@ -27,9 +27,15 @@ const (
 	DeviceUsed     = "used"
 )
 
-// ErrUserCodeTaken: a new request's user code collides with a stored one;
-// the caller draws another.
-var ErrUserCodeTaken = errors.New("store: user code already in use")
+var (
+	// ErrUserCodeTaken: a new request's user code collides with a stored
+	// one; the caller draws another.
+	ErrUserCodeTaken = errors.New("store: user code already in use")
+	// ErrDeviceUsed fails a unit that spent a device request another poll
+	// spent first (QueueUseDevice): the token endpoint answers
+	// invalid_grant.
+	ErrDeviceUsed = errors.New("store: the device code has been used")
+)
 
 // NewDevice is a device authorization request to store. The codes are
 // their hashes (HashSignature).
@@ -203,8 +209,7 @@ func (s *Store) PollDevice(ctx context.Context, deviceCodeHash []byte, proto fos
 // code's exchange holds it, so a revocation either comes first and the
 // poll fails with sessions.ErrSessionEnded, or waits and then revokes these
 // tokens too), and the request must still be approved, so two concurrent
-// polls get one set of tokens (the loser fails with
-// fosite.ErrInvalidGrant).
+// polls get one set of tokens (the loser fails with ErrDeviceUsed).
 func (s *Store) QueueUseDevice(ctx context.Context, deviceCodeHash []byte) error {
 	u, err := unit(ctx, "use device code")
 	if err != nil {
@@ -219,7 +224,7 @@ func (s *Store) QueueUseDevice(ctx context.Context, deviceCodeHash []byte) error
 		SELECT idp_assert(EXISTS (SELECT 1 FROM u), 'device code used')`, deviceCodeHash).
 		MapErr(func(err error) error {
 			if db.IsAssertFailure(err) {
-				return fmt.Errorf("store: use device code: %w", fosite.ErrInvalidGrant.WithHint("The device code has been used."))
+				return fmt.Errorf("store: use device code: %w", ErrDeviceUsed)
 			}
 			return dbErr("use device code", err)
 		})

@@ -28,6 +28,8 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	fs.StringVar(&cl.IDTokenAlg, "id-token-alg", "RS256", "ID token signature `algorithm`: RS256 or ES256")
 	fs.BoolVar(&cl.AdminServiceAccount, "admin", false, "an admin service account: its client_credentials tokens with the admin scope "+
 		"may call the admin API (grant type defaults to client_credentials, scope to admin)")
+	fs.BoolVar(&cl.DPoPBoundAccessTokens, "dpop-bound-access-tokens", false,
+		"tokens only with a DPoP proof (RFC 9449): every access token is bound to the client's key")
 	set := newSettings(fs, c.getenv)
 	allowPrivate := set.Bool("allow-private-backchannel", "IDP_ALLOW_PRIVATE_BACKCHANNEL", false,
 		"let the back-channel logout URI be on this host, a private network or a link-local address: for demos and tests")
@@ -67,7 +69,7 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 		secret, err = store.Create(ctx, cl)
 		return audit.Client(cl.ID), map[string]any{"public": cl.Public, "redirect_uris": cl.RedirectURIs,
 			"grant_types": cl.GrantTypes, "scopes": cl.Scopes, "backchannel_logout_uri": cl.BackchannelLogoutURI,
-			"admin_service_account": cl.AdminServiceAccount}, err
+			"admin_service_account": cl.AdminServiceAccount, "dpop_bound_access_tokens": cl.DPoPBoundAccessTokens}, err
 	})
 	if err != nil {
 		return err

@@ -56,8 +56,11 @@ type Client struct {
 	// granted AdminScope with client_credentials, and the admin API checks
 	// the mark again on every request. It needs client_credentials and a
 	// secret; registering one adds AdminScope to its scopes.
-	AdminServiceAccount bool      `json:"admin_service_account"`
-	CreatedAt           time.Time `json:"created_at"`
+	AdminServiceAccount bool `json:"admin_service_account"`
+	// DPoPBoundAccessTokens: the client gets tokens only with a DPoP proof
+	// (RFC 9449 §5.2), so each is bound to its key.
+	DPoPBoundAccessTokens bool      `json:"dpop_bound_access_tokens"`
+	CreatedAt             time.Time `json:"created_at"`
 }
 
 // AdminScope is the scope of the admin API. The authorization endpoint
@@ -191,11 +194,13 @@ func (s *Store) Create(ctx context.Context, c Client) (secret string, err error)
 	_, err = db.Conn(ctx, s.Pool).Exec(ctx, `
 		INSERT INTO oauth_clients (id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris,
 			backchannel_logout_uri, backchannel_logout_session_required, grant_types, response_types,
-			scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+			scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account,
+			dpop_bound_access_tokens)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
 		c.ID, c.Name, c.SecretHash, c.Public, c.RedirectURIs, c.PostLogoutRedirectURIs,
 		c.BackchannelLogoutURI, c.BackchannelLogoutSessionRequired, c.GrantTypes, c.ResponseTypes,
-		c.Scopes, c.Audience, c.RequireConsent, c.IDTokenAlg, s.Now(), c.AdminServiceAccount)
+		c.Scopes, c.Audience, c.RequireConsent, c.IDTokenAlg, s.Now(), c.AdminServiceAccount,
+		c.DPoPBoundAccessTokens)
 	if db.IsUniqueViolation(err) {
 		return "", fmt.Errorf("%w: %q", ErrExists, c.ID)
 	}
@@ -207,13 +212,15 @@ func (s *Store) Create(ctx context.Context, c Client) (secret string, err error)
 
 const clientColumns = `id, name, secret_hash, public, redirect_uris, post_logout_redirect_uris,
 	backchannel_logout_uri, backchannel_logout_session_required, grant_types, response_types,
-	scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account`
+	scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account,
+	dpop_bound_access_tokens`
 
 func scanClient(row pgx.Row) (*Client, error) {
 	var c Client
 	err := row.Scan(&c.ID, &c.Name, &c.SecretHash, &c.Public, &c.RedirectURIs, &c.PostLogoutRedirectURIs,
 		&c.BackchannelLogoutURI, &c.BackchannelLogoutSessionRequired, &c.GrantTypes, &c.ResponseTypes,
-		&c.Scopes, &c.Audience, &c.RequireConsent, &c.IDTokenAlg, &c.CreatedAt, &c.AdminServiceAccount)
+		&c.Scopes, &c.Audience, &c.RequireConsent, &c.IDTokenAlg, &c.CreatedAt, &c.AdminServiceAccount,
+		&c.DPoPBoundAccessTokens)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}

@@ -63,6 +63,7 @@ var expiring = []sweepable{
 	// Device requests (RFC 8628): a poll until TokenGrace after expiry
 	// still hears expired_token, later an unknown code.
 	{"oauth_device_codes", "device_code_hash", "expires_at < $1"},
+	{"dpop_proofs", "key_hash", "expires_at < $1"},
 }
 
 // Tables swept by Records.

@@ -33,6 +33,7 @@ import (
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso"
 	"github.com/idp/idp/internal/sso/backchannel"
+	"github.com/idp/idp/internal/sso/dpop"
 	"github.com/idp/idp/internal/sso/keys"
 	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/throttle"
@@ -232,6 +233,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Issuer: cfg.Issuer, Store: fositeStore, Clients: clientStore, Users: userStore, Sessions: sess,
 		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2:        sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
+		DPoP:          &dpop.Checker{Pool: pool, Now: cfg.Now},
 		DeviceLimiter: &throttle.Limiter{Pool: pool, Now: cfg.Now, Free: 5, Base: time.Second, Max: 5 * time.Minute, Window: 15 * time.Minute},
 	}
 	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger,

@@ -16,6 +16,7 @@ import (
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sso/dpop"
 	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/users"
 )
@@ -44,7 +45,12 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 // of work (store.Store.Pipeline): a code exchange or a refresh costs two
 // round trips.
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
-	ctx, unit := p.Store.Pipeline(r.Context())
+	// A DPoP proof binds the tokens issued here to its key (dpopbind.go).
+	pctx, jkt, ok := p.tokenProof(r.Context(), w, r)
+	if !ok {
+		return
+	}
+	ctx, unit := p.Store.Pipeline(pctx)
 	ar, err := p.OAuth2.NewAccessRequest(ctx, r, openid.NewDefaultSession())
 	if err != nil {
 		// A failed request's writes go out too: a PKCE session is spent by a
@@ -53,6 +59,11 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 			p.Logger.ErrorContext(ctx, "token: commit after a failed request", "request_id", ops.RequestID(ctx), "err", cerr)
 		}
 		p.writeAccessError(ctx, w, ar, err)
+		return
+	}
+	if jkt == "" && requiresDPoP(ar.GetClient()) {
+		unit.Rollback(ctx)
+		p.writeAccessError(ctx, w, ar, errDPoPRequired)
 		return
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
@@ -85,6 +96,9 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		p.writeAccessError(ctx, w, ar, err)
 		return
 	}
+	if jkt != "" {
+		resp.SetTokenType("DPoP")
+	}
 	p.OAuth2.WriteAccessResponse(ctx, w, ar, resp)
 }
 
@@ -94,6 +108,9 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
 	if store.IsSessionEnded(err) {
 		err = fosite.ErrInvalidGrant.WithHint("The sign-in session this grant belongs to has ended.").WithWrap(err)
+	}
+	if errors.Is(err, store.ErrWrongKey) {
+		err = errInvalidDPoPProof(errors.New("the refresh token is bound to another key: refresh with a proof of the key it was issued to"))
 	}
 	if errors.Is(err, store.ErrDeviceUsed) {
 		err = fosite.ErrInvalidGrant.WithHint("The device code has been used.").WithWrap(err)
@@ -142,7 +159,7 @@ func (p *Provider) logServerError(ctx context.Context, op string, err error) {
 func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	w.Header().Set("Cache-Control", "no-store")
-	token := fosite.AccessTokenFromRequest(r)
+	scheme, token := accessToken(r)
 	if token == "" {
 		bearerError(w, http.StatusUnauthorized, "invalid_request", "An access token is required.")
 		return
@@ -156,6 +173,20 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil || use != fosite.AccessToken {
 		bearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked.")
+		return
+	}
+	code, desc, err := p.resourceProof(ctx, r, "/userinfo", scheme, token, store.BoundKey(ar))
+	if db.IsUnavailable(err) {
+		p.unavailable(ctx, w)
+		return
+	}
+	if err != nil {
+		p.Logger.ErrorContext(ctx, "userinfo: dpop", "request_id", ops.RequestID(ctx), "err", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error", "error_description": "Internal error."})
+		return
+	}
+	if code != "" {
+		dpopChallenge(w, code, desc)
 		return
 	}
 	if !ar.GetGrantedScopes().Has("openid") {
@@ -242,6 +273,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"frontchannel_logout_supported":                    false,
 		"userinfo_signing_alg_values_supported":            []string{},
 		"token_endpoint_auth_signing_alg_values_supported": []string{},
+		"dpop_signing_alg_values_supported":                dpop.AlgNames(),
 	})
 }
 

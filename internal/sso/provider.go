@@ -17,6 +17,7 @@ import (
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sso/dpop"
 	"github.com/idp/idp/internal/sso/keys"
 	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/throttle"
@@ -58,6 +59,8 @@ type Provider struct {
 	Errors    *pages.Errors
 	Logger    *slog.Logger
 	Now       func() time.Time
+	// DPoP checks DPoP proofs (RFC 9449, dpopbind.go).
+	DPoP *dpop.Checker
 	// DeviceLimiter throttles wrong user codes on /device (device.go).
 	DeviceLimiter *throttle.Limiter
 	// DeviceCodeLifetime and DevicePollInterval are the device grant's

@@ -29,3 +29,16 @@ CREATE TABLE oauth_device_codes (
     session          jsonb
 );
 CREATE INDEX oauth_device_codes_expiry_idx ON oauth_device_codes (expires_at);
+
+-- DPoP (RFC 9449, package sso/dpop): the proofs seen, one row per key and
+-- jti (their SHA-256), kept as long as a proof could be accepted, so a
+-- replay is refused by every instance.
+CREATE TABLE dpop_proofs (
+    key_hash   bytea PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX dpop_proofs_expiry_idx ON dpop_proofs (expires_at);
+
+-- A client registered with dpop_bound_access_tokens (RFC 9449 §5.2) gets
+-- tokens only with a DPoP proof.
+ALTER TABLE oauth_clients ADD COLUMN dpop_bound_access_tokens boolean NOT NULL DEFAULT false;

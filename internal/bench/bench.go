@@ -202,7 +202,7 @@ func (r *runner) run(ctx context.Context, rep *Report) error {
 	}
 
 	floorOps := map[string]op{FloorArgon2: argon2Op}
-	if cfg.wants(ScenarioClientCredentials) || cfg.wants(ScenarioIntrospection) ||
+	if cfg.wants(ScenarioClientCredentials) || cfg.wants(ScenarioDPoPClientCredentials) || cfg.wants(ScenarioIntrospection) ||
 		cfg.wants(ScenarioRefresh) || cfg.wants(ScenarioSilentSSO) || cfg.wants(ScenarioPasskeySignIn) {
 		fs, err := startFloorServer(ctx, r.in.dbURL, r.ccDoc)
 		if err != nil {
@@ -239,6 +239,13 @@ func (r *runner) run(ctx context.Context, rep *Report) error {
 
 	if cfg.wants(ScenarioClientCredentials) {
 		pair(ScenarioClientCredentials, r.clientCredentials(), nil)
+	}
+	if cfg.wants(ScenarioDPoPClientCredentials) {
+		fn, err := r.dpopClientCredentials()
+		if err != nil {
+			return err
+		}
+		pair(ScenarioDPoPClientCredentials, fn, nil)
 	}
 	if cfg.wants(ScenarioIntrospection) {
 		tokens, err := r.issueTokens(ctx, 256)

@@ -50,11 +50,12 @@ func newDPoPKey(t *testing.T) dpopKey {
 
 // proofClaims are a proof's claims; edit lets a test break one.
 type proofClaims struct {
-	JTI string `json:"jti,omitempty"`
-	HTM string `json:"htm,omitempty"`
-	HTU string `json:"htu,omitempty"`
-	IAT int64  `json:"iat,omitempty"`
-	ATH string `json:"ath,omitempty"`
+	JTI   string `json:"jti,omitempty"`
+	HTM   string `json:"htm,omitempty"`
+	HTU   string `json:"htu,omitempty"`
+	IAT   int64  `json:"iat,omitempty"`
+	ATH   string `json:"ath,omitempty"`
+	Nonce string `json:"nonce,omitempty"`
 }
 
 func (k dpopKey) proof(t *testing.T, method, u, accessToken string, edit ...func(*proofClaims, *jose.SignerOptions)) string {
@@ -439,5 +440,70 @@ func TestDPoP_PublicClientRefresh(t *testing.T) {
 	}
 	if _, err := conf.Conf.TokenSource(withKey(newDPoPKey(t)), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err != nil {
 		t.Fatalf("a confidential client's refresh with a new key: %v", err)
+	}
+}
+
+// TestDPoP_Nonces: with IDP_DPOP_NONCES a proof without the server's nonce
+// is answered use_dpop_nonce with a DPoP-Nonce header, at the token
+// endpoint (400) and at userinfo (401); the client retries with it, at
+// either instance (the nonce is the same everywhere).
+func TestDPoP_Nonces(t *testing.T) {
+	h := servertest.New(t, func(c *server.Config) { c.DPoPNonces = true })
+	two := servertest.NewInstance(t, h.DB, func(c *server.Config) { c.Issuer = h.Issuer; c.DPoPNonces = true })
+	h.CreateUser("alice@example.com", password)
+	svc := h.NewRP("svc", func(c *clients.Client) { c.GrantTypes = []string{"client_credentials"}; c.Scopes = []string{"openid"} })
+	key := newDPoPKey(t)
+	tokenURL := h.Issuer + "/oauth2/token"
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	withNonce := func(n string) func(*proofClaims, *jose.SignerOptions) {
+		return func(c *proofClaims, _ *jose.SignerOptions) { c.Nonce = n }
+	}
+
+	post := func(base, proof string) (*http.Response, map[string]any) {
+		req, _ := http.NewRequest("POST", base+"/oauth2/token", strings.NewReader(cc.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("svc", svc.Secret)
+		req.Header.Set("DPoP", proof)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp, out
+	}
+	resp, out := post(h.URL, key.proof(t, "POST", tokenURL, ""))
+	nonce := resp.Header.Get("DPoP-Nonce")
+	if resp.StatusCode != http.StatusBadRequest || out["error"] != "use_dpop_nonce" || nonce == "" {
+		t.Fatalf("a proof without a nonce: %d %v, DPoP-Nonce %q", resp.StatusCode, out, nonce)
+	}
+	if resp, out := post(h.URL, key.proof(t, "POST", tokenURL, "", withNonce("made-up"))); out["error"] != "use_dpop_nonce" {
+		t.Fatalf("a made-up nonce: %d %v", resp.StatusCode, out)
+	}
+	resp, out = post(two.URL, key.proof(t, "POST", tokenURL, "", withNonce(nonce)))
+	if resp.StatusCode != http.StatusOK || out["token_type"] != "DPoP" {
+		t.Fatalf("with the nonce, at the other instance: %d %v", resp.StatusCode, out)
+	}
+
+	// Userinfo asks for the nonce the same way (a person's token).
+	app := h.NewRP("app")
+	br := servertest.NewBrowser(t)
+	a := app.AuthURL()
+	code := app.Code(t, br.SignIn(a.URL, "alice@example.com", password), a)
+	status, tok := tokenRequest(t, h, "app", app.Secret, key.proof(t, "POST", tokenURL, "", withNonce(nonce)),
+		url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {app.Conf.RedirectURL},
+			"code_verifier": {a.Verifier}})
+	if status != http.StatusOK {
+		t.Fatalf("code exchange with the nonce: %d %v", status, tok)
+	}
+	at := tok["access_token"].(string)
+	ui := h.Issuer + "/userinfo"
+	status, challenge, out := userinfo(t, h, "GET", "DPoP "+at, key.proof(t, "GET", ui, at))
+	if status != http.StatusUnauthorized || out["error"] != "use_dpop_nonce" || !strings.Contains(challenge, `error="use_dpop_nonce"`) {
+		t.Fatalf("userinfo without the nonce: %d %v %q", status, out, challenge)
+	}
+	if status, _, out := userinfo(t, h, "GET", "DPoP "+at, key.proof(t, "GET", ui, at, withNonce(nonce))); status != http.StatusOK {
+		t.Fatalf("userinfo with the nonce: %d %v", status, out)
 	}
 }

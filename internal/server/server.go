@@ -75,8 +75,11 @@ type Config struct {
 	// urn:idp:acr:phr), and the admin API only to people's tokens from
 	// such a session.
 	AdminRequirePasskey bool
-	Logger              *slog.Logger
-	Now                 func() time.Time
+	// DPoPNonces (IDP_DPOP_NONCES) makes every DPoP proof carry a nonce
+	// this provider issued in the last minutes (RFC 9449 §8).
+	DPoPNonces bool
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -204,6 +207,14 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		}
 	}
 
+	dpopChecker := &dpop.Checker{Pool: pool, Now: cfg.Now}
+	if cfg.DPoPNonces {
+		// Derived from the server secret: every instance issues and
+		// accepts the same nonces.
+		if dpopChecker.NonceKey, err = hkdf.Key(sha256.New, hmacSecret, nil, "idp dpop nonce", 32); err != nil {
+			return nil, err
+		}
+	}
 	fositeStore := store.New(pool, clientStore)
 	fositeStore.Now = cfg.Now
 	metrics := ops.NewMetrics(pool, cfg.Now)
@@ -233,7 +244,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Issuer: cfg.Issuer, Store: fositeStore, Clients: clientStore, Users: userStore, Sessions: sess,
 		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2:        sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
-		DPoP:          &dpop.Checker{Pool: pool, Now: cfg.Now},
+		DPoP:          dpopChecker,
 		DeviceLimiter: &throttle.Limiter{Pool: pool, Now: cfg.Now, Free: 5, Base: time.Second, Max: 5 * time.Minute, Window: 15 * time.Minute},
 	}
 	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger,

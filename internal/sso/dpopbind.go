@@ -31,6 +31,19 @@ func errInvalidDPoPProof(err error) *fosite.RFC6749Error {
 	return &fosite.RFC6749Error{ErrorField: "invalid_dpop_proof", CodeField: http.StatusBadRequest, DescriptionField: desc}
 }
 
+// errUseDPoPNonce asks for a proof with the nonce of the DPoP-Nonce
+// header (RFC 9449 §8).
+var errUseDPoPNonce = &fosite.RFC6749Error{ErrorField: "use_dpop_nonce", CodeField: http.StatusBadRequest,
+	DescriptionField: "The DPoP proof must carry the nonce of the DPoP-Nonce response header."}
+
+// setNonce hands out the current nonce, when nonces are on, with every
+// answer of an endpoint that checks proofs.
+func (p *Provider) setNonce(w http.ResponseWriter) {
+	if n := p.DPoP.Nonce(); n != "" {
+		w.Header().Set(dpop.NonceHeader, n)
+	}
+}
+
 // tokenProof checks the token request's DPoP proof, if any, and returns ctx
 // binding the tokens to be issued to its key (and the key's thumbprint, ""
 // without a proof). A request with a bad proof is answered here (ok false)
@@ -41,6 +54,11 @@ func (p *Provider) tokenProof(ctx context.Context, w http.ResponseWriter, r *htt
 		var pr dpop.Proof
 		pr, err = p.DPoP.Check(ctx, proof, dpop.Request{Method: r.Method, URL: p.Issuer + "/oauth2/token"})
 		jkt = pr.JKT
+	}
+	p.setNonce(w)
+	if errors.Is(err, dpop.ErrUseNonce) {
+		p.OAuth2.WriteAccessError(ctx, w, nil, errUseDPoPNonce)
+		return ctx, "", false
 	}
 	if errors.Is(err, dpop.ErrInvalid) {
 		p.OAuth2.WriteAccessError(ctx, w, nil, errInvalidDPoPProof(err))
@@ -110,6 +128,9 @@ func (p *Provider) resourceProof(ctx context.Context, r *http.Request, path, sch
 	var pr dpop.Proof
 	if err == nil {
 		pr, err = p.DPoP.Check(ctx, proof, dpop.Request{Method: r.Method, URL: p.Issuer + path, AccessToken: token})
+	}
+	if errors.Is(err, dpop.ErrUseNonce) {
+		return "use_dpop_nonce", errUseDPoPNonce.DescriptionField, nil
 	}
 	if errors.Is(err, dpop.ErrInvalid) {
 		return "invalid_dpop_proof", errInvalidDPoPProof(err).DescriptionField, nil

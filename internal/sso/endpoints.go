@@ -45,12 +45,14 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 // of work (store.Store.Pipeline): a code exchange or a refresh costs two
 // round trips.
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
-	// A DPoP proof binds the tokens issued here to its key (dpopbind.go).
-	pctx, jkt, ok := p.tokenProof(r.Context(), w, r)
+	ctx, unit := p.Store.Pipeline(r.Context())
+	// A DPoP proof binds the tokens issued here to its key (dpopbind.go);
+	// its jti is recorded in the unit.
+	ctx, jkt, ok := p.tokenProof(ctx, w, r)
 	if !ok {
+		unit.Rollback(ctx)
 		return
 	}
-	ctx, unit := p.Store.Pipeline(pctx)
 	ar, err := p.OAuth2.NewAccessRequest(ctx, r, openid.NewDefaultSession())
 	if err != nil {
 		// A failed request's writes go out too: a PKCE session is spent by a
@@ -108,6 +110,9 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
 	if store.IsSessionEnded(err) {
 		err = fosite.ErrInvalidGrant.WithHint("The sign-in session this grant belongs to has ended.").WithWrap(err)
+	}
+	if errors.Is(err, dpop.ErrReplayed) {
+		err = errInvalidDPoPProof(dpop.ErrReplayed)
 	}
 	if errors.Is(err, store.ErrWrongKey) {
 		err = errInvalidDPoPProof(errors.New("the refresh token is bound to another key: refresh with a proof of the key it was issued to"))
@@ -175,6 +180,7 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 		bearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked.")
 		return
 	}
+	p.setNonce(w)
 	code, desc, err := p.resourceProof(ctx, r, "/userinfo", scheme, token, store.BoundKey(ar))
 	if db.IsUnavailable(err) {
 		p.unavailable(ctx, w)

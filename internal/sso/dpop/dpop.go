@@ -10,6 +10,7 @@ package dpop
 import (
 	"context"
 	"crypto"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -22,6 +23,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/idp/idp/internal/db"
 )
 
 // Header is the request header that carries a proof.
@@ -60,10 +63,51 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
 
+// ErrUseNonce: nonces are on and the proof has none, or a stale one; the
+// client retries with the nonce of the DPoP-Nonce header (RFC 9449 §8).
+var ErrUseNonce = errors.New("dpop: the proof must carry the server's current nonce")
+
+// NonceHeader is the response header that hands out the nonce.
+const NonceHeader = "DPoP-Nonce"
+
+// NonceWindow is how long a nonce is current; the previous window's is
+// still accepted, so a nonce lives one to two windows.
+const NonceWindow = 5 * time.Minute
+
 // Checker checks proofs and remembers them.
 type Checker struct {
 	Pool *pgxpool.Pool
 	Now  func() time.Time
+	// NonceKey, when set, turns server nonces on: every proof must carry
+	// a nonce this provider issued lately. A nonce is an HMAC of the time
+	// window under the key, so every instance with the same key issues and
+	// accepts the same nonces without storing any.
+	NonceKey []byte
+}
+
+// Nonce is the current nonce, "" when nonces are off.
+func (c *Checker) Nonce() string {
+	if len(c.NonceKey) == 0 {
+		return ""
+	}
+	return c.nonceAt(c.Now().Unix() / int64(NonceWindow/time.Second))
+}
+
+func (c *Checker) nonceAt(window int64) string {
+	mac := hmac.New(sha256.New, c.NonceKey)
+	fmt.Fprintf(mac, "dpop-nonce:%d", window)
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// nonceValid reports whether n is the current or the previous window's
+// nonce (constant-time).
+func (c *Checker) nonceValid(n string) bool {
+	w := c.Now().Unix() / int64(NonceWindow/time.Second)
+	ok := false
+	for _, win := range []int64{w, w - 1} {
+		ok = hmac.Equal([]byte(n), []byte(c.nonceAt(win))) || ok
+	}
+	return ok
 }
 
 // Proof is a checked proof: JKT is the SHA-256 thumbprint (RFC 7638) of
@@ -98,16 +142,24 @@ func FromHeader(h http.Header) (string, error) {
 
 // claims are a proof's claims.
 type claims struct {
-	JTI string           `json:"jti"`
-	HTM string           `json:"htm"`
-	HTU string           `json:"htu"`
-	IAT *jwt.NumericDate `json:"iat"`
-	ATH string           `json:"ath"`
+	JTI   string           `json:"jti"`
+	HTM   string           `json:"htm"`
+	HTU   string           `json:"htu"`
+	IAT   *jwt.NumericDate `json:"iat"`
+	ATH   string           `json:"ath"`
+	Nonce string           `json:"nonce"`
 }
 
+// ErrReplayed: the proof was seen before, by this instance or another.
+var ErrReplayed = fmt.Errorf("%w: the proof has been used before (jti replayed)", ErrInvalid)
+
 // Check verifies proof for req (RFC 9449 §4.3) and records its jti: a
-// proof seen before, by this instance or another, is refused. A proof is
-// recorded only once it is otherwise valid.
+// proof seen before, by this instance or another, is refused with
+// ErrReplayed. A proof is recorded only once it is otherwise valid. In a
+// pipelined unit of work (db.Pipeline) the record is queued in it, and a
+// replay fails the unit at its commit, so the request that carries it
+// writes nothing and costs no round trip more; elsewhere it is recorded
+// at once.
 func (c *Checker) Check(ctx context.Context, proof string, req Request) (Proof, error) {
 	p, jti, err := c.verify(proof, req)
 	if err != nil {
@@ -115,15 +167,25 @@ func (c *Checker) Check(ctx context.Context, proof string, req Request) (Proof, 
 	}
 	// One row per key and jti: RFC 9449 §11.1 asks for jti unique per key.
 	key := sha256.Sum256([]byte(p.JKT + "\x00" + jti))
-	tag, err := c.Pool.Exec(ctx, `INSERT INTO dpop_proofs (key_hash, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-		key[:], c.Now().Add(MaxAge+Skew))
-	if err != nil {
-		return Proof{}, fmt.Errorf("dpop: record proof: %w", err)
+	const record = `
+		WITH i AS (INSERT INTO dpop_proofs (key_hash, expires_at) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1)
+		SELECT idp_assert(EXISTS (SELECT 1 FROM i), 'dpop proof replayed')`
+	expires := c.Now().Add(MaxAge + Skew)
+	if u, ok := db.From(ctx); ok && u.Pipelined() {
+		u.Queue(record, key[:], expires).MapErr(replayed)
+		return p, nil
 	}
-	if tag.RowsAffected() == 0 {
-		return Proof{}, invalid("the proof has been used before (jti replayed)")
+	if _, err := db.Conn(ctx, c.Pool).Exec(ctx, record, key[:], expires); err != nil {
+		return Proof{}, replayed(err)
 	}
 	return p, nil
+}
+
+func replayed(err error) error {
+	if db.IsAssertFailure(err) {
+		return ErrReplayed
+	}
+	return fmt.Errorf("dpop: record proof: %w", err)
 }
 
 // verify checks everything but replay.
@@ -170,6 +232,9 @@ func (c *Checker) verify(proof string, req Request) (Proof, string, error) {
 	}
 	if req.AccessToken == "" && cl.ATH != "" {
 		return Proof{}, "", invalid("ath is set but no access token is presented")
+	}
+	if len(c.NonceKey) > 0 && !c.nonceValid(cl.Nonce) {
+		return Proof{}, "", ErrUseNonce
 	}
 	thumb, err := jwk.Thumbprint(crypto.SHA256)
 	if err != nil {

@@ -57,7 +57,9 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// A failed request's writes go out too: a PKCE session is spent by a
 		// wrong verifier, as fosite intends.
-		if cerr := unit.Commit(ctx); cerr != nil {
+		// A replayed DPoP proof fails the commit: the client's mistake,
+		// answered with the request's own error.
+		if cerr := unit.Commit(ctx); cerr != nil && !errors.Is(cerr, dpop.ErrReplayed) {
 			p.Logger.ErrorContext(ctx, "token: commit after a failed request", "request_id", ops.RequestID(ctx), "err", cerr)
 		}
 		p.writeAccessError(ctx, w, ar, err)

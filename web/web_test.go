@@ -62,6 +62,8 @@ var samples = map[string]any{
 	"account-sign-out-everywhere": sample{"Sessions": "2 sessions", "Apps": "1 app"},
 	"consent": sample{"Client": "App", "Scopes": []sample{{"Name": "email", "Text": "See your email address"}},
 		"Fields": [][2]string{{"client_id", "app"}}},
+	"device": sample{"Step": "confirm", "UserCode": "BCDF-GHJK", "Problem": "p", "Client": "TV app",
+		"Scopes": []sample{{"Name": "email", "Text": "See your email address"}}, "Approved": true},
 	"admin": sample{"Email": "ada", "Error": "No user has the email address ada.", "Heading": "Emails containing “ada”",
 		"NeedCode": true, "New": sample{"Email": "", "Name": "", "Admin": true},
 		"Users": []sample{{"ID": "u1", "Email": "ada@example.com", "Name": "Ada", "Admin": true, "Disabled": false,

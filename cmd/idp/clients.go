@@ -20,7 +20,7 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	fs.Var(&postLogout, "post-logout-redirect-uri", "allowed post-logout redirect `URI`; repeat for more")
 	fs.StringVar(&cl.BackchannelLogoutURI, "backchannel-logout-uri", "", "`URI` that receives back-channel logout tokens")
 	fs.BoolVar(&cl.BackchannelLogoutSessionRequired, "backchannel-logout-session-required", true, "include sid in logout tokens")
-	fs.Var(&grants, "grant-type", "allowed `grant` type: authorization_code, refresh_token or client_credentials; repeat for more (default authorization_code and refresh_token)")
+	fs.Var(&grants, "grant-type", "allowed `grant` type: authorization_code, refresh_token, client_credentials or urn:ietf:params:oauth:grant-type:device_code (RFC 8628, with --public and refresh_token for a TV or a command line; no redirect URI needed); repeat for more (default authorization_code and refresh_token)")
 	fs.Var(&scopes, "scope", "`scope` the client may request; repeat for more (default openid, profile, email, offline_access)")
 	fs.Var(&audience, "audience", "`audience` the client may request for its tokens; repeat for more")
 	fs.BoolVar(&cl.Public, "public", false, "public client: no secret, for native and browser apps (which use PKCE)")
@@ -35,6 +35,8 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 	fs.StringVar(&cl.JWKSURI, "jwks-uri", "", "`URL` where the client publishes its public keys for private_key_jwt (fetched with a timeout and cached)")
 	fs.StringVar(&cl.TokenEndpointAuthSigningAlg, "token-endpoint-auth-signing-alg", "", "the `algorithm` the client's assertions are signed with "+
 		"(private_key_jwt; default RS256): RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512")
+	fs.BoolVar(&cl.DPoPBoundAccessTokens, "dpop-bound-access-tokens", false,
+		"tokens only with a DPoP proof (RFC 9449): every access token is bound to the client's key")
 	set := newSettings(fs, c.getenv)
 	allowPrivate := set.Bool("allow-private-backchannel", "IDP_ALLOW_PRIVATE_BACKCHANNEL", false,
 		"let the back-channel logout URI be on this host, a private network or a link-local address: for demos and tests")
@@ -78,7 +80,8 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 		return audit.Client(cl.ID), map[string]any{"public": cl.Public, "redirect_uris": cl.RedirectURIs,
 			"grant_types": cl.GrantTypes, "scopes": cl.Scopes, "backchannel_logout_uri": cl.BackchannelLogoutURI,
 			"admin_service_account": cl.AdminServiceAccount, "require_pushed_authorization_requests": cl.RequirePAR,
-			"token_endpoint_auth_method": cl.TokenEndpointAuthMethod, "jwks_uri": cl.JWKSURI}, err
+			"token_endpoint_auth_method": cl.TokenEndpointAuthMethod, "jwks_uri": cl.JWKSURI,
+			"dpop_bound_access_tokens": cl.DPoPBoundAccessTokens}, err
 	})
 	if err != nil {
 		return err

@@ -108,3 +108,35 @@ func TestRun_ServiceAccounts(t *testing.T) {
 		}
 	})
 }
+
+// TestRun_DeviceClient: a device (RFC 8628) registers as a public client
+// with the device and refresh grants and no redirect URI; a client may
+// require DPoP (--dpop-bound-access-tokens); refresh_token alone, without
+// a code or device grant, is still refused.
+func TestRun_DeviceClient(t *testing.T) {
+	d := dbtest.New(t)
+	ctx := context.Background()
+	store := clients.NewStore(d.Pool)
+	store.TTL = -1
+	r := runCLI(t, d.URL, "", "clients", "create", "--json", "--id", "tv", "--public",
+		"--grant-type", "urn:ietf:params:oauth:grant-type:device_code", "--grant-type", "refresh_token")
+	r.check(t, 0, `"client_id"`)
+	c, err := store.Get(ctx, "tv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Public || len(c.RedirectURIs) != 0 ||
+		!slices.Equal(c.GrantTypes, []string{clients.GrantDeviceCode, clients.GrantRefreshToken}) {
+		t.Fatalf("stored %+v, want a public device client without redirect URIs", c)
+	}
+	r = runCLI(t, d.URL, "", "clients", "create", "--id", "dpop-svc", "--grant-type", "client_credentials", "--dpop-bound-access-tokens")
+	r.check(t, 0, "")
+	if c, err := store.Get(ctx, "dpop-svc"); err != nil || !c.DPoPBoundAccessTokens {
+		t.Fatalf("--dpop-bound-access-tokens: stored %+v (%v)", c, err)
+	}
+	r = runCLI(t, d.URL, "", "clients", "create", "--id", "lonely", "--public", "--grant-type", "refresh_token")
+	r.check(t, 1, "needs authorization_code or urn:ietf:params:oauth:grant-type:device_code")
+	if _, err := store.Get(ctx, "lonely"); err == nil {
+		t.Fatal("a client with refresh_token alone was written")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -79,6 +80,11 @@ func (a *API) authenticate(r *http.Request) (caller, error) {
 	// fosite falls back to refresh tokens when the hint does not match; a
 	// refresh token is not a bearer credential.
 	if err != nil || use != fosite.AccessToken {
+		return caller{}, errInvalidToken
+	}
+	if store.BoundKey(ar) != "" {
+		// A DPoP-bound token (RFC 9449) is worthless without its key;
+		// this API does not check proofs, so it takes none.
 		return caller{}, errInvalidToken
 	}
 	scoped := ar.GetGrantedScopes().Has(Scope)

@@ -203,7 +203,8 @@ func (r *runner) run(ctx context.Context, rep *Report) error {
 	}
 
 	floorOps := map[string]op{FloorArgon2: argon2Op}
-	if cfg.wants(ScenarioClientCredentials) || cfg.wants(ScenarioPrivateKeyJWT) || cfg.wants(ScenarioIntrospection) ||
+	if cfg.wants(ScenarioClientCredentials) || cfg.wants(ScenarioPrivateKeyJWT) || cfg.wants(ScenarioDPoPClientCredentials) ||
+		cfg.wants(ScenarioIntrospection) ||
 		cfg.wants(ScenarioRefresh) || cfg.wants(ScenarioSilentSSO) || cfg.wants(ScenarioPasskeySignIn) {
 		fs, err := startFloorServer(ctx, r.in.dbURL, r.ccDoc)
 		if err != nil {
@@ -243,6 +244,13 @@ func (r *runner) run(ctx context.Context, rep *Report) error {
 	}
 	if cfg.wants(ScenarioPrivateKeyJWT) {
 		pair(ScenarioPrivateKeyJWT, r.privateKeyJWT(), nil)
+	}
+	if cfg.wants(ScenarioDPoPClientCredentials) {
+		fn, err := r.dpopClientCredentials()
+		if err != nil {
+			return err
+		}
+		pair(ScenarioDPoPClientCredentials, fn, nil)
 	}
 	if cfg.wants(ScenarioIntrospection) {
 		tokens, err := r.issueTokens(ctx, 256)

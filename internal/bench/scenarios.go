@@ -16,42 +16,47 @@ import (
 const (
 	ScenarioClientCredentials = "client_credentials"
 	ScenarioPrivateKeyJWT     = "client_credentials_private_key_jwt"
-	ScenarioIntrospection     = "introspection"
-	ScenarioRefresh           = "refresh"
-	ScenarioSilentSSO         = "silent_sso"
-	ScenarioFullSignIn        = "full_signin"
-	ScenarioPasskeySignIn     = "passkey_signin"
-	ScenarioRevokeAll         = "revoke_all"
+	// ScenarioDPoPClientCredentials is client_credentials with a DPoP
+	// proof: the cost of binding a token to a key.
+	ScenarioDPoPClientCredentials = "dpop_client_credentials"
+	ScenarioIntrospection         = "introspection"
+	ScenarioRefresh               = "refresh"
+	ScenarioSilentSSO             = "silent_sso"
+	ScenarioFullSignIn            = "full_signin"
+	ScenarioPasskeySignIn         = "passkey_signin"
+	ScenarioRevokeAll             = "revoke_all"
 )
 
 // Scenarios lists every scenario.
-var Scenarios = []string{ScenarioClientCredentials, ScenarioPrivateKeyJWT, ScenarioIntrospection, ScenarioRefresh,
-	ScenarioSilentSSO, ScenarioFullSignIn, ScenarioPasskeySignIn, ScenarioRevokeAll}
+var Scenarios = []string{ScenarioClientCredentials, ScenarioPrivateKeyJWT, ScenarioDPoPClientCredentials,
+	ScenarioIntrospection, ScenarioRefresh, ScenarioSilentSSO, ScenarioFullSignIn, ScenarioPasskeySignIn, ScenarioRevokeAll}
 
 // floorOf is the floor each throughput scenario is measured against.
 var floorOf = map[string]string{
-	ScenarioClientCredentials: FloorInsert,
-	ScenarioPrivateKeyJWT:     FloorInsert,
-	ScenarioIntrospection:     FloorSelect,
-	ScenarioRefresh:           FloorInsert,
-	ScenarioSilentSSO:         FloorInsert,
-	ScenarioFullSignIn:        FloorArgon2,
-	ScenarioPasskeySignIn:     FloorInsert,
+	ScenarioClientCredentials:     FloorInsert,
+	ScenarioPrivateKeyJWT:         FloorInsert,
+	ScenarioDPoPClientCredentials: FloorInsert,
+	ScenarioIntrospection:         FloorSelect,
+	ScenarioRefresh:               FloorInsert,
+	ScenarioSilentSSO:             FloorInsert,
+	ScenarioFullSignIn:            FloorArgon2,
+	ScenarioPasskeySignIn:         FloorInsert,
 }
 
 // describe says in a line what one op of a scenario or floor is.
 var describe = map[string]string{
-	ScenarioClientCredentials: "POST /oauth2/token grant_type=client_credentials (client_secret_basic)",
-	ScenarioPrivateKeyJWT:     "POST /oauth2/token grant_type=client_credentials, private_key_jwt (a fresh ES256 assertion signed per request)",
-	ScenarioIntrospection:     "POST /oauth2/introspect of a live access token",
-	ScenarioRefresh:           "POST /oauth2/token grant_type=refresh_token, rotating",
-	ScenarioSilentSSO:         "signed-in browser: /oauth2/auth for a 2nd app → code → exchange → ID token verified",
-	ScenarioFullSignIn:        "new browser: /oauth2/auth → password → TOTP → code → exchange → ID token verified",
-	ScenarioPasskeySignIn:     "new browser: /oauth2/auth → sign-in page → passkey options → assertion (software authenticator) → code → exchange → ID token verified",
-	ScenarioRevokeAll:         "admin revoke-all of one user's sessions; back-channel logout to every app",
-	FloorArgon2:               "users.HashPassword (argon2id, configured parameters) in GOMAXPROCS goroutines",
-	FloorInsert:               "bare net/http handler: one INSERT of a token row via its own pgxpool",
-	FloorSelect:               "bare net/http handler: one SELECT of a token row by primary key",
+	ScenarioClientCredentials:     "POST /oauth2/token grant_type=client_credentials (client_secret_basic)",
+	ScenarioPrivateKeyJWT:         "POST /oauth2/token grant_type=client_credentials, private_key_jwt (a fresh ES256 assertion signed per request)",
+	ScenarioDPoPClientCredentials: "POST /oauth2/token grant_type=client_credentials (client_secret_basic) with a fresh ES256 DPoP proof, token_type DPoP",
+	ScenarioIntrospection:         "POST /oauth2/introspect of a live access token",
+	ScenarioRefresh:               "POST /oauth2/token grant_type=refresh_token, rotating",
+	ScenarioSilentSSO:             "signed-in browser: /oauth2/auth for a 2nd app → code → exchange → ID token verified",
+	ScenarioFullSignIn:            "new browser: /oauth2/auth → password → TOTP → code → exchange → ID token verified",
+	ScenarioPasskeySignIn:         "new browser: /oauth2/auth → sign-in page → passkey options → assertion (software authenticator) → code → exchange → ID token verified",
+	ScenarioRevokeAll:             "admin revoke-all of one user's sessions; back-channel logout to every app",
+	FloorArgon2:                   "users.HashPassword (argon2id, configured parameters) in GOMAXPROCS goroutines",
+	FloorInsert:                   "bare net/http handler: one INSERT of a token row via its own pgxpool",
+	FloorSelect:                   "bare net/http handler: one SELECT of a token row by primary key",
 }
 
 // clientCredentials asks for a token as the resource server.

@@ -25,15 +25,16 @@ const (
 	GrantAuthorizationCode = "authorization_code"
 	GrantRefreshToken      = "refresh_token"
 	GrantClientCredentials = "client_credentials"
+	// GrantDeviceCode is the device authorization grant (RFC 8628).
+	GrantDeviceCode = "urn:ietf:params:oauth:grant-type:device_code"
 )
 
 var (
-	allowedGrants = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}
+	allowedGrants = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantDeviceCode}
 	refusedGrants = map[string]string{
 		"implicit": "the implicit grant leaks tokens in URLs and is removed by OAuth 2.1 (RFC 9700 §2.1.2); use authorization_code with PKCE",
 		"password": "the resource owner password grant hands passwords to the client and is removed by OAuth 2.1 (RFC 9700 §2.4); use authorization_code",
 		"hybrid":   "hybrid flows return tokens from the authorization endpoint; use authorization_code",
-		"urn:ietf:params:oauth:grant-type:device_code": "the device grant is not supported",
 	}
 	// DefaultScopes are what a client may request when none are given.
 	DefaultScopes = []string{"openid", "profile", "email", "offline_access"}
@@ -66,8 +67,8 @@ func normalize(c *Client, allowPrivateBackchannel bool) error {
 		}
 	}
 	code := slices.Contains(c.GrantTypes, GrantAuthorizationCode)
-	if slices.Contains(c.GrantTypes, GrantRefreshToken) && !code {
-		bad("grant type refresh_token needs authorization_code: refresh tokens are issued only with a code")
+	if slices.Contains(c.GrantTypes, GrantRefreshToken) && !code && !slices.Contains(c.GrantTypes, GrantDeviceCode) {
+		bad("grant type refresh_token needs authorization_code or %s: refresh tokens are issued only with a code or to a device", GrantDeviceCode)
 	}
 	if c.Public && slices.Contains(c.GrantTypes, GrantClientCredentials) {
 		bad("a public client cannot use client_credentials: it has no secret to authenticate with")

@@ -15,6 +15,7 @@ import (
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/backchannel"
+	"github.com/idp/idp/internal/sso/dpop"
 	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/throttle"
 )
@@ -73,7 +74,7 @@ func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, routed http.Han
 }
 
 // sweeps are every package's declarations of what the janitor deletes.
-var sweeps = slices.Concat(store.Sweeps, passkey.Sweeps, login.Sweeps, throttle.Sweeps, outbox.Sweeps)
+var sweeps = slices.Concat(store.Sweeps, dpop.Sweeps, passkey.Sweeps, login.Sweeps, throttle.Sweeps, outbox.Sweeps)
 
 func (s *Server) cleanup() *ops.Cleanup {
 	return &ops.Cleanup{Pool: s.Pool, Now: s.Config.Now, Sweeps: sweeps}

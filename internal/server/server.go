@@ -34,6 +34,7 @@ import (
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso"
 	"github.com/idp/idp/internal/sso/backchannel"
+	"github.com/idp/idp/internal/sso/dpop"
 	"github.com/idp/idp/internal/sso/keys"
 	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/throttle"
@@ -75,8 +76,11 @@ type Config struct {
 	// urn:idp:acr:phr), and the admin API only to people's tokens from
 	// such a session.
 	AdminRequirePasskey bool
-	Logger              *slog.Logger
-	Now                 func() time.Time
+	// DPoPNonces (IDP_DPOP_NONCES) makes every DPoP proof carry a nonce
+	// this provider issued in the last minutes (RFC 9449 §8).
+	DPoPNonces bool
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -204,6 +208,14 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		}
 	}
 
+	dpopChecker := &dpop.Checker{Pool: pool, Now: cfg.Now}
+	if cfg.DPoPNonces {
+		// Derived from the server secret: every instance issues and
+		// accepts the same nonces.
+		if dpopChecker.NonceKey, err = hkdf.Key(sha256.New, hmacSecret, nil, "idp dpop nonce", 32); err != nil {
+			return nil, err
+		}
+	}
 	fositeStore := store.New(pool, clientStore)
 	fositeStore.Now = cfg.Now
 	metrics := ops.NewMetrics(pool, cfg.Now)
@@ -234,6 +246,8 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2: sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet,
 			&clients.KeyFetcher{AllowPrivate: cfg.AllowPrivateBackchannel}),
+		DPoP:          dpopChecker,
+		DeviceLimiter: &throttle.Limiter{Pool: pool, Now: cfg.Now, Free: 5, Base: time.Second, Max: 5 * time.Minute, Window: 15 * time.Minute},
 	}
 	logouts, err := backchannel.Sender{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now,
 		AllowPrivate: cfg.AllowPrivateBackchannel}.Kind()
@@ -277,7 +291,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	limited := reqlimit.Limits{
 		Larger: map[string]int64{"/login/passkey": credential, "/login/totp/passkey": credential,
 			"/login/enroll/passkey": credential, "/account/passkeys": credential},
-		JSONPaths: []string{"/oauth2/token", "/oauth2/par", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/"},
+		JSONPaths: []string{"/oauth2/token", "/oauth2/par", "/oauth2/device/auth", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/"},
 		Page:      tpl.Error,
 	}.Wrap(mux)
 	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)

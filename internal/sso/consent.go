@@ -95,7 +95,7 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 	form, err = p.resumption(ctx, ar, form)
 	if err != nil {
 		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
-		return false
+		return false, false
 	}
 	keys := make([]string, 0, len(form))
 	for k := range form {

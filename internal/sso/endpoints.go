@@ -16,6 +16,7 @@ import (
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sso/dpop"
 	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/users"
 )
@@ -35,6 +36,10 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /oauth2/sessions/logout", p.endSession)
 	mux.HandleFunc("POST /oauth2/sessions/logout", p.endSession)
 	mux.HandleFunc("POST /oauth2/sessions/logout/confirm", p.confirmLogout)
+	mux.HandleFunc("POST /oauth2/device/auth", p.deviceAuthorization)
+	mux.HandleFunc("GET /device", p.deviceShow)
+	mux.HandleFunc("POST /device", p.deviceEnter)
+	mux.HandleFunc("POST /device/decision", p.deviceDecide)
 }
 
 // token is the token endpoint. fosite's storage calls go out in one unit
@@ -42,14 +47,28 @@ func (p *Provider) Mount(mux *http.ServeMux) {
 // round trips.
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	ctx, unit := p.Store.Pipeline(r.Context())
+	// A DPoP proof binds the tokens issued here to its key (dpopbind.go);
+	// its jti is recorded in the unit.
+	ctx, jkt, ok := p.tokenProof(ctx, w, r)
+	if !ok {
+		unit.Rollback(ctx)
+		return
+	}
 	ar, err := p.OAuth2.NewAccessRequest(ctx, r, openid.NewDefaultSession())
 	if err != nil {
 		// A failed request's writes go out too: a PKCE session is spent by a
 		// wrong verifier, as fosite intends.
-		if cerr := unit.Commit(ctx); cerr != nil {
+		// A replayed DPoP proof fails the commit: the client's mistake,
+		// answered with the request's own error.
+		if cerr := unit.Commit(ctx); cerr != nil && !errors.Is(cerr, dpop.ErrReplayed) {
 			p.Logger.ErrorContext(ctx, "token: commit after a failed request", "request_id", ops.RequestID(ctx), "err", cerr)
 		}
 		p.writeAccessError(ctx, w, ar, err)
+		return
+	}
+	if jkt == "" && requiresDPoP(ar.GetClient()) {
+		unit.Rollback(ctx)
+		p.writeAccessError(ctx, w, ar, errDPoPRequired)
 		return
 	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
@@ -82,6 +101,9 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		p.writeAccessError(ctx, w, ar, err)
 		return
 	}
+	if jkt != "" {
+		resp.SetTokenType("DPoP")
+	}
 	p.OAuth2.WriteAccessResponse(ctx, w, ar, resp)
 }
 
@@ -91,6 +113,15 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error) {
 	if store.IsSessionEnded(err) {
 		err = fosite.ErrInvalidGrant.WithHint("The sign-in session this grant belongs to has ended.").WithWrap(err)
+	}
+	if errors.Is(err, dpop.ErrReplayed) {
+		err = errInvalidDPoPProof(dpop.ErrReplayed)
+	}
+	if errors.Is(err, store.ErrWrongKey) {
+		err = errInvalidDPoPProof(errors.New("the refresh token is bound to another key: refresh with a proof of the key it was issued to"))
+	}
+	if errors.Is(err, store.ErrDeviceUsed) {
+		err = fosite.ErrInvalidGrant.WithHint("The device code has been used.").WithWrap(err)
 	}
 	err = p.oauthError(ctx, w, err)
 	p.logServerError(ctx, "token", err)
@@ -147,7 +178,7 @@ func (p *Provider) logServerError(ctx context.Context, op string, err error) {
 func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	w.Header().Set("Cache-Control", "no-store")
-	token := fosite.AccessTokenFromRequest(r)
+	scheme, token := accessToken(r)
 	if token == "" {
 		bearerError(w, http.StatusUnauthorized, "invalid_request", "An access token is required.")
 		return
@@ -161,6 +192,21 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil || use != fosite.AccessToken {
 		bearerError(w, http.StatusUnauthorized, "invalid_token", "The access token is invalid, expired or revoked.")
+		return
+	}
+	p.setNonce(w)
+	code, desc, err := p.resourceProof(ctx, r, "/userinfo", scheme, token, store.BoundKey(ar))
+	if db.IsUnavailable(err) {
+		p.unavailable(ctx, w)
+		return
+	}
+	if err != nil {
+		p.Logger.ErrorContext(ctx, "userinfo: dpop", "request_id", ops.RequestID(ctx), "err", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error", "error_description": "Internal error."})
+		return
+	}
+	if code != "" {
+		dpopChallenge(w, code, desc)
 		return
 	}
 	if !ar.GetGrantedScopes().Has("openid") {
@@ -225,9 +271,10 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"introspection_endpoint":                i + "/oauth2/introspect",
 		"revocation_endpoint":                   i + "/oauth2/revoke",
 		"pushed_authorization_request_endpoint": i + "/oauth2/par",
+		"device_authorization_endpoint":         i + "/oauth2/device/auth",
 		"response_types_supported":              []string{"code"},
 		"response_modes_supported":              []string{"query"},
-		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials"},
+		"grant_types_supported":                 []string{"authorization_code", "refresh_token", "client_credentials", GrantTypeDeviceCode},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256", "ES256"},
 		"scopes_supported":                      []string{"openid", "profile", "email", "offline_access"},
@@ -250,6 +297,7 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"frontchannel_logout_supported":                    false,
 		"userinfo_signing_alg_values_supported":            []string{},
 		"token_endpoint_auth_signing_alg_values_supported": clients.AssertionAlgs,
+		"dpop_signing_alg_values_supported":                dpop.AlgNames(),
 	})
 }
 

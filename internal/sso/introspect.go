@@ -8,6 +8,8 @@ import (
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
+
+	"github.com/idp/idp/internal/sso/store"
 )
 
 // introspect is the introspection endpoint (RFC 7662), for those entitled
@@ -108,6 +110,11 @@ func (p *Provider) introspection(caller fosite.Client, use fosite.TokenUse, ar f
 	}
 	if use == fosite.AccessToken {
 		out["token_type"] = fosite.BearerAccessToken
+		if jkt := store.BoundKey(ar); jkt != "" {
+			// RFC 9449 §6.2: the resource server checks the proof's key.
+			out["cnf"] = map[string]string{"jkt": jkt}
+			out["token_type"] = "DPoP"
+		}
 	}
 	if caller.GetID() == ar.GetClient().GetID() && ar.GetGrantedScopes().Has("email") && s.GetUsername() != "" {
 		out["username"] = s.GetUsername()

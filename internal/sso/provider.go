@@ -19,8 +19,10 @@ import (
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sso/dpop"
 	"github.com/idp/idp/internal/sso/keys"
 	"github.com/idp/idp/internal/sso/store"
+	"github.com/idp/idp/internal/throttle"
 	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
 )
@@ -68,12 +70,22 @@ type Provider struct {
 	Errors    *pages.Errors
 	Logger    *slog.Logger
 	Now       func() time.Time
+	// DPoP checks DPoP proofs (RFC 9449, dpopbind.go).
+	DPoP *dpop.Checker
+	// DeviceLimiter throttles wrong user codes on /device (device.go).
+	DeviceLimiter *throttle.Limiter
+	// DeviceCodeLifetime and DevicePollInterval are the device grant's
+	// (RFC 8628); zero means DefaultDeviceCodeLifetime and
+	// DefaultDevicePollInterval.
+	DeviceCodeLifetime time.Duration
+	DevicePollInterval time.Duration
 }
 
 // Compose builds fosite with exactly the grants we support: authorization
 // code with PKCE (S256 only, required for public clients), refresh tokens
 // with rotation, client credentials, OpenID Connect explicit flow (and ID
-// tokens on refresh), introspection and revocation. No implicit, hybrid or
+// tokens on refresh), the device authorization grant (ours, devicegrant.go),
+// introspection and revocation. No implicit, hybrid or
 // password grant: those factories are simply not listed.
 //
 // hmacSecret signs opaque tokens (at least 32 bytes); rotated ones still
@@ -138,6 +150,7 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		compose.OAuth2TokenRevocationFactory,
 		compose.OAuth2PKCEFactory,
 		compose.PushedAuthorizeHandlerFactory,
+		deviceGrantFactory,
 	).(*fosite.Fosite)
 	audience := []string{cfg.TokenURL, issuer}
 	f.Config = tokenURLs{Config: cfg, urls: audience}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -29,6 +30,7 @@ var secretParams = []string{
 	"refresh_token",
 	"code_verifier",
 	"token",
+	"device_code",
 }
 
 // storedRequest is the JSON form of a fosite request. The client is stored
@@ -61,13 +63,53 @@ type row struct {
 	request     []byte
 }
 
-// newRow flattens r for a table whose expiry is the session's expiry of kind.
-func newRow(r fosite.Requester, kind fosite.TokenType) (row, error) {
+// BoundKeyParam is where a token's DPoP key lives: the JWK SHA-256
+// thumbprint (cnf.jkt, RFC 9449) of the key the token is bound to, in its
+// stored request's form. fosite keeps no place for it, and the form is what
+// comes back with the token from every lookup (introspection, userinfo).
+// It is never taken from a client's form: storedForm drops it, and only
+// WithBoundKey puts it there.
+const BoundKeyParam = "cnf_jkt"
+
+type boundKey struct{}
+
+// WithBoundKey returns ctx of a token request whose DPoP proof's key has
+// the thumbprint jkt ("" for a request without a proof): the access and
+// refresh tokens created in it are bound to that key, and a public
+// client's refresh token bound to a key is accepted in it only with a
+// proof of that key (GetRefreshTokenSession). The token endpoint sets it
+// on every request.
+func WithBoundKey(ctx context.Context, jkt string) context.Context {
+	return context.WithValue(ctx, boundKey{}, jkt)
+}
+
+// ErrWrongKey: a public client's DPoP-bound refresh token was presented
+// without a proof of its key (RFC 9449 §5): the token endpoint answers
+// invalid_dpop_proof.
+var ErrWrongKey = errors.New("store: the refresh token is bound to another DPoP key")
+
+// BoundKey is the thumbprint of the DPoP key the token behind r is bound
+// to, "" for a bearer token.
+func BoundKey(r fosite.Requester) string { return r.GetRequestForm().Get(BoundKeyParam) }
+
+// boundKeyFrom is the key of WithBoundKey, and whether ctx is a token
+// request's.
+func boundKeyFrom(ctx context.Context) (jkt string, ok bool) {
+	jkt, ok = ctx.Value(boundKey{}).(string)
+	return jkt, ok
+}
+
+// newRow flattens r for a table whose expiry is the session's expiry of
+// kind; jkt, when set, is the DPoP key the token is bound to.
+func newRow(r fosite.Requester, kind fosite.TokenType, jkt string) (row, error) {
 	var clientID string
 	if c := r.GetClient(); c != nil {
 		clientID = c.GetID()
 	}
 	form := storedForm(r)
+	if jkt != "" {
+		form.Set(BoundKeyParam, jkt)
+	}
 	sess := r.GetSession()
 	doc, err := json.Marshal(storedRequest{
 		ID:                r.GetID(),
@@ -108,6 +150,7 @@ func storedForm(r fosite.Requester) url.Values {
 	for _, k := range secretParams {
 		delete(form, k)
 	}
+	delete(form, BoundKeyParam)
 	return form
 }
 

@@ -33,7 +33,7 @@ func BenchmarkRequestDocument(b *testing.B) {
 		Form: url.Values{"redirect_uri": {"https://app.example/cb"}}, Session: sess}
 	s := &Store{Clients: oneClient{}}
 	for b.Loop() {
-		rw, err := newRow(r, fosite.AccessToken)
+		rw, err := newRow(r, fosite.AccessToken, "")
 		if err != nil {
 			b.Fatal(err)
 		}

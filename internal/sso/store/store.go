@@ -1,8 +1,9 @@
 // Package store is fosite's storage on PostgreSQL: authorization codes
 // (with their PKCE and OpenID Connect sessions as forms in the code's row),
-// access and refresh tokens, the client assertion JTIs seen, and pushed
+// access and refresh tokens, the client assertion JTIs seen, pushed
 // authorization requests (par.go), one table per kind
-// (migrations/0001_core.sql, 0009, 0010, 0016).
+// (migrations/0001_core.sql, 0009, 0010, 0016); and the device grant's
+// requests (device.go, 0017), which fosite does not know.
 //
 // Tokens are keyed by the SHA-256 of their signature, so a database dump
 // holds nothing a client could present. Who a token belongs to (request id,
@@ -247,4 +248,7 @@ var Sweeps = []db.Sweep{
 	{Table: "oauth_refresh_tokens", Key: "signature_hash", Due: "expires_at < $1", Keep: TokenGrace},
 	{Table: "oauth_client_assertion_jti", Key: "jti", Due: "expires_at < $1", Keep: TokenGrace},
 	{Table: "oauth_par_requests", Key: "request_uri_hash", Due: "expires_at < $1", Keep: TokenGrace},
+	// A device's poll until TokenGrace after expiry still hears
+	// expired_token, later an unknown code.
+	{Table: "oauth_device_codes", Key: "device_code_hash", Due: "expires_at < $1", Keep: TokenGrace},
 }

@@ -74,7 +74,11 @@ func (s *Store) create(ctx context.Context, k kind, sig string, r fosite.Request
 	if err != nil {
 		return nil, err
 	}
-	rw, err := newRow(r, k.expiry)
+	var jkt string
+	if k.expiry == fosite.AccessToken || k.expiry == fosite.RefreshToken {
+		jkt, _ = boundKeyFrom(ctx)
+	}
+	rw, err := newRow(r, k.expiry, jkt)
 	if err != nil {
 		return nil, fmt.Errorf("store: create %s: %w", k.name, err)
 	}
@@ -389,10 +393,21 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig st
 // GetRefreshTokenSession implements oauth2.RefreshTokenStorage. A rotated or
 // revoked token comes back with its request and fosite.ErrInactiveToken:
 // fosite treats that as reuse and revokes the whole grant by request id.
+//
+// At the token endpoint (WithBoundKey), a public client's refresh token
+// bound to a DPoP key is refused with ErrWrongKey unless the request's
+// proof is by that key: without a secret, the key is all that makes the
+// refresh token the client's (RFC 9449 §5). The request is not returned
+// with it: the token was not used, so its grant is not revoked.
 func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
 	req, active, err := s.get(ctx, refreshTokens, sig, proto)
 	if err != nil {
 		return nil, err
+	}
+	if jkt, atTokenEndpoint := boundKeyFrom(ctx); atTokenEndpoint && active {
+		if bound := BoundKey(req); bound != "" && bound != jkt && req.GetClient() != nil && req.GetClient().IsPublic() {
+			return nil, fmt.Errorf("store: get refresh token: %w", ErrWrongKey)
+		}
 	}
 	if !active {
 		return req, fmt.Errorf("store: get refresh token: %w", fosite.ErrInactiveToken)

@@ -56,7 +56,7 @@ func (s *Store) SavePushedRequest(ctx context.Context, requestURI string, r fosi
 	if err != nil {
 		return err
 	}
-	rw, err := newRow(r, fosite.PushedAuthorizeRequestContext)
+	rw, err := newRow(r, fosite.PushedAuthorizeRequestContext, "")
 	if err != nil {
 		return fmt.Errorf("store: create PAR session: %w", err)
 	}

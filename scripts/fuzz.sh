@@ -47,8 +47,9 @@ done
 for b in "${builds[@]}"; do wait "$b"; done
 for t in "${targets[@]}"; do
   pkg=${t%%:*} name=${t##*:}
+  importpath=$(go list "$pkg")
   echo "fuzz $name ($pkg) for $fuzztime"
   # Run in the package's directory, as go test does, so testdata is found.
   (cd "$pkg" && "$work/${pkg//\//_}.test" -test.run '^$' -test.fuzz "^${name}\$" -test.fuzztime "$fuzztime" \
-    -test.fuzzminimizetime "$minimize" -test.fuzzcachedir "$cachedir/$(go list "$pkg")")
+    -test.fuzzminimizetime "$minimize" -test.fuzzcachedir "$cachedir/$importpath")
 done

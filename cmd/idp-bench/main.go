@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Var(&levels, "concurrency", "comma-separated `workers` counts: every floor and scenario is measured at each,\nthe targets judged at the largest (default 4,16)")
 	fs.DurationVar(&cfg.Soak, "soak", 0, "instead of the measurements, run full sign-in and silent SSO at once for this `duration`\n(the largest --concurrency, half each) with the janitor running, and report each window")
 	fs.DurationVar(&cfg.SoakWindow, "soak-window", 0, "the soak's reporting `window` (default a tenth of --soak, between 1s and 30s)")
+	fs.IntVar(&cfg.Prefill, "prefill", 0, "with --soak, first insert this many `rows` into each table the flows grow\n(sessions, client sessions, codes, access and refresh tokens, audit log)")
 	fs.DurationVar(&cfg.JanitorInterval, "janitor-interval", 0, "the provider's janitor `interval` (default serve's, 30s)")
 	fs.IntVar(&cfg.Sessions, "sessions", 1000, "revoke_all: sessions of the user")
 	fs.IntVar(&cfg.Apps, "apps", 3, "revoke_all: apps holding each session, each with a back-channel receiver")
@@ -116,6 +117,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{errors.New("--soak, --soak-window and --janitor-interval must not be negative")}
 	case cfg.SoakWindow > 0 && cfg.Soak == 0:
 		return usageError{errors.New("--soak-window needs --soak")}
+	case cfg.Prefill < 0:
+		return usageError{errors.New("--prefill must not be negative")}
+	case cfg.Prefill > 0 && cfg.Soak == 0:
+		return usageError{errors.New("--prefill needs --soak")}
 	case cfg.Soak > 0 && cfg.SoakWindow > cfg.Soak:
 		return usageError{errors.New("--soak-window must not be longer than --soak")}
 	case cfg.Sessions <= 0 || cfg.Apps <= 0:

@@ -157,7 +157,7 @@ func TestRun_Soak(t *testing.T) {
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	err := run(ctx, []string{"--database-url", url, "--soak", "3s", "--soak-window", "1s", "--janitor-interval", "1s",
-		"--concurrency", "2", "--json"}, &stdout, &stderr)
+		"--prefill", "500", "--concurrency", "2", "--json"}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
 	}
@@ -195,6 +195,11 @@ func TestRun_Soak(t *testing.T) {
 		}
 	}
 	first, last := s.Windows[0].Rows, s.Windows[2].Rows
+	for _, table := range []string{"sso_sessions", "client_sessions", "oauth_authorize_codes", "oauth_access_tokens", "oauth_refresh_tokens", "audit_log"} {
+		if first[table] < 500 {
+			t.Errorf("%s: %d rows after the first window, want the 500 prefilled and more", table, first[table])
+		}
+	}
 	for _, table := range []string{"sso_sessions", "oauth_access_tokens"} {
 		if last[table] <= first[table] {
 			t.Errorf("%s: %d rows after the first window, %d after the last; want growth", table, first[table], last[table])
@@ -225,6 +230,7 @@ func TestRun_Usage(t *testing.T) {
 		{"concurrency not a list of numbers", []string{"--concurrency", "4,many"}, `"many" is not a positive number`},
 		{"negative soak", []string{"--soak", "-1s"}, "--soak"},
 		{"soak window without soak", []string{"--soak-window", "10s"}, "--soak-window needs --soak"},
+		{"prefill without soak", []string{"--prefill", "1000"}, "--prefill needs --soak"},
 		{"soak window longer than the soak", []string{"--soak", "10s", "--soak-window", "1m"}, "--soak-window must not be longer"},
 		{"bad algorithm", []string{"--id-token-alg", "HS256"}, "--id-token-alg"},
 		{"stray argument", []string{"now"}, "unexpected argument"},

@@ -49,6 +49,9 @@ type Config struct {
 	// running, reported every SoakWindow with the sizes of the tables they
 	// fill.
 	Soak, SoakWindow time.Duration
+	// Prefill, with Soak, first inserts this many rows into each table the
+	// browser flows grow, so a short soak starts where a busy provider is.
+	Prefill int
 	// JanitorInterval is the in-process provider's janitor interval (0:
 	// serve's).
 	JanitorInterval time.Duration
@@ -77,7 +80,7 @@ func (c *Config) check() error {
 		return errors.New("bench: concurrency must be positive")
 	case c.Sessions <= 0 || c.Apps <= 0:
 		return errors.New("bench: sessions and apps must be positive")
-	case c.Soak < 0 || c.SoakWindow < 0 || c.JanitorInterval < 0:
+	case c.Soak < 0 || c.SoakWindow < 0 || c.JanitorInterval < 0 || c.Prefill < 0:
 		return errors.New("bench: soak, its window and the janitor interval must not be negative")
 	}
 	if c.Soak > 0 && c.SoakWindow == 0 {

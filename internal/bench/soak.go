@@ -32,8 +32,10 @@ type Soak struct {
 	Window   time.Duration `json:"window_ns"`
 	// JanitorInterval is the provider's janitor interval during the soak.
 	JanitorInterval time.Duration `json:"janitor_interval_ns"`
-	Flows           []SoakFlow    `json:"flows"`
-	Windows         []SoakWindow  `json:"windows"`
+	// Prefill is how many rows each grown table got before the soak.
+	Prefill int          `json:"prefill_rows,omitempty"`
+	Flows   []SoakFlow   `json:"flows"`
+	Windows []SoakWindow `json:"windows"`
 }
 
 // SoakFlow is one flow of the soak over the whole run.
@@ -124,6 +126,52 @@ func readTableStats(ctx context.Context, conn *pgx.Conn) (tableStats, error) {
 	return ts, rows.Err()
 }
 
+// prefill inserts n rows into each of the tables the flows grow, as if the
+// provider had been busy for a while: live sessions of the seeded accounts,
+// each held by app A, a used code, an access and a refresh token per
+// session (doc is a real code-flow token's stored request), and as many
+// audit records; in batches, then ANALYZE. Their expiry is the default
+// lifetimes' (a code is swept an hour after its minute), so the janitor
+// keeps them through a short soak as it would on a busy provider.
+func prefill(ctx context.Context, conn *pgx.Conn, n int, doc []byte) error {
+	const batch = 20000
+	for done := 0; done < n; done += batch {
+		k := min(batch, n-done)
+		_, err := conn.Exec(ctx, `
+			WITH u AS (SELECT array_agg(id) AS ids FROM users),
+			s AS (
+				INSERT INTO sso_sessions (cookie_hash, user_id, idle_expires_at, absolute_expires_at, auth_time, amr, acr)
+				SELECT sha256(gen_random_uuid()::text::bytea), u.ids[1 + g % cardinality(u.ids)],
+					now() + interval '8 hours', now() + interval '7 days', now(), '{pwd,otp}', 'urn:idp:acr:mfa'
+				FROM generate_series(1, $1) g, u
+				RETURNING id, user_id
+			), cs AS (
+				INSERT INTO client_sessions (sid, client_id) SELECT id, $3 FROM s
+			), c AS (
+				INSERT INTO oauth_authorize_codes (signature_hash, request_id, client_id, subject, sid, active, requested_at, expires_at, request)
+				SELECT sha256(gen_random_uuid()::text::bytea), gen_random_uuid()::text, $3, user_id::text, id, false, now(), now() + interval '1 minute', $2
+				FROM s
+			), a AS (
+				INSERT INTO oauth_access_tokens (signature_hash, request_id, client_id, subject, sid, requested_at, expires_at, request)
+				SELECT sha256(gen_random_uuid()::text::bytea), gen_random_uuid()::text, $3, user_id::text, id, now(), now() + interval '1 hour', $2
+				FROM s
+			), rt AS (
+				INSERT INTO oauth_refresh_tokens (signature_hash, request_id, client_id, subject, sid, requested_at, expires_at, request)
+				SELECT sha256(gen_random_uuid()::text::bytea), gen_random_uuid()::text, $3, user_id::text, id, now(), now() + interval '30 days', $2
+				FROM s
+			)
+			INSERT INTO audit_log (actor, action, target) SELECT 'user:' || user_id, 'bench.prefill', 'user:' || user_id FROM s`,
+			k, doc, appAID)
+		if err != nil {
+			return fmt.Errorf("bench: prefill: %w", err)
+		}
+	}
+	if _, err := conn.Exec(ctx, `ANALYZE`); err != nil {
+		return fmt.Errorf("bench: prefill: %w", err)
+	}
+	return nil
+}
+
 // soak runs full sign-in and silent SSO at once, half the workers each,
 // for the configured duration, and reports each window.
 func (r *runner) soak(ctx context.Context, rep *Report) error {
@@ -152,8 +200,21 @@ func (r *runner) soak(ctx context.Context, rep *Report) error {
 		return fmt.Errorf("bench: soak: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	// The row counts go through the primary keys, so the sequential scans
+	// counted are the provider's, not the counting's.
+	if _, err := conn.Exec(ctx, `SET enable_seqscan = off`); err != nil {
+		return fmt.Errorf("bench: soak: %w", err)
+	}
+	if cfg.Prefill > 0 {
+		start := time.Now()
+		if err := prefill(ctx, conn, cfg.Prefill, r.codeFlowDoc); err != nil {
+			return err
+		}
+		r.logf("soak: prefilled %d rows in each of sessions, client sessions, codes, access and refresh tokens and the audit log in %s",
+			cfg.Prefill, time.Since(start).Round(time.Millisecond))
+	}
 
-	s := &Soak{Duration: cfg.Soak, Window: cfg.SoakWindow, JanitorInterval: r.in.srv.Config.JanitorInterval}
+	s := &Soak{Duration: cfg.Soak, Window: cfg.SoakWindow, JanitorInterval: r.in.srv.Config.JanitorInterval, Prefill: cfg.Prefill}
 	for _, f := range flows {
 		s.Flows = append(s.Flows, SoakFlow{Name: f.name, Workers: f.workers})
 	}
@@ -243,8 +304,12 @@ func writeSoak(b *bytes.Buffer, s *Soak) {
 	for _, f := range s.Flows {
 		flows = append(flows, fmt.Sprintf("%s (%d workers)", f.Name, f.Workers))
 	}
-	fmt.Fprintf(b, "\nsoak: %s of %s at once, janitor every %s; rows at the end of each window\n",
-		s.Duration, strings.Join(flows, " and "), s.JanitorInterval)
+	prefilled := ""
+	if s.Prefill > 0 {
+		prefilled = fmt.Sprintf(", %d rows per table prefilled", s.Prefill)
+	}
+	fmt.Fprintf(b, "\nsoak: %s of %s at once, janitor every %s%s; rows at the end of each window\n",
+		s.Duration, strings.Join(flows, " and "), s.JanitorInterval, prefilled)
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "window\t"
 	for _, f := range s.Flows {

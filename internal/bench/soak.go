@@ -63,6 +63,14 @@ type SoakWindow struct {
 	// them that finished in the window.
 	SeqRowsRead map[string]int64 `json:"seq_rows_read"`
 	Autovacuums int64            `json:"autovacuums"`
+	// WALBytes and WALFullPages are the write-ahead log the whole server
+	// wrote in the window (pg_stat_wal), and how many of its records were
+	// full-page images: the first change to a page after a checkpoint logs
+	// the whole page, and inserts into indexes of random keys (token
+	// hashes, uuids) touch pages that many more distinct the larger the
+	// index, so the log per operation grows with the tables.
+	WALBytes     int64 `json:"wal_bytes"`
+	WALFullPages int64 `json:"wal_fpi"`
 	// RoundTrips are the provider's requests in the window: their round
 	// trips and time in the handler.
 	RoundTrips []RoundTrips `json:"round_trips"`
@@ -89,9 +97,10 @@ func gcReading() (live, cycles uint64) {
 
 // tableStats is a reading of pg_stat_user_tables for the soak's tables.
 type tableStats struct {
-	rows        map[string]int64
-	seqRead     map[string]int64
-	autovacuums int64
+	rows             map[string]int64
+	seqRead          map[string]int64
+	autovacuums      int64
+	walBytes, walFPI int64
 }
 
 func readTableStats(ctx context.Context, conn *pgx.Conn) (tableStats, error) {
@@ -123,7 +132,12 @@ func readTableStats(ctx context.Context, conn *pgx.Conn) (tableStats, error) {
 		ts.seqRead[name] = seq
 		ts.autovacuums += vacuum
 	}
-	return ts, rows.Err()
+	if err := rows.Err(); err != nil {
+		return ts, err
+	}
+	// pg_stat_wal is PostgreSQL 14's; before it the columns stay zero.
+	conn.QueryRow(ctx, `SELECT wal_bytes::bigint, wal_fpi FROM pg_stat_wal`).Scan(&ts.walBytes, &ts.walFPI) //nolint:errcheck
+	return ts, nil
 }
 
 // prefill inserts n rows into each of the tables the flows grow, as if the
@@ -260,6 +274,7 @@ func (r *runner) soak(ctx context.Context, rep *Report) error {
 		live, cycles := gcReading()
 		w := SoakWindow{End: time.Since(start), Rows: now.rows, SeqRowsRead: map[string]int64{},
 			Autovacuums: now.autovacuums - prev.autovacuums, RoundTrips: r.in.meter.report(ph), RSS: rss,
+			WALBytes: now.walBytes - prev.walBytes, WALFullPages: now.walFPI - prev.walFPI,
 			HeapLive: live, GCCycles: cycles - prevCycles}
 		prevCycles = cycles
 		for _, t := range soakTables {
@@ -319,7 +334,7 @@ func writeSoak(b *bytes.Buffer, s *Soak) {
 	for _, t := range soakTables {
 		head += soakColumn(t) + "\t"
 	}
-	head += "seq rows read\tautovacuums\tRSS MB\theap live MB\tGCs\t"
+	head += "seq rows read\tautovacuums\tWAL KB/op\tfull pages/op\tRSS MB\theap live MB\tGCs\t"
 	fmt.Fprintln(tw, head)
 	for _, w := range s.Windows {
 		line := minSec(w.End) + "\t"
@@ -334,7 +349,16 @@ func writeSoak(b *bytes.Buffer, s *Soak) {
 			line += fmt.Sprintf("%d\t", w.Rows[t])
 			seq += w.SeqRowsRead[t]
 		}
-		line += fmt.Sprintf("%d\t%d\t%s\t%s\t%d\t", seq, w.Autovacuums, rssMB(w.RSS), rssMB(w.HeapLive), w.GCCycles)
+		var ops uint64
+		for _, st := range w.Flows {
+			ops += st.Ops
+		}
+		walKB, fpi := "-", "-"
+		if ops > 0 && w.WALBytes > 0 {
+			walKB = fmt.Sprintf("%.1f", float64(w.WALBytes)/1024/float64(ops))
+			fpi = fmt.Sprintf("%.1f", float64(w.WALFullPages)/float64(ops))
+		}
+		line += fmt.Sprintf("%d\t%d\t%s\t%s\t%s\t%s\t%d\t", seq, w.Autovacuums, walKB, fpi, rssMB(w.RSS), rssMB(w.HeapLive), w.GCCycles)
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()

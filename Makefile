@@ -21,8 +21,10 @@ build:
 
 # The benchmark (docs/performance.md): a fresh database on
 # IDP_BENCH_DATABASE_URL (else the private cluster of scripts/pg.sh), an
-# in-process provider, every scenario against its floor, PASS/FAIL per
-# target. Narrow it with e.g. BENCH_FLAGS="--only refresh --duration 3s".
+# in-process provider, every scenario at 4 and 16 workers against its floor,
+# PASS/FAIL per target (judged at 16). Narrow it with e.g.
+# BENCH_FLAGS="--only refresh --duration 3s"; BENCH_FLAGS="--soak 5m" runs the
+# browser flows for 5 minutes and reports whether throughput holds.
 bench:
 	go run -tags "$$(scripts/gotags.sh)" ./cmd/idp-bench $(BENCH_FLAGS)
 

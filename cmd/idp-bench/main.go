@@ -3,12 +3,14 @@
 // the users and clients it needs, and prints throughput, p50/p99 latency
 // and errors for client_credentials, introspection, refresh, silent SSO,
 // full sign-in (password + TOTP) and an administrator's revoke-all with
-// back-channel logout fan-out, each next to the floor the machine allows
-// for the same unit of work, plus the database round trips per request and
+// back-channel logout fan-out, at 4 and at 16 workers, each next to the
+// floor the machine allows for the same unit of work at the same
+// concurrency, plus the database round trips per request and
 // the resident memory, and PASS/FAIL per target.
 //
 //	go run ./cmd/idp-bench                       # every scenario, 10 s each
 //	go run ./cmd/idp-bench --only refresh --duration 3s --json
+//	go run ./cmd/idp-bench --soak 5m             # do the browser flows hold as the tables grow?
 //
 // The work is in internal/bench; this is its command line.
 package main
@@ -26,6 +28,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -72,7 +75,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.DatabaseURL, "database-url", "",
 		"PostgreSQL server `URL`; the run creates (and drops) a fresh database on it\n(default $IDP_BENCH_DATABASE_URL, else the private cluster of scripts/pg.sh)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of each measurement, after a warm-up of a tenth of it (at most 1s)")
-	fs.IntVar(&cfg.Concurrency, "concurrency", bench.DefaultConcurrency(), "concurrent workers per measurement")
+	levels := intList(bench.DefaultConcurrency())
+	fs.Var(&levels, "concurrency", "comma-separated `workers` counts: every floor and scenario is measured at each,\nthe targets judged at the largest (default 4,16)")
+	fs.DurationVar(&cfg.Soak, "soak", 0, "instead of the measurements, run full sign-in and silent SSO at once for this `duration`\n(the largest --concurrency, half each) with the janitor running, and report each window")
+	fs.DurationVar(&cfg.SoakWindow, "soak-window", 0, "the soak's reporting `window` (default a tenth of --soak, between 1s and 30s)")
+	fs.IntVar(&cfg.Prefill, "prefill", 0, "with --soak, first insert this many `rows` into each table the flows grow\n(sessions, client sessions, codes, access and refresh tokens, audit log)")
+	fs.DurationVar(&cfg.JanitorInterval, "janitor-interval", 0, "the provider's janitor `interval` (default serve's, 30s)")
 	fs.IntVar(&cfg.Sessions, "sessions", 1000, "revoke_all: sessions of the user")
 	fs.IntVar(&cfg.Apps, "apps", 3, "revoke_all: apps holding each session, each with a back-channel receiver")
 	fs.StringVar(&cfg.IDTokenAlg, "id-token-alg", "RS256", "the apps' ID token and logout token `algorithm`: RS256 or ES256")
@@ -92,6 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q (see idp-bench -h)", fs.Arg(0))}
 	}
+	cfg.Concurrency = levels
 	if *only != "" {
 		for _, s := range strings.Split(*only, ",") {
 			if s = strings.TrimSpace(s); s != "" {
@@ -102,8 +111,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
 	case cfg.Duration <= 0:
 		return usageError{errors.New("--duration must be positive")}
-	case cfg.Concurrency <= 0:
-		return usageError{errors.New("--concurrency must be positive")}
+	case len(cfg.Concurrency) == 0 || slices.Min(cfg.Concurrency) <= 0:
+		return usageError{errors.New("--concurrency must be positive worker counts, e.g. 4,16")}
+	case cfg.Soak < 0 || cfg.SoakWindow < 0 || cfg.JanitorInterval < 0:
+		return usageError{errors.New("--soak, --soak-window and --janitor-interval must not be negative")}
+	case cfg.SoakWindow > 0 && cfg.Soak == 0:
+		return usageError{errors.New("--soak-window needs --soak")}
+	case cfg.Prefill < 0:
+		return usageError{errors.New("--prefill must not be negative")}
+	case cfg.Prefill > 0 && cfg.Soak == 0:
+		return usageError{errors.New("--prefill needs --soak")}
+	case cfg.Soak > 0 && cfg.SoakWindow > cfg.Soak:
+		return usageError{errors.New("--soak-window must not be longer than --soak")}
 	case cfg.Sessions <= 0 || cfg.Apps <= 0:
 		return usageError{errors.New("--sessions and --apps must be positive")}
 	case cfg.IDTokenAlg != "RS256" && cfg.IDTokenAlg != "ES256":
@@ -160,6 +179,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *check && !rep.Pass {
 		return errMissed
 	}
+	return nil
+}
+
+// intList is a flag of comma-separated positive integers: "4,16".
+type intList []int
+
+func (l *intList) String() string {
+	parts := make([]string, len(*l))
+	for i, n := range *l {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *intList) Set(s string) error {
+	var out []int
+	for _, p := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("%q is not a positive number of workers", strings.TrimSpace(p))
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	*l = out
 	return nil
 }
 

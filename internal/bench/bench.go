@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -28,9 +29,10 @@ type Config struct {
 	// Duration of each floor and scenario, after a warm-up of a tenth of it
 	// (at most a second) that is not measured.
 	Duration time.Duration
-	// Concurrency is the number of workers of every floor and scenario
-	// (the argon2id floor always uses GOMAXPROCS).
-	Concurrency int
+	// Concurrency lists the worker counts: every floor and scenario is
+	// measured at each, its floor at the same count (the argon2id floor
+	// always uses GOMAXPROCS). The targets are judged at the largest.
+	Concurrency []int
 	// Sessions and Apps shape revoke-all: one user with Sessions sessions,
 	// each held by Apps apps.
 	Sessions, Apps int
@@ -42,16 +44,31 @@ type Config struct {
 	// IDTokenAlg is the apps' id_token_signed_response_alg, which signs
 	// their ID tokens and logout tokens: "RS256" (the default) or "ES256".
 	IDTokenAlg string
+	// Soak, when set, replaces the measurements: the browser flows (full
+	// sign-in and silent SSO) run together for this long, with the janitor
+	// running, reported every SoakWindow with the sizes of the tables they
+	// fill.
+	Soak, SoakWindow time.Duration
+	// Prefill, with Soak, first inserts this many rows into each table the
+	// browser flows grow, so a short soak starts where a busy provider is.
+	Prefill int
+	// JanitorInterval is the in-process provider's janitor interval (0:
+	// serve's).
+	JanitorInterval time.Duration
 	// KeepDatabase leaves the database in place after the run.
 	KeepDatabase bool
 	// Log receives progress lines and the provider's warnings and errors.
 	Log io.Writer
 }
 
-// DefaultConcurrency is two workers per core: enough to keep the provider
-// busy while a worker waits on the database or the network, not so many
-// that the load generator, which shares the cores, crowds out the server.
-func DefaultConcurrency() int { return 2 * runtime.GOMAXPROCS(0) }
+// DefaultConcurrency is 4 and 16 workers: 4 keeps a small provider busy
+// without queueing, 16 is the concurrency people run (issue 18's load
+// generator used 16 clients), where the targets are judged.
+func DefaultConcurrency() []int { return []int{4, 16} }
+
+// TargetConcurrency is the worker count the targets are judged at: the
+// largest measured.
+func (c *Config) TargetConcurrency() int { return slices.Max(c.Concurrency) }
 
 func (c *Config) check() error {
 	switch {
@@ -59,10 +76,15 @@ func (c *Config) check() error {
 		return errors.New("bench: no database URL")
 	case c.Duration <= 0:
 		return errors.New("bench: duration must be positive")
-	case c.Concurrency <= 0:
+	case len(c.Concurrency) == 0 || slices.Min(c.Concurrency) <= 0:
 		return errors.New("bench: concurrency must be positive")
 	case c.Sessions <= 0 || c.Apps <= 0:
 		return errors.New("bench: sessions and apps must be positive")
+	case c.Soak < 0 || c.SoakWindow < 0 || c.JanitorInterval < 0 || c.Prefill < 0:
+		return errors.New("bench: soak, its window and the janitor interval must not be negative")
+	}
+	if c.Soak > 0 && c.SoakWindow == 0 {
+		c.SoakWindow = min(30*time.Second, max(c.Soak/10, time.Second))
 	}
 	switch c.IDTokenAlg {
 	case "":
@@ -129,7 +151,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r := &runner{cfg: cfg, rss: startRSS(100 * time.Millisecond)}
 	r.rss.setPhase("setup")
 	rep := &Report{Started: time.Now().UTC(), Config: ReportConfig{
-		Duration: cfg.Duration, Concurrency: cfg.Concurrency, Sessions: cfg.Sessions, Apps: cfg.Apps,
+		Duration: cfg.Duration, Concurrency: cfg.Concurrency, TargetConcurrency: cfg.TargetConcurrency(), Soak: cfg.Soak, SoakWindow: cfg.SoakWindow, Sessions: cfg.Sessions, Apps: cfg.Apps,
 		IDTokenAlg: cfg.IDTokenAlg, RSASigner: libcrypto.Version(), Argon2: argon2Params(), GC: gcSettings(tuned, cfg.MemoryLimit),
 	}}
 
@@ -148,7 +170,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			r.logf("%v", err)
 		}
 	}()
-	if r.in, err = startInstance(ctx, d.url, cfg.Log); err != nil {
+	if r.in, err = startInstance(ctx, d.url, cfg.JanitorInterval, cfg.Log); err != nil {
 		r.rss.finish()
 		return nil, err
 	}
@@ -174,7 +196,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 func (r *runner) run(ctx context.Context, rep *Report) error {
 	cfg := r.cfg
-	r.tr = newTransport(cfg.Concurrency + 4)
+	top := cfg.TargetConcurrency()
+	r.tr = newTransport(top + 4)
 	defer r.tr.CloseIdleConnections()
 	r.hc = &http.Client{Transport: r.tr, Timeout: 30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -201,12 +224,15 @@ func (r *runner) run(ctx context.Context, rep *Report) error {
 			return fmt.Errorf("bench: read a token row: %w", err)
 		}
 	}
+	if cfg.Soak > 0 {
+		return r.soak(ctx, rep)
+	}
 
 	floorOps := map[string]op{FloorArgon2: argon2Op}
 	if cfg.wants(ScenarioClientCredentials) || cfg.wants(ScenarioPrivateKeyJWT) || cfg.wants(ScenarioDPoPClientCredentials) ||
 		cfg.wants(ScenarioIntrospection) ||
 		cfg.wants(ScenarioRefresh) || cfg.wants(ScenarioSilentSSO) || cfg.wants(ScenarioPasskeySignIn) {
-		fs, err := startFloorServer(ctx, r.in.dbURL, r.ccDoc)
+		fs, err := startFloorServer(ctx, r.in.dbURL, r.ccDoc, top)
 		if err != nil {
 			return err
 		}
@@ -217,98 +243,130 @@ func (r *runner) run(ctx context.Context, rep *Report) error {
 		floorOps[FloorInsert] = fs.insertOp(r.hc)
 		floorOps[FloorSelect] = fs.selectOp(r.hc)
 	}
-	floors := map[string]*sample{}
-	// pair measures a scenario interleaved with its floor and files both.
-	pair := func(name string, fn op, note func() string) {
-		f := floorOf[name]
-		r.logf("scenario %s (against the %s floor)", name, f)
-		fs, ss, ratios := r.measurePair(ctx, f, floorOps[f], name, fn)
-		if floors[f] == nil {
-			floors[f] = &sample{}
-		}
-		floors[f].add(fs)
-		fst, sst := fs.stats(), ss.stats()
-		s := Scenario{Name: name, Description: describe[name], Stats: sst, Floor: f, FloorPerSec: fst.PerSec,
-			SliceRatios: ratios, RoundTrips: r.in.meter.report(name)}
-		if fst.PerSec > 0 {
-			s.Ratio = sst.PerSec / fst.PerSec
-		}
-		if note != nil {
-			s.Note = note()
-		}
-		rep.Scenarios = append(rep.Scenarios, s)
+	type floorKey struct {
+		name    string
+		workers int
 	}
+	floors := map[floorKey]*sample{}
+	// pair measures a scenario at each concurrency, interleaved with its
+	// floor at the same concurrency, and files both. fn makes the
+	// scenario's op for that many workers.
+	pair := func(name string, fn func(workers int) (op, error), note func() string) error {
+		f := floorOf[name]
+		for _, c := range cfg.Concurrency {
+			scenarioOp, err := fn(c)
+			if err != nil {
+				return err
+			}
+			r.logf("scenario %s at %d workers (against the %s floor)", name, c, f)
+			fs, ss, ratios := r.measurePair(ctx, c, f, floorOps[f], name, scenarioOp)
+			k := floorKey{f, c}
+			if floors[k] == nil {
+				floors[k] = &sample{}
+			}
+			floors[k].add(fs)
+			fst, sst := fs.stats(), ss.stats()
+			ph := phaseName(name, c)
+			s := Scenario{Name: name, Concurrency: c, Description: describe[name], Stats: sst, Floor: f, FloorPerSec: fst.PerSec,
+				SliceRatios: ratios, RoundTrips: r.in.meter.report(ph), MaxRSS: r.rss.phaseMax(ph)}
+			if fst.PerSec > 0 {
+				s.Ratio = sst.PerSec / fst.PerSec
+			}
+			s.RoundTripsPerOp = roundTripsPerOp(s.RoundTrips, sst.Ops)
+			if note != nil {
+				s.Note = note()
+			}
+			rep.Scenarios = append(rep.Scenarios, s)
+		}
+		return nil
+	}
+	constant := func(o op) func(int) (op, error) { return func(int) (op, error) { return o, nil } }
 
 	if cfg.wants(ScenarioClientCredentials) {
-		pair(ScenarioClientCredentials, r.clientCredentials(), nil)
-	}
-	if cfg.wants(ScenarioPrivateKeyJWT) {
-		pair(ScenarioPrivateKeyJWT, r.privateKeyJWT(), nil)
-	}
-	if cfg.wants(ScenarioDPoPClientCredentials) {
-		fn, err := r.dpopClientCredentials()
-		if err != nil {
+		if err := pair(ScenarioClientCredentials, constant(r.clientCredentials()), nil); err != nil {
 			return err
 		}
-		pair(ScenarioDPoPClientCredentials, fn, nil)
+	}
+	if cfg.wants(ScenarioPrivateKeyJWT) {
+		if err := pair(ScenarioPrivateKeyJWT, constant(r.privateKeyJWT()), nil); err != nil {
+			return err
+		}
+	}
+	if cfg.wants(ScenarioDPoPClientCredentials) {
+		if err := pair(ScenarioDPoPClientCredentials, r.dpopClientCredentials, nil); err != nil {
+			return err
+		}
 	}
 	if cfg.wants(ScenarioIntrospection) {
 		tokens, err := r.issueTokens(ctx, 256)
 		if err != nil {
 			return err
 		}
-		pair(ScenarioIntrospection, r.introspection(tokens), nil)
+		if err := pair(ScenarioIntrospection, constant(r.introspection(tokens)), nil); err != nil {
+			return err
+		}
 	}
-	if cfg.wants(ScenarioRefresh) || cfg.wants(ScenarioSilentSSO) {
-		browsers, err := r.signedInBrowsers(ctx, cfg.Concurrency)
+	if cfg.wants(ScenarioRefresh) {
+		err := pair(ScenarioRefresh, func(c int) (op, error) {
+			browsers, err := r.signedInBrowsers(ctx, c)
+			if err != nil {
+				return nil, err
+			}
+			chains, err := r.refreshChains(ctx, browsers)
+			if err != nil {
+				return nil, err
+			}
+			return r.refresh(chains), nil
+		}, nil)
 		if err != nil {
 			return err
 		}
-		if cfg.wants(ScenarioRefresh) {
-			chains, err := r.refreshChains(ctx, browsers)
+	}
+	if cfg.wants(ScenarioSilentSSO) {
+		err := pair(ScenarioSilentSSO, func(c int) (op, error) {
+			browsers, err := r.signedInBrowsers(ctx, c)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			pair(ScenarioRefresh, r.refresh(chains), nil)
-		}
-		if cfg.wants(ScenarioSilentSSO) {
-			pair(ScenarioSilentSSO, r.silentSSO(browsers), nil)
+			return r.silentSSO(browsers), nil
+		}, nil)
+		if err != nil {
+			return err
 		}
 	}
 	if cfg.wants(ScenarioFullSignIn) {
-		// Each account signs in at most once per 30 s TOTP step: seed
-		// enough for the fastest argon2id rate seen, over the measured
-		// part of the run (or one step), with room to spare.
-		r.rss.setPhase("floor:" + FloorArgon2)
-		workers := runtime.GOMAXPROCS(0)
-		est := load(ctx, workers, max(warmup(cfg.Duration), 500*time.Millisecond), argon2Op)
-		fastest := max(est.h.min, time.Millisecond)
-		rate := float64(workers) / fastest.Seconds()
-		window := min(cfg.Duration+warmup(cfg.Duration), totpPeriod*time.Second).Seconds()
-		n := int(math.Ceil(rate*window*1.5)) + 4*cfg.Concurrency
-		start := time.Now()
-		pool, err := r.seedMFAUsers(ctx, n)
+		// Each account signs in at most once per 30 s TOTP step, across
+		// the levels, which run one after the other.
+		measured := time.Duration(len(cfg.Concurrency)) * (cfg.Duration + 2*warmup(cfg.Duration))
+		pool, err := r.mfaAccounts(ctx, measured, top)
 		if err != nil {
 			return err
 		}
-		r.logf("seeded %d accounts with TOTP in %s (argon2id at most %.1f/s)", n, time.Since(start).Round(time.Millisecond), rate)
-		pair(ScenarioFullSignIn, r.fullSignIn(pool), func() string {
-			if w := pool.starved.Load(); w > 0 {
+		err = pair(ScenarioFullSignIn, constant(r.fullSignIn(pool)), func() string {
+			if w := pool.starved.Swap(0); w > 0 {
 				return fmt.Sprintf("%d waits for a fresh TOTP step: seed more accounts", w)
 			}
 			return ""
 		})
-	}
-	if cfg.wants(ScenarioPasskeySignIn) {
-		auths, err := r.passkeyUsers(ctx, cfg.Concurrency)
 		if err != nil {
 			return err
 		}
-		pair(ScenarioPasskeySignIn, r.passkeySignIn(auths), nil)
 	}
-	for _, f := range []string{FloorArgon2, FloorInsert, FloorSelect} {
-		if s, ok := floors[f]; ok {
-			rep.Floors = append(rep.Floors, Floor{Name: f, Description: describe[f], Stats: s.stats()})
+	if cfg.wants(ScenarioPasskeySignIn) {
+		auths, err := r.passkeyUsers(ctx, top)
+		if err != nil {
+			return err
+		}
+		if err := pair(ScenarioPasskeySignIn, constant(r.passkeySignIn(auths)), nil); err != nil {
+			return err
+		}
+	}
+	for _, c := range cfg.Concurrency {
+		for _, f := range []string{FloorArgon2, FloorInsert, FloorSelect} {
+			if s, ok := floors[floorKey{f, c}]; ok {
+				rep.Floors = append(rep.Floors, Floor{Name: f, Concurrency: c, Description: describe[f], Stats: s.stats(),
+					MaxRSS: r.rss.phaseMax(phaseName("floor:"+f, c))})
+			}
 		}
 	}
 
@@ -325,6 +383,43 @@ func (r *runner) run(ctx context.Context, rep *Report) error {
 	return ctx.Err()
 }
 
+// mfaAccounts seeds accounts with TOTP for full sign-ins over measured
+// (at most workers at a time). Each account signs in at most once per 30 s
+// TOTP step: it seeds enough for the fastest argon2id rate seen, over
+// measured or one step, twice over, and a few per worker.
+func (r *runner) mfaAccounts(ctx context.Context, measured time.Duration, workers int) (*mfaPool, error) {
+	r.rss.setPhase("floor:" + FloorArgon2)
+	hashers := runtime.GOMAXPROCS(0)
+	est := load(ctx, hashers, max(warmup(r.cfg.Duration), 500*time.Millisecond), argon2Op)
+	fastest := max(est.h.min, time.Millisecond)
+	rate := float64(hashers) / fastest.Seconds()
+	window := min(measured, totpPeriod*time.Second).Seconds()
+	n := int(math.Ceil(rate*window*2)) + 4*workers
+	start := time.Now()
+	pool, err := r.seedMFAUsers(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	r.logf("seeded %d accounts with TOTP in %s (argon2id at most %.1f/s)", n, time.Since(start).Round(time.Millisecond), rate)
+	return pool, nil
+}
+
+// phaseName files a measurement at a concurrency: "silent_sso@16".
+func phaseName(name string, workers int) string { return fmt.Sprintf("%s@%d", name, workers) }
+
+// roundTripsPerOp is the database round trips of all of an op's requests,
+// per successful op.
+func roundTripsPerOp(list []RoundTrips, ops uint64) float64 {
+	if ops == 0 {
+		return 0
+	}
+	var trips float64
+	for _, rt := range list {
+		trips += rt.Avg * float64(rt.Requests)
+	}
+	return trips / float64(ops)
+}
+
 // warmup is the unmeasured lead-in of a measurement: it fills the pools,
 // the statement caches and the connections.
 func warmup(d time.Duration) time.Duration { return min(d/10, time.Second) }
@@ -339,28 +434,28 @@ func rounds(d time.Duration) int {
 	return 5
 }
 
-// measurePair warms up the floor and the scenario, then measures each for
-// the configured duration, in alternating slices; it also returns the
-// scenario's ratio to the floor in each pair of slices.
-func (r *runner) measurePair(ctx context.Context, floor string, floorFn op, scenario string, fn op) (fs, ss *sample, ratios []float64) {
-	floorWorkers := r.cfg.Concurrency
+// measurePair warms up the floor and the scenario, then measures each with
+// workers workers for the configured duration, in alternating slices; it
+// also returns the scenario's ratio to the floor in each pair of slices.
+func (r *runner) measurePair(ctx context.Context, workers int, floor string, floorFn op, scenario string, fn op) (fs, ss *sample, ratios []float64) {
+	floorWorkers := workers
 	if floor == FloorArgon2 {
 		floorWorkers = runtime.GOMAXPROCS(0)
 	}
-	fphase := "floor:" + floor
+	fphase, sphase := phaseName("floor:"+floor, workers), phaseName(scenario, workers)
 	r.rss.setPhase(fphase)
 	load(ctx, floorWorkers, warmup(r.cfg.Duration), floorFn)
-	r.rss.setPhase(scenario)
-	load(ctx, r.cfg.Concurrency, warmup(r.cfg.Duration), fn)
+	r.rss.setPhase(sphase)
+	load(ctx, workers, warmup(r.cfg.Duration), fn)
 
 	fs, ss = &sample{}, &sample{}
 	n := rounds(r.cfg.Duration)
 	slice := r.cfg.Duration / time.Duration(n)
 	for range n {
 		r.rss.setPhase(fphase)
-		f := labelledLoad(ctx, fphase, floorWorkers, slice, floorFn)
-		r.phase(scenario)
-		s := labelledLoad(ctx, scenario, r.cfg.Concurrency, slice, fn)
+		f := labelledLoad(ctx, "floor:"+floor, workers, floorWorkers, slice, floorFn)
+		r.phase(sphase)
+		s := labelledLoad(ctx, scenario, workers, workers, slice, fn)
 		r.phase("")
 		fs.add(f)
 		ss.add(s)
@@ -375,11 +470,11 @@ func (r *runner) measurePair(ctx context.Context, floor string, floorFn op, scen
 }
 
 // labelledLoad is load with the CPU it costs measured, and its workers'
-// CPU profile samples labelled with phase, as the provider's handlers are
-// (meter.wrap).
-func labelledLoad(ctx context.Context, phase string, concurrency int, d time.Duration, fn op) (s *sample) {
+// CPU profile samples labelled with the phase and the level's worker count,
+// as the provider's handlers are (meter.wrap).
+func labelledLoad(ctx context.Context, phase string, level, concurrency int, d time.Duration, fn op) (s *sample) {
 	start := readCPU()
-	pprof.Do(ctx, pprof.Labels("phase", phase), func(ctx context.Context) {
+	pprof.Do(ctx, pprof.Labels("phase", phase, "workers", strconv.Itoa(level)), func(ctx context.Context) {
 		s = load(ctx, concurrency, d, fn)
 	})
 	s.cpu = cpuSince(start)

@@ -21,10 +21,11 @@ import (
 
 // dpopClientCredentials asks for a DPoP-bound token as the resource
 // server: each request carries a fresh proof (RFC 9449) signed with ES256
-// by one key per worker, made by the load generator as a client would.
-func (r *runner) dpopClientCredentials() (op, error) {
+// by one key per worker (of workers), made by the load generator as a
+// client would.
+func (r *runner) dpopClientCredentials(workers int) (op, error) {
 	tokenURL := r.in.issuer + "/oauth2/token"
-	signers := make([]jose.Signer, r.cfg.Concurrency)
+	signers := make([]jose.Signer, workers)
 	for i := range signers {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -37,8 +38,10 @@ func argon2Op(ctx context.Context, _ int) error {
 	return err
 }
 
-// floorServer is a bare net/http server with its own pgx pool (configured
-// as db.Open configures the provider's) over a copy of oauth_access_tokens:
+// floorServer is a bare net/http server with its own pgx pool, as large as
+// the provider's by default (db.DefaultMaxConns) and never smaller than the
+// number of workers, so the floor is what the machine allows and not what a
+// pool allows, over a copy of oauth_access_tokens:
 // /insert stores one token-sized row, /select reads one by primary key.
 // That is all a token endpoint or an introspection endpoint must do.
 type floorServer struct {
@@ -51,8 +54,13 @@ type floorServer struct {
 
 const floorTable = "bench_floor_tokens"
 
-func startFloorServer(ctx context.Context, dbURL string, doc []byte) (*floorServer, error) {
-	pool, err := pgxpool.New(ctx, dbURL)
+func startFloorServer(ctx context.Context, dbURL string, doc []byte, workers int) (*floorServer, error) {
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("bench: floor pool: %w", err)
+	}
+	cfg.MaxConns = int32(max(db.DefaultMaxConns, workers))
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("bench: floor pool: %w", err)
 	}

@@ -98,8 +98,8 @@ type instance struct {
 // startInstance migrates the database at dbURL and serves a provider on it.
 // The instance's pool carries the round-trip tracer; otherwise it is
 // configured as db.Open configures it. Its log goes to logw, warnings and
-// errors only.
-func startInstance(ctx context.Context, dbURL string, logw io.Writer) (*instance, error) {
+// errors only. janitorInterval is the server's (0: serve's default).
+func startInstance(ctx context.Context, dbURL string, janitorInterval time.Duration, logw io.Writer) (*instance, error) {
 	cfg, err := db.ParseConfig(dbURL)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -132,6 +132,7 @@ func startInstance(ctx context.Context, dbURL string, logw io.Writer) (*instance
 	in.srv, err = server.New(ctx, server.Config{
 		Issuer: in.issuer, Secret: base64.StdEncoding.EncodeToString(secret), Logger: logger,
 		AllowPrivateBackchannel: true, // the apps' receivers listen on loopback
+		JanitorInterval:         janitorInterval,
 	}, pool)
 	if err != nil {
 		ln.Close()

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,6 +27,7 @@ type Report struct {
 	Floors       []Floor      `json:"floors"`
 	Scenarios    []Scenario   `json:"scenarios"`
 	Fanout       *Fanout      `json:"revoke_all,omitempty"`
+	Soak         *Soak        `json:"soak,omitempty"`
 	Memory       Memory       `json:"memory"`
 	ServerErrors int64        `json:"server_errors_logged"`
 	Targets      []Target     `json:"targets"`
@@ -34,15 +36,19 @@ type Report struct {
 
 // ReportConfig is the run's shape.
 type ReportConfig struct {
-	Duration     time.Duration `json:"duration_ns"`
-	Concurrency  int           `json:"concurrency"`
-	Sessions     int           `json:"sessions"`
-	Apps         int           `json:"apps"`
-	IDTokenAlg   string        `json:"id_token_alg"`
-	RSASigner    string        `json:"rsa_signer"` // the library signing RS256: OpenSSL's libcrypto or Go's crypto/rsa
-	Argon2       string        `json:"argon2id"`
-	GC           string        `json:"gc"`
-	PoolMaxConns int32         `json:"provider_pool_max_conns"`
+	Duration    time.Duration `json:"duration_ns"`
+	Concurrency []int         `json:"concurrency"`
+	// TargetConcurrency is the level the targets are judged at.
+	TargetConcurrency int           `json:"target_concurrency"`
+	Soak              time.Duration `json:"soak_ns,omitempty"`
+	SoakWindow        time.Duration `json:"soak_window_ns,omitempty"`
+	Sessions          int           `json:"sessions"`
+	Apps              int           `json:"apps"`
+	IDTokenAlg        string        `json:"id_token_alg"`
+	RSASigner         string        `json:"rsa_signer"` // the library signing RS256: OpenSSL's libcrypto or Go's crypto/rsa
+	Argon2            string        `json:"argon2id"`
+	GC                string        `json:"gc"`
+	PoolMaxConns      int32         `json:"provider_pool_max_conns"`
 }
 
 // Machine is where the run happened.
@@ -63,16 +69,21 @@ type Machine struct {
 	LoadAfter  string `json:"loadavg_after"`
 }
 
-// Floor is a floor's measurement.
+// Floor is a floor's measurement at one concurrency (the argon2id floor
+// always hashes in GOMAXPROCS goroutines; Concurrency is the level of the
+// scenarios it was measured beside).
 type Floor struct {
 	Name        string `json:"name"`
+	Concurrency int    `json:"concurrency"`
 	Description string `json:"description"`
 	Stats
+	MaxRSS uint64 `json:"max_rss_bytes"`
 }
 
-// Scenario is a throughput scenario's measurement.
+// Scenario is a throughput scenario's measurement at one concurrency.
 type Scenario struct {
 	Name        string `json:"name"`
+	Concurrency int    `json:"concurrency"`
 	Description string `json:"description"`
 	Stats
 	Floor string `json:"floor"`
@@ -83,7 +94,12 @@ type Scenario struct {
 	// spread is how much the machine drifted during the measurement.
 	SliceRatios []float64    `json:"slice_ratios"`
 	RoundTrips  []RoundTrips `json:"round_trips"`
-	Note        string       `json:"note,omitempty"`
+	// RoundTripsPerOp is the database round trips of all of an op's
+	// requests, per op.
+	RoundTripsPerOp float64 `json:"round_trips_per_op"`
+	// MaxRSS is the largest resident set sampled while it was measured.
+	MaxRSS uint64 `json:"max_rss_bytes"`
+	Note   string `json:"note,omitempty"`
 }
 
 // Target is one of the goals, met or not.
@@ -104,15 +120,16 @@ var ratioTargets = []struct {
 	scenario string
 	min      float64
 }{
-	{ScenarioClientCredentials, 0.40},
-	{ScenarioIntrospection, 0.40},
+	{ScenarioClientCredentials, 0.60},
+	{ScenarioIntrospection, 0.60},
 	{ScenarioSilentSSO, 0.15},
 	{ScenarioFullSignIn, 0.70},
 }
 
-func (rep *Report) scenario(name string) (Scenario, bool) {
+// scenario is the measurement of name at workers workers.
+func (rep *Report) scenario(name string, workers int) (Scenario, bool) {
 	for _, s := range rep.Scenarios {
-		if s.Name == name {
+		if s.Name == name && s.Concurrency == workers {
 			return s, true
 		}
 	}
@@ -125,12 +142,13 @@ func (rep *Report) evaluate() {
 	add := func(name string, pass bool, got string) {
 		rep.Targets = append(rep.Targets, Target{Name: name, Got: got, Pass: pass})
 	}
+	at := rep.Config.TargetConcurrency
 	for _, t := range ratioTargets {
-		s, ok := rep.scenario(t.scenario)
+		s, ok := rep.scenario(t.scenario, at)
 		if !ok {
 			continue
 		}
-		add(fmt.Sprintf("%s ≥ %.0f%% of the %s floor", t.scenario, 100*t.min, s.Floor),
+		add(fmt.Sprintf("%s at %d workers ≥ %.0f%% of the %s floor", t.scenario, at, 100*t.min, s.Floor),
 			s.Ratio >= t.min, fmt.Sprintf("%.1f%%", 100*s.Ratio)+sliceNote(s.SliceRatios))
 	}
 	if f := rep.Fanout; f != nil {
@@ -143,6 +161,12 @@ func (rep *Report) evaluate() {
 		}
 		add(fmt.Sprintf("revoke-all: all %d notifications arrive in < %s", f.Expected, RevokeFanOutMax),
 			all && f.Last < RevokeFanOutMax, got)
+	}
+	if sk := rep.Soak; sk != nil {
+		for _, f := range sk.Flows {
+			add(fmt.Sprintf("soak: %s's last window ≥ %.0f%% of its first", f.Name, 100*soakMinLastToFirst),
+				f.LastToFirst >= soakMinLastToFirst, fmt.Sprintf("%.0f%%", 100*f.LastToFirst))
+		}
 	}
 	if rep.Memory.Supported {
 		peak := max(rep.Memory.MaxRSS, rep.Memory.HWM)
@@ -168,6 +192,11 @@ func (rep *Report) errorCount() uint64 {
 	}
 	if f := rep.Fanout; f != nil {
 		n += uint64(f.Invalid) + uint64(len(f.Errors))
+	}
+	if sk := rep.Soak; sk != nil {
+		for _, f := range sk.Flows {
+			n += f.Errors
+		}
 	}
 	return n
 }
@@ -204,36 +233,31 @@ func (rep *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "postgres: %s (%s)\n", m.Postgres, settings(m.PostgresSettings))
 	fmt.Fprintf(&b, "load:     %s before, %s after (1, 5, 15 min)\n", m.LoadBefore, m.LoadAfter)
 	c := rep.Config
-	fmt.Fprintf(&b, "run:      %s per measurement (after a %s warm-up; each scenario in %d slices alternating with its floor's), %d workers,\n"+
-		"          provider pool of %d connections, apps sign with %s (RSA by %s), argon2id %s, %s,\n"+
-		"          in-process provider at %s\n\n",
-		c.Duration, warmup(c.Duration), rounds(c.Duration), c.Concurrency, c.PoolMaxConns, c.IDTokenAlg, c.RSASigner, c.Argon2, c.GC, rep.Issuer)
-
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	if len(rep.Floors) > 0 {
-		fmt.Fprintln(tw, "floor\tops/s\tp50\tp99\tops\terrors\t")
-		for _, f := range rep.Floors {
-			fmt.Fprintf(tw, "%s\t%.1f\t%s\t%s\t%d\t%d\t\n", f.Name, f.PerSec, ms(f.P50), ms(f.P99), f.Ops, f.Errors)
-		}
-		fmt.Fprintln(tw, "\t\t\t\t\t\t")
+	if c.Soak > 0 {
+		fmt.Fprintf(&b, "run:      soak of %s, reported every %s, %d workers, provider pool of %d connections, apps sign with %s (RSA by %s),\n"+
+			"          argon2id %s, %s, in-process provider at %s\n",
+			c.Soak, c.SoakWindow, c.TargetConcurrency, c.PoolMaxConns, c.IDTokenAlg, c.RSASigner, c.Argon2, c.GC, rep.Issuer)
+	} else {
+		fmt.Fprintf(&b, "run:      %s per measurement (after a %s warm-up; each scenario in %d slices alternating with its floor's at the same concurrency),\n"+
+			"          %s workers (targets at %d), provider pool of %d connections, apps sign with %s (RSA by %s), argon2id %s, %s,\n"+
+			"          in-process provider at %s\n",
+			c.Duration, warmup(c.Duration), rounds(c.Duration), joinInts(c.Concurrency, ", "), c.TargetConcurrency,
+			c.PoolMaxConns, c.IDTokenAlg, c.RSASigner, c.Argon2, c.GC, rep.Issuer)
 	}
-	if len(rep.Scenarios) > 0 {
-		fmt.Fprintln(tw, "scenario\tops/s\tp50\tp99\tops\terrors\tfloor\tfloor ops/s\tof floor\tper slice\t")
-		for _, s := range rep.Scenarios {
-			fmt.Fprintf(tw, "%s\t%.1f\t%s\t%s\t%d\t%d\t%s\t%.1f\t%.1f%%\t%s\t\n", s.Name, s.PerSec, ms(s.P50), ms(s.P99), s.Ops, s.Errors,
-				s.Floor, s.FloorPerSec, 100*s.Ratio, percentRange(s.SliceRatios))
-		}
-	}
-	tw.Flush()
+	writeTable(&b, rep)
+	writeSoak(&b, rep.Soak)
 	writeCPU(&b, rep)
 	for _, s := range rep.Scenarios {
 		if s.Note != "" {
-			fmt.Fprintf(&b, "note: %s: %s\n", s.Name, s.Note)
+			fmt.Fprintf(&b, "note: %s at %d workers: %s\n", s.Name, s.Concurrency, s.Note)
 		}
 	}
 	for _, s := range append(append([]Scenario{}, floorsAsScenarios(rep.Floors)...), rep.Scenarios...) {
+		if s.Errors > 0 {
+			fmt.Fprintf(&b, "errors: %s at %d workers: %d of %d ops failed\n", s.Name, s.Concurrency, s.Errors, s.Errors+s.Ops)
+		}
 		for _, e := range s.FirstErrors {
-			fmt.Fprintf(&b, "error: %s: %s\n", s.Name, e)
+			fmt.Fprintf(&b, "error: %s at %d workers: %s\n", s.Name, s.Concurrency, e)
 		}
 	}
 
@@ -256,21 +280,24 @@ func (rep *Report) WriteText(w io.Writer) error {
 		}
 	}
 
-	fmt.Fprintf(&b, "\ndatabase round trips per request (pgx tracer on the provider's pool; a batch is one trip)\n")
-	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\trequest\trequests\tavg\tmin\tmax\tstatements\tserver time\t")
-	rows := func(name string, list []RoundTrips) {
-		for _, rt := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f\t%d\t%d\t%.2f\t%s\t\n", name, rt.Request, rt.Requests, rt.Avg, rt.Min, rt.Max, rt.Statements, ms(rt.ServerTime))
+	if len(rep.Scenarios) > 0 || rep.Fanout != nil {
+		fmt.Fprintf(&b, "\ndatabase round trips per request (pgx tracer on the provider's pool; a batch is one trip)\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "scenario\tworkers\trequest\trequests\tavg\tmin\tmax\tstatements\tserver time\t")
+		rows := func(name, workers string, list []RoundTrips) {
+			for _, rt := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.2f\t%d\t%d\t%.2f\t%s\t\n", name, workers, rt.Request, rt.Requests, rt.Avg, rt.Min, rt.Max, rt.Statements, ms(rt.ServerTime))
+			}
 		}
+		for _, s := range rep.Scenarios {
+			rows(s.Name, strconv.Itoa(s.Concurrency), s.RoundTrips)
+		}
+		if rep.Fanout != nil {
+			rows(ScenarioRevokeAll, "1", rep.Fanout.RoundTrips)
+		}
+
+		tw.Flush()
 	}
-	for _, s := range rep.Scenarios {
-		rows(s.Name, s.RoundTrips)
-	}
-	if rep.Fanout != nil {
-		rows(ScenarioRevokeAll, rep.Fanout.RoundTrips)
-	}
-	tw.Flush()
 
 	mem := rep.Memory
 	if mem.Supported {
@@ -302,7 +329,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 func floorsAsScenarios(fs []Floor) []Scenario {
 	out := make([]Scenario, len(fs))
 	for i, f := range fs {
-		out[i] = Scenario{Name: "floor " + f.Name, Stats: f.Stats}
+		out[i] = Scenario{Name: "floor " + f.Name, Concurrency: f.Concurrency, Stats: f.Stats, MaxRSS: f.MaxRSS}
 	}
 	return out
 }
@@ -310,15 +337,106 @@ func floorsAsScenarios(fs []Floor) []Scenario {
 func phaseOrder(rep *Report) []string {
 	out := []string{"setup"}
 	for _, f := range rep.Floors {
-		out = append(out, "floor:"+f.Name)
+		out = append(out, phaseName("floor:"+f.Name, f.Concurrency))
 	}
 	for _, s := range rep.Scenarios {
-		out = append(out, s.Name)
+		out = append(out, phaseName(s.Name, s.Concurrency))
 	}
 	if rep.Fanout != nil {
 		out = append(out, ScenarioRevokeAll)
 	}
+	if rep.Soak != nil {
+		out = append(out, phaseSoak)
+	}
 	return out
+}
+
+func joinInts(xs []int, sep string) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.Itoa(x)
+	}
+	return strings.Join(parts, sep)
+}
+
+// levels are the worker counts measured, in the order given.
+func (rep *Report) levels() []int { return rep.Config.Concurrency }
+
+// writeTable prints the floors and the scenarios in one table, a group of
+// columns per concurrency: ops/s, the ratio to the floor measured beside
+// it, p50 and p99, database round trips per op, and the resident peak.
+func writeTable(b *bytes.Buffer, rep *Report) {
+	if len(rep.Floors) == 0 && len(rep.Scenarios) == 0 {
+		return
+	}
+	levels := rep.levels()
+	const perLevel = "ops/s\tof floor\tp50\tp99\ttrips/op\tRSS MB\t"
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	head, sub := "\t\t", "\tfloor\t"
+	for i, c := range levels {
+		sep := ""
+		if i > 0 {
+			sep = "│\t"
+			sub += "│\t"
+		}
+		head += sep + fmt.Sprintf("%d workers", c) + strings.Repeat("\t", strings.Count(perLevel, "\t"))
+		sub += perLevel
+	}
+	fmt.Fprintln(tw, "\n"+head)
+	fmt.Fprintln(tw, sub)
+	type key struct {
+		name    string
+		workers int
+	}
+	cells := map[key]string{}
+	var names []string
+	floorRows := floorsAsScenarios(rep.Floors)
+	for _, s := range append(floorRows, rep.Scenarios...) {
+		if !slices.Contains(names, s.Name) {
+			names = append(names, s.Name)
+		}
+		ratio, trips := "", ""
+		if s.Floor != "" {
+			ratio, trips = fmt.Sprintf("%.1f%%", 100*s.Ratio), fmt.Sprintf("%.2f", s.RoundTripsPerOp)
+		}
+		cells[key{s.Name, s.Concurrency}] = fmt.Sprintf("%.1f\t%s\t%s\t%s\t%s\t%s\t", s.PerSec, ratio, ms(s.P50), ms(s.P99), trips, rssMB(s.MaxRSS))
+	}
+	floorOfRow := map[string]string{}
+	for _, s := range rep.Scenarios {
+		floorOfRow[s.Name] = s.Floor
+	}
+	nFloors := 0
+	for _, f := range rep.Floors {
+		if !slices.Contains(names[:nFloors], "floor "+f.Name) {
+			nFloors++
+		}
+	}
+	for i, name := range names {
+		if i == nFloors && i > 0 && len(rep.Scenarios) > 0 {
+			// A rule between the floors and the scenarios.
+			fmt.Fprintln(tw, strings.Repeat("\t", strings.Count(sub, "\t")))
+		}
+		line := name + "\t" + floorOfRow[name] + "\t"
+		for j, c := range levels {
+			if j > 0 {
+				line += "│\t"
+			}
+			cell, ok := cells[key{name, c}]
+			if !ok {
+				cell = strings.Repeat("-\t", strings.Count(perLevel, "\t"))
+			}
+			line += cell
+		}
+		fmt.Fprintln(tw, line)
+	}
+	tw.Flush()
+}
+
+func rssMB(b uint64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", float64(b)/1e6)
 }
 
 func settings(m map[string]string) string {
@@ -387,7 +505,7 @@ func writeCPU(b *bytes.Buffer, rep *Report) {
 	}
 	fmt.Fprintf(b, "\nCPU per operation (process: provider and load generator; machine: all %d CPUs, PostgreSQL and anything else running included)\n", rep.Machine.Cores)
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\tprocess\tmachine\tmachine busy\t")
+	fmt.Fprintln(tw, "\tworkers\tprocess\tmachine\tmachine busy\t")
 	for _, s := range all {
 		if s.ProcessCPUPerOp == 0 {
 			continue
@@ -396,7 +514,7 @@ func writeCPU(b *bytes.Buffer, rep *Report) {
 		if s.MachineCPUPerOp > 0 {
 			machine, busy = ms(s.MachineCPUPerOp), fmt.Sprintf("%.0f%%", 100*s.Busy)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", s.Name, ms(s.ProcessCPUPerOp), machine, busy)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t\n", s.Name, s.Concurrency, ms(s.ProcessCPUPerOp), machine, busy)
 	}
 	tw.Flush()
 }

@@ -73,6 +73,13 @@ func (s *rssSampler) sample() {
 	}
 }
 
+// phaseMax is the largest VmRSS sampled so far in phase p.
+func (s *rssSampler) phaseMax(p string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mem.PerPhase[p]
+}
+
 // finish stops sampling and returns what was seen.
 func (s *rssSampler) finish() Memory {
 	close(s.stop)

@@ -118,9 +118,11 @@ func (m *meter) wrap(h http.Handler) http.Handler {
 		}
 		c := &requestDB{}
 		start := time.Now()
-		// The phase label lets a CPU profile be cut to one scenario:
-		// go tool pprof -tagfocus phase=silent_sso.
-		pprof.Do(r.Context(), pprof.Labels("phase", *p), func(ctx context.Context) {
+		// The labels let a CPU profile be cut to one scenario and level:
+		// go tool pprof -tagfocus phase=silent_sso -tagfocus workers=16.
+		name, workers, _ := strings.Cut(*p, "@")
+		name, _, _ = strings.Cut(name, "#") // a soak's window
+		pprof.Do(r.Context(), pprof.Labels("phase", name, "workers", workers), func(ctx context.Context) {
 			h.ServeHTTP(w, r.WithContext(context.WithValue(ctx, requestDBKey{}, c)))
 		})
 		el := time.Since(start)

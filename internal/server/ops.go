@@ -30,7 +30,8 @@ const (
 	// under load).
 	requestTimeout = 10 * time.Second
 
-	// janitorInterval is how often the janitor sweeps. It also bounds how
+	// janitorInterval is how often the janitor sweeps unless
+	// Config.JanitorInterval says otherwise. It also bounds how
 	// long a key rotated by another instance takes to be published and
 	// used here; idp keys rotate's default --publish-ahead allows for it.
 	janitorInterval = 30 * time.Second

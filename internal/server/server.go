@@ -31,6 +31,7 @@ import (
 	"github.com/idp/idp/internal/reqlimit"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/ssf"
 	"github.com/idp/idp/internal/sso"
 	"github.com/idp/idp/internal/sso/backchannel"
 	"github.com/idp/idp/internal/sso/keys"
@@ -249,6 +250,14 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		RequirePasskey: cfg.AdminRequirePasskey}
 	adminAPI.Mount(mux)
 	// --- end admin ---
+	// --- ssf (owned by internal/ssf) ---
+	ssfBox, err := secrets.New(cfg.Secret, ssf.SecretPurpose)
+	if err != nil {
+		return nil, err
+	}
+	streams := &ssf.Store{Pool: pool, Box: ssfBox, AllowPrivate: cfg.AllowPrivateBackchannel, Now: cfg.Now}
+	(&ssf.Handler{Issuer: cfg.Issuer, Store: streams, Tokens: provider.OAuth2, Logger: cfg.Logger}).Mount(mux)
+	// --- end ssf ---
 	// --- console (owned by internal/console; the brand stylesheet by web) ---
 	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Codes: totp,
 		RequirePasskey: cfg.AdminRequirePasskey, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now}
@@ -270,8 +279,9 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	limited := reqlimit.Limits{
 		Larger: map[string]int64{"/login/passkey": credential, "/login/totp/passkey": credential,
 			"/login/enroll/passkey": credential, "/account/passkeys": credential},
-		JSONPaths: []string{"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/"},
-		Page:      tpl.Error,
+		JSONPaths: []string{"/oauth2/token", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/",
+			ssf.PathConfiguration, "/ssf/"},
+		Page: tpl.Error,
 	}.Wrap(mux)
 	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)
 	return &Server{

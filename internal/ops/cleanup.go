@@ -65,7 +65,7 @@ var expiring = []sweepable{
 // Tables swept by Records.
 var (
 	throttleRows  = sweepable{"throttle", "key", "last_failure_at < $1 AND blocked_until < $1"}
-	deliveredRows = sweepable{"logout_outbox", "id", "delivered_at < $1"}
+	deliveredRows = sweepable{"outbox", "id", "delivered_at < $1"}
 	loginFlows    = sweepable{"login_flows", "id_hash", "expires_at < $1"}
 )
 

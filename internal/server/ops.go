@@ -9,6 +9,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/outbox"
+	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/backchannel"
 )
 
@@ -40,8 +42,12 @@ const (
 // worker's delivery attempts are counted in the same registry. opsOnly serves the operational endpoints alone;
 // with cfg.SeparateMetrics, /metrics is only there. The probes stay open
 // (they say only up or not); /metrics asks for cfg.MetricsToken if set.
-func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, routed http.Handler, metrics *ops.Metrics, worker *backchannel.Worker) (main, opsOnly http.Handler) {
-	worker.Observe = func(a backchannel.Attempt) { metrics.ObserveLogoutDelivery(a.ClientID, a.Outcome, a.Since) }
+func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, routed http.Handler, metrics *ops.Metrics, worker *outbox.Worker) (main, opsOnly http.Handler) {
+	worker.Observe = func(a outbox.Attempt) {
+		if a.Kind == sessions.LogoutKind {
+			metrics.ObserveLogoutDelivery(a.ClientID, a.Outcome, a.Since)
+		}
+	}
 	health := &ops.Health{Pool: pool}
 	om := http.NewServeMux()
 	for _, m := range []*http.ServeMux{mux, om} {

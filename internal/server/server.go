@@ -26,6 +26,7 @@ import (
 	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/reqlimit"
@@ -164,7 +165,7 @@ type Server struct {
 	// Passkeys is nil when the issuer's host is an IP address.
 	Passkeys *passkey.Service
 	Keys     *keys.Set
-	Worker   *backchannel.Worker
+	Worker   *outbox.Worker
 }
 
 // New builds an instance on pool (already migrated).
@@ -234,8 +235,13 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2: sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
 	}
-	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger,
-		AllowPrivate: cfg.AllowPrivateBackchannel}
+	logouts, err := backchannel.Sender{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now,
+		AllowPrivate: cfg.AllowPrivateBackchannel}.Kind()
+	if err != nil {
+		return nil, err
+	}
+	worker := &outbox.Worker{Pool: pool, Now: cfg.Now, Logger: cfg.Logger,
+		Kinds: map[string]outbox.Kind{sessions.LogoutKind: logouts}}
 
 	mux := http.NewServeMux()
 	provider.Mount(mux)

@@ -17,6 +17,7 @@ import (
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/ssf"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -44,6 +45,11 @@ func (c *cli) services(pool *pgxpool.Pool) *server.Services {
 		Logger: slog.New(slog.NewTextHandler(c.stderr, nil))})
 	if err != nil {
 		panic(err) // only a server secret could make it fail, and none is given
+	}
+	if issuer := c.getenv("IDP_ISSUER"); issuer != "" {
+		// A revocation from the command line is a security event like any
+		// other; the issuer names the person in the events (iss_sub).
+		svc.Sessions.OnRevoke = append(svc.Sessions.OnRevoke, (&ssf.Publisher{Pool: pool, Issuer: issuer}).OnRevoke)
 	}
 	return svc
 }

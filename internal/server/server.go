@@ -240,8 +240,18 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ssfBox, err := secrets.New(cfg.Secret, ssf.SecretPurpose)
+	if err != nil {
+		return nil, err
+	}
+	streams := &ssf.Store{Pool: pool, Box: ssfBox, AllowPrivate: cfg.AllowPrivateBackchannel, Now: cfg.Now}
+	pushes, err := ssf.Pusher{Store: streams, Keys: keySet, Issuer: cfg.Issuer, AllowPrivate: cfg.AllowPrivateBackchannel,
+		Now: cfg.Now}.Kind()
+	if err != nil {
+		return nil, err
+	}
 	worker := &outbox.Worker{Pool: pool, Now: cfg.Now, Logger: cfg.Logger,
-		Kinds: map[string]outbox.Kind{sessions.LogoutKind: logouts}}
+		Kinds: map[string]outbox.Kind{sessions.LogoutKind: logouts, ssf.KindPush: pushes}}
 
 	mux := http.NewServeMux()
 	provider.Mount(mux)
@@ -257,12 +267,8 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	adminAPI.Mount(mux)
 	// --- end admin ---
 	// --- ssf (owned by internal/ssf) ---
-	ssfBox, err := secrets.New(cfg.Secret, ssf.SecretPurpose)
-	if err != nil {
-		return nil, err
-	}
-	streams := &ssf.Store{Pool: pool, Box: ssfBox, AllowPrivate: cfg.AllowPrivateBackchannel, Now: cfg.Now}
-	(&ssf.Handler{Issuer: cfg.Issuer, Store: streams, Tokens: provider.OAuth2, Logger: cfg.Logger}).Mount(mux)
+	(&ssf.Handler{Issuer: cfg.Issuer, Store: streams, Tokens: provider.OAuth2, Keys: keySet, Logger: cfg.Logger,
+		Now: cfg.Now}).Mount(mux)
 	// --- end ssf ---
 	// --- console (owned by internal/console; the brand stylesheet by web) ---
 	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Codes: totp,
@@ -363,6 +369,11 @@ func NewServices(pool *pgxpool.Pool, cfg Config) (*Services, error) {
 	}
 	clientStore := clients.NewStore(pool)
 	clientStore.AllowPrivateBackchannel = cfg.AllowPrivateBackchannel
+	if cfg.Issuer != "" {
+		// Every end of a session is a CAEP session-revoked event for the
+		// streams that want it, queued in the revocation's transaction.
+		sess.OnRevoke = append(sess.OnRevoke, (&ssf.Publisher{Pool: pool, Issuer: cfg.Issuer}).OnRevoke)
+	}
 	svc := &Services{Users: userStore, Sessions: sess, TOTP: totp, Clients: clientStore,
 		Admin: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, Clients: clientStore, MFA: totp, Keys: keys, Now: cfg.Now}}
 	if ceremonies {

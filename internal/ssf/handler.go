@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/sso/keys"
 )
 
 // Scope is the OAuth scope a receiver's access token needs for the SSF
@@ -42,7 +44,12 @@ type Handler struct {
 	Store  *Store
 	// Tokens introspects bearer tokens (the fosite provider).
 	Tokens fosite.OAuth2Provider
-	Logger *slog.Logger
+	// Keys sign the SETs a poll returns.
+	Keys *keys.Set
+	// LongPoll is how long a poll may wait for an event (DefaultLongPoll).
+	LongPoll time.Duration
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
 type route func(w http.ResponseWriter, r *http.Request, clientID string) error

@@ -13,6 +13,7 @@
 package ssf
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -20,7 +21,6 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/cryptosigner"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/idp/idp/internal/sso/keys"
 )
@@ -118,8 +118,8 @@ type SET struct {
 
 // setClaims is the signed claim set: SET plus iss and aud.
 type setClaims struct {
-	Issuer   string       `json:"iss"`
-	Audience jwt.Audience `json:"aud"`
+	Issuer   string `json:"iss"`
+	Audience string `json:"aud"`
 	SET
 }
 
@@ -154,7 +154,17 @@ func (set SET) Sign(ks *keys.Set, alg, issuer, audience string) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("ssf: sign: %w", err)
 	}
-	token, err := jwt.Signed(signer).Claims(setClaims{Issuer: issuer, Audience: jwt.Audience{audience}, SET: set}).Serialize()
+	// encoding/json, not go-jose's own: the events keep their numbers as
+	// queued (json.Number), which go-jose's fork would write as strings.
+	payload, err := json.Marshal(setClaims{Issuer: issuer, Audience: audience, SET: set})
+	if err != nil {
+		return "", fmt.Errorf("ssf: sign: %w", err)
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("ssf: sign: %w", err)
+	}
+	token, err := jws.CompactSerialize()
 	if err != nil {
 		return "", fmt.Errorf("ssf: sign: %w", err)
 	}

@@ -338,8 +338,7 @@ func (s *Store) Update(ctx context.Context, clientID, streamID string, c Config,
 	return st, nil
 }
 
-// Delete removes clientID's stream streamID, its subjects and (with the
-// outbox rows of its client) its undelivered events.
+// Delete removes clientID's stream streamID and its subjects.
 func (s *Store) Delete(ctx context.Context, clientID, streamID string) error {
 	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
 		st, err := s.get(ctx, clientID, streamID, true)
@@ -349,9 +348,8 @@ func (s *Store) Delete(ctx context.Context, clientID, streamID string) error {
 		if _, err := db.Conn(ctx, s.Pool).Exec(ctx, `DELETE FROM ssf_streams WHERE id = $1`, st.ID); err != nil {
 			return err
 		}
-		if err := dropEvents(ctx, s.Pool, clientID); err != nil {
-			return err
-		}
+		// Its undelivered events fail at their next attempt (push) or
+		// expire unpolled (poll), visible to administrators until then.
 		return s.record(ctx, clientID, "ssf.stream_delete", st, nil)
 	})
 	if err != nil {
@@ -360,8 +358,9 @@ func (s *Store) Delete(ctx context.Context, clientID, streamID string) error {
 	return nil
 }
 
-// SetStatus sets the stream's status. Disabling drops the events it held;
-// enabling wakes delivery of those a pause held.
+// SetStatus sets the stream's status. A paused stream holds its events; a
+// disabled one gets no new ones, and those it held fail; enabling makes
+// those a pause held due at once.
 func (s *Store) SetStatus(ctx context.Context, clientID, streamID, status, reason string) (Stream, error) {
 	if status != StatusEnabled && status != StatusPaused && status != StatusDisabled {
 		return Stream{}, invalid("status must be enabled, paused or disabled")
@@ -382,12 +381,9 @@ func (s *Store) SetStatus(ctx context.Context, clientID, streamID, status, reaso
 			st.ID, st.Status, st.StatusReason, st.UpdatedAt); err != nil {
 			return err
 		}
-		switch status {
-		case StatusDisabled:
-			if err := dropEvents(ctx, s.Pool, clientID); err != nil {
-				return err
-			}
-		case StatusEnabled:
+		// A disabled stream's held events fail at their next attempt; an
+		// enabled one's are due at once.
+		if status == StatusEnabled && from != StatusEnabled {
 			if err := resumeEvents(ctx, s.Pool, clientID); err != nil {
 				return err
 			}

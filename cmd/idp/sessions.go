@@ -17,7 +17,6 @@ import (
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/sessions"
-	"github.com/idp/idp/internal/ssf"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -49,7 +48,7 @@ func (c *cli) services(pool *pgxpool.Pool) *server.Services {
 	if issuer := c.getenv("IDP_ISSUER"); issuer != "" {
 		// A revocation from the command line is a security event like any
 		// other; the issuer names the person in the events (iss_sub).
-		svc.Sessions.OnRevoke = append(svc.Sessions.OnRevoke, (&ssf.Publisher{Pool: pool, Issuer: issuer}).OnRevoke)
+		svc.PublishSignals(issuer, nil)
 	}
 	return svc
 }

@@ -369,17 +369,28 @@ func NewServices(pool *pgxpool.Pool, cfg Config) (*Services, error) {
 	}
 	clientStore := clients.NewStore(pool)
 	clientStore.AllowPrivateBackchannel = cfg.AllowPrivateBackchannel
-	if cfg.Issuer != "" {
-		// Every end of a session is a CAEP session-revoked event for the
-		// streams that want it, queued in the revocation's transaction.
-		sess.OnRevoke = append(sess.OnRevoke, (&ssf.Publisher{Pool: pool, Issuer: cfg.Issuer}).OnRevoke)
-	}
 	svc := &Services{Users: userStore, Sessions: sess, TOTP: totp, Clients: clientStore,
 		Admin: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, Clients: clientStore, MFA: totp, Keys: keys, Now: cfg.Now}}
+	if cfg.Issuer != "" {
+		svc.PublishSignals(cfg.Issuer, cfg.Now)
+	}
 	if ceremonies {
 		svc.Passkeys = keys
 	}
 	return svc, nil
+}
+
+// PublishSignals makes the services' changes security events (package
+// ssf), queued in the transaction of each change for the streams that want
+// them: every end of a session a CAEP session-revoked, a person's or an
+// administrator's change of a factor a credential-change, disabling,
+// enabling and deleting an account RISC's account events. issuer names
+// the person in them (iss_sub).
+func (s *Services) PublishSignals(issuer string, now func() time.Time) {
+	p := &ssf.Publisher{Pool: s.Sessions.Pool, Issuer: issuer, Now: now}
+	s.Sessions.OnRevoke = append(s.Sessions.OnRevoke, p.OnRevoke)
+	s.Sessions.OnFactorsChanged = append(s.Sessions.OnFactorsChanged, p.OnFactorsChanged)
+	s.Admin.OnChange = append(s.Admin.OnChange, p.OnAdminChange)
 }
 
 // hmacSecrets derives fosite's 32-byte token HMAC keys from the server

@@ -110,18 +110,23 @@ func signedInTwice(t *testing.T, h *servertest.Harness, email string) users.User
 	return u
 }
 
-// adminRevoke revokes every session of userID through the admin API, as
-// an admin service account.
-func adminRevoke(t *testing.T, h *servertest.Harness, userID string) {
+// adminClient is an admin service account calling the admin API.
+func adminClient(t *testing.T, h *servertest.Harness, id string) *receiver {
 	t.Helper()
-	rp := h.NewRP("ops-"+userID[:8], func(c *clients.Client) { c.AdminServiceAccount = true })
+	rp := h.NewRP(id, func(c *clients.Client) { c.AdminServiceAccount = true })
 	tok, err := (&clientcredentials.Config{ClientID: rp.ID, ClientSecret: rp.Secret, TokenURL: h.Issuer + "/oauth2/token",
 		Scopes: []string{"admin"}}).Token(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ops := &receiver{t: t, h: h, token: tok.AccessToken}
-	res := ops.must(http.StatusOK, "DELETE", "/admin/api/users/"+userID+"/sessions", nil)
+	return &receiver{t: t, h: h, token: tok.AccessToken}
+}
+
+// adminRevoke revokes every session of userID through the admin API, as
+// an admin service account.
+func adminRevoke(t *testing.T, h *servertest.Harness, userID string) {
+	t.Helper()
+	res := adminClient(t, h, "ops-"+userID[:8]).must(http.StatusOK, "DELETE", "/admin/api/users/"+userID+"/sessions", nil)
 	if res["sessions"] != float64(2) {
 		t.Fatalf("revoke-all = %v, want 2 sessions", res)
 	}

@@ -75,6 +75,7 @@ func (s *Store) Verify(ctx context.Context, clientID, streamID, state string) er
 type Publisher struct {
 	Pool   *pgxpool.Pool
 	Issuer string
+	Now    func() time.Time
 }
 
 // Publish queues events about each of about (one SET per user named, per

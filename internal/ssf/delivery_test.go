@@ -358,3 +358,43 @@ func TestPush_PausedStreamHoldsEvents(t *testing.T) {
 		checkSessionRevoked(t, set, "ann@example.com")
 	}
 }
+
+// TestPush_SurvivesRestart: events queued while no worker runs, and one
+// that met a 503, are delivered once the background work starts again,
+// each exactly once.
+func TestPush_SurvivesRestart(t *testing.T) {
+	h := servertest.New(t)
+	rc := newReceiver(t, h, "receiver", ssf.Scope)
+	pr := newPushReceiver(t, h, "receiver")
+	u := signedInTwice(t, h, "ann@example.com")
+	id := rc.must(http.StatusCreated, "POST", "/ssf/streams", map[string]any{
+		"delivery": map[string]any{"method": ssf.DeliveryPush, "endpoint_url": pr.srv.URL}})["stream_id"].(string)
+	rc.must(http.StatusOK, "POST", "/ssf/subjects:add", map[string]any{"stream_id": id,
+		"subject": map[string]any{"format": "email", "email": "ann@example.com"}})
+
+	pr.mu.Lock()
+	pr.fail = []int{http.StatusServiceUnavailable}
+	pr.mu.Unlock()
+	h.StopBackground()
+	adminRevoke(t, h, u.ID)
+	time.Sleep(300 * time.Millisecond)
+	if n := pr.count(); n != 0 {
+		t.Fatalf("%d SETs delivered with no worker running", n)
+	}
+	h.StartBackground()
+	got := pr.wait(2)
+	time.Sleep(1500 * time.Millisecond) // room for a duplicate to show
+	if n := pr.count(); n != 2 {
+		t.Fatalf("%d SETs delivered, want 2: nothing lost, nothing doubled", n)
+	}
+	if got[0].ID == got[1].ID {
+		t.Errorf("both SETs have jti %s", got[0].ID)
+	}
+	var undelivered int
+	if err := h.DB.Pool.QueryRow(h.Ctx, `SELECT count(*) FROM outbox WHERE kind = $1 AND delivered_at IS NULL`, ssf.KindPush).Scan(&undelivered); err != nil {
+		t.Fatal(err)
+	}
+	if undelivered != 0 {
+		t.Errorf("%d push rows undelivered", undelivered)
+	}
+}

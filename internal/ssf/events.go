@@ -20,27 +20,23 @@ type About struct {
 // target is one stream an event about one user goes to, with the sub_id
 // it carries there.
 type target struct {
-	About    int // index into the About slice
+	UserID   string
 	StreamID string
 	ClientID string
 	Method   string
 	Subject  Subject
 }
 
-// targets finds, for each of about, the streams that want event about
+// targets finds, for each of users, the streams that want event about
 // that user: not disabled, event among those requested, the user among
 // the stream's subjects (every user unless the stream removed them, or,
 // for a stream whose default is NONE, only those added). The sub_id is
 // the subject the receiver added when it named the user, otherwise the
 // user's iss_sub. It reads in the transaction in ctx, so it sees the
 // change being made.
-func targets(ctx context.Context, q db.Querier, issuer, event string, about []About) ([]target, error) {
-	if len(about) == 0 {
+func targets(ctx context.Context, q db.Querier, issuer, event string, users []string) ([]target, error) {
+	if len(users) == 0 {
 		return nil, nil
-	}
-	users := make([]string, len(about))
-	for i, a := range about {
-		users[i] = a.UserID
 	}
 	rows, err := q.Query(ctx, `
 		WITH a AS (
@@ -67,8 +63,8 @@ func targets(ctx context.Context, q db.Querier, issuer, event string, about []Ab
 	var t target
 	var subject []byte
 	_, err = pgx.ForEachRow(rows, []any{&i, &t.StreamID, &t.ClientID, &t.Method, &subject}, func() error {
-		t.About = i
-		t.Subject = IssSub(issuer, about[i].UserID)
+		t.UserID = users[i]
+		t.Subject = IssSub(issuer, users[i])
 		if subject != nil {
 			t.Subject = Subject{}
 			if err := json.Unmarshal(subject, &t.Subject); err != nil {

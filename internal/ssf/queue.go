@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -82,15 +83,28 @@ type Publisher struct {
 // stream) into the unit in ctx, or at once outside one. txn ties the SETs
 // of one change together.
 func (p *Publisher) Publish(ctx context.Context, now time.Time, event string, events func(About) map[string]map[string]any, about []About, txn string) (int, error) {
-	ts, err := targets(ctx, db.Conn(ctx, p.Pool), p.Issuer, event, about)
+	// Streams are found once per person, not per session: a revoke-all
+	// of one person's hundred sessions is one lookup.
+	var users []string
+	for _, a := range about {
+		if !slices.Contains(users, a.UserID) {
+			users = append(users, a.UserID)
+		}
+	}
+	ts, err := targets(ctx, db.Conn(ctx, p.Pool), p.Issuer, event, users)
 	if err != nil || len(ts) == 0 {
 		return 0, err
 	}
-	msgs := make([]outbox.Message, len(ts))
-	for i, t := range ts {
-		a := about[t.About]
-		msgs[i] = outbox.Message{Kind: kindOf(t.Method), ClientID: t.ClientID, SID: a.SID, Subject: a.UserID,
-			Reason: event, Payload: message{StreamID: t.StreamID, SET: newSET(now, t.Subject, events(a), txn)}}
+	byUser := map[string][]target{}
+	for _, t := range ts {
+		byUser[t.UserID] = append(byUser[t.UserID], t)
+	}
+	var msgs []outbox.Message
+	for _, a := range about {
+		for _, t := range byUser[a.UserID] {
+			msgs = append(msgs, outbox.Message{Kind: kindOf(t.Method), ClientID: t.ClientID, SID: a.SID, Subject: a.UserID,
+				Reason: event, Payload: message{StreamID: t.StreamID, SET: newSET(now, t.Subject, events(a), txn)}})
+		}
 	}
 	if err := outbox.Queue(ctx, p.Pool, now, msgs...); err != nil {
 		return 0, err

@@ -227,7 +227,11 @@ func (h *Handler) pending(ctx context.Context, st Stream, limit int) (map[string
 		}
 		if m.StreamID != st.ID {
 			// Queued for a stream since deleted and made anew: not this
-			// stream's.
+			// stream's. Failed rather than skipped, or enough of them
+			// would fill every answer.
+			if err := outbox.Fail(ctx, h.Store.Pool, KindPoll, st.ClientID, j.ID, h.now(), "the stream was deleted"); err != nil {
+				return nil, false, err
+			}
 			continue
 		}
 		token, err := m.SET.Sign(h.Keys, SigningAlg, h.Issuer, st.ClientID)

@@ -398,3 +398,42 @@ func TestPush_SurvivesRestart(t *testing.T) {
 		t.Errorf("%d push rows undelivered", undelivered)
 	}
 }
+
+// TestPoll_DisabledStreamDropsEvents: disabling a stream fails the events
+// it held, so enabling it again does not deliver them; a paused one keeps
+// them.
+func TestPoll_DisabledStreamDropsEvents(t *testing.T) {
+	h := servertest.New(t)
+	rc := newReceiver(t, h, "receiver", ssf.Scope)
+	id := rc.must(http.StatusCreated, "POST", "/ssf/streams", map[string]any{
+		"delivery": map[string]any{"method": ssf.DeliveryPoll}})["stream_id"].(string)
+	status := func(s string) {
+		rc.must(http.StatusOK, "POST", "/ssf/status", map[string]any{"stream_id": id, "status": s})
+	}
+	rc.must(http.StatusNoContent, "POST", "/ssf/verify", map[string]any{"stream_id": id, "state": "kept"})
+	status("paused")
+	if sets, _ := rc.poll(map[string]any{"returnImmediately": true}); len(sets) != 0 {
+		t.Fatalf("a paused stream returned %d SETs", len(sets))
+	}
+	status("enabled")
+	sets, _ := rc.poll(map[string]any{"returnImmediately": true})
+	if len(sets) != 1 {
+		t.Fatalf("after the pause: %d SETs, want the one held", len(sets))
+	}
+	var held []string
+	for jti := range sets {
+		held = append(held, jti)
+	}
+	rc.must(http.StatusOK, "POST", "/ssf/poll", map[string]any{"ack": held, "returnImmediately": true})
+
+	rc.must(http.StatusNoContent, "POST", "/ssf/verify", map[string]any{"stream_id": id, "state": "dropped"})
+	status("disabled")
+	status("enabled")
+	if sets, _ := rc.poll(map[string]any{"returnImmediately": true}); len(sets) != 0 {
+		t.Fatalf("after disabling: %d SETs, want none (dropped)", len(sets))
+	}
+	var lastErr string
+	if err := h.DB.Pool.QueryRow(h.Ctx, `SELECT last_error FROM outbox WHERE kind = $1 AND failed_at IS NOT NULL`, ssf.KindPoll).Scan(&lastErr); err != nil || lastErr != "the stream was disabled" {
+		t.Errorf("the dropped event: %q %v, want failed because the stream was disabled", lastErr, err)
+	}
+}

@@ -150,12 +150,12 @@ func revokeReason(reason string) (initiator, text string) {
 	return InitiatorSystem, ""
 }
 
-// heldPush lists the undelivered push events of clientID's stream.
-func heldPush(ctx context.Context, q db.Querier, clientID string) ([]int64, error) {
+// held lists the waiting events of kind for clientID's stream.
+func held(ctx context.Context, q db.Querier, kind, clientID string) ([]int64, error) {
 	rows, err := q.Query(ctx, `
 		SELECT id FROM outbox
 		WHERE kind = $1 AND client_id = $2 AND delivered_at IS NULL AND failed_at IS NULL AND abandoned_at IS NULL`,
-		KindPush, clientID)
+		kind, clientID)
 	if err != nil {
 		return nil, err
 	}
@@ -164,13 +164,31 @@ func heldPush(ctx context.Context, q db.Querier, clientID string) ([]int64, erro
 
 // resumeEvents makes the push events a pause held due now.
 func resumeEvents(ctx context.Context, pool *pgxpool.Pool, clientID string) error {
-	ids, err := heldPush(ctx, db.Conn(ctx, pool), clientID)
+	ids, err := held(ctx, db.Conn(ctx, pool), KindPush, clientID)
 	if err != nil {
 		return err
 	}
 	for _, id := range ids {
 		if err := outbox.Retry(ctx, pool, id); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// failEvents fails every event clientID's stream still holds, saying why:
+// a disabled or deleted stream gets none of them, even if enabled or made
+// again before their next attempt.
+func failEvents(ctx context.Context, pool *pgxpool.Pool, clientID string, now time.Time, why string) error {
+	for _, kind := range []string{KindPush, KindPoll} {
+		ids, err := held(ctx, db.Conn(ctx, pool), kind, clientID)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := outbox.Fail(ctx, pool, kind, clientID, id, now, why); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -348,8 +348,9 @@ func (s *Store) Delete(ctx context.Context, clientID, streamID string) error {
 		if _, err := db.Conn(ctx, s.Pool).Exec(ctx, `DELETE FROM ssf_streams WHERE id = $1`, st.ID); err != nil {
 			return err
 		}
-		// Its undelivered events fail at their next attempt (push) or
-		// expire unpolled (poll), visible to administrators until then.
+		if err := failEvents(ctx, s.Pool, clientID, s.now(), "the stream was deleted"); err != nil {
+			return err
+		}
 		return s.record(ctx, clientID, "ssf.stream_delete", st, nil)
 	})
 	if err != nil {
@@ -381,9 +382,12 @@ func (s *Store) SetStatus(ctx context.Context, clientID, streamID, status, reaso
 			st.ID, st.Status, st.StatusReason, st.UpdatedAt); err != nil {
 			return err
 		}
-		// A disabled stream's held events fail at their next attempt; an
-		// enabled one's are due at once.
-		if status == StatusEnabled && from != StatusEnabled {
+		switch {
+		case status == StatusDisabled && from != StatusDisabled:
+			if err := failEvents(ctx, s.Pool, clientID, st.UpdatedAt, "the stream was disabled"); err != nil {
+				return err
+			}
+		case status == StatusEnabled && from == StatusPaused:
 			if err := resumeEvents(ctx, s.Pool, clientID); err != nil {
 				return err
 			}

@@ -173,3 +173,10 @@ func Fail(ctx context.Context, pool *pgxpool.Pool, kind, clientID string, id int
 	}
 	return nil
 }
+
+// Sweeps are the janitor's for the outbox: delivered rows are kept a week
+// (the console shows them); failed and abandoned ones until an
+// administrator deals with them.
+var Sweeps = []db.Sweep{
+	{Table: "outbox", Key: "id", Due: "delivered_at < $1", Keep: 7 * 24 * time.Hour, Rare: true},
+}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
 	"github.com/idp/idp/internal/sessions"
@@ -141,7 +142,15 @@ func TestLogout_RPInitiated(t *testing.T) {
 		if p.URL.Path != "/logged-out" {
 			t.Fatalf("second logout ended at %s", p.URL)
 		}
-		time.Sleep(200 * time.Millisecond)
+		// The second logout queued nothing, so nothing more can arrive.
+		for _, r := range h.WaitDelivered(t) {
+			if r.Attempts != 1 {
+				t.Errorf("notification %+v, want delivered once", r)
+			}
+		}
+		if rows := h.LogoutRows(t); len(rows) != 2 {
+			t.Fatalf("%d logout notifications after logging out twice, want the first logout's 2", len(rows))
+		}
 		if n := len(recvA.Tokens()); n != 1 {
 			t.Fatalf("app A got %d logout tokens, want 1", n)
 		}
@@ -230,8 +239,7 @@ func TestLogout_ExpiryNotifies(t *testing.T) {
 		t.Fatalf("logout token for sid %s, want %s", got[0].SID, in.sid)
 	}
 	in.assertDead(t)
-	var reason string
-	h.DB.Pool.QueryRow(h.Ctx, `SELECT revoked_reason FROM sso_sessions WHERE id = $1`, in.sid).Scan(&reason)
+	reason := dbtest.Value[string](t, h.DB.Pool, `SELECT revoked_reason FROM sso_sessions WHERE id = $1`, in.sid)
 	if reason != sessions.ReasonExpired {
 		t.Fatalf("reason = %q", reason)
 	}
@@ -250,7 +258,7 @@ func TestLogout_ReceiverFailsTwice(t *testing.T) {
 	// The worker records the outcome just after the receiver answers.
 	var attempts int
 	for deadline := time.Now().Add(5 * time.Second); attempts == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		h.DB.Pool.QueryRow(h.Ctx, `SELECT attempts FROM outbox WHERE kind = 'logout' AND delivered_at IS NOT NULL`).Scan(&attempts)
+		attempts = dbtest.Value[int](t, h.DB.Pool, `SELECT attempts FROM outbox WHERE kind = 'logout' AND delivered_at IS NOT NULL`)
 	}
 	if attempts != 3 {
 		t.Fatalf("delivered after %d attempts, want 3", attempts)
@@ -268,9 +276,8 @@ func TestLogout_SurvivesRestart(t *testing.T) {
 	if _, err := h.Srv.Sessions.Revoke(h.Ctx, sessions.Revocation{SIDs: []string{in.sid}, Reason: sessions.ReasonLogout}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if n := len(recvA.Tokens()); n != 0 {
-		t.Fatalf("delivered %d tokens with no instance running", n)
+	if rows := h.LogoutRows(t); len(rows) != 1 || rows[0].Attempts != 0 || rows[0].Delivered {
+		t.Fatalf("with no instance running the outbox holds %+v, want one row never attempted", rows)
 	}
 	servertest.NewInstance(t, h.DB, func(c *server.Config) { c.Issuer = h.Issuer })
 	recvA.WaitFor(t, 1)
@@ -293,20 +300,20 @@ func TestLogout_TwoInstancesDeliverOnce(t *testing.T) {
 	if _, err := h.DB.Pool.Exec(h.Ctx, `SELECT 1`); err != nil {
 		t.Fatal(err)
 	}
-	rows, _ := h.DB.Pool.Query(h.Ctx, `SELECT id::text FROM sso_sessions`)
-	var sids []string
-	for rows.Next() {
-		var s string
-		rows.Scan(&s)
-		sids = append(sids, s)
-	}
+	sids := dbtest.Column[string](t, h.DB.Pool, `SELECT id::text FROM sso_sessions`)
 	if _, err := h.Srv.Sessions.Revoke(h.Ctx, sessions.Revocation{SIDs: sids, Reason: sessions.ReasonAdminRevoke}); err != nil {
 		t.Fatal(err)
 	}
 	for _, recv := range []*servertest.Receiver{recvA, recvB} {
 		recv.WaitFor(t, n)
 	}
-	time.Sleep(500 * time.Millisecond) // room for a duplicate to show up
+	// Every row delivered on its first attempt: each app was POSTed once
+	// per session, so no duplicate can still be on its way.
+	for _, r := range h.WaitDelivered(t) {
+		if r.Attempts != 1 {
+			t.Errorf("notification %+v attempted more than once", r)
+		}
+	}
 	for _, recv := range []*servertest.Receiver{recvA, recvB} {
 		seen := map[string]bool{}
 		for _, tok := range recv.Tokens() {

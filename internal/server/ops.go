@@ -4,14 +4,19 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/outbox"
+	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/backchannel"
+	"github.com/idp/idp/internal/sso/store"
+	"github.com/idp/idp/internal/throttle"
 )
 
 // Operational settings. They are constants rather than Config fields until
@@ -67,38 +72,24 @@ func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, routed http.Han
 	return mw.Wrap(routed), om
 }
 
+// sweeps are every package's declarations of what the janitor deletes.
+var sweeps = slices.Concat(store.Sweeps, passkey.Sweeps, login.Sweeps, throttle.Sweeps, outbox.Sweeps)
+
 func (s *Server) cleanup() *ops.Cleanup {
-	return &ops.Cleanup{Pool: s.Pool, Now: s.Config.Now}
+	return &ops.Cleanup{Pool: s.Pool, Now: s.Config.Now, Sweeps: sweeps}
 }
 
 // CleanUp deletes expired codes, tokens and flows, quiet throttle rows and
-// old delivered logout notifications, as the janitor does. Safe to call on
-// every instance at once.
+// old delivered outbox rows, as the janitor's full sweep does. Safe to call
+// on every instance at once.
 func (s *Server) CleanUp(ctx context.Context) (ops.Deleted, error) {
-	c := s.cleanup()
-	expired, err := c.Expired(ctx)
-	if err != nil {
-		return expired, err
-	}
-	records, err := c.Records(ctx)
-	for table, n := range records {
-		expired[table] += n
-	}
-	return expired, err
+	return s.cleanup().Run(ctx, true)
 }
 
 // cleanUp is the janitor's share of CleanUp: the indexed, busy tables every
 // sweep, the others when full is set.
 func (s *Server) cleanUp(ctx context.Context, full bool) {
-	c := s.cleanup()
-	deleted, err := c.Expired(ctx)
-	if err == nil && full {
-		var more ops.Deleted
-		more, err = c.Records(ctx)
-		for table, n := range more {
-			deleted[table] += n
-		}
-	}
+	deleted, err := s.cleanup().Run(ctx, full)
 	if err != nil && ctx.Err() == nil {
 		s.Config.Logger.Error("janitor: clean up", "err", err)
 	}

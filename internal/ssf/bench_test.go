@@ -72,8 +72,7 @@ func BenchmarkRevoke_Streams(b *testing.B) {
 					b.Fatalf("revoke: %+v %v", res, err)
 				}
 			}
-			var queued int
-			pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE kind = $1`, ssf.KindPoll).Scan(&queued)
+			queued := dbtest.Value[int](b, pool, `SELECT count(*) FROM outbox WHERE kind = $1`, ssf.KindPoll)
 			b.ReportMetric(float64(queued)/float64(b.N), "sets/op")
 		})
 	}

@@ -291,8 +291,14 @@ func (h *Handler) config(body wireStream, existing *Stream) (Config, error) {
 	}
 	c := Config{EventsRequested: body.EventsRequested, Description: body.Description}
 	if d := body.Delivery; d != nil {
+		// Without a method, a PATCH keeps the stream's (and a new stream
+		// is refused for want of one).
 		m := d.Method
-		c.Method = &m
+		if m != "" {
+			c.Method = &m
+		} else if existing != nil {
+			m = existing.Method
+		}
 		c.EndpointURL, c.AuthorizationHeader = d.EndpointURL, d.AuthorizationHeader
 		if m == DeliveryPoll && existing != nil && d.EndpointURL != nil && *d.EndpointURL == h.Issuer+PathPoll {
 			// The receiver sent back what it read.

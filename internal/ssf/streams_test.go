@@ -179,6 +179,12 @@ func TestStreams_Lifecycle(t *testing.T) {
 	if patched["description"] != "the receiver's stream" || len(patched["events_delivered"].([]any)) != 2 {
 		t.Errorf("patched = %v, want the description kept and two events delivered", patched)
 	}
+	moved := pushEndpoint(t)
+	patched = rc.must(http.StatusOK, "PATCH", "/ssf/streams", map[string]any{
+		"stream_id": id, "delivery": map[string]any{"endpoint_url": moved}})
+	if d := patched["delivery"].(map[string]any); d["method"] != ssf.DeliveryPush || d["endpoint_url"] != moved {
+		t.Errorf("delivery after patching the endpoint alone = %v, want push to %s", d, moved)
+	}
 
 	replaced := rc.must(http.StatusOK, "PUT", "/ssf/streams", map[string]any{
 		"stream_id": id, "delivery": map[string]any{"method": ssf.DeliveryPoll},
@@ -223,8 +229,8 @@ func TestStreams_Lifecycle(t *testing.T) {
 	if err := h.DB.Pool.QueryRow(h.Ctx, `SELECT count(*) FROM audit_log WHERE actor = 'client:receiver' AND action LIKE 'ssf.%'`).Scan(&audited); err != nil {
 		t.Fatal(err)
 	}
-	if audited != 7 {
-		t.Errorf("%d audit entries for the stream's changes, want 7 (create, 2 updates, status, 3 subjects)", audited)
+	if audited != 8 {
+		t.Errorf("%d audit entries for the stream's changes, want 8 (create, 3 updates, status, 3 subjects)", audited)
 	}
 
 	rc.must(http.StatusNoContent, "DELETE", "/ssf/streams?stream_id="+id, nil)
@@ -270,6 +276,7 @@ func TestStreams_Refused(t *testing.T) {
 	}{
 		{"no token", anonymous, "GET", "/ssf/streams", nil, 401, "unauthorized"},
 		{"garbage token", &receiver{t: t, h: h, token: "not-a-token"}, "GET", "/ssf/streams", nil, 401, "invalid_token"},
+		{"create without a method", rc, "POST", "/ssf/streams", map[string]any{"delivery": map[string]any{"endpoint_url": endpoint}}, 400, "invalid_request"},
 		{"no ssf scope: create", noScope, "POST", "/ssf/streams", map[string]any{"delivery": map[string]any{"method": ssf.DeliveryPoll}}, 403, "insufficient_scope"},
 		{"no ssf scope: read", noScope, "GET", "/ssf/streams?stream_id=" + id, nil, 403, "insufficient_scope"},
 		{"another receiver's stream: read", rc, "GET", "/ssf/streams?stream_id=" + otherID, nil, 404, "not_found"},

@@ -249,12 +249,20 @@ func (h *Handler) acknowledge(ctx context.Context, clientID string, req pollRequ
 	if len(req.Ack) == 0 && len(req.SetErrs) == 0 {
 		return nil
 	}
-	jtis := append([]string(nil), req.Ack...)
+	// A jti that PostgreSQL cannot hold names no SET of ours.
+	var jtis []string
+	for _, jti := range req.Ack {
+		if storable(jti) {
+			jtis = append(jtis, jti)
+		}
+	}
 	for jti, e := range req.SetErrs {
 		if len(e.Err) > 100 || len(e.Description) > 1000 {
 			return badRequest("A setErrs entry is too long.")
 		}
-		jtis = append(jtis, jti)
+		if storable(jti) {
+			jtis = append(jtis, jti)
+		}
 	}
 	return db.Tx(ctx, h.Store.Pool, func(ctx context.Context) error {
 		rows, err := db.Conn(ctx, h.Store.Pool).Query(ctx, `

@@ -53,6 +53,9 @@ func newSET(now time.Time, sub Subject, events map[string]map[string]any, txn st
 // Verify queues a verification event echoing state on clientID's stream
 // (SSF 1.0 §8.1.4.2); its subject is the stream itself.
 func (s *Store) Verify(ctx context.Context, clientID, streamID, state string) error {
+	if !storable(state) {
+		return invalid("state must be valid UTF-8 text without NUL characters")
+	}
 	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
 		st, err := s.get(ctx, clientID, streamID, false)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -59,6 +60,17 @@ var (
 type InvalidError struct{ Message string }
 
 func (e *InvalidError) Error() string { return "ssf: " + e.Message }
+
+// storable reports whether PostgreSQL can store s as text (and jsonb):
+// valid UTF-8 without NUL.
+func storable(s ...string) bool {
+	for _, v := range s {
+		if !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+			return false
+		}
+	}
+	return true
+}
 
 func invalid(format string, args ...any) error {
 	return &InvalidError{Message: fmt.Sprintf(format, args...)}
@@ -181,6 +193,9 @@ func (s *Store) apply(st *Stream, c Config, replace bool) error {
 	if c.Description != nil {
 		st.Description = *c.Description
 	}
+	if !storable(st.Description, st.EndpointURL, st.AuthorizationHeader) {
+		return invalid("description and delivery must be valid UTF-8 text without NUL characters")
+	}
 	if len(st.Description) > maxDescription {
 		return invalid("description is longer than %d bytes", maxDescription)
 	}
@@ -297,6 +312,9 @@ func (s *Store) Get(ctx context.Context, clientID, streamID string) (Stream, err
 }
 
 func (s *Store) get(ctx context.Context, clientID, streamID string, lock bool) (Stream, error) {
+	if !storable(streamID) {
+		return Stream{}, ErrNotFound // names no stream
+	}
 	q := `SELECT ` + streamColumns + ` FROM ssf_streams WHERE client_id = $1 AND ($2 = '' OR id = $2)`
 	if lock {
 		q += ` FOR UPDATE`
@@ -366,8 +384,8 @@ func (s *Store) SetStatus(ctx context.Context, clientID, streamID, status, reaso
 	if status != StatusEnabled && status != StatusPaused && status != StatusDisabled {
 		return Stream{}, invalid("status must be enabled, paused or disabled")
 	}
-	if len(reason) > maxDescription {
-		return Stream{}, invalid("reason is longer than %d bytes", maxDescription)
+	if len(reason) > maxDescription || !storable(reason) {
+		return Stream{}, invalid("reason must be valid UTF-8 text of at most %d bytes, without NUL characters", maxDescription)
 	}
 	var st Stream
 	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
@@ -406,6 +424,9 @@ func (s *Store) SetStatus(ctx context.Context, clientID, streamID, status, reaso
 func subjectKey(sub Subject, issuer string) (string, error) {
 	if err := sub.Validate(); err != nil {
 		return "", invalid("%s", strings.TrimPrefix(err.Error(), "ssf: "))
+	}
+	if !storable(sub.Format, sub.Email, sub.Iss, sub.Sub, sub.ID) {
+		return "", invalid("subject members must be valid UTF-8 text without NUL characters")
 	}
 	switch sub.Format {
 	case FormatEmail:

@@ -248,6 +248,16 @@ func TestStreams_Refused(t *testing.T) {
 	other := newReceiver(t, h, "other", ssf.Scope)
 	noScope := newReceiver(t, h, "no-scope")
 	anonymous := &receiver{t: t, h: h}
+	// A person's token, even with the ssf scope, is not a receiver's.
+	app := h.NewRP("app", func(c *clients.Client) { c.Scopes = append(c.Scopes, ssf.Scope) })
+	app.Conf.Scopes = append(app.Conf.Scopes, ssf.Scope)
+	h.CreateUser("ann@example.com", password)
+	a := app.AuthURL()
+	personTok, _, _ := app.Exchange(t, app.Code(t, servertest.NewBrowser(t).SignIn(a.URL, "ann@example.com", password), a), a)
+	if scope, _ := personTok.Extra("scope").(string); !strings.Contains(scope, ssf.Scope) {
+		t.Fatalf("the person's token has scope %q, want it to include ssf (else the case below proves nothing)", scope)
+	}
+	person := &receiver{t: t, h: h, token: personTok.AccessToken}
 	endpoint := pushEndpoint(t)
 	id := rc.must(http.StatusCreated, "POST", "/ssf/streams", map[string]any{
 		"delivery": map[string]any{"method": ssf.DeliveryPush, "endpoint_url": endpoint}})["stream_id"].(string)
@@ -279,6 +289,8 @@ func TestStreams_Refused(t *testing.T) {
 		{"create without a method", rc, "POST", "/ssf/streams", map[string]any{"delivery": map[string]any{"endpoint_url": endpoint}}, 400, "invalid_request"},
 		{"no ssf scope: create", noScope, "POST", "/ssf/streams", map[string]any{"delivery": map[string]any{"method": ssf.DeliveryPoll}}, 403, "insufficient_scope"},
 		{"no ssf scope: read", noScope, "GET", "/ssf/streams?stream_id=" + id, nil, 403, "insufficient_scope"},
+		{"a person's token", person, "GET", "/ssf/streams", nil, 403, "insufficient_scope"},
+		{"a person's token: create", person, "POST", "/ssf/streams", map[string]any{"delivery": map[string]any{"method": ssf.DeliveryPoll}}, 403, "insufficient_scope"},
 		{"another receiver's stream: read", rc, "GET", "/ssf/streams?stream_id=" + otherID, nil, 404, "not_found"},
 		{"another receiver's stream: delete", rc, "DELETE", "/ssf/streams?stream_id=" + otherID, nil, 404, "not_found"},
 		{"another receiver's stream: status", rc, "POST", "/ssf/status", map[string]any{"stream_id": otherID, "status": "disabled"}, 404, "not_found"},

@@ -91,6 +91,11 @@ func commands() []command {
 			{name: "list", summary: "list a user's sessions and their apps", run: sessionsListCommand},
 			{name: "revoke", summary: "end all of a user's sessions and tokens", run: sessionsRevokeCommand},
 		}},
+		{name: "signals", summary: "Shared Signals (SSF): the receivers' event streams", subs: []command{
+			{name: "streams", summary: "the streams receivers created", subs: []command{
+				{name: "list", summary: "list streams, their status, backlog and last error", run: signalsStreamsListCommand},
+			}},
+		}},
 	}
 }
 

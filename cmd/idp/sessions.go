@@ -45,6 +45,11 @@ func (c *cli) services(pool *pgxpool.Pool) *server.Services {
 	if err != nil {
 		panic(err) // only a server secret could make it fail, and none is given
 	}
+	if issuer := c.getenv("IDP_ISSUER"); issuer != "" {
+		// A revocation from the command line is a security event like any
+		// other; the issuer names the person in the events (iss_sub).
+		svc.PublishSignals(issuer, nil)
+	}
 	return svc
 }
 

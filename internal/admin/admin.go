@@ -58,6 +58,10 @@ type Service struct {
 	// RecentlyRevoked is how far back a listing with revoked sessions
 	// reaches (DefaultRecentlyRevoked when zero).
 	RecentlyRevoked time.Duration
+	// OnChange hooks run in the transaction of every audited change, with
+	// its target (a user id for changes to an account), action and details
+	// (the security events of package ssf); an error rolls the change back.
+	OnChange []func(ctx context.Context, target, action string, details any) error
 }
 
 // DefaultRecentlyRevoked keeps a week of revoked sessions visible: long
@@ -272,7 +276,15 @@ func (s *Service) RetryNotification(ctx context.Context, id, actor string) error
 
 // audit records an administrative action in the caller's transaction.
 func (s *Service) audit(ctx context.Context, q db.Querier, actor, action, target string, details any) error {
-	return audit.Record(ctx, s.now(), actor, action, target, details)
+	if err := audit.Record(ctx, s.now(), actor, action, target, details); err != nil {
+		return err
+	}
+	for _, hook := range s.OnChange {
+		if err := hook(ctx, target, action, details); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // wrap adds context to unexpected errors; the sentinels callers map to a

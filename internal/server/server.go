@@ -32,6 +32,7 @@ import (
 	"github.com/idp/idp/internal/reqlimit"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/ssf"
 	"github.com/idp/idp/internal/sso"
 	"github.com/idp/idp/internal/sso/backchannel"
 	"github.com/idp/idp/internal/sso/dpop"
@@ -260,8 +261,18 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ssfBox, err := secrets.New(cfg.Secret, ssf.SecretPurpose)
+	if err != nil {
+		return nil, err
+	}
+	streams := &ssf.Store{Pool: pool, Box: ssfBox, AllowPrivate: cfg.AllowPrivateBackchannel, Now: cfg.Now}
+	pushes, err := ssf.Pusher{Store: streams, Keys: keySet, Issuer: cfg.Issuer, AllowPrivate: cfg.AllowPrivateBackchannel,
+		Now: cfg.Now}.Kind()
+	if err != nil {
+		return nil, err
+	}
 	worker := &outbox.Worker{Pool: pool, Now: cfg.Now, Logger: cfg.Logger,
-		Kinds: map[string]outbox.Kind{sessions.LogoutKind: logouts}}
+		Kinds: map[string]outbox.Kind{sessions.LogoutKind: logouts, ssf.KindPush: pushes}}
 
 	mux := http.NewServeMux()
 	provider.Mount(mux)
@@ -276,6 +287,10 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		RequirePasskey: cfg.AdminRequirePasskey}
 	adminAPI.Mount(mux)
 	// --- end admin ---
+	// --- ssf (owned by internal/ssf) ---
+	(&ssf.Handler{Issuer: cfg.Issuer, Store: streams, Tokens: provider.OAuth2, Keys: keySet, Logger: cfg.Logger,
+		Now: cfg.Now}).Mount(mux)
+	// --- end ssf ---
 	// --- console (owned by internal/console; the brand stylesheet by web) ---
 	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Codes: totp,
 		RequirePasskey: cfg.AdminRequirePasskey, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now}
@@ -297,8 +312,9 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	limited := reqlimit.Limits{
 		Larger: map[string]int64{"/login/passkey": credential, "/login/totp/passkey": credential,
 			"/login/enroll/passkey": credential, "/account/passkeys": credential},
-		JSONPaths: []string{"/oauth2/token", "/oauth2/par", "/oauth2/device/auth", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/"},
-		Page:      tpl.Error,
+		JSONPaths: []string{"/oauth2/token", "/oauth2/par", "/oauth2/device/auth", "/oauth2/introspect", "/oauth2/revoke",
+			"/userinfo", "/admin/api/", ssf.PathConfiguration, "/ssf/"},
+		Page: tpl.Error,
 	}.Wrap(mux)
 	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)
 	return &Server{
@@ -376,10 +392,26 @@ func NewServices(pool *pgxpool.Pool, cfg Config) (*Services, error) {
 	clientStore.AllowPrivateBackchannel = cfg.AllowPrivateBackchannel
 	svc := &Services{Users: userStore, Sessions: sess, TOTP: totp, Clients: clientStore,
 		Admin: &admin.Service{Pool: pool, Users: userStore, Sessions: sess, Clients: clientStore, MFA: totp, Keys: keys, Now: cfg.Now}}
+	if cfg.Issuer != "" {
+		svc.PublishSignals(cfg.Issuer, cfg.Now)
+	}
 	if ceremonies {
 		svc.Passkeys = keys
 	}
 	return svc, nil
+}
+
+// PublishSignals makes the services' changes security events (package
+// ssf), queued in the transaction of each change for the streams that want
+// them: every end of a session a CAEP session-revoked, a person's or an
+// administrator's change of a factor a credential-change, disabling,
+// enabling and deleting an account RISC's account events. issuer names
+// the person in them (iss_sub).
+func (s *Services) PublishSignals(issuer string, now func() time.Time) {
+	p := &ssf.Publisher{Pool: s.Sessions.Pool, Issuer: issuer, Now: now}
+	s.Sessions.OnRevoke = append(s.Sessions.OnRevoke, p.OnRevoke)
+	s.Sessions.OnFactorsChanged = append(s.Sessions.OnFactorsChanged, p.OnFactorsChanged)
+	s.Admin.OnChange = append(s.Admin.OnChange, p.OnAdminChange)
 }
 
 // hmacSecrets derives fosite's 32-byte token HMAC keys from the server

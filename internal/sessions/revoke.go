@@ -239,6 +239,11 @@ func (m *Manager) FactorsChanged(ctx context.Context, userID, exceptSID, action 
 			IncludeOffline: true, Actor: actor}); err != nil {
 			return err
 		}
+		for _, hook := range m.OnFactorsChanged {
+			if err := hook(ctx, userID, action); err != nil {
+				return err
+			}
+		}
 		return audit.Record(ctx, m.Now(), actor, action, userID, nil)
 	})
 }

@@ -129,6 +129,11 @@ type Manager struct {
 	// security events of package ssf); an error rolls the revocation back.
 	// Set them before the Manager is used.
 	OnRevoke []func(ctx context.Context, e Ended) error
+	// OnFactorsChanged hooks run inside FactorsChanged's transaction, after
+	// its revocation, with the person and the audit action (a changed
+	// password, an added passkey: the credential-change events of package
+	// ssf); an error rolls the change back.
+	OnFactorsChanged []func(ctx context.Context, userID, action string) error
 }
 
 // CookieName is the session cookie's name for this manager.

@@ -24,11 +24,13 @@ import (
 	"github.com/idp/idp/internal/console"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/login"
+	"github.com/idp/idp/internal/mail"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/reqlimit"
+	"github.com/idp/idp/internal/reset"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso"
@@ -74,8 +76,11 @@ type Config struct {
 	// urn:idp:acr:phr), and the admin API only to people's tokens from
 	// such a session.
 	AdminRequirePasskey bool
-	Logger              *slog.Logger
-	Now                 func() time.Time
+	// Mail is the SMTP server (IDP_SMTP_URL, IDP_MAIL_FROM, parsed by
+	// mail.ParseConfig); the zero value turns the mail features off.
+	Mail   mail.Config
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -164,6 +169,8 @@ type Server struct {
 	Passkeys *passkey.Service
 	Keys     *keys.Set
 	Worker   *backchannel.Worker
+	// Reset is the password reset by mail; nil without mail.
+	Reset *reset.Service
 }
 
 // New builds an instance on pool (already migrated).
@@ -233,6 +240,12 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2: sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
 	}
+	if cfg.Mail.Enabled() {
+		if loginHandler.Reset, err = newReset(cfg, pool); err != nil {
+			return nil, err
+		}
+		cfg.Logger.Info("mail on: password reset by mail", "smtp", cfg.Mail.String())
+	}
 	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger,
 		AllowPrivate: cfg.AllowPrivateBackchannel}
 
@@ -276,7 +289,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)
 	return &Server{
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
-		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker,
+		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker, Reset: loginHandler.Reset,
 	}, nil
 }
 

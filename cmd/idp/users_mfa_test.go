@@ -109,7 +109,7 @@ func TestRun_UsersResetMFA(t *testing.T) {
 			t.Errorf("session: revoked %v reason %q, want revoked for %q", got.RevokedAt, got.RevokedReason, sessions.ReasonFactorsChanged)
 		}
 		var outbox, audits int
-		if err := d.Pool.QueryRow(ctx, `SELECT count(*) FROM logout_outbox WHERE sid = $1 AND client_id = 'app'`, adaSession.ID).Scan(&outbox); err != nil {
+		if err := d.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE kind = 'logout' AND sid = $1 AND client_id = 'app'`, adaSession.ID).Scan(&outbox); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE actor = 'cli' AND target = $1

@@ -328,7 +328,7 @@ func TestAccount_DisableMFA_DropsACR(t *testing.T) {
 		t.Errorf("the next ID token: acr %v amr %v sid %v; want pwd in the same session", claims["acr"], claims["amr"], claims["sid"])
 	}
 	var told int
-	if err := e.DB.Pool.QueryRow(e.Ctx, `SELECT count(*) FROM logout_outbox WHERE sid = $1`, sid).Scan(&told); err != nil || told != 0 {
+	if err := e.DB.Pool.QueryRow(e.Ctx, `SELECT count(*) FROM outbox WHERE kind = 'logout' AND sid = $1`, sid).Scan(&told); err != nil || told != 0 {
 		t.Errorf("%d logout notifications for the session that lives on (%v), want none", told, err)
 	}
 }

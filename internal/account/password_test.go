@@ -91,7 +91,7 @@ func TestAccount_ChangePassword(t *testing.T) {
 		// The app is told (this instance's clock runs behind, so its
 		// receiver would refuse the token as expired: the queue is checked).
 		var queued int
-		if err := e.DB.Pool.QueryRow(e.Ctx, `SELECT count(*) FROM logout_outbox WHERE sid = $1 AND client_id = 'app'`,
+		if err := e.DB.Pool.QueryRow(e.Ctx, `SELECT count(*) FROM outbox WHERE kind = 'logout' AND sid = $1 AND client_id = 'app'`,
 			onPhone.sid).Scan(&queued); err != nil || queued != 1 {
 			t.Errorf("logout notifications queued for the phone's session: %d (%v), want 1", queued, err)
 		}

@@ -18,7 +18,7 @@ func (e *env) outbox(t *testing.T, sid, clientID string) int {
 	t.Helper()
 	var n int
 	err := e.DB.Pool.QueryRow(e.Ctx,
-		`SELECT count(*) FROM logout_outbox WHERE sid::text = $1 AND client_id = $2`, sid, clientID).Scan(&n)
+		`SELECT count(*) FROM outbox WHERE kind = 'logout' AND sid::text = $1 AND client_id = $2`, sid, clientID).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,9 +25,9 @@ import (
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
-	"github.com/idp/idp/internal/sso/backchannel"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -253,16 +253,16 @@ func (s *Service) Enable(ctx context.Context, userID, actor string) (users.User,
 }
 
 // RetryNotification makes an undelivered logout notification due now, even
-// one that failed or was abandoned. backchannel.ErrNotFound when id names
+// one that failed or was abandoned. outbox.ErrNotFound when id names
 // no undelivered notification (a malformed id included).
 func (s *Service) RetryNotification(ctx context.Context, id, actor string) error {
 	n, err := strconv.ParseInt(id, 10, 64)
 	if err != nil || n <= 0 {
-		return backchannel.ErrNotFound
+		return outbox.ErrNotFound
 	}
 	err = db.Tx(ctx, s.Pool, func(ctx context.Context) error {
 		tx := db.Conn(ctx, s.Pool)
-		if err := backchannel.Retry(ctx, s.Pool, n); err != nil {
+		if err := outbox.Retry(ctx, s.Pool, n); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, actor, "outbox.retry", "outbox:"+strconv.FormatInt(n, 10), nil)
@@ -278,7 +278,7 @@ func (s *Service) audit(ctx context.Context, q db.Querier, actor, action, target
 // wrap adds context to unexpected errors; the sentinels callers map to a
 // status pass through unwrapped so their messages stay short.
 func wrap(op string, err error) error {
-	if err == nil || errors.Is(err, users.ErrNotFound) || errors.Is(err, backchannel.ErrNotFound) {
+	if err == nil || errors.Is(err, users.ErrNotFound) || errors.Is(err, outbox.ErrNotFound) {
 		return err
 	}
 	return fmt.Errorf("admin: %s: %w", op, err)

@@ -18,9 +18,9 @@ import (
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
-	"github.com/idp/idp/internal/sso/backchannel"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -342,7 +342,7 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No such user."}
 	case explained:
 		e = &apiError{status: problem.Status, code: errorCode(problem.Status), desc: problem.Message}
-	case errors.Is(err, backchannel.ErrNotFound):
+	case errors.Is(err, outbox.ErrNotFound):
 		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No undelivered notification with that id."}
 	case errors.Is(err, passkey.ErrNotFound):
 		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "The user has no passkey with that id."}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/sessions"
 )
 
 // Session is an SSO session as an administrator sees it: when and from
@@ -48,7 +49,7 @@ const (
 	StateAbandoned = "abandoned" // unreachable for too long; not retried
 )
 
-// Notification is one back-channel logout notification (a logout_outbox
+// Notification is one back-channel logout notification (an outbox
 // row). Its ID is what POST /admin/api/outbox/{id}/retry takes.
 type Notification struct {
 	ID            int64      `json:"id"`
@@ -168,9 +169,9 @@ func (s *Service) attachNotifications(ctx context.Context, q db.Querier, list []
 	rows, err := q.Query(ctx, `
 		SELECT o.id, o.sid::text, o.client_id, coalesce(c.name, ''), o.reason, o.attempts, o.last_error,
 			o.created_at, o.next_attempt_at, o.delivered_at, o.failed_at, o.abandoned_at
-		FROM logout_outbox o LEFT JOIN oauth_clients c ON c.id = o.client_id
-		WHERE o.sid = ANY($1::uuid[])
-		ORDER BY o.id`, sids)
+		FROM outbox o LEFT JOIN oauth_clients c ON c.id = o.client_id
+		WHERE o.kind = $2 AND o.sid = ANY($1::uuid[])
+		ORDER BY o.id`, sids, sessions.LogoutKind)
 	if err != nil {
 		return fmt.Errorf("admin: notifications: %w", err)
 	}

@@ -10,10 +10,10 @@ import (
 
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/mfa"
+	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
-	"github.com/idp/idp/internal/sso/backchannel"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -270,7 +270,7 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	err = h.Admin.RetryNotification(ctx, strconv.FormatInt(nid, 10), actor(adm))
-	if errors.Is(err, backchannel.ErrNotFound) {
+	if errors.Is(err, outbox.ErrNotFound) {
 		// Delivered between the listing and the retry.
 		h.noSuchNotification(w)
 		return

@@ -239,3 +239,9 @@ func localPath(p string) string {
 	}
 	return p
 }
+
+// Sweeps are the janitor's for this package's tables: a flow is dead the
+// moment it expires, since nothing reads it after.
+var Sweeps = []db.Sweep{
+	{Table: "login_flows", Key: "id_hash", Due: "expires_at < $1"},
+}

@@ -179,20 +179,20 @@ func (c *dbCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Scrape-time queries. Each is chosen for an index: the first matches
 // sso_sessions_expiry_idx (partial on revoked_at IS NULL, on the same
-// expression), the second logout_outbox_due_idx (partial on exactly that
-// predicate). The third reads the whole outbox, which the janitor keeps to
+// expression), the second outbox_due_idx (partial on exactly that
+// predicate, led by the kind). The third reads the outbox's logout rows, which the janitor keeps to
 // the delivered rows of the retention period plus the failed and abandoned
 // ones.
 const (
 	activeSessionsQuery = `SELECT count(*) FROM sso_sessions
 		WHERE revoked_at IS NULL AND least(idle_expires_at, absolute_expires_at) > $1`
-	pendingOutboxQuery = `SELECT count(*), min(created_at) FROM logout_outbox
-		WHERE delivered_at IS NULL AND failed_at IS NULL AND abandoned_at IS NULL`
+	pendingOutboxQuery = `SELECT count(*), min(created_at) FROM outbox
+		WHERE kind = 'logout' AND delivered_at IS NULL AND failed_at IS NULL AND abandoned_at IS NULL`
 	outboxOutcomesQuery = `SELECT
 		count(*) FILTER (WHERE delivered_at IS NOT NULL),
 		count(*) FILTER (WHERE failed_at IS NOT NULL),
 		count(*) FILTER (WHERE abandoned_at IS NOT NULL)
-		FROM logout_outbox`
+		FROM outbox WHERE kind = 'logout'`
 )
 
 func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {

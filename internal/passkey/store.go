@@ -315,3 +315,9 @@ func isUUID(s string) bool {
 	_, err := uuid.Parse(s)
 	return err == nil && len(s) == 36
 }
+
+// Sweeps are the janitor's for this package's tables: a ceremony's
+// challenge is dead once it expires, kept an hour for clocks that lag.
+var Sweeps = []db.Sweep{
+	{Table: "passkey_challenges", Key: "challenge_hash", Due: "expires_at < $1", Keep: time.Hour},
+}

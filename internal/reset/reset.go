@@ -137,7 +137,7 @@ func (s *Service) Request(ctx context.Context, email, clientAddr string) error {
 			return err
 		}
 		// To the address on the account, as it was registered.
-		return s.Mailer.Queue(ctx, mail.Action{Kind: mail.KindPasswordReset, To: *address, Name: *name,
+		return s.Mailer.Queue(ctx, *userID, mail.Action{Kind: mail.KindPasswordReset, To: *address, Name: *name,
 			Path: LinkPath, Token: token, Expires: LinkLifetime})
 	})
 	if errors.Is(err, errThrottled) {
@@ -210,13 +210,8 @@ func (s *Service) find(ctx context.Context, token string, lock bool) (string, er
 	return userID, nil
 }
 
-// DeleteExpired removes up to limit links that expired before cutoff
-// (the janitor's work).
-func (s *Service) DeleteExpired(ctx context.Context, cutoff time.Time, limit int) (int64, error) {
-	tag, err := s.Pool.Exec(ctx, `DELETE FROM password_resets WHERE token_hash IN (
-		SELECT token_hash FROM password_resets WHERE expires_at < $1 LIMIT $2)`, cutoff, limit)
-	if err != nil {
-		return 0, fmt.Errorf("reset: delete expired: %w", err)
-	}
-	return tag.RowsAffected(), nil
+// Sweeps are the janitor's for the reset links: a day past expiry, used
+// or not (kept that long so a late click says "expired", not "unknown").
+var Sweeps = []db.Sweep{
+	{Table: "password_resets", Key: "token_hash", Due: "expires_at < $1", Keep: 24 * time.Hour},
 }

@@ -22,7 +22,7 @@ func storedRows(t *testing.T, h *servertest.Harness) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for _, table := range []string{"login_flows", "sso_sessions", "client_sessions", "oauth_authorize_codes",
-		"oauth_access_tokens", "oauth_refresh_tokens", "throttle", "audit_log", "consents", "logout_outbox"} {
+		"oauth_access_tokens", "oauth_refresh_tokens", "throttle", "audit_log", "consents", "outbox"} {
 		var n int
 		if err := h.DB.Pool.QueryRow(h.Ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
 			t.Fatal(err)

@@ -250,7 +250,7 @@ func TestLogout_ReceiverFailsTwice(t *testing.T) {
 	// The worker records the outcome just after the receiver answers.
 	var attempts int
 	for deadline := time.Now().Add(5 * time.Second); attempts == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		h.DB.Pool.QueryRow(h.Ctx, `SELECT attempts FROM logout_outbox WHERE delivered_at IS NOT NULL`).Scan(&attempts)
+		h.DB.Pool.QueryRow(h.Ctx, `SELECT attempts FROM outbox WHERE kind = 'logout' AND delivered_at IS NOT NULL`).Scan(&attempts)
 	}
 	if attempts != 3 {
 		t.Fatalf("delivered after %d attempts, want 3", attempts)
@@ -348,7 +348,7 @@ func TestLogout_PrivateBackchannelRefused(t *testing.T) {
 	}
 	var lastError string
 	waitFor(t, 10*time.Second, "the notification to fail", func() bool {
-		err := h.DB.Pool.QueryRow(h.Ctx, `SELECT last_error FROM logout_outbox WHERE client_id = 'app' AND failed_at IS NOT NULL`).
+		err := h.DB.Pool.QueryRow(h.Ctx, `SELECT last_error FROM outbox WHERE kind = 'logout' AND client_id = 'app' AND failed_at IS NOT NULL`).
 			Scan(&lastError)
 		return err == nil
 	})

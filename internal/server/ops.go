@@ -4,12 +4,20 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/idp/idp/internal/login"
 	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/outbox"
+	"github.com/idp/idp/internal/passkey"
+	"github.com/idp/idp/internal/reset"
+	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/backchannel"
+	"github.com/idp/idp/internal/sso/store"
+	"github.com/idp/idp/internal/throttle"
 )
 
 // Operational settings. They are constants rather than Config fields until
@@ -40,8 +48,12 @@ const (
 // worker's delivery attempts are counted in the same registry. opsOnly serves the operational endpoints alone;
 // with cfg.SeparateMetrics, /metrics is only there. The probes stay open
 // (they say only up or not); /metrics asks for cfg.MetricsToken if set.
-func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, routed http.Handler, metrics *ops.Metrics, worker *backchannel.Worker) (main, opsOnly http.Handler) {
-	worker.Observe = func(a backchannel.Attempt) { metrics.ObserveLogoutDelivery(a.ClientID, a.Outcome, a.Since) }
+func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, routed http.Handler, metrics *ops.Metrics, worker *outbox.Worker) (main, opsOnly http.Handler) {
+	worker.Observe = func(a outbox.Attempt) {
+		if a.Kind == sessions.LogoutKind {
+			metrics.ObserveLogoutDelivery(a.ClientID, a.Outcome, a.Since)
+		}
+	}
 	health := &ops.Health{Pool: pool}
 	om := http.NewServeMux()
 	for _, m := range []*http.ServeMux{mux, om} {
@@ -61,38 +73,24 @@ func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, routed http.Han
 	return mw.Wrap(routed), om
 }
 
+// sweeps are every package's declarations of what the janitor deletes.
+var sweeps = slices.Concat(store.Sweeps, passkey.Sweeps, login.Sweeps, throttle.Sweeps, outbox.Sweeps, reset.Sweeps)
+
 func (s *Server) cleanup() *ops.Cleanup {
-	return &ops.Cleanup{Pool: s.Pool, Now: s.Config.Now}
+	return &ops.Cleanup{Pool: s.Pool, Now: s.Config.Now, Sweeps: sweeps}
 }
 
 // CleanUp deletes expired codes, tokens and flows, quiet throttle rows and
-// old delivered logout notifications, as the janitor does. Safe to call on
-// every instance at once.
+// old delivered outbox rows, as the janitor's full sweep does. Safe to call
+// on every instance at once.
 func (s *Server) CleanUp(ctx context.Context) (ops.Deleted, error) {
-	c := s.cleanup()
-	expired, err := c.Expired(ctx)
-	if err != nil {
-		return expired, err
-	}
-	records, err := c.Records(ctx)
-	for table, n := range records {
-		expired[table] += n
-	}
-	return expired, err
+	return s.cleanup().Run(ctx, true)
 }
 
 // cleanUp is the janitor's share of CleanUp: the indexed, busy tables every
 // sweep, the others when full is set.
 func (s *Server) cleanUp(ctx context.Context, full bool) {
-	c := s.cleanup()
-	deleted, err := c.Expired(ctx)
-	if err == nil && full {
-		var more ops.Deleted
-		more, err = c.Records(ctx)
-		for table, n := range more {
-			deleted[table] += n
-		}
-	}
+	deleted, err := s.cleanup().Run(ctx, full)
 	if err != nil && ctx.Err() == nil {
 		s.Config.Logger.Error("janitor: clean up", "err", err)
 	}

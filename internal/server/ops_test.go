@@ -124,11 +124,11 @@ func TestOps_Metrics(t *testing.T) {
 	// Logout notifications in each state; the worker must not touch them.
 	h.StopBackground()
 	if _, err := h.DB.Pool.Exec(h.Ctx, `
-		INSERT INTO logout_outbox (sid, subject, client_id, uri, created_at, delivered_at, failed_at, abandoned_at) VALUES
-		(gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/bc', now() - interval '2 minutes', NULL, NULL, NULL),
-		(gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/bc', now(), now(), NULL, NULL),
-		(gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/bc', now(), NULL, now(), NULL),
-		(gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/bc', now(), NULL, NULL, now())`); err != nil {
+		INSERT INTO outbox (kind, sid, subject, client_id, uri, created_at, delivered_at, failed_at, abandoned_at) VALUES
+		('logout', gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/bc', now() - interval '2 minutes', NULL, NULL, NULL),
+		('logout', gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/bc', now(), now(), NULL, NULL),
+		('logout', gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/bc', now(), NULL, now(), NULL),
+		('logout', gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/bc', now(), NULL, NULL, now())`); err != nil {
 		t.Fatal(err)
 	}
 
@@ -797,12 +797,12 @@ func insertSweepRows(t *testing.T, h *servertest.Harness) {
 			(uuid_send(gen_random_uuid()), 'live', '\x00', '{}', now() + interval '5 minutes')`,
 		`INSERT INTO throttle (key, failures, last_failure_at, blocked_until) VALUES
 			('expired', 9, now() - interval '2 days', now() - interval '2 days'), ('live', 9, now() - interval '1 hour', now())`,
-		`INSERT INTO logout_outbox (sid, subject, client_id, uri, reason, delivered_at, failed_at, abandoned_at) VALUES
-			(gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/', 'expired', now() - interval '8 days', NULL, NULL),
-			(gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/', 'live', now() - interval '1 day', NULL, NULL),
-			(gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/', 'failed', NULL, now() - interval '30 days', NULL),
-			(gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/', 'abandoned', NULL, NULL, now() - interval '30 days'),
-			(gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/', 'pending', NULL, NULL, NULL)`,
+		`INSERT INTO outbox (kind, sid, subject, client_id, uri, reason, delivered_at, failed_at, abandoned_at) VALUES
+			('logout', gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/', 'expired', now() - interval '8 days', NULL, NULL),
+			('logout', gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/', 'live', now() - interval '1 day', NULL, NULL),
+			('logout', gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/', 'failed', NULL, now() - interval '30 days', NULL),
+			('logout', gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/', 'abandoned', NULL, NULL, now() - interval '30 days'),
+			('logout', gen_random_uuid(), 's', 'app', 'http://127.0.0.1:1/', 'pending', NULL, NULL, NULL)`,
 	} {
 		if _, err := h.DB.Pool.Exec(h.Ctx, q); err != nil {
 			t.Fatal(err)
@@ -817,7 +817,7 @@ func survivors(t *testing.T, h *servertest.Harness) map[string]string {
 	for table, label := range map[string]string{
 		"oauth_authorize_codes": "request_id", "oauth_access_tokens": "request_id", "oauth_refresh_tokens": "request_id",
 		"oauth_client_assertion_jti": "jti", "login_flows": "csrf_token", "throttle": "key",
-		"logout_outbox": "reason", "passkey_challenges": "purpose",
+		"outbox": "reason", "passkey_challenges": "purpose",
 	} {
 		var got string
 		err := h.DB.Pool.QueryRow(h.Ctx, `SELECT coalesce(string_agg(`+label+`, ',' ORDER BY `+label+`), '') FROM `+table).Scan(&got)
@@ -848,7 +848,7 @@ func TestOps_Janitor(t *testing.T) {
 		"oauth_client_assertion_jti": "live",
 		"login_flows":                "live",
 		"throttle":                   "live",
-		"logout_outbox":              "abandoned,failed,live,pending",
+		"outbox":                     "abandoned,failed,live,pending",
 		"passkey_challenges":         "live",
 	}
 	got := survivors(t, h)

@@ -27,6 +27,7 @@ import (
 	"github.com/idp/idp/internal/mail"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/reqlimit"
@@ -168,7 +169,7 @@ type Server struct {
 	// Passkeys is nil when the issuer's host is an IP address.
 	Passkeys *passkey.Service
 	Keys     *keys.Set
-	Worker   *backchannel.Worker
+	Worker   *outbox.Worker
 	// Reset is the password reset by mail; nil without mail.
 	Reset *reset.Service
 }
@@ -240,14 +241,22 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2: sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet),
 	}
+	logouts, err := backchannel.Sender{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now,
+		AllowPrivate: cfg.AllowPrivateBackchannel}.Kind()
+	if err != nil {
+		return nil, err
+	}
+	worker := &outbox.Worker{Pool: pool, Now: cfg.Now, Logger: cfg.Logger,
+		Kinds: map[string]outbox.Kind{sessions.LogoutKind: logouts}}
 	if cfg.Mail.Enabled() {
-		if loginHandler.Reset, err = newReset(cfg, pool); err != nil {
+		mailer, err := newMailer(cfg, pool)
+		if err != nil {
 			return nil, err
 		}
+		worker.Kinds[mail.OutboxKind] = mailer.Kind()
+		loginHandler.Reset = reset.New(pool, mailer, cfg.Now)
 		cfg.Logger.Info("mail on: password reset by mail", "smtp", cfg.Mail.String())
 	}
-	worker := &backchannel.Worker{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now, Logger: cfg.Logger,
-		AllowPrivate: cfg.AllowPrivateBackchannel}
 
 	mux := http.NewServeMux()
 	provider.Mount(mux)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/outbox"
 )
 
 // Reasons a session ends; recorded on the row, in the outbox and the audit log.
@@ -26,9 +27,24 @@ const (
 	ReasonFactorsChanged  = "factors_changed" // 2FA enrolled, disabled or reset
 )
 
-// NotifyChannel is the LISTEN/NOTIFY channel that wakes logout delivery
-// (backchannel.Worker listens on it).
-const NotifyChannel = "idp_logout_outbox"
+// LogoutKind is the outbox kind of the back-channel logout notifications
+// Revoke queues (package backchannel delivers them). The row's payload
+// holds the app's signing alg: {"alg": "RS256"}.
+const LogoutKind = "logout"
+
+// Ended is what one revocation ended, as the Manager's OnRevoke hooks see
+// it.
+type Ended struct {
+	Sessions []EndedSession
+	Reason   string
+	At       time.Time
+}
+
+// EndedSession is one session a revocation ended.
+type EndedSession struct {
+	SID    string
+	UserID string
+}
 
 // Revocation says which sessions end and why.
 type Revocation struct {
@@ -58,7 +74,8 @@ type Result struct {
 // Revoke is the one path through which sessions end. In one transaction it
 // marks the sessions revoked, kills their access and refresh tokens and
 // pending codes, queues one back-channel logout notification per app that
-// held a session and asked to be told, and writes an audit record. Delivery
+// held a session and asked to be told (and whatever the OnRevoke hooks
+// queue), and writes an audit record. Delivery
 // happens later, from the outbox, so a slow app never delays the caller and
 // a restart loses nothing. Revoking an already-ended session is a no-op.
 func (m *Manager) Revoke(ctx context.Context, rev Revocation) (Result, error) {
@@ -129,13 +146,17 @@ func (m *Manager) revoke(ctx context.Context, rev Revocation, where string, args
 		rows, err := u.Query(ctx, `
 			UPDATE sso_sessions SET revoked_at = $1, revoked_reason = $2
 			WHERE revoked_at IS NULL AND `+where+`
-			RETURNING id::text`, args...)
+			RETURNING id::text, user_id::text`, args...)
 		if err != nil {
 			return err
 		}
-		sids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		ended, err := pgx.CollectRows(rows, pgx.RowToStructByPos[EndedSession])
 		if err != nil {
 			return err
+		}
+		sids := make([]string, len(ended))
+		for i, e := range ended {
+			sids[i] = e.SID
 		}
 		res.Sessions = len(sids)
 		except := nullUUID(rev.ExceptSID)
@@ -150,20 +171,37 @@ func (m *Manager) revoke(ctx context.Context, rev Revocation, where string, args
 		u.Queue(`DELETE FROM oauth_access_tokens WHERE sid = ANY($1::uuid[])
 			OR ($2 <> '' AND subject = $2 AND ($3::uuid IS NULL OR sid IS NULL OR sid <> $3::uuid))`,
 			sids, offlineUser, except).Tag(func(ct pgconn.CommandTag) error { res.AccessTokens = int(ct.RowsAffected()); return nil })
+		var logouts []outbox.Message
 		u.Queue(`
-			INSERT INTO logout_outbox (sid, subject, client_id, uri, include_sid, reason, created_at, next_attempt_at)
-			SELECT cs.sid, s.user_id::text, c.id, c.backchannel_logout_uri, true, $2, $3, $3
+			SELECT cs.sid::text, s.user_id::text, c.id, c.backchannel_logout_uri, c.id_token_signed_response_alg
 			FROM client_sessions cs
 			JOIN oauth_clients c ON c.id = cs.client_id
 			JOIN sso_sessions s ON s.id = cs.sid
-			WHERE cs.sid = ANY($1::uuid[]) AND c.backchannel_logout_uri <> ''`,
-			sids, rev.Reason, now).Tag(func(ct pgconn.CommandTag) error { res.Notifications = int(ct.RowsAffected()); return nil })
+			WHERE cs.sid = ANY($1::uuid[]) AND c.backchannel_logout_uri <> ''
+			ORDER BY cs.sid, c.id`, sids).Rows(func(rows pgx.Rows) error {
+			var sid, subject, clientID, uri, alg string
+			_, err := pgx.ForEachRow(rows, []any{&sid, &subject, &clientID, &uri, &alg}, func() error {
+				logouts = append(logouts, outbox.Message{Kind: LogoutKind, SID: sid, Subject: subject, ClientID: clientID,
+					URI: uri, Reason: rev.Reason, Payload: map[string]string{"alg": alg}})
+				return nil
+			})
+			return err
+		})
 		if err := u.Send(ctx); err != nil {
 			return err
 		}
-		if res.Notifications > 0 {
-			// Delivered at commit, so workers never wake before the rows exist.
-			u.Queue(`SELECT pg_notify($1, '')`, NotifyChannel)
+		// The rows go out with the audit record, at the commit; the
+		// outbox's trigger wakes the workers then.
+		res.Notifications = len(logouts)
+		if err := outbox.Queue(ctx, m.Pool, now, logouts...); err != nil {
+			return err
+		}
+		if len(ended) > 0 {
+			for _, hook := range m.OnRevoke {
+				if err := hook(ctx, Ended{Sessions: ended, Reason: rev.Reason, At: now}); err != nil {
+					return err
+				}
+			}
 		}
 		details := struct {
 			Reason string   `json:"reason"`

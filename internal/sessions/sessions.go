@@ -124,6 +124,11 @@ type Manager struct {
 	// RotatedCSRFKeys still verify tokens, so a form opened before the
 	// server secret was rotated can still be sent.
 	RotatedCSRFKeys [][]byte
+	// OnRevoke hooks run inside every revocation's transaction once its
+	// sessions are marked ended, and may queue into the unit in ctx (the
+	// security events of package ssf); an error rolls the revocation back.
+	// Set them before the Manager is used.
+	OnRevoke []func(ctx context.Context, e Ended) error
 }
 
 // CookieName is the session cookie's name for this manager.

@@ -12,6 +12,7 @@ import (
 	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/dbtest"
+	"github.com/idp/idp/internal/outbox"
 )
 
 func newManager(t *testing.T, secure bool) (*Manager, *clocktest.Clock, string) {
@@ -175,6 +176,50 @@ func TestManager_Revoke(t *testing.T) {
 			if err != nil || res.Sessions != 0 {
 				t.Fatalf("Revoke(%+v) = %+v, %v; want nothing revoked", rev, res, err)
 			}
+		}
+	})
+	t.Run("hooks see what ended and commit or fail with it", func(t *testing.T) {
+		m, _, user := newManager(t, false)
+		a := create(t, m, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
+		b := create(t, m, httptest.NewRecorder(), NewSession{UserID: user, AuthTime: m.Now()})
+		var seen []Ended
+		fail := true
+		m.OnRevoke = []func(ctx context.Context, e Ended) error{func(ctx context.Context, e Ended) error {
+			seen = append(seen, e)
+			if fail {
+				return errors.New("the hook failed")
+			}
+			return outbox.Queue(ctx, m.Pool, e.At, outbox.Message{Kind: "signal", Subject: e.Sessions[0].UserID, Reason: e.Reason})
+		}}
+		if _, err := m.Revoke(ctx, Revocation{SIDs: []string{a.ID}, Reason: ReasonUserSignOut}); err == nil {
+			t.Fatal("Revoke succeeded with a failing hook")
+		}
+		var live int
+		if err := m.Pool.QueryRow(ctx, `SELECT count(*) FROM sso_sessions WHERE revoked_at IS NULL`).Scan(&live); err != nil || live != 2 {
+			t.Fatalf("%d live sessions after a failed hook (%v), want 2: the revocation rolls back", live, err)
+		}
+		fail = false
+		res, err := m.Revoke(ctx, Revocation{UserID: user, Reason: ReasonAdminRevoke})
+		if err != nil || res.Sessions != 2 {
+			t.Fatalf("Revoke = %+v, %v", res, err)
+		}
+		last := seen[len(seen)-1]
+		got := map[string]string{}
+		for _, s := range last.Sessions {
+			got[s.SID] = s.UserID
+		}
+		if len(got) != 2 || got[a.ID] != user || got[b.ID] != user || last.Reason != ReasonAdminRevoke || !last.At.Equal(m.Now()) {
+			t.Errorf("the hook saw %+v", last)
+		}
+		var queued string
+		if err := m.Pool.QueryRow(ctx, `SELECT subject || ' ' || reason FROM outbox WHERE kind = 'signal'`).Scan(&queued); err != nil ||
+			queued != user+" "+ReasonAdminRevoke {
+			t.Errorf("the hook's message: %q, %v", queued, err)
+		}
+		// Nothing ended, nothing to tell.
+		n := len(seen)
+		if _, err := m.Revoke(ctx, Revocation{UserID: user, Reason: ReasonAdminRevoke}); err != nil || len(seen) != n {
+			t.Errorf("a revocation that ended nothing ran the hooks: %v", err)
 		}
 	})
 	t.Run("names nothing", func(t *testing.T) {

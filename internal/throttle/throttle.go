@@ -301,3 +301,9 @@ func (l *Limiter) delay(failures int) time.Duration {
 	}
 	return min(d, l.Max)
 }
+
+// Sweeps are the janitor's for this package's table: a key quiet for a day
+// is forgotten (the limiter's window is far shorter).
+var Sweeps = []db.Sweep{
+	{Table: "throttle", Key: "key", Due: "last_failure_at < $1 AND blocked_until < $1", Keep: 24 * time.Hour, Rare: true},
+}

@@ -19,7 +19,9 @@ import (
 
 	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/dbtest"
+	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/secrets"
+	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/keys"
 )
 
@@ -98,20 +100,59 @@ func (e *env) checkLogs() {
 	}
 }
 
-// worker is a Worker for e's receivers, which listen on loopback: it
-// allows private addresses (TestWorker_PrivateAddresses tests refusing
-// them).
-func (e *env) worker() *Worker {
-	return &Worker{
-		Pool:         e.db.Pool,
-		Keys:         e.keys,
-		Issuer:       issuer,
-		Now:          e.now,
-		Logger:       slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		AllowPrivate: true,
-		BaseBackoff:  time.Second,
-		MaxBackoff:   4 * time.Second,
-		GiveUpAfter:  time.Minute,
+// testWorker is what the server runs, a Sender as the logout kind of an
+// outbox.Worker, with the settings of both in one place so that a test
+// changes one before it delivers.
+type testWorker struct {
+	Sender
+	outbox.Worker
+}
+
+func (w *testWorker) build() (*outbox.Worker, error) {
+	k, err := w.Sender.Kind()
+	if err != nil {
+		return nil, err
+	}
+	ow := w.Worker
+	ow.Kinds = map[string]outbox.Kind{sessions.LogoutKind: k}
+	return &ow, nil
+}
+
+func (w *testWorker) DeliverDue(ctx context.Context) (int, error) {
+	ow, err := w.build()
+	if err != nil {
+		return 0, err
+	}
+	return ow.DeliverDue(ctx)
+}
+
+func (w *testWorker) Run(ctx context.Context) error {
+	ow, err := w.build()
+	if err != nil {
+		return err
+	}
+	return ow.Run(ctx)
+}
+
+// worker delivers to e's receivers, which listen on loopback: it allows
+// private addresses (TestWorker_PrivateAddresses tests refusing them).
+func (e *env) worker() *testWorker {
+	return &testWorker{
+		Sender: Sender{
+			Pool:         e.db.Pool,
+			Keys:         e.keys,
+			Issuer:       issuer,
+			Now:          e.now,
+			AllowPrivate: true,
+			GiveUpAfter:  time.Minute,
+		},
+		Worker: outbox.Worker{
+			Pool:        e.db.Pool,
+			Now:         e.now,
+			Logger:      slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			BaseBackoff: time.Second,
+			MaxBackoff:  4 * time.Second,
+		},
 	}
 }
 
@@ -127,14 +168,16 @@ func (e *env) client(id, alg string) {
 	e.exec(`INSERT INTO oauth_clients (id, id_token_signed_response_alg) VALUES ($1, $2)`, id, alg)
 }
 
-// queue inserts an outbox row due now, as the revocation path would.
+// queue inserts an outbox row due now, as the revocation path would: with
+// the client's alg, or none for a client that is gone.
 func (e *env) queue(clientID, uri string, includeSID bool) (id int64, sid, subject string) {
 	e.t.Helper()
 	now := e.now()
 	err := e.db.Pool.QueryRow(context.Background(), `
-		INSERT INTO logout_outbox (sid, subject, client_id, uri, include_sid, reason, created_at, next_attempt_at)
-		VALUES (gen_random_uuid(), 'user-' || gen_random_uuid(), $1, $2, $3, 'admin_revoke', $4, $4)
-		RETURNING id, sid::text, subject`, clientID, uri, includeSID, now).Scan(&id, &sid, &subject)
+		INSERT INTO outbox (kind, sid, subject, client_id, uri, include_sid, reason, payload, created_at, next_attempt_at)
+		VALUES ($5, gen_random_uuid(), 'user-' || gen_random_uuid(), $1, $2, $3, 'admin_revoke',
+			jsonb_build_object('alg', COALESCE((SELECT id_token_signed_response_alg FROM oauth_clients WHERE id = $1), '')), $4, $4)
+		RETURNING id, sid::text, subject`, clientID, uri, includeSID, now, sessions.LogoutKind).Scan(&id, &sid, &subject)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -155,7 +198,7 @@ func (e *env) row(id int64) outboxRow {
 	var r outboxRow
 	err := e.db.Pool.QueryRow(context.Background(), `
 		SELECT attempts, next_attempt_at, last_error, delivered_at, failed_at, abandoned_at
-		FROM logout_outbox WHERE id = $1`, id).
+		FROM outbox WHERE id = $1`, id).
 		Scan(&r.Attempts, &r.NextAttemptAt, &r.LastError, &r.DeliveredAt, &r.FailedAt, &r.AbandonedAt)
 	if err != nil {
 		e.t.Fatal(err)
@@ -163,7 +206,7 @@ func (e *env) row(id int64) outboxRow {
 	return r
 }
 
-func (e *env) deliverDue(w *Worker) int {
+func (e *env) deliverDue(w *testWorker) int {
 	e.t.Helper()
 	n, err := w.DeliverDue(context.Background())
 	if err != nil {

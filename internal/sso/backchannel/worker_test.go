@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/idp/idp/internal/outbox"
+	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/keys"
 )
 
@@ -43,7 +45,7 @@ func TestWorker_DeliverDue(t *testing.T) {
 		if n := e.deliverDue(e.worker()); n != 0 {
 			t.Errorf("second DeliverDue = %d, want 0", n)
 		}
-		if !strings.Contains(e.logs.String(), fmt.Sprintf("outbox_id=%d client_id=app outcome=delivered attempt=1", id)) {
+		if !strings.Contains(e.logs.String(), fmt.Sprintf("outbox_id=%d kind=logout client_id=app outcome=delivered attempt=1", id)) {
 			t.Errorf("log lacks the delivery record:\n%s", e.logs)
 		}
 	})
@@ -288,44 +290,6 @@ func TestWorker_DeliverDue(t *testing.T) {
 	})
 }
 
-// TestWorker_DeliverDue_lease covers a worker that claimed a row and died:
-// the row stays hidden for the lease, then another worker delivers it, and
-// the dead worker's late report cannot undo that.
-func TestWorker_DeliverDue_lease(t *testing.T) {
-	e := newEnv(t)
-	rc := e.receiver(ok)
-	e.client("app", keys.RS256)
-	id, _, _ := e.queue("app", rc.URL, true)
-	w := e.worker()
-	w.Lease = 30 * time.Second
-
-	crashed, err := claim(context.Background(), e.db.Pool, e.now(), w.Lease, 10)
-	if err != nil || len(crashed) != 1 {
-		t.Fatalf("claim = %v, %v; want 1 job", crashed, err)
-	}
-
-	e.clock.Advance(w.Lease - time.Second)
-	if n := e.deliverDue(w); n != 0 {
-		t.Fatalf("DeliverDue within the lease = %d, want 0", n)
-	}
-	e.clock.Advance(time.Second)
-	if n := e.deliverDue(w); n != 1 {
-		t.Fatalf("DeliverDue after the lease = %d, want 1", n)
-	}
-	r := e.row(id)
-	if r.DeliveredAt == nil || r.Attempts != 2 {
-		t.Fatalf("row = %+v, want delivered on attempt 2", r)
-	}
-
-	// The crashed worker comes back and reports a failure for its attempt.
-	if err := record(context.Background(), e.db.Pool, crashed[0], retrying, e.now(), e.now().Add(time.Hour), "HTTP 503"); err != nil {
-		t.Fatal(err)
-	}
-	if after := e.row(id); after.DeliveredAt == nil || after.LastError != "" {
-		t.Errorf("stale report changed the row: %+v", after)
-	}
-}
-
 func TestWorker_Run(t *testing.T) {
 	t.Run("two workers deliver 200 rows exactly once", func(t *testing.T) {
 		t.Parallel()
@@ -334,8 +298,8 @@ func TestWorker_Run(t *testing.T) {
 			time.Sleep(5 * time.Millisecond) // let the workers' deliveries interleave
 		})
 		e.client("app", keys.RS256)
-		e.exec(`INSERT INTO logout_outbox (sid, subject, client_id, uri)
-			SELECT gen_random_uuid(), 'user-' || g, 'app', $1 FROM generate_series(1, 200) g`, rc.URL)
+		e.exec(`INSERT INTO outbox (kind, sid, subject, client_id, uri)
+			SELECT 'logout', gen_random_uuid(), 'user-' || g, 'app', $1 FROM generate_series(1, 200) g`, rc.URL)
 
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
@@ -343,7 +307,7 @@ func TestWorker_Run(t *testing.T) {
 		for _, buf := range logs {
 			w := e.worker()
 			w.Logger = slog.New(slog.NewTextHandler(io.MultiWriter(e.logs, buf), nil))
-			w.Concurrency = 8
+			w.Worker.Concurrency = 8
 			w.PollInterval = 50 * time.Millisecond
 			wg.Go(func() {
 				if err := w.Run(ctx); err != nil {
@@ -353,7 +317,7 @@ func TestWorker_Run(t *testing.T) {
 		}
 		waitFor(t, 30*time.Second, "200 deliveries", func() bool {
 			var n int
-			e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM logout_outbox WHERE delivered_at IS NOT NULL`).Scan(&n)
+			e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL`).Scan(&n)
 			return n == 200
 		})
 		cancel()
@@ -380,13 +344,13 @@ func TestWorker_Run(t *testing.T) {
 			}
 		}
 		var extra int
-		e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM logout_outbox WHERE attempts <> 1`).Scan(&extra)
+		e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE attempts <> 1`).Scan(&extra)
 		if extra != 0 {
 			t.Errorf("%d rows attempted other than once", extra)
 		}
 	})
 
-	t.Run("NOTIFY wakes it promptly", func(t *testing.T) {
+	t.Run("a commit that queues a row wakes it promptly", func(t *testing.T) {
 		t.Parallel()
 		e := newRealEnv(t)
 		rc := e.receiver(ok)
@@ -411,17 +375,30 @@ func TestWorker_Run(t *testing.T) {
 		})
 		time.Sleep(200 * time.Millisecond) // past the catch-up look that follows LISTEN
 
-		// Without a notification the row waits for the (hour-long) poll.
-		id, _, _ := e.queue("app", rc.URL, true)
-		time.Sleep(300 * time.Millisecond)
-		if r := e.row(id); r.Attempts != 0 {
-			t.Fatalf("row attempted without a NOTIFY: %+v", r)
+		// Queued in a transaction still open, the row is invisible and no
+		// one is woken; its commit wakes the worker (the outbox table's
+		// trigger notifies), long before the hour-long poll.
+		tx, err := e.db.Pool.Begin(context.Background())
+		if err != nil {
+			t.Fatal(err)
 		}
-
+		defer tx.Rollback(context.Background()) //nolint:errcheck
+		var id int64
+		if err := tx.QueryRow(context.Background(), `
+			INSERT INTO outbox (kind, sid, subject, client_id, uri) VALUES ($1, gen_random_uuid(), 'user-1', 'app', $2)
+			RETURNING id`, sessions.LogoutKind, rc.URL).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if n := len(rc.tokens()); n != 0 {
+			t.Fatalf("%d deliveries before the commit", n)
+		}
 		start := time.Now()
-		e.exec(`SELECT pg_notify($1, '')`, NotifyChannel)
-		waitFor(t, time.Second, "delivery after NOTIFY", func() bool { return e.row(id).DeliveredAt != nil })
-		t.Logf("delivered %s after NOTIFY", time.Since(start))
+		if err := tx.Commit(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Second, "delivery after the commit", func() bool { return e.row(id).DeliveredAt != nil })
+		t.Logf("delivered %s after the commit", time.Since(start))
 	})
 
 	t.Run("cancel lets in-flight deliveries finish", func(t *testing.T) {
@@ -474,7 +451,7 @@ func TestRetry(t *testing.T) {
 		e.client("app", keys.RS256)
 		id, _, _ := e.queue("app", rc.URL, true)
 		e.clock.Advance(2 * time.Hour)
-		e.exec(`UPDATE logout_outbox SET attempts = 9, abandoned_at = $2::timestamptz, last_error = 'dial tcp: connection refused',
+		e.exec(`UPDATE outbox SET attempts = 9, abandoned_at = $2::timestamptz, last_error = 'dial tcp: connection refused',
 			next_attempt_at = $2::timestamptz + interval '1 hour' WHERE id = $1`, id, e.now())
 		w := e.worker()
 		if n := e.deliverDue(w); n != 0 {
@@ -486,11 +463,11 @@ func TestRetry(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer listener.Close(context.Background())
-		if _, err := listener.Exec(context.Background(), "LISTEN "+NotifyChannel); err != nil {
+		if _, err := listener.Exec(context.Background(), "LISTEN "+outbox.NotifyChannel); err != nil {
 			t.Fatal(err)
 		}
 
-		if err := Retry(context.Background(), e.db.Pool, id); err != nil {
+		if err := outbox.Retry(context.Background(), e.db.Pool, id); err != nil {
 			t.Fatal(err)
 		}
 		waitCtx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -524,7 +501,7 @@ func TestRetry(t *testing.T) {
 		if r := e.row(id); r.FailedAt == nil {
 			t.Fatalf("row = %+v, want failed", r)
 		}
-		if err := Retry(context.Background(), e.db.Pool, id); err != nil {
+		if err := outbox.Retry(context.Background(), e.db.Pool, id); err != nil {
 			t.Fatal(err)
 		}
 		e.deliverDue(w)
@@ -541,7 +518,7 @@ func TestRetry(t *testing.T) {
 		id, _, _ := e.queue("app", rc.URL, true)
 		e.deliverDue(e.worker())
 		for _, target := range []int64{id, id + 1000} {
-			if err := Retry(context.Background(), e.db.Pool, target); !errors.Is(err, ErrNotFound) {
+			if err := outbox.Retry(context.Background(), e.db.Pool, target); !errors.Is(err, outbox.ErrNotFound) {
 				t.Errorf("Retry(%d) = %v, want ErrNotFound", target, err)
 			}
 		}
@@ -549,36 +526,6 @@ func TestRetry(t *testing.T) {
 			t.Errorf("Retry changed a delivered row: %+v", r)
 		}
 	})
-}
-
-func TestBackoff(t *testing.T) {
-	const base, maxDelay = time.Second, 5 * time.Minute
-	tests := []struct {
-		attempts int
-		ceiling  time.Duration
-	}{
-		{1, time.Second},
-		{2, 2 * time.Second},
-		{5, 16 * time.Second},
-		{9, 256 * time.Second},
-		{10, maxDelay},
-		{80, maxDelay},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("attempt %d", tt.attempts), func(t *testing.T) {
-			seen := map[time.Duration]bool{}
-			for range 200 {
-				d := backoff(base, maxDelay, tt.attempts)
-				if d < 0 || d > tt.ceiling {
-					t.Fatalf("backoff = %s, want within [0, %s]", d, tt.ceiling)
-				}
-				seen[d] = true
-			}
-			if len(seen) < 100 {
-				t.Errorf("%d distinct delays in 200 draws: not jittered", len(seen))
-			}
-		})
-	}
 }
 
 func TestRedact(t *testing.T) {

@@ -203,3 +203,18 @@ func dbErr(op string, err error) error {
 		return fmt.Errorf("store: %s: %w", op, err)
 	}
 }
+
+// TokenGrace is how long after expiry codes, tokens and client assertion
+// JTIs are kept: an instance whose clock runs behind still finds a token
+// it considers live, and a replayed code still meets its invalidated row
+// (fosite then revokes the tokens it issued).
+const TokenGrace = time.Hour
+
+// Sweeps are the janitor's for this package's tables. A code's PKCE and
+// OpenID Connect forms live in its row and go with it.
+var Sweeps = []db.Sweep{
+	{Table: "oauth_authorize_codes", Key: "signature_hash", Due: "expires_at < $1", Keep: TokenGrace},
+	{Table: "oauth_access_tokens", Key: "signature_hash", Due: "expires_at < $1", Keep: TokenGrace},
+	{Table: "oauth_refresh_tokens", Key: "signature_hash", Due: "expires_at < $1", Keep: TokenGrace},
+	{Table: "oauth_client_assertion_jti", Key: "jti", Due: "expires_at < $1", Keep: TokenGrace},
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/mail/mailtest"
+	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
 	"github.com/idp/idp/internal/sessions"
@@ -425,4 +426,29 @@ func TestReset_MailOff(t *testing.T) {
 	}
 	servertest.WantPage(t, br.Get(h.Issuer+"/login/forgot"), "/login/forgot", http.StatusOK, "Ask an administrator")
 	servertest.WantPage(t, br.Get(h.Issuer+"/login/reset?token=x"), "/login/reset", http.StatusNotFound, "off here")
+}
+
+// TestReset_RecoveryCode: a person who lost both their password and their
+// phone gets in with the mail and a recovery code, as at sign-in.
+func TestReset_RecoveryCode(t *testing.T) {
+	h, smtp := withMail(t)
+	fay := h.CreateUser("fay@example.com", password)
+	e, err := h.Srv.TOTP.Begin(h.Ctx, fay.ID, "test", fay.Email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, err := h.Srv.TOTP.Confirm(h.Ctx, fay.ID, "test", mfa.GenerateCode(e.Secret, time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := servertest.NewBrowser(t)
+	forgot(t, h, br, "", fay.Email)
+	p := followLink(t, br, smtp.Wait(fay.Email, 1, mailWait).Link(t))
+	servertest.WantPage(t, p, "/login/totp", http.StatusOK, "")
+	p = br.Post(h.Issuer+"/login/totp", url.Values{"csrf_token": {p.CSRF(t)}, "code": {codes[0]}})
+	p = choosePassword(t, h, br, p, "fay starts over")
+	servertest.WantPage(t, p, "/account", http.StatusOK, "")
+	if !signsIn(t, h, fay.Email, "fay starts over") {
+		t.Error("the new password does not work")
+	}
 }

@@ -3,7 +3,6 @@ package server_test
 import (
 	"net/url"
 	"testing"
-	"time"
 
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
@@ -43,7 +42,11 @@ func TestInstances_SharedDatabase(t *testing.T) {
 	}
 	recvA.WaitFor(t, 1)
 	recvB.WaitFor(t, 1)
-	time.Sleep(300 * time.Millisecond)
+	for _, r := range one.WaitDelivered(t) {
+		if r.Attempts != 1 {
+			t.Errorf("notification %+v attempted more than once", r)
+		}
+	}
 	if a, b := len(recvA.Tokens()), len(recvB.Tokens()); a != 1 || b != 1 {
 		t.Fatalf("notifications: app A %d, app B %d; want one each", a, b)
 	}

@@ -141,7 +141,15 @@ func TestLogout_RPInitiated(t *testing.T) {
 		if p.URL.Path != "/logged-out" {
 			t.Fatalf("second logout ended at %s", p.URL)
 		}
-		time.Sleep(200 * time.Millisecond)
+		// The second logout queued nothing, so nothing more can arrive.
+		for _, r := range h.WaitDelivered(t) {
+			if r.Attempts != 1 {
+				t.Errorf("notification %+v, want delivered once", r)
+			}
+		}
+		if rows := h.LogoutRows(t); len(rows) != 2 {
+			t.Fatalf("%d logout notifications after logging out twice, want the first logout's 2", len(rows))
+		}
 		if n := len(recvA.Tokens()); n != 1 {
 			t.Fatalf("app A got %d logout tokens, want 1", n)
 		}
@@ -268,9 +276,8 @@ func TestLogout_SurvivesRestart(t *testing.T) {
 	if _, err := h.Srv.Sessions.Revoke(h.Ctx, sessions.Revocation{SIDs: []string{in.sid}, Reason: sessions.ReasonLogout}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if n := len(recvA.Tokens()); n != 0 {
-		t.Fatalf("delivered %d tokens with no instance running", n)
+	if rows := h.LogoutRows(t); len(rows) != 1 || rows[0].Attempts != 0 || rows[0].Delivered {
+		t.Fatalf("with no instance running the outbox holds %+v, want one row never attempted", rows)
 	}
 	servertest.NewInstance(t, h.DB, func(c *server.Config) { c.Issuer = h.Issuer })
 	recvA.WaitFor(t, 1)
@@ -306,7 +313,13 @@ func TestLogout_TwoInstancesDeliverOnce(t *testing.T) {
 	for _, recv := range []*servertest.Receiver{recvA, recvB} {
 		recv.WaitFor(t, n)
 	}
-	time.Sleep(500 * time.Millisecond) // room for a duplicate to show up
+	// Every row delivered on its first attempt: each app was POSTed once
+	// per session, so no duplicate can still be on its way.
+	for _, r := range h.WaitDelivered(t) {
+		if r.Attempts != 1 {
+			t.Errorf("notification %+v attempted more than once", r)
+		}
+	}
 	for _, recv := range []*servertest.Receiver{recvA, recvB} {
 		seen := map[string]bool{}
 		for _, tok := range recv.Tokens() {

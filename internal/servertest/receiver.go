@@ -12,6 +12,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/idp/idp/internal/sessions"
+	"github.com/jackc/pgx/v5"
 )
 
 // LogoutClaims are the claims of a verified logout token.
@@ -141,6 +143,56 @@ func (r *Receiver) WaitFor(t *testing.T, n int) []LogoutClaims {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("receiver %s: %d logout tokens after 15s, want %d", r.clientID, got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// LogoutRow is a logout notification's outbox row as tests check it.
+type LogoutRow struct {
+	ID        int64
+	SID       string
+	ClientID  string
+	Attempts  int
+	Delivered bool
+}
+
+// LogoutRows lists the logout notifications queued so far, oldest first.
+func (h *Harness) LogoutRows(t *testing.T) []LogoutRow {
+	t.Helper()
+	rows, err := h.DB.Pool.Query(h.Ctx, `
+		SELECT id, sid::text, client_id, attempts, delivered_at IS NOT NULL
+		FROM outbox WHERE kind = $1 ORDER BY id`, sessions.LogoutKind)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[LogoutRow])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// WaitDelivered waits until every queued logout notification has been
+// delivered, and returns them. A row delivered on its first attempt was
+// POSTed once: with every row so, no app can have been told twice, which
+// a test can then assert without waiting for a duplicate that never comes.
+func (h *Harness) WaitDelivered(t *testing.T) []LogoutRow {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rows := h.LogoutRows(t)
+		pending := 0
+		for _, r := range rows {
+			if !r.Delivered {
+				pending++
+			}
+		}
+		if pending == 0 {
+			return rows
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d logout notifications still undelivered after 10s", pending, len(rows))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

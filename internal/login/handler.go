@@ -42,8 +42,9 @@ type Handler struct {
 	Now       func() time.Time
 	FlowTTL   time.Duration
 	// Observe, when set, is told the outcome of every sign-in form
-	// submission: its step (password, totp, enroll, new_password, and the
-	// passkey steps passkey, passkey_factor, passkey_enroll) and
+	// submission: its step (password, totp, enroll, new_password, the
+	// passkey steps passkey, passkey_factor, passkey_enroll, and the
+	// password reset's forgot and reset) and
 	// outcome (signed_in, next_step, wrong_password, wrong_code, throttled,
 	// rejected, invalid, error). The metrics count them.
 	Observe func(step, outcome string)

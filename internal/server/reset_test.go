@@ -362,6 +362,14 @@ func TestReset_BadLinks(t *testing.T) {
 			}
 		})
 	}
+	t.Run("not an address", func(t *testing.T) {
+		before := len(mailRows(t, h))
+		p := forgot(t, h, servertest.NewBrowser(t), "", "carol at example.com")
+		servertest.WantPage(t, p, "/login/forgot", http.StatusBadRequest, "That is not an email address")
+		if len(mailRows(t, h)) != before {
+			t.Error("a mail was queued")
+		}
+	})
 	t.Run("no CSRF token", func(t *testing.T) {
 		erin := h.CreateUser("erin@example.com", password)
 		forgot(t, h, servertest.NewBrowser(t), "", erin.Email)

@@ -110,11 +110,9 @@ func TestRun_Keys(t *testing.T) {
 		}
 	})
 	t.Run("wrong secret stores nothing", func(t *testing.T) {
-		var before int
-		d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM signing_keys`).Scan(&before)
+		before := dbtest.Value[int](t, d.Pool, `SELECT count(*) FROM signing_keys`)
 		runEnv(t, wrongSecret, "keys", "rotate").check(t, 1, "was the server secret changed?")
-		var after int
-		d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM signing_keys`).Scan(&after)
+		after := dbtest.Value[int](t, d.Pool, `SELECT count(*) FROM signing_keys`)
 		if after != before {
 			t.Errorf("%d keys after a rotate with the wrong secret, want %d", after, before)
 		}

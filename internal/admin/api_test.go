@@ -15,6 +15,7 @@ import (
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/servertest"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
@@ -436,12 +437,9 @@ func TestAPI(t *testing.T) {
 		if p := br.SignIn(a.URL, bob.Email, password); !strings.Contains(p.Body, "disabled") {
 			t.Fatalf("a disabled user signing in got %s (%d), want the disabled message", p.URL, p.Status)
 		}
-		var row struct {
-			Reason string
-		}
-		h.DB.Pool.QueryRow(ctx, `SELECT revoked_reason FROM sso_sessions WHERE user_id = $1`, bob.ID).Scan(&row.Reason)
-		if row.Reason != sessions.ReasonUserDisabled {
-			t.Fatalf("bob's session revoked for %q, want %q", row.Reason, sessions.ReasonUserDisabled)
+		reason := dbtest.Value[string](t, h.DB.Pool, `SELECT revoked_reason FROM sso_sessions WHERE user_id = $1`, bob.ID)
+		if reason != sessions.ReasonUserDisabled {
+			t.Fatalf("bob's session revoked for %q, want %q", reason, sessions.ReasonUserDisabled)
 		}
 
 		var enabled struct {

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,10 +12,10 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sso/backchannel/logouttest"
 )
 
 // Fanout is the outcome of the revoke-all scenario.
@@ -141,47 +140,15 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-const logoutEvent = "http://schemas.openid.net/event/backchannel-logout"
-
-type logoutClaims struct {
-	jwt.Claims
-	SID    string                     `json:"sid"`
-	Events map[string]json.RawMessage `json:"events"`
-	Nonce  *string                    `json:"nonce"`
-}
-
-// verify checks a logout token and returns its sid. Errors never carry
-// the token.
+// verify checks a logout token as the app would (package logouttest, the
+// tests' one relying party) and returns its sid. Errors never carry the
+// token.
 func (rc *receiver) verify(ctx context.Context, raw string) (string, error) {
-	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
-	if err != nil || len(tok.Headers) != 1 {
-		return "", errors.New("logout token: not a signed JWT")
-	}
-	h := tok.Headers[0]
-	if typ, _ := h.ExtraHeaders["typ"].(string); typ != "logout+jwt" {
-		return "", fmt.Errorf("logout token: typ %q, want logout+jwt", typ)
-	}
-	key, err := rc.keys.key(ctx, h.KeyID)
+	c, err := logouttest.Verify(logouttest.Config{Issuer: rc.issuer, ClientID: rc.clientID, Subject: rc.subject,
+		Leeway: time.Minute, RequireSID: true,
+		Keys: func(kid string) (jose.JSONWebKeySet, error) { return rc.keys.set(ctx, kid) }}, raw)
 	if err != nil {
-		return "", err
-	}
-	var c logoutClaims
-	if err := tok.Claims(key, &c); err != nil {
-		return "", errors.New("logout token: bad signature")
-	}
-	err = c.Claims.ValidateWithLeeway(jwt.Expected{Issuer: rc.issuer, AnyAudience: jwt.Audience{rc.clientID},
-		Subject: rc.subject, Time: time.Now()}, time.Minute)
-	switch {
-	case err != nil:
 		return "", fmt.Errorf("logout token: %w", err)
-	case c.IssuedAt == nil || c.ID == "":
-		return "", errors.New("logout token: no iat or jti")
-	case string(c.Events[logoutEvent]) != "{}":
-		return "", errors.New("logout token: no back-channel logout event")
-	case c.SID == "":
-		return "", errors.New("logout token: no sid")
-	case c.Nonce != nil:
-		return "", errors.New("logout token: has a nonce")
 	}
 	return c.SID, nil
 }
@@ -189,25 +156,23 @@ func (rc *receiver) verify(ctx context.Context, raw string) (string, error) {
 // jwksCache is an app's copy of the provider's JWKS, fetched again when a
 // token names a key it does not hold.
 type jwksCache struct {
-	url string
-	hc  *http.Client
-	mu  sync.Mutex
-	set jose.JSONWebKeySet
+	url  string
+	hc   *http.Client
+	mu   sync.Mutex
+	keys jose.JSONWebKeySet
 }
 
-func (j *jwksCache) key(ctx context.Context, kid string) (any, error) {
+// set returns the cached JWKS, fetched again first when it lacks kid.
+func (j *jwksCache) set(ctx context.Context, kid string) (jose.JSONWebKeySet, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if k := j.set.Key(kid); len(k) == 1 {
-		return k[0].Key, nil
+	if len(j.keys.Key(kid)) == 1 {
+		return j.keys, nil
 	}
 	if err := j.fetchLocked(ctx); err != nil {
-		return nil, err
+		return jose.JSONWebKeySet{}, err
 	}
-	if k := j.set.Key(kid); len(k) == 1 {
-		return k[0].Key, nil
-	}
-	return nil, fmt.Errorf("logout token: kid %q not in the JWKS", kid)
+	return j.keys, nil
 }
 
 func (j *jwksCache) fetch(ctx context.Context) error {
@@ -230,7 +195,7 @@ func (j *jwksCache) fetchLocked(ctx context.Context) error {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
 		return fmt.Errorf("jwks: %w", err)
 	}
-	j.set = set
+	j.keys = set
 	return nil
 }
 

@@ -316,15 +316,8 @@ func TestStore_Delete(t *testing.T) {
 		if _, err := s.Get(ctx, "web-app"); !errors.Is(err, clients.ErrNotFound) {
 			t.Fatalf("Get after Delete: err = %v, want ErrNotFound", err)
 		}
-		var tokens []string
-		rows, _ := s.Pool.Query(ctx, `SELECT client_id FROM oauth_access_tokens`)
-		for rows.Next() {
-			var id string
-			rows.Scan(&id)
-			tokens = append(tokens, id)
-		}
-		if rows.Err() != nil || !slices.Equal(tokens, []string{"other"}) {
-			t.Fatalf("access tokens left for %v (%v), want only [other]", tokens, rows.Err())
+		if tokens := dbtest.Column[string](t, s.Pool, `SELECT client_id FROM oauth_access_tokens`); !slices.Equal(tokens, []string{"other"}) {
+			t.Fatalf("access tokens left for %v, want only [other]", tokens)
 		}
 	})
 }

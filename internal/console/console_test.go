@@ -362,7 +362,7 @@ func TestConsole_RetryNotification(t *testing.T) {
 	e := newEnv(t)
 	b, adm := e.adminBrowser(t, "ada@example.com")
 	app := e.newApp(t, "app-a")
-	app.setRefuse(true)
+	app.Refuse(true)
 	grace := e.createUser(t, "grace@example.com", false)
 	hopper := e.createUser(t, "hopper@example.com", false)
 	e.signInTo(t, servertest.NewBrowser(t), app, grace)
@@ -389,7 +389,7 @@ func TestConsole_RetryNotification(t *testing.T) {
 		}
 	})
 
-	app.setRefuse(false)
+	app.Refuse(false)
 	resp := post(t, b, p, retry)
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "notice=retry") {
 		t.Fatalf("retry answered %d to %q", resp.StatusCode, loc)

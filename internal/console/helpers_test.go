@@ -2,7 +2,6 @@ package console_test
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -101,47 +100,26 @@ func (e *env) adminWithSecret(t *testing.T, email string) (*servertest.Browser, 
 	return b, adm, secret
 }
 
-// app is a registered client whose back-channel logout endpoint refuses
-// notifications (400) while refuse is set, and counts those it accepted.
+// app is a registered client with a back-channel logout endpoint that
+// verifies every token (servertest.Receiver) and refuses them (400) while
+// told to.
 type app struct {
 	rp *servertest.RP
-
-	mu       sync.Mutex
-	refuse   bool
-	accepted int
+	*servertest.Receiver
 }
 
 func (e *env) newApp(t *testing.T, id string) *app {
 	t.Helper()
-	a := &app{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		if a.refuse || r.PostFormValue("logout_token") == "" {
-			http.Error(w, "refused", http.StatusBadRequest)
-			return
-		}
-		a.accepted++
-	}))
-	t.Cleanup(srv.Close)
+	a := &app{Receiver: e.NewReceiver(id)}
 	a.rp = e.NewRP(id, func(c *clients.Client) {
-		c.BackchannelLogoutURI = srv.URL + "/logout"
+		c.BackchannelLogoutURI = a.URL + "/logout"
 		c.BackchannelLogoutSessionRequired = true
 	})
 	return a
 }
 
-func (a *app) setRefuse(v bool) {
-	a.mu.Lock()
-	a.refuse = v
-	a.mu.Unlock()
-}
-
-func (a *app) acceptedCount() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.accepted
-}
+// acceptedCount is the number of notifications the app accepted.
+func (a *app) acceptedCount() int { return len(a.Tokens()) }
 
 // signInTo signs b in to a as u (password only) and returns the sid.
 func (e *env) signInTo(t *testing.T, b *servertest.Browser, a *app, u users.User) string {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/dbtest"
 
 	"github.com/idp/idp/internal/servertest"
 )
@@ -90,8 +91,7 @@ func TestProvider_CodeFlow(t *testing.T) {
 		if claimsB["sid"] != sid {
 			t.Errorf("sid at app B = %v, want %v", claimsB["sid"], sid)
 		}
-		var n int
-		h.DB.Pool.QueryRow(h.Ctx, `SELECT count(*) FROM client_sessions WHERE sid = $1`, sid).Scan(&n)
+		n := dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM client_sessions WHERE sid = $1`, sid)
 		if n != 2 {
 			t.Errorf("client sessions = %d, want 2", n)
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/servertest"
 )
 
@@ -46,8 +47,7 @@ func TestLogin_Pages(t *testing.T) {
 		if p.Status != http.StatusForbidden {
 			t.Fatalf("status %d, want 403", p.Status)
 		}
-		var n int
-		h.DB.Pool.QueryRow(h.Ctx, `SELECT count(*) FROM sso_sessions`).Scan(&n)
+		n := dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM sso_sessions`)
 		if n != 0 {
 			t.Fatal("a forged form created a session")
 		}

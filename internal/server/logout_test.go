@@ -16,6 +16,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
 	"github.com/idp/idp/internal/sessions"
@@ -238,8 +239,7 @@ func TestLogout_ExpiryNotifies(t *testing.T) {
 		t.Fatalf("logout token for sid %s, want %s", got[0].SID, in.sid)
 	}
 	in.assertDead(t)
-	var reason string
-	h.DB.Pool.QueryRow(h.Ctx, `SELECT revoked_reason FROM sso_sessions WHERE id = $1`, in.sid).Scan(&reason)
+	reason := dbtest.Value[string](t, h.DB.Pool, `SELECT revoked_reason FROM sso_sessions WHERE id = $1`, in.sid)
 	if reason != sessions.ReasonExpired {
 		t.Fatalf("reason = %q", reason)
 	}
@@ -258,7 +258,7 @@ func TestLogout_ReceiverFailsTwice(t *testing.T) {
 	// The worker records the outcome just after the receiver answers.
 	var attempts int
 	for deadline := time.Now().Add(5 * time.Second); attempts == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		h.DB.Pool.QueryRow(h.Ctx, `SELECT attempts FROM outbox WHERE kind = 'logout' AND delivered_at IS NOT NULL`).Scan(&attempts)
+		attempts = dbtest.Value[int](t, h.DB.Pool, `SELECT attempts FROM outbox WHERE kind = 'logout' AND delivered_at IS NOT NULL`)
 	}
 	if attempts != 3 {
 		t.Fatalf("delivered after %d attempts, want 3", attempts)
@@ -300,13 +300,7 @@ func TestLogout_TwoInstancesDeliverOnce(t *testing.T) {
 	if _, err := h.DB.Pool.Exec(h.Ctx, `SELECT 1`); err != nil {
 		t.Fatal(err)
 	}
-	rows, _ := h.DB.Pool.Query(h.Ctx, `SELECT id::text FROM sso_sessions`)
-	var sids []string
-	for rows.Next() {
-		var s string
-		rows.Scan(&s)
-		sids = append(sids, s)
-	}
+	sids := dbtest.Column[string](t, h.DB.Pool, `SELECT id::text FROM sso_sessions`)
 	if _, err := h.Srv.Sessions.Revoke(h.Ctx, sessions.Revocation{SIDs: sids, Reason: sessions.ReasonAdminRevoke}); err != nil {
 		t.Fatal(err)
 	}

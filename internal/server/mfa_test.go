@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
@@ -149,8 +150,7 @@ func TestMFA_SignIn(t *testing.T) {
 				t.Errorf("code %q: status %d, want 400 with a hint", code, p.Status)
 			}
 		}
-		var failures int
-		h.DB.Pool.QueryRow(h.Ctx, `SELECT mfa_failures FROM login_flows`).Scan(&failures)
+		failures := dbtest.Value[int](t, h.DB.Pool, `SELECT mfa_failures FROM login_flows`)
 		if failures != 0 {
 			t.Errorf("malformed codes counted as %d failures", failures)
 		}

@@ -924,8 +924,7 @@ func TestOps_JanitorConcurrent(t *testing.T) {
 	if total["oauth_access_tokens"] != rows || total["throttle"] != rows {
 		t.Errorf("deleted %v between them, want %d of each, each row once", total, rows)
 	}
-	var left int
-	h1.DB.Pool.QueryRow(h1.Ctx, `SELECT (SELECT count(*) FROM oauth_access_tokens) + (SELECT count(*) FROM throttle)`).Scan(&left)
+	left := dbtest.Value[int](t, h1.DB.Pool, `SELECT (SELECT count(*) FROM oauth_access_tokens) + (SELECT count(*) FROM throttle)`)
 	if left != 0 {
 		t.Errorf("%d expired rows left", left)
 	}
@@ -939,8 +938,7 @@ func TestOps_JanitorConcurrent(t *testing.T) {
 		h1.StartBackground()
 		h2.StartBackground()
 		waitFor(t, 20*time.Second, "the janitors to delete the expired refresh tokens", func() bool {
-			var n int
-			h1.DB.Pool.QueryRow(h1.Ctx, `SELECT count(*) FROM oauth_refresh_tokens`).Scan(&n)
+			n := dbtest.Value[int](t, h1.DB.Pool, `SELECT count(*) FROM oauth_refresh_tokens`)
 			return n == 0
 		})
 		h1.StopBackground()
@@ -987,8 +985,7 @@ func TestOps_KeyRotation(t *testing.T) {
 	if !jwksHas(t, later, kid) {
 		t.Error("the signing key was retired")
 	}
-	var retired bool
-	h1.DB.Pool.QueryRow(h1.Ctx, `SELECT retired_at IS NOT NULL FROM signing_keys WHERE kid = $1`, oldKid).Scan(&retired)
+	retired := dbtest.Value[bool](t, h1.DB.Pool, `SELECT retired_at IS NOT NULL FROM signing_keys WHERE kid = $1`, oldKid)
 	if !retired {
 		t.Error("the superseded key has no retired_at")
 	}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/passkey/passkeytest"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
@@ -244,8 +245,7 @@ func TestPasskey_Refusals(t *testing.T) {
 		if !strings.Contains(p.Body, "Use your passkey") {
 			t.Error("the refusal does not offer the passkey again")
 		}
-		var failures int
-		h.DB.Pool.QueryRow(h.Ctx, `SELECT max(mfa_failures) FROM login_flows`).Scan(&failures)
+		failures := dbtest.Value[int](t, h.DB.Pool, `SELECT max(mfa_failures) FROM login_flows`)
 		if failures != 1 {
 			t.Errorf("the flow counts %d wrong second factors, want 1", failures)
 		}

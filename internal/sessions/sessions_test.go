@@ -71,8 +71,7 @@ func TestManager_Cookie(t *testing.T) {
 		if len(c.Value) < 43 || c.Value == s.ID {
 			t.Errorf("cookie value %q is short or is the sid", c.Value)
 		}
-		var stored []byte
-		m.Pool.QueryRow(context.Background(), `SELECT cookie_hash FROM sso_sessions WHERE id = $1`, s.ID).Scan(&stored)
+		stored := dbtest.Value[[]byte](t, m.Pool, `SELECT cookie_hash FROM sso_sessions WHERE id = $1`, s.ID)
 		if string(stored) == c.Value || string(stored) != string(HashToken(c.Value)) {
 			t.Error("the cookie value is not stored as its hash")
 		}
@@ -130,7 +129,7 @@ func TestManager_Current(t *testing.T) {
 		m, _, user := newManager(t, false)
 		w := httptest.NewRecorder()
 		create(t, m, w, NewSession{UserID: user, AuthTime: m.Now()})
-		m.Pool.Exec(ctx, `UPDATE users SET disabled_at = now()`)
+		dbtest.Exec(t, m.Pool, `UPDATE users SET disabled_at = now()`)
 		if _, err := m.Current(ctx, request(w)); err != ErrNoSession {
 			t.Fatalf("Current for a disabled user = %v", err)
 		}
@@ -141,8 +140,7 @@ func TestManager_Revoke(t *testing.T) {
 	ctx := context.Background()
 	t.Run("someone else's session is untouched", func(t *testing.T) {
 		m, _, user := newManager(t, false)
-		var other string
-		m.Pool.QueryRow(ctx, `INSERT INTO users (email) VALUES ('b@example.com') RETURNING id`).Scan(&other)
+		other := dbtest.Value[string](t, m.Pool, `INSERT INTO users (email) VALUES ('b@example.com') RETURNING id`)
 		s := create(t, m, httptest.NewRecorder(), NewSession{UserID: other, AuthTime: m.Now()})
 		res, err := m.Revoke(ctx, Revocation{SIDs: []string{s.ID}, UserID: user, Reason: ReasonUserSignOut})
 		if err != nil || res.Sessions != 0 {
@@ -158,8 +156,7 @@ func TestManager_Revoke(t *testing.T) {
 				t.Fatalf("call %d: %+v, %v", i, res, err)
 			}
 		}
-		var n int
-		m.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE action = 'sessions.revoke' AND actor = 'admin:x'`).Scan(&n)
+		n := dbtest.Value[int](t, m.Pool, `SELECT count(*) FROM audit_log WHERE action = 'sessions.revoke' AND actor = 'admin:x'`)
 		if n != 2 {
 			t.Fatalf("%d audit records, want 2", n)
 		}

@@ -3,25 +3,21 @@ package backchannel
 import (
 	"bytes"
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/idp/idp/internal/clocktest"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/sso/backchannel/logouttest"
 	"github.com/idp/idp/internal/sso/keys"
 )
 
@@ -54,8 +50,8 @@ type env struct {
 	keys  *keys.Set
 	logs  *syncBuffer
 
-	mu     sync.Mutex
-	tokens []string // every token any receiver saw, to check the logs
+	mu        sync.Mutex
+	receivers []*logouttest.Receiver // every token they saw is checked against the logs
 }
 
 // newEnv uses a settable clock; newRealEnv the wall clock, for Run.
@@ -89,7 +85,11 @@ func (e *env) checkLogs() {
 	logs := e.logs.String()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, tok := range e.tokens {
+	var tokens []string
+	for _, rc := range e.receivers {
+		tokens = append(tokens, rc.Raw()...)
+	}
+	for _, tok := range tokens {
 		if tok == "" {
 			continue
 		}
@@ -215,120 +215,31 @@ func (e *env) deliverDue(w *testWorker) int {
 	return n
 }
 
-// received is a logout token a receiver accepted as valid.
-type received struct {
-	Raw    string
-	Alg    string
-	Kid    string
-	Claims map[string]any
-}
-
-// receiver is a relying party's back-channel logout endpoint. It verifies
-// every token as a careful relying party would, then answers with respond.
-type receiver struct {
-	*httptest.Server
-	e *env
-
-	mu   sync.Mutex
-	got  []received
-	hits int
-	// respond answers request number n (from 1) once the token verified.
-	respond func(n int, w http.ResponseWriter, token string)
-}
-
 func ok(int, http.ResponseWriter, string) {}
 
-func (e *env) receiver(respond func(n int, w http.ResponseWriter, token string)) *receiver {
-	rc := &receiver{e: e, respond: respond}
-	rc.Server = httptest.NewServer(http.HandlerFunc(rc.serve))
-	e.t.Cleanup(rc.Close)
+// app is what e's apps expect of a logout token: e's issuer, keys and
+// clock.
+func (e *env) app() logouttest.Config {
+	return logouttest.Config{Issuer: issuer, Now: e.now,
+		Keys: func(string) (jose.JSONWebKeySet, error) { return e.keys.JWKS(), nil }}
+}
+
+// receiver is an app's back-channel logout endpoint (package logouttest)
+// that verifies every token against e's key set and clock, then answers
+// with respond. An invalid token fails the test; every token posted is
+// checked against the logs.
+func (e *env) receiver(respond func(n int, w http.ResponseWriter, token string)) *logouttest.Receiver {
+	rc := logouttest.New(e.t, e.app())
+	rc.Respond(func(n int, w http.ResponseWriter, c logouttest.Claims) { respond(n, w, c.Raw) })
+	e.mu.Lock()
+	e.receivers = append(e.receivers, rc)
+	e.mu.Unlock()
+	e.t.Cleanup(func() {
+		if errs := rc.Errors(); len(errs) > 0 {
+			e.t.Errorf("receiver: invalid logout tokens: %v", errs)
+		}
+	})
 	return rc
-}
-
-func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
-	rc.mu.Lock()
-	rc.hits++
-	n := rc.hits
-	rc.mu.Unlock()
-	if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/x-www-form-urlencoded" {
-		rc.e.t.Errorf("receiver: %s with Content-Type %q, want a form POST", r.Method, r.Header.Get("Content-Type"))
-	}
-	if err := r.ParseForm(); err != nil {
-		rc.e.t.Errorf("receiver: %v", err)
-	}
-	raw := r.PostForm.Get("logout_token")
-	rc.e.mu.Lock()
-	rc.e.tokens = append(rc.e.tokens, raw)
-	rc.e.mu.Unlock()
-	tok, err := verify(rc.e.keys.JWKS(), raw, rc.e.now())
-	if err != nil {
-		rc.e.t.Errorf("receiver: invalid logout token: %v", err)
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	rc.mu.Lock()
-	rc.got = append(rc.got, tok)
-	rc.mu.Unlock()
-	rc.respond(n, w, raw)
-}
-
-func (rc *receiver) tokens() []received {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	return append([]received(nil), rc.got...)
-}
-
-// verify checks a logout token the way spec §2.6 tells a relying party to,
-// against the provider's published JWKS, plus the provider's own promises
-// (typ, a two-minute lifetime).
-func verify(jwks jose.JSONWebKeySet, raw string, now time.Time) (received, error) {
-	tok, err := jwt.ParseSigned(raw, []jose.SignatureAlgorithm{jose.RS256, jose.ES256})
-	if err != nil {
-		return received{}, err
-	}
-	if len(tok.Headers) != 1 {
-		return received{}, fmt.Errorf("%d signatures", len(tok.Headers))
-	}
-	h := tok.Headers[0]
-	if typ := h.ExtraHeaders[jose.HeaderType]; typ != TokenType {
-		return received{}, fmt.Errorf("typ header %v, want %s", typ, TokenType)
-	}
-	matches := jwks.Key(h.KeyID)
-	if h.KeyID == "" || len(matches) != 1 {
-		return received{}, fmt.Errorf("kid %q: %d keys in the JWKS", h.KeyID, len(matches))
-	}
-	if matches[0].Algorithm != h.Algorithm {
-		return received{}, fmt.Errorf("alg %s signed with a %s key", h.Algorithm, matches[0].Algorithm)
-	}
-	var std jwt.Claims
-	var all map[string]any
-	if err := tok.Claims(matches[0].Key, &std, &all); err != nil {
-		return received{}, err
-	}
-	if err := std.ValidateWithLeeway(jwt.Expected{Issuer: issuer, Time: now}, 0); err != nil {
-		return received{}, err
-	}
-	switch {
-	case len(std.Audience) != 1:
-		return received{}, fmt.Errorf("aud %v, want one client", std.Audience)
-	case std.IssuedAt == nil || std.Expiry == nil:
-		return received{}, errors.New("no iat or exp")
-	case std.Expiry.Time().Sub(std.IssuedAt.Time()) != 120*time.Second:
-		return received{}, fmt.Errorf("exp-iat = %s, want 2m", std.Expiry.Time().Sub(std.IssuedAt.Time()))
-	case now.Sub(std.IssuedAt.Time()).Abs() > 2*time.Second:
-		return received{}, fmt.Errorf("iat %s, now %s", std.IssuedAt.Time(), now)
-	case std.ID == "":
-		return received{}, errors.New("no jti")
-	case all["sub"] == nil && all["sid"] == nil:
-		return received{}, errors.New("neither sub nor sid")
-	}
-	if _, ok := all["nonce"]; ok {
-		return received{}, errors.New("a logout token must not carry a nonce")
-	}
-	if want := map[string]any{EventLogout: map[string]any{}}; !reflect.DeepEqual(all["events"], want) {
-		return received{}, fmt.Errorf("events %v, want %v", all["events"], want)
-	}
-	return received{Raw: raw, Alg: h.Algorithm, Kid: h.KeyID, Claims: all}, nil
 }
 
 // waitFor polls cond until it holds or the timeout passes.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/idp/idp/internal/sso/backchannel/logouttest"
 	"github.com/idp/idp/internal/sso/keys"
 )
 
@@ -37,7 +38,7 @@ func TestSignLogoutToken(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := verify(e.keys.JWKS(), token, e.now())
+			got, err := logouttest.Verify(e.app(), token)
 			if err != nil {
 				t.Fatalf("token does not verify: %v", err)
 			}
@@ -45,7 +46,7 @@ func TestSignLogoutToken(t *testing.T) {
 			if got.Alg != tt.alg || got.Kid != wantKid {
 				t.Errorf("header alg %s kid %s, want %s %s", got.Alg, got.Kid, tt.alg, wantKid)
 			}
-			c := got.Claims
+			c := got.All
 			if c["aud"] != "app" || c["jti"] != jti {
 				t.Errorf("aud %v jti %v, want app and the returned %s", c["aud"], c["jti"], jti)
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/keys"
@@ -30,11 +31,11 @@ func TestWorker_DeliverDue(t *testing.T) {
 		if n := e.deliverDue(e.worker()); n != 1 {
 			t.Fatalf("DeliverDue = %d, want 1", n)
 		}
-		got := rc.tokens()
+		got := rc.Tokens()
 		if len(got) != 1 {
 			t.Fatalf("receiver got %d tokens, want 1", len(got))
 		}
-		c := got[0].Claims
+		c := got[0].All
 		if got[0].Alg != keys.RS256 || c["aud"] != "app" || c["sub"] != sub || c["sid"] != sid {
 			t.Errorf("alg %s aud %v sub %v sid %v; want RS256 app %s %s", got[0].Alg, c["aud"], c["sub"], c["sid"], sub, sid)
 		}
@@ -69,7 +70,7 @@ func TestWorker_DeliverDue(t *testing.T) {
 		e.client("es-app", keys.ES256)
 		id, _, _ := e.queue("es-app", rc.URL, true)
 		e.deliverDue(e.worker())
-		got := rc.tokens()
+		got := rc.Tokens()
 		wantKid, _, _ := e.keys.Signer(keys.ES256)
 		if len(got) != 1 || got[0].Alg != keys.ES256 || got[0].Kid != wantKid {
 			t.Fatalf("got %+v, want one ES256 token with kid %s", got, wantKid)
@@ -85,7 +86,7 @@ func TestWorker_DeliverDue(t *testing.T) {
 		rc := e.receiver(ok)
 		id, _, _ := e.queue("gone", rc.URL, true)
 		e.deliverDue(e.worker())
-		if got := rc.tokens(); len(got) != 1 || got[0].Alg != keys.RS256 {
+		if got := rc.Tokens(); len(got) != 1 || got[0].Alg != keys.RS256 {
 			t.Fatalf("got %+v, want one RS256 token", got)
 		}
 		if r := e.row(id); r.DeliveredAt == nil {
@@ -100,12 +101,12 @@ func TestWorker_DeliverDue(t *testing.T) {
 		e.client("app", keys.RS256)
 		_, _, sub := e.queue("app", rc.URL, false)
 		e.deliverDue(e.worker())
-		got := rc.tokens()
+		got := rc.Tokens()
 		if len(got) != 1 {
 			t.Fatalf("receiver got %d tokens, want 1", len(got))
 		}
-		if _, has := got[0].Claims["sid"]; has || got[0].Claims["sub"] != sub {
-			t.Errorf("claims %v, want sub %s and no sid", got[0].Claims, sub)
+		if _, has := got[0].All["sid"]; has || got[0].All["sub"] != sub {
+			t.Errorf("claims %v, want sub %s and no sid", got[0].All, sub)
 		}
 	})
 
@@ -144,8 +145,8 @@ func TestWorker_DeliverDue(t *testing.T) {
 			t.Errorf("row = %+v, want delivered after 3 attempts", r)
 		}
 		jtis := map[any]bool{}
-		for _, tok := range rc.tokens() {
-			jtis[tok.Claims["jti"]] = true
+		for _, tok := range rc.Tokens() {
+			jtis[tok.All["jti"]] = true
 		}
 		if len(jtis) != 3 {
 			t.Errorf("%d distinct jtis over 3 attempts, want 3", len(jtis))
@@ -190,8 +191,8 @@ func TestWorker_DeliverDue(t *testing.T) {
 		if n := e.deliverDue(w); n != 0 {
 			t.Errorf("DeliverDue after failure = %d, want 0", n)
 		}
-		if len(rc.tokens()) != 1 {
-			t.Errorf("receiver got %d tokens, want 1", len(rc.tokens()))
+		if len(rc.Tokens()) != 1 {
+			t.Errorf("receiver got %d tokens, want 1", len(rc.Tokens()))
 		}
 	})
 
@@ -209,10 +210,8 @@ func TestWorker_DeliverDue(t *testing.T) {
 		if r := e.row(id); r.FailedAt == nil || r.LastError != "HTTP 307" {
 			t.Errorf("row = %+v, want failed with HTTP 307", r)
 		}
-		elsewhere.mu.Lock()
-		defer elsewhere.mu.Unlock()
-		if elsewhere.hits != 0 {
-			t.Errorf("redirect target got %d requests, want 0", elsewhere.hits)
+		if len(elsewhere.Raw()) != 0 {
+			t.Errorf("redirect target got %d requests, want 0", len(elsewhere.Raw()))
 		}
 	})
 
@@ -316,16 +315,15 @@ func TestWorker_Run(t *testing.T) {
 			})
 		}
 		waitFor(t, 30*time.Second, "200 deliveries", func() bool {
-			var n int
-			e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL`).Scan(&n)
+			n := dbtest.Value[int](t, e.db.Pool, `SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL`)
 			return n == 200
 		})
 		cancel()
 		wg.Wait()
 
 		perSID := map[string]int{}
-		for _, tok := range rc.tokens() {
-			sid, _ := tok.Claims["sid"].(string)
+		for _, tok := range rc.Tokens() {
+			sid, _ := tok.All["sid"].(string)
 			perSID[sid]++
 		}
 		if len(perSID) != 200 {
@@ -343,8 +341,7 @@ func TestWorker_Run(t *testing.T) {
 				t.Errorf("worker %d delivered nothing: the test did not exercise two workers", i)
 			}
 		}
-		var extra int
-		e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE attempts <> 1`).Scan(&extra)
+		extra := dbtest.Value[int](t, e.db.Pool, `SELECT count(*) FROM outbox WHERE attempts <> 1`)
 		if extra != 0 {
 			t.Errorf("%d rows attempted other than once", extra)
 		}
@@ -368,9 +365,8 @@ func TestWorker_Run(t *testing.T) {
 		}()
 
 		waitFor(t, 5*time.Second, "the worker to LISTEN", func() bool {
-			var n int
-			e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
-				WHERE datname = current_database() AND query LIKE 'LISTEN %'`).Scan(&n)
+			n := dbtest.Value[int](t, e.db.Pool, `SELECT count(*) FROM pg_stat_activity
+				WHERE datname = current_database() AND query LIKE 'LISTEN %'`)
 			return n == 1
 		})
 		time.Sleep(200 * time.Millisecond) // past the catch-up look that follows LISTEN
@@ -390,7 +386,7 @@ func TestWorker_Run(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(300 * time.Millisecond)
-		if n := len(rc.tokens()); n != 0 {
+		if n := len(rc.Tokens()); n != 0 {
 			t.Fatalf("%d deliveries before the commit", n)
 		}
 		start := time.Now()
@@ -569,7 +565,7 @@ func TestWorker_PrivateAddresses(t *testing.T) {
 			t.Errorf("%s: row = %+v, want failed, naming IDP_ALLOW_PRIVATE_BACKCHANNEL", uri, r)
 		}
 	}
-	if n := len(rc.tokens()); n != 0 {
+	if n := len(rc.Tokens()); n != 0 {
 		t.Errorf("the app on loopback received %d notifications, want none", n)
 	}
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/mail/mailtest"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/server"
@@ -98,10 +99,10 @@ func TestReset_PasswordOnly(t *testing.T) {
 		t.Fatalf("link %q does not start with the issuer", link)
 	}
 	token, _ := url.Parse(link)
-	if n := countRows(t, h, `SELECT count(*) FROM password_resets WHERE token_hash = sha256(convert_to($1, 'UTF8'))`, token.Query().Get("token")); n != 1 {
+	if n := dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM password_resets WHERE token_hash = sha256(convert_to($1, 'UTF8'))`, token.Query().Get("token")); n != 1 {
 		t.Fatalf("%d rows hold the token's hash, want 1", n)
 	}
-	if n := countRows(t, h, `SELECT count(*) FROM password_resets WHERE position(convert_to($1, 'UTF8') in token_hash) > 0`, token.Query().Get("token")); n != 0 {
+	if n := dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM password_resets WHERE position(convert_to($1, 'UTF8') in token_hash) > 0`, token.Query().Get("token")); n != 0 {
 		t.Fatal("the token is stored in the clear")
 	}
 
@@ -152,15 +153,6 @@ func followLinkPost(t *testing.T, h *servertest.Harness, link string) servertest
 	p := br.Get(h.Issuer + "/login/forgot") // any page that begins a flow
 	u, _ := url.Parse(link)
 	return br.Post(h.Issuer+"/login/reset", url.Values{"csrf_token": {p.CSRF(t)}, "token": {u.Query().Get("token")}})
-}
-
-func countRows(t *testing.T, h *servertest.Harness, q string, args ...any) int {
-	t.Helper()
-	var n int
-	if err := h.DB.Pool.QueryRow(h.Ctx, q, args...).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // TestReset_TOTP: a mailed link alone does not take over a two-factor
@@ -260,7 +252,7 @@ func TestReset_UnknownAddress(t *testing.T) {
 	if n := len(smtp.To("nobody@example.com")) + len(smtp.To("gone@example.com")); n != 0 {
 		t.Fatalf("%d mails to addresses without an (enabled) account", n)
 	}
-	if n := countRows(t, h, `SELECT count(*) FROM password_resets`); n != 1 {
+	if n := dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM password_resets`); n != 1 {
 		t.Fatalf("%d reset rows, want the known account's only", n)
 	}
 
@@ -326,9 +318,7 @@ func TestReset_BadLinks(t *testing.T) {
 	}{
 		{"expired", func() string {
 			l := mailed(1)
-			if _, err := h.DB.Pool.Exec(h.Ctx, `UPDATE password_resets SET expires_at = now() - interval '1 second'`); err != nil {
-				t.Fatal(err)
-			}
+			dbtest.Exec(t, h.DB.Pool, `UPDATE password_resets SET expires_at = now() - interval '1 second'`)
 			return l
 		}, http.StatusGone, "has expired"},
 		{"tampered", func() string {
@@ -346,18 +336,15 @@ func TestReset_BadLinks(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			link := c.link()
-			var hashBefore string
-			h.DB.Pool.QueryRow(h.Ctx, `SELECT hash FROM password_credentials WHERE user_id = $1`, carol.ID).Scan(&hashBefore)
+			hashBefore := dbtest.Value[string](t, h.DB.Pool, `SELECT hash FROM password_credentials WHERE user_id = $1`, carol.ID)
 			p := servertest.NewBrowser(t).Get(link)
 			servertest.WantPage(t, p, "/login/reset", c.status, c.want)
 			p = followLinkPost(t, h, link)
 			servertest.WantPage(t, p, "/login/reset", c.status, c.want)
-			var hashAfter string
-			h.DB.Pool.QueryRow(h.Ctx, `SELECT hash FROM password_credentials WHERE user_id = $1`, carol.ID).Scan(&hashAfter)
-			if hashAfter != hashBefore {
+			if dbtest.Value[string](t, h.DB.Pool, `SELECT hash FROM password_credentials WHERE user_id = $1`, carol.ID) != hashBefore {
 				t.Error("a refused link changed the password")
 			}
-			if n := countRows(t, h, `SELECT count(*) FROM password_resets WHERE used_at IS NOT NULL`); n != 0 {
+			if n := dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM password_resets WHERE used_at IS NOT NULL`); n != 0 {
 				t.Errorf("a refused link was marked used (%d)", n)
 			}
 		})
@@ -379,7 +366,7 @@ func TestReset_BadLinks(t *testing.T) {
 		if p.Status == http.StatusOK || p.Status == http.StatusSeeOther {
 			t.Fatalf("accepted without a CSRF token: %d", p.Status)
 		}
-		if n := countRows(t, h, `SELECT count(*) FROM password_resets WHERE used_at IS NOT NULL`); n != 0 {
+		if n := dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM password_resets WHERE used_at IS NOT NULL`); n != 0 {
 			t.Error("the link was used")
 		}
 	})

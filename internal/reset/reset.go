@@ -1,8 +1,9 @@
 // Package reset owns self-service password reset links: asking for one
-// (the same answer, and about the same work, whether or not the address
-// has an account; throttled per address asked about and per client
-// address), the link's row (token hashed, 30 minutes, single use, bound
-// to the password it was mailed for), and redeeming it.
+// (the same answer after the same work whether or not the address has an
+// account: the request only queues the address, and a worker looks the
+// account up; throttled per address asked about and per client address),
+// the link's row (token hashed, 30 minutes, single use, bound to the
+// password it was mailed for), and redeeming it.
 //
 // Redeeming a link proves only that the person reads the account's mail.
 // What comes after — the second factor when the account has one, the new
@@ -12,6 +13,7 @@ package reset
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/mail"
+	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/throttle"
 	"github.com/idp/idp/internal/users"
 )
@@ -90,10 +93,22 @@ func accountKey(email string) string {
 
 func clientKey(addr string) string { return "reset-" + users.AddressKey(addr) }
 
-// Request mails a reset link to email if an account has that address and
-// is enabled; otherwise it does as much of the same work and sends
-// nothing, so neither the answer nor its time says which. clientAddr is
-// the client's address for the throttle.
+// OutboxKind is the outbox row kind of a request for a link: the request
+// queues it, a worker then makes the link and queues its mail (Process).
+const OutboxKind = "password_reset"
+
+// request is the payload of an OutboxKind row: the address asked about,
+// nothing more (no link exists yet).
+type request struct {
+	Email string `json:"email"`
+}
+
+// Request asks for a reset link for email. Whether or not an account has
+// the address, it does the same work: the throttle, and one outbox row
+// naming the address. The account is looked up, and the link made and
+// mailed, later by a worker (Process), so neither the answer nor its
+// time says whether the address has an account. clientAddr is the
+// client's address for the throttle.
 //
 // Errors: users.ErrInvalidEmail (not an address: said as such, which
 // tells nothing about accounts), *ThrottledError.
@@ -102,8 +117,6 @@ func (s *Service) Request(ctx context.Context, email, clientAddr string) error {
 	if err != nil {
 		return err
 	}
-	now := s.Now()
-	token, hash := mail.NewLinkToken()
 	var throttled time.Duration
 	err = db.Tx(ctx, s.Pool, func(ctx context.Context) error {
 		u, _ := db.From(ctx)
@@ -111,34 +124,13 @@ func (s *Service) Request(ctx context.Context, email, clientAddr string) error {
 		// key: a blocked address does not use up an office's allowance.
 		rc := s.Clients.QueueReserve(ctx, []string{clientKey(clientAddr)}, nil)
 		ra := s.Accounts.QueueReserve(ctx, []string{accountKey(email)}, nil)
-		var userID, address, name, pwHash *string
-		// The account (and its password hash, for the fingerprint) is
-		// read in the round trip of the reservation either way.
-		u.Queue(`
-			SELECT u.id::text, u.email, u.name, coalesce(p.hash, '') FROM (SELECT 1) AS one
-			LEFT JOIN users u ON lower(u.email) = lower($1) AND u.disabled_at IS NULL
-			LEFT JOIN password_credentials p ON p.user_id = u.id`, email).
-			Row(func(row pgx.Row) error { return row.Scan(&userID, &address, &name, &pwHash) })
 		if err := u.Send(ctx); err != nil {
 			return err
 		}
 		if throttled = max(rc.Wait(), ra.Wait()); throttled > 0 {
 			return errThrottled
 		}
-		if userID == nil {
-			// No account: the same kind of write an account gets, to a
-			// row that is never sent, so the time taken is alike.
-			_, err := u.Exec(ctx, `SELECT count(*) FROM password_resets WHERE token_hash = $1`, hash)
-			return err
-		}
-		if _, err := u.Exec(ctx, `
-			INSERT INTO password_resets (token_hash, user_id, password_fingerprint, created_at, expires_at)
-			VALUES ($1, $2, $3, $4, $5)`, hash, *userID, mail.PasswordFingerprint(*pwHash), now, now.Add(LinkLifetime)); err != nil {
-			return err
-		}
-		// To the address on the account, as it was registered.
-		return s.Mailer.Queue(ctx, *userID, mail.Action{Kind: mail.KindPasswordReset, To: *address, Name: *name,
-			Path: LinkPath, Token: token, Expires: LinkLifetime})
+		return outbox.Queue(ctx, s.Pool, s.Now(), outbox.Message{Kind: OutboxKind, Payload: request{Email: email}})
 	})
 	if errors.Is(err, errThrottled) {
 		return &ThrottledError{RetryAfter: throttled}
@@ -147,6 +139,67 @@ func (s *Service) Request(ctx context.Context, email, clientAddr string) error {
 		return fmt.Errorf("reset: request: %w", err)
 	}
 	return nil
+}
+
+// Process answers a request queued at requestedAt: if an enabled account
+// has the address, in one transaction it stores a new link (expiring 30
+// minutes after the request, not after this moment) and queues its mail
+// (mail.Mailer.Queue: the token sealed in the outbox); otherwise it does
+// nothing. A request processed twice (the outbox delivers at least once)
+// mails two links; each works.
+func (s *Service) Process(ctx context.Context, email string, requestedAt time.Time) error {
+	expires := requestedAt.Add(LinkLifetime)
+	now := s.Now()
+	if !now.Before(expires) {
+		return nil // too late: the person has been told the link works for 30 minutes
+	}
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		q := db.Conn(ctx, s.Pool)
+		var userID, address, name, pwHash string
+		err := q.QueryRow(ctx, `
+			SELECT u.id::text, u.email, u.name, coalesce(p.hash, '') FROM users u
+			LEFT JOIN password_credentials p ON p.user_id = u.id
+			WHERE lower(u.email) = lower($1) AND u.disabled_at IS NULL`, email).Scan(&userID, &address, &name, &pwHash)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		token, hash := mail.NewLinkToken()
+		if _, err := q.Exec(ctx, `
+			INSERT INTO password_resets (token_hash, user_id, password_fingerprint, created_at, expires_at)
+			VALUES ($1, $2, $3, $4, $5)`, hash, userID, mail.PasswordFingerprint(pwHash), now, expires); err != nil {
+			return err
+		}
+		// To the address on the account, as it was registered.
+		return s.Mailer.Queue(ctx, userID, mail.Action{Kind: mail.KindPasswordReset, To: address, Name: name,
+			Path: LinkPath, Token: token, Expires: expires.Sub(now)})
+	})
+	if err != nil {
+		return fmt.Errorf("reset: process: %w", err)
+	}
+	return nil
+}
+
+// Kind is the outbox kind that processes requests (OutboxKind): pure
+// database work, retried by the outbox if the database fails.
+func (s *Service) Kind() outbox.Kind {
+	return outbox.Kind{
+		Timeout: 10 * time.Second, Log: "password reset request",
+		Send: func(ctx context.Context, j outbox.Job) outbox.Result {
+			var r request
+			if err := json.Unmarshal(j.Payload, &r); err != nil {
+				return outbox.Result{Outcome: outbox.Failed, Error: "unreadable request"}
+			}
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := s.Process(ctx, r.Email, j.CreatedAt); err != nil {
+				return outbox.Result{Outcome: outbox.Retrying, Error: err.Error()}
+			}
+			return outbox.Result{Outcome: outbox.Delivered}
+		},
+	}
 }
 
 var errThrottled = errors.New("reset: throttled")

@@ -39,9 +39,23 @@ func setup(t *testing.T) *fixture {
 	return f
 }
 
-// token reads the newest queued mail's token back, as its delivery does.
+// token processes the newest request, as a worker does, and reads the
+// token of the mail it queued back, as the mail's delivery does.
 func (f *fixture) token(t *testing.T) string {
 	t.Helper()
+	var req []byte
+	var at time.Time
+	if err := f.db.Pool.QueryRow(context.Background(),
+		`SELECT payload, created_at FROM outbox WHERE kind = $1 ORDER BY id DESC LIMIT 1`, reset.OutboxKind).Scan(&req, &at); err != nil {
+		t.Fatal(err)
+	}
+	var r struct{ Email string }
+	if err := json.Unmarshal(req, &r); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Process(context.Background(), r.Email, at); err != nil {
+		t.Fatal(err)
+	}
 	var payload []byte
 	if err := f.db.Pool.QueryRow(context.Background(),
 		`SELECT payload FROM outbox WHERE kind = $1 ORDER BY id DESC LIMIT 1`, mail.OutboxKind).Scan(&payload); err != nil {
@@ -118,9 +132,68 @@ func TestService_Redeem(t *testing.T) {
 		}
 	})
 
+	t.Run("unknown address: queued alike, nothing made", func(t *testing.T) {
+		before := dbtest.Value[int](t, f.db.Pool, `SELECT count(*) FROM outbox WHERE kind = $1`, mail.OutboxKind)
+		if err := f.svc.Request(ctx, "nobody@example.com", "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.svc.Process(ctx, "nobody@example.com", f.now); err != nil {
+			t.Fatal(err)
+		}
+		if n := dbtest.Value[int](t, f.db.Pool, `SELECT count(*) FROM outbox WHERE kind = $1`, mail.OutboxKind); n != before {
+			t.Fatalf("%d mails queued for an unknown address", n-before)
+		}
+	})
+
+	t.Run("processed late", func(t *testing.T) {
+		before := dbtest.Value[int](t, f.db.Pool, `SELECT count(*) FROM password_resets`)
+		if err := f.svc.Process(ctx, "ann@example.com", f.now.Add(-reset.LinkLifetime)); err != nil {
+			t.Fatal(err)
+		}
+		if dbtest.Value[int](t, f.db.Pool, `SELECT count(*) FROM password_resets`) != before {
+			t.Fatal("a request processed after its 30 minutes made a link")
+		}
+	})
+
 	t.Run("not an address", func(t *testing.T) {
 		if err := f.svc.Request(ctx, "ann at example", "192.0.2.1"); !errors.Is(err, users.ErrInvalidEmail) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// BenchmarkService_Request measures asking for a link for an address with
+// an account and for one without: the two should cost about the same
+// (the answer must not say which it was).
+func BenchmarkService_Request(b *testing.B) {
+	ctx := context.Background()
+	d := dbtest.New(b)
+	box, err := secrets.New("reset-bench-secret-0123456789-abcdefghij", mail.SecretPurpose)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := &mail.Mailer{Pool: d.Pool, Issuer: "https://login.example.com", Box: box, Now: time.Now}
+	svc := reset.New(d.Pool, m, time.Now)
+	// No delay ever (a zero cap): every iteration does the whole work.
+	svc.Accounts.Base, svc.Accounts.Max, svc.Clients.Base, svc.Clients.Max = 0, 0, 0, 0
+	store := users.NewStore(d.Pool)
+	if _, err := store.Create(ctx, users.NewUser{Email: "known@example.com", Password: "a long enough password"}); err != nil {
+		b.Fatal(err)
+	}
+	// A fresh database is slow at first: warmed up, the order of the
+	// cases does not matter.
+	for range 300 {
+		if err := svc.Request(ctx, "warm-up@example.com", "192.0.2.1"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ name, email string }{{"known", "known@example.com"}, {"unknown", "unknown@example.com"}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := svc.Request(ctx, c.email, "192.0.2.1"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

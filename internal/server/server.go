@@ -253,8 +253,9 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		worker.Kinds[mail.OutboxKind] = mailer.Kind()
 		loginHandler.Reset = reset.New(pool, mailer, cfg.Now)
+		worker.Kinds[mail.OutboxKind] = mailer.Kind()
+		worker.Kinds[reset.OutboxKind] = loginHandler.Reset.Kind()
 		cfg.Logger.Info("mail on: password reset by mail", "smtp", cfg.Mail.String())
 	}
 

@@ -7,7 +7,7 @@ import (
 )
 
 // WantPage fails t unless p is at path with status and its body says want.
-func WantPage(t *testing.T, p Page, path string, status int, want string) {
+func WantPage(t testing.TB, p Page, path string, status int, want string) {
 	t.Helper()
 	if p.URL.Path != path || p.Status != status {
 		t.Fatalf("got %s (%d), want %s (%d):\n%s", p.URL.Path, p.Status, path, status, p.Body)
@@ -29,7 +29,7 @@ var (
 // (or, named new_password or confirm_password, for a new one);
 // and every form that changes something posts with a CSRF token (a GET
 // form, such as a search, changes nothing).
-func CheckMarkup(t *testing.T, body string) {
+func CheckMarkup(t testing.TB, body string) {
 	t.Helper()
 	for _, in := range inputRe.FindAllString(body, -1) {
 		attrs := map[string]string{}

@@ -33,7 +33,7 @@ type LogoutRow struct {
 }
 
 // LogoutRows lists the logout notifications queued so far, oldest first.
-func (h *Harness) LogoutRows(t *testing.T) []LogoutRow {
+func (h *Harness) LogoutRows(t testing.TB) []LogoutRow {
 	t.Helper()
 	rows, err := h.DB.Pool.Query(h.Ctx, `
 		SELECT id, sid::text, client_id, attempts, delivered_at IS NOT NULL
@@ -52,7 +52,7 @@ func (h *Harness) LogoutRows(t *testing.T) []LogoutRow {
 // delivered, and returns them. A row delivered on its first attempt was
 // POSTed once: with every row so, no app can have been told twice, which
 // a test can then assert without waiting for a duplicate that never comes.
-func (h *Harness) WaitDelivered(t *testing.T) []LogoutRow {
+func (h *Harness) WaitDelivered(t testing.TB) []LogoutRow {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -32,7 +32,7 @@ import (
 
 // harness is one provider instance over real HTTP on a fresh database.
 type Harness struct {
-	T      *testing.T
+	T      testing.TB
 	Srv    *server.Server
 	DB     *dbtest.DB
 	Issuer string // the configured issuer
@@ -40,12 +40,13 @@ type Harness struct {
 	Ctx    context.Context
 
 	stopBackground func()
+	storedSQL      string // Stored's query, built on first use
 }
 
 const testSecret = "test-server-secret-0123456789-abcdefghijklmnop"
 
 // New starts an instance on a fresh database.
-func New(t *testing.T, mutate ...func(*server.Config)) *Harness {
+func New(t testing.TB, mutate ...func(*server.Config)) *Harness {
 	t.Helper()
 	d := dbtest.New(t)
 	return NewInstance(t, d, mutate...)
@@ -54,7 +55,7 @@ func New(t *testing.T, mutate ...func(*server.Config)) *Harness {
 // NewInstance starts a provider on an existing database, with its own
 // connection pool, as a separate process would: several instances may share
 // one database.
-func NewInstance(t *testing.T, d *dbtest.DB, mutate ...func(*server.Config)) *Harness {
+func NewInstance(t testing.TB, d *dbtest.DB, mutate ...func(*server.Config)) *Harness {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -168,11 +169,11 @@ func (h *Harness) NewRP(id string, mutate ...func(*clients.Client)) *RP {
 
 // browser is a cookie-keeping user agent that follows redirects.
 type Browser struct {
-	T      *testing.T
+	T      testing.TB
 	Client *http.Client
 }
 
-func NewBrowser(t *testing.T) *Browser {
+func NewBrowser(t testing.TB) *Browser {
 	jar, _ := cookiejar.New(nil)
 	return &Browser{T: t, Client: &http.Client{Jar: jar}}
 }
@@ -203,7 +204,7 @@ func (b *Browser) Post(u string, form url.Values) Page {
 	return ReadPage(b.T, resp)
 }
 
-func ReadPage(t *testing.T, resp *http.Response) Page {
+func ReadPage(t testing.TB, resp *http.Response) Page {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return Page{Status: resp.StatusCode, URL: resp.Request.URL, Body: string(body), Header: resp.Header}
@@ -211,7 +212,7 @@ func ReadPage(t *testing.T, resp *http.Response) Page {
 
 var csrfRe = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
 
-func (p Page) CSRF(t *testing.T) string {
+func (p Page) CSRF(t testing.TB) string {
 	t.Helper()
 	m := csrfRe.FindStringSubmatch(p.Body)
 	if m == nil {
@@ -255,7 +256,7 @@ func (b *Browser) SignIn(start, email, password string) Page {
 }
 
 // code extracts the authorization code from a callback Page, checking state.
-func (r *RP) Code(t *testing.T, p Page, a AuthRequest) string {
+func (r *RP) Code(t testing.TB, p Page, a AuthRequest) string {
 	t.Helper()
 	if p.URL.Path != "/callback" {
 		t.Fatalf("expected the app's callback, got %s (%d):\n%s", p.URL, p.Status, p.Body)
@@ -271,7 +272,7 @@ func (r *RP) Code(t *testing.T, p Page, a AuthRequest) string {
 }
 
 // exchange trades a code for tokens and verifies the ID token.
-func (r *RP) Exchange(t *testing.T, code string, a AuthRequest) (*oauth2.Token, *oidc.IDToken, map[string]any) {
+func (r *RP) Exchange(t testing.TB, code string, a AuthRequest) (*oauth2.Token, *oidc.IDToken, map[string]any) {
 	t.Helper()
 	tok, err := r.Conf.Exchange(r.H.Ctx, code, oauth2.VerifierOption(a.Verifier))
 	if err != nil {
@@ -291,7 +292,7 @@ func (r *RP) Exchange(t *testing.T, code string, a AuthRequest) (*oauth2.Token, 
 }
 
 // introspect asks the provider about a token, as this RP.
-func (r *RP) Introspect(t *testing.T, token string) map[string]any {
+func (r *RP) Introspect(t testing.TB, token string) map[string]any {
 	t.Helper()
 	req, _ := http.NewRequest("POST", r.H.Issuer+"/oauth2/introspect", strings.NewReader(url.Values{"token": {token}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

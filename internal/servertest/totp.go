@@ -16,7 +16,7 @@ import (
 // once, and one step of skew, so a phone gives at most two codes in one
 // step of the clock.
 type Phone struct {
-	T      *testing.T
+	T      testing.TB
 	Secret string
 	now    func() time.Time
 

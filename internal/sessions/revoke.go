@@ -203,6 +203,12 @@ func (m *Manager) revoke(ctx context.Context, rev Revocation, where string, args
 				}
 			}
 		}
+		if len(rev.SIDs) > 0 && res == (Result{}) {
+			// The sessions named were not live (ended already, or not the
+			// user's): a no-op, which leaves no audit record either; a
+			// refused sign-out must store nothing (found by fuzzing).
+			return nil
+		}
 		details := struct {
 			Reason string   `json:"reason"`
 			SIDs   []string `json:"sids"`

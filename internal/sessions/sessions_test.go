@@ -28,7 +28,7 @@ func newManager(t *testing.T, secure bool) (*Manager, *clocktest.Clock, string) 
 
 // create makes a session as the sign-in does: queued in a unit of work,
 // committed before the cookie is used.
-func create(t *testing.T, m *Manager, w http.ResponseWriter, n NewSession) Session {
+func create(t testing.TB, m *Manager, w http.ResponseWriter, n NewSession) Session {
 	t.Helper()
 	var s Session
 	err := db.Pipelined(context.Background(), m.Pool, func(ctx context.Context) error {

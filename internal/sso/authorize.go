@@ -95,7 +95,8 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		ar.GrantAudience(aud)
 	}
 	client, _ := ar.GetClient().(*clients.Client)
-	if !p.consent(w, r, ar, sess, client, prompt) {
+	proceed, allowed := p.consent(w, r, ar, sess, client, prompt)
+	if !proceed {
 		return
 	}
 	// The code (with its PKCE and OpenID Connect sessions) and the client
@@ -106,6 +107,9 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	// durable too. Lost in a crash before that, they take the code with
 	// them, so no app can hold a session the provider does not know about.
 	uctx, unit := p.Store.Pipeline(ctx)
+	if allowed {
+		p.queueSaveConsent(unit, sess.UserID, client.ID, ar.GetGrantedScopes())
+	}
 	resp, err := p.OAuth2.NewAuthorizeResponse(uctx, ar, p.newSession(user, sess, client, ar.GetGrantedScopes()))
 	if err != nil {
 		unit.Rollback(uctx)

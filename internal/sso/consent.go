@@ -12,6 +12,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/web"
 )
@@ -40,43 +41,42 @@ var scopeTexts = map[string]string{
 }
 
 // consent decides whether the request may go on. It returns false after it
-// has answered: with the consent page, or with an error to the app.
-func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, s sessions.Session, c *clients.Client, prompt []string) bool {
+// has answered: with the consent page, or with an error to the app. save
+// reports a decision to allow, which the caller queues (queueSaveConsent)
+// with the code: a request refused after this point (fosite checks prompt,
+// for one, only when it issues the code) must not leave a consent behind.
+func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester, s sessions.Session, c *clients.Client, prompt []string) (ok, save bool) {
 	ctx := r.Context()
 	if c == nil || !c.RequireConsent {
-		return true
+		return true, false
 	}
 	scopes := []string(ar.GetGrantedScopes())
 	switch ar.GetRequestForm().Get(consentDecision) {
 	case "allow":
 		if !p.Sessions.CheckCSRF(r) {
 			p.Errors.StaleForm(w, "Go back to the application and try again.")
-			return false
+			return false, false
 		}
-		if err := p.saveConsent(ctx, s.UserID, c.ID, scopes); err != nil {
-			p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
-			return false
-		}
-		return true
+		return true, true
 	case "deny":
 		if !p.Sessions.CheckCSRF(r) {
 			p.Errors.StaleForm(w, "Go back to the application and try again.")
-			return false
+			return false, false
 		}
 		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrAccessDenied.WithHint("The person did not allow the request."))
-		return false
+		return false, false
 	}
 	given, err := p.consented(ctx, s.UserID, c.ID, scopes)
 	if err != nil {
 		p.authorizeError(w, r, ar, fosite.ErrServerError.WithWrap(err))
-		return false
+		return false, false
 	}
 	if given && !slices.Contains(prompt, "consent") {
-		return true
+		return true, false
 	}
 	if slices.Contains(prompt, "none") {
 		p.OAuth2.WriteAuthorizeError(ctx, w, ar, fosite.ErrConsentRequired)
-		return false
+		return false, false
 	}
 	page := consentPage{Client: p.clientName(r, c.ID)}
 	for _, sc := range scopes {
@@ -103,7 +103,7 @@ func (p *Provider) consent(w http.ResponseWriter, r *http.Request, ar fosite.Aut
 	web.NoStore(w)
 	// Allowing or denying goes on to the app's redirect URI.
 	p.Templates.Render(w, http.StatusOK, "consent", "Allow access", p.Sessions.CSRFToken(r), page, c.RedirectURIs...)
-	return false
+	return false, false
 }
 
 // withoutConsentPrompt drops "consent" (the decision posted back answers
@@ -136,10 +136,11 @@ func (p *Provider) consented(ctx context.Context, userID, clientID string, scope
 	return true, nil
 }
 
-func (p *Provider) saveConsent(ctx context.Context, userID, clientID string, scopes []string) error {
-	_, err := p.Store.Pool.Exec(ctx, `
+// queueSaveConsent queues in u the person's decision to allow clientID
+// scopes, sent with the code it allows or not at all.
+func (p *Provider) queueSaveConsent(u *db.Unit, userID, clientID string, scopes []string) {
+	u.Queue(`
 		INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES ($1::uuid, $2, $3, $4)
 		ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = EXCLUDED.scopes, granted_at = EXCLUDED.granted_at`,
 		userID, clientID, scopes, p.Now())
-	return err
 }

@@ -233,7 +233,9 @@ func (s *Store) List(ctx context.Context, limit int) ([]User, error) {
 func userKey(email string) string {
 	email = strings.ToLower(strings.TrimSpace(email))
 	if len(email) > 254 {
-		email = email[:254]
+		// Cut at a character: a key that is not UTF-8 is refused by
+		// PostgreSQL (the sign-in was a 500; found by fuzzing).
+		email = strings.ToValidUTF8(email[:254], "")
 	}
 	return "pwd-user:" + email
 }
@@ -297,6 +299,11 @@ func (si SignIn) QueueSucceeded(ctx context.Context) {
 // A wrong password costs one more, to count it against the address; a right
 // one none, unless its hash is upgraded.
 func (s *Store) SignIn(ctx context.Context, email, password, clientAddr string) (SignIn, error) {
+	if !utf8.ValidString(email) || strings.ContainsRune(email, 0) {
+		// No account has such an address, and PostgreSQL would refuse it
+		// as a parameter (the sign-in was a 500; found by fuzzing).
+		return SignIn{}, ErrInvalidCredentials
+	}
 	account := []string{userKey(email)}
 	var address []string
 	if clientAddr != "" {

@@ -24,7 +24,7 @@ type App struct {
 
 // Start registers clientID with h and serves a demo app for it until the
 // test ends.
-func Start(t *testing.T, h *servertest.Harness, clientID, name string) *App {
+func Start(t testing.TB, h *servertest.Harness, clientID, name string) *App {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

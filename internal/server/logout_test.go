@@ -256,12 +256,9 @@ func TestLogout_ReceiverFailsTwice(t *testing.T) {
 	}
 	recvA.WaitFor(t, 1)
 	// The worker records the outcome just after the receiver answers.
-	var attempts int
-	for deadline := time.Now().Add(5 * time.Second); attempts == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		attempts = dbtest.Value[int](t, h.DB.Pool, `SELECT coalesce(max(attempts), 0) FROM outbox WHERE kind = 'logout' AND delivered_at IS NOT NULL`)
-	}
-	if attempts != 3 {
-		t.Fatalf("delivered after %d attempts, want 3", attempts)
+	rows := h.WaitDelivered(t)
+	if len(rows) != 1 || rows[0].Attempts != 3 {
+		t.Fatalf("notifications %+v, want one delivered on attempt 3", rows)
 	}
 }
 

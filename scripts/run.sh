@@ -2,8 +2,8 @@
 # Runs the provider with no set-up: a private PostgreSQL (unless
 # IDP_DATABASE_URL is set), a generated server secret, migrations, a demo
 # user and a demo client, then `idp serve` alongside two demo apps (App A
-# on :9001, App B on :9002) that sign in through it. The demo apps stop
-# when the provider does.
+# on :9001, App B on :9002) that sign in through it, and a mail catcher
+# (:8025) that shows the mail it sends. They stop when the provider does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .data bin
@@ -25,9 +25,17 @@ export IDP_ADDR="${IDP_ADDR:-127.0.0.1:8080}"
 # provider refuses to post to unless told (read by idp serve and idp clients create).
 export IDP_ALLOW_PRIVATE_BACKCHANNEL="${IDP_ALLOW_PRIVATE_BACKCHANNEL:-true}"
 export IDP_ISSUER="${IDP_ISSUER:-http://localhost:${IDP_ADDR##*:}}"
+# Mail (password reset) goes to the demo's mail catcher unless an SMTP
+# server is given; tls=none is allowed because it is on loopback.
+if [ -z "${IDP_SMTP_URL:-}" ]; then
+  catcher=1
+  export IDP_SMTP_URL="smtp://127.0.0.1:1025?tls=none"
+  export IDP_MAIL_FROM="${IDP_MAIL_FROM:-Demo Login <login@example.com>}"
+fi
 
 go build -tags "$(scripts/gotags.sh)" -o bin/idp ./cmd/idp
 go build -o bin/demo-app ./examples/demo-app
+go build -o bin/mail-catcher ./examples/mail-catcher
 bin/idp migrate >/dev/null
 
 demo_email=demo@example.com
@@ -70,6 +78,7 @@ cat <<INFO
                  App B  $app_b_url   (client app-b)
                  Sign in at one, then open the other: no password is asked.
                  Sign out at one: the other follows (back-channel logout).
+$( [ -n "${catcher:-}" ] && printf '\n  mail:          http://localhost:8025   (the demo mail catcher: password reset links land here)\n')
 $( [ -n "${private_pg:-}" ] && printf '\n  database:      the private PostgreSQL in .data/pg; it keeps running after\n                 this stops (the next start is quicker): make stop stops it.\n')
 INFO
 
@@ -85,6 +94,10 @@ start_app() { # id name url port secret
     -public-url "$3" -addr "127.0.0.1:$4" &
   pids+=("$!")
 }
+if [ -n "${catcher:-}" ]; then
+  bin/mail-catcher -smtp-addr 127.0.0.1:1025 -http-addr 127.0.0.1:8025 &
+  pids+=("$!")
+fi
 start_app app-a "App A" "$app_a_url" 9001 "$app_a_secret"
 start_app app-b "App B" "$app_b_url" 9002 "$app_b_secret"
 

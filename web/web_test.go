@@ -45,7 +45,10 @@ type sample map[string]any
 var samples = map[string]any{
 	"error":        ErrorData{Message: "m", Hint: "h"},
 	"login":        sample{"Client": "App", "Email": "a@example.com", "Error": "e"},
-	"new-password": sample{"Client": "App", "Error": "e"},
+	"new-password": sample{"Client": "App", "Error": "e", "Reset": true},
+	"forgot":       sample{"Email": "a@example.com", "Error": "e", "Minutes": 30, "Off": false},
+	"forgot-sent":  sample{"Email": "a@example.com", "Minutes": 30},
+	"reset":        sample{"Token": "t", "SecondFactor": true},
 	"totp":         sample{"Client": "App", "Error": "e", "Remaining": 3},
 	"enroll":       sample{"Secret": "ABC", "URI": "otpauth://totp/x", "Error": "", "QRURL": "/qr.png", "Action": "/enroll"},
 	"recovery":     sample{"RecoveryCodes": []string{"abcde-fghij"}, "Continue": "/next"},

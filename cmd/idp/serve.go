@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/mail"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/sso/keys/libcrypto"
@@ -39,6 +41,10 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	metricsAddr := set.String("metrics-addr", "IDP_METRICS_ADDR", "",
 		"serve /metrics (and /healthz, /readyz) on this `address` only, e.g. 127.0.0.1:9464, instead of on --addr", false)
 	metricsToken := set.String("metrics-token", "IDP_METRICS_TOKEN", "", "bearer `token` /metrics asks for, ≥32 random characters; none by default", true)
+	smtpURL := set.String("smtp-url", "IDP_SMTP_URL", "",
+		"SMTP server `URL` for the mail features (password reset): smtp://user:pass@host:587 (STARTTLS required),\n"+
+			"smtps://user:pass@host:465, or smtp://localhost:1025?tls=none to a local mail catcher; none by default: mail off", true)
+	mailFrom := set.String("mail-from", "IDP_MAIL_FROM", "", "sender `address` of the mail, e.g. \"Example Login <login@example.com>\"", false)
 	secret := set.String("secret", "IDP_SECRET", "", "server secret, ≥32 characters, comma-separated to rotate", true)
 	requireMFA := set.Bool("require-mfa", "IDP_REQUIRE_MFA", false, "every user must use 2FA")
 	adminPasskey := set.Bool("admin-require-passkey", "IDP_ADMIN_REQUIRE_PASSKEY", false,
@@ -92,6 +98,21 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	limit, err := server.ParseMemoryLimit(*memoryLimit)
 	if err != nil {
 		set.fail("memory-limit", "%v", err)
+	}
+	switch m, err := mail.ParseConfig(*smtpURL, *mailFrom); {
+	case errors.Is(err, mail.ErrNotConfigured):
+	case err != nil:
+		for _, e := range unjoin(err) {
+			msg := e.Error()
+			if rest, ok := strings.CutPrefix(msg, "IDP_MAIL_FROM "); ok {
+				set.fail("mail-from", "%s", rest)
+			} else {
+				msg = strings.TrimPrefix(strings.TrimPrefix(msg, "IDP_SMTP_URL: "), "IDP_SMTP_URL ")
+				set.fail("smtp-url", "%s", msg)
+			}
+		}
+	default:
+		cfg.Mail = m
 	}
 	var invalid server.ConfigError
 	for _, e := range unjoin(cfg.Validate()) {

@@ -131,3 +131,18 @@ func TestRun_ServeMetricsTokenTooShort(t *testing.T) {
 		"--secret", strings.Repeat("s", 32), "--metrics-token", "guessable").
 		check(t, 2, "--metrics-token: must be at least 32 random characters")
 }
+
+func TestRun_ServeMailSettings(t *testing.T) {
+	serve := func(extra ...string) result {
+		return runCLI(t, "postgres://nobody@127.0.0.1:1/nowhere", "", append([]string{"serve", "--issuer", "http://localhost:8080",
+			"--secret", strings.Repeat("s", 32)}, extra...)...)
+	}
+	serve("--smtp-url", "smtp://idp:hunter2-smtp@mail.example.com?tls=none", "--mail-from", "login@example.com").
+		check(t, 2, "--smtp-url: tls=none is allowed only to a loopback host")
+	serve("--smtp-url", "smtp://mail.example.com", "--mail-from", "not an address").
+		check(t, 2, "--mail-from: must be an address")
+	serve("--smtp-url", "smtp://mail.example.com").check(t, 2, "IDP_MAIL_FROM: is required when IDP_SMTP_URL is set")
+	if r := serve("--smtp-url", "smtp://idp:hunter2-smtp@mail.example.com?tls=none", "--mail-from", "login@example.com"); strings.Contains(r.stderr+r.message, "hunter2-smtp") {
+		t.Errorf("the SMTP password is in the error: %s", r.stderr+r.message)
+	}
+}

@@ -70,6 +70,8 @@ func describe(e audit.Entry, self string) string {
 		return pages.Plural(d.Sessions, "session") + " ended: " + why
 	case audit.ActionChangePassword:
 		return who + " changed your password"
+	case audit.ActionResetPassword:
+		return who + " reset your password from a link sent by mail"
 	case "users.set_password":
 		if d.Temporary != nil && *d.Temporary {
 			return who + " set a temporary password for you"

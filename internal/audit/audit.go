@@ -45,6 +45,8 @@ const (
 	ActionChangePassword          = "users.change_password"
 	ActionAddPasskey              = "passkey.add"
 	ActionRemovePasskey           = "passkey.remove"
+	// ActionResetPassword: a new password chosen from a mailed reset link.
+	ActionResetPassword = "users.reset_password"
 )
 
 // Entry is one recorded action: who (actor), what (action, e.g.

@@ -38,6 +38,7 @@ var actions = map[string]string{
 	audit.ActionChangePassword:          "Password changed",
 	audit.ActionAddPasskey:              "Passkey added",
 	audit.ActionRemovePasskey:           "Passkey removed",
+	audit.ActionResetPassword:           "Password reset from a mailed link",
 	"users.create":                      "Account created",
 	"clients.create":                    "App registered",
 	"clients.delete":                    "App deleted",

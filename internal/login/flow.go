@@ -65,6 +65,9 @@ type flow struct {
 	// WantACR is the class a step-up must reach: sessions.ACRPhishingResistant
 	// when the app asked for a passkey, "" for two factors of any kind.
 	WantACR string
+	// Reset: the flow began at a password reset link; its new password
+	// replaces a forgotten one (MustChangePassword is set too).
+	Reset bool
 }
 
 // enrollmentOwner is who a TOTP secret this flow begins belongs to: this
@@ -98,6 +101,12 @@ func (h *Handler) flowCookieName() string {
 // Begin records a new flow and sets its cookie; it returns where to send the
 // browser. Any earlier flow of this browser is simply superseded.
 func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (string, error) {
+	_, next, err := h.begin(ctx, w, s)
+	return next, err
+}
+
+// begin is Begin, returning the flow too.
+func (h *Handler) begin(ctx context.Context, w http.ResponseWriter, s Start) (flow, string, error) {
 	token := sessions.NewToken()
 	f := flow{CSRF: sessions.NewToken(), AuthorizeQuery: s.AuthorizeQuery.Encode(), Stage: stagePassword,
 		ReturnTo: localPath(s.ReturnTo), WantACR: s.Want}
@@ -115,7 +124,7 @@ func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (st
 		// A passkey is a second factor too.
 		totp, passkey, err := h.factors(ctx, s.StepUp.UserID)
 		if err != nil {
-			return "", fmt.Errorf("login: begin: %w", err)
+			return flow{}, "", fmt.Errorf("login: begin: %w", err)
 		}
 		f.Stage = stagePassword
 		if totp || passkey {
@@ -131,13 +140,20 @@ func (h *Handler) Begin(ctx context.Context, w http.ResponseWriter, s Start) (st
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		sessions.HashToken(token), f.CSRF, f.AuthorizeQuery, userID, f.Stage, stepUpSID, now, now.Add(h.FlowTTL), f.ReturnTo, f.WantACR)
 	if err := u.CommitAsync(ctx); err != nil {
-		return "", fmt.Errorf("login: begin: %w", err)
+		return flow{}, "", fmt.Errorf("login: begin: %w", err)
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: h.flowCookieName(), Value: token, Path: "/", HttpOnly: true, Secure: h.Sessions.Secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: int(h.FlowTTL.Seconds()),
 	})
-	return next, nil
+	f.idHash = sessions.HashToken(token)
+	if userID != nil {
+		f.UserID = *userID
+	}
+	if stepUpSID != nil {
+		f.StepUpSID = *stepUpSID
+	}
+	return f, next, nil
 }
 
 func (h *Handler) loadFlow(ctx context.Context, r *http.Request) (flow, error) {
@@ -150,10 +166,10 @@ func (h *Handler) loadFlow(ctx context.Context, r *http.Request) (flow, error) {
 	f.idHash = sessions.HashToken(c.Value)
 	err = db.Conn(ctx, h.Pool).QueryRow(ctx, `
 		SELECT csrf_token, authorize_query, user_id::text, stage, mfa_failures, step_up_sid::text, return_path,
-			must_change_password, pending_amr, pending_acr, remember, want_acr
+			must_change_password, pending_amr, pending_acr, remember, want_acr, reset
 		FROM login_flows WHERE id_hash = $1 AND expires_at > $2`, f.idHash, h.Now()).
 		Scan(&f.CSRF, &f.AuthorizeQuery, &userID, &f.Stage, &f.MFAFailures, &stepUp, &f.ReturnTo,
-			&f.MustChangePassword, &f.PendingAMR, &f.PendingACR, &f.Remember, &f.WantACR)
+			&f.MustChangePassword, &f.PendingAMR, &f.PendingACR, &f.Remember, &f.WantACR, &f.Reset)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return flow{}, ErrNoFlow
 	}

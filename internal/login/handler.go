@@ -16,6 +16,7 @@ import (
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
+	"github.com/idp/idp/internal/reset"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
@@ -41,8 +42,9 @@ type Handler struct {
 	Now       func() time.Time
 	FlowTTL   time.Duration
 	// Observe, when set, is told the outcome of every sign-in form
-	// submission: its step (password, totp, enroll, new_password, and the
-	// passkey steps passkey, passkey_factor, passkey_enroll) and
+	// submission: its step (password, totp, enroll, new_password, the
+	// passkey steps passkey, passkey_factor, passkey_enroll, and the
+	// password reset's forgot and reset) and
 	// outcome (signed_in, next_step, wrong_password, wrong_code, throttled,
 	// rejected, invalid, error). The metrics count them.
 	Observe func(step, outcome string)
@@ -53,6 +55,9 @@ type Handler struct {
 	// RedirectURIs returns an app's registered redirect URIs: a sign-in
 	// for it ends there, so its forms may lead there (web.Templates.Render).
 	RedirectURIs func(ctx context.Context, clientID string) []string
+	// Reset, when set (mail is configured), offers "Forgot your
+	// password?": a link by mail, then the sign-in's own steps.
+	Reset *reset.Service
 }
 
 // Mount registers the sign-in routes.
@@ -66,6 +71,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /login/enroll", h.enrollSubmit)
 	mux.HandleFunc("GET /login/new-password", h.newPasswordPage)
 	mux.HandleFunc("POST /login/new-password", h.newPasswordSubmit)
+	h.mountReset(mux)
 	h.mountPasskeys(mux)
 }
 
@@ -78,6 +84,8 @@ type passwordData struct {
 	Remember bool
 	// Passkey offers the passwordless sign-in.
 	Passkey bool
+	// Forgot links to the password reset (mail is configured).
+	Forgot bool
 }
 
 // Sign-in steps and outcomes, as Observe is told them.
@@ -137,6 +145,12 @@ func (h *Handler) flowOrError(w http.ResponseWriter, r *http.Request, stage stri
 		step = map[string]string{stagePassword: stepPassword, stageTOTP: stepTOTP, stageEnroll: stepEnroll,
 			stageNewPassword: stepNewPassword}[stage]
 	}
+	return h.stepFlow(w, r, stage, step)
+}
+
+// stepFlow is flowOrError for a submission Observe knows as step; stage
+// "" takes a flow at any stage.
+func (h *Handler) stepFlow(w http.ResponseWriter, r *http.Request, stage, step string) (flow, bool) {
 	f, err := h.loadFlow(r.Context(), r)
 	if errors.Is(err, ErrNoFlow) {
 		h.observe(step, outcomeInvalid)
@@ -203,7 +217,8 @@ func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	data := passwordData{Client: h.clientName(r.Context(), f), Email: r.URL.Query().Get("login_hint"), Passkey: h.Passkeys != nil}
+	data := passwordData{Client: h.clientName(r.Context(), f), Email: r.URL.Query().Get("login_hint"), Passkey: h.Passkeys != nil,
+		Forgot: h.Reset != nil}
 	if f.UserID != "" {
 		u, err := h.Users.ByID(r.Context(), f.UserID)
 		if err != nil {
@@ -230,7 +245,7 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	email := r.PostFormValue("email")
 	data := passwordData{Client: h.clientName(ctx, f), Email: email, Remember: r.PostFormValue("remember") != "",
-		Passkey: h.Passkeys != nil}
+		Passkey: h.Passkeys != nil, Forgot: h.Reset != nil}
 	if f.UserID != "" {
 		u, err := h.Users.ByID(ctx, f.UserID)
 		if err != nil {

@@ -11,6 +11,8 @@ import (
 
 type newPasswordData struct {
 	Client, Error string
+	// Reset: the password is forgotten, not temporary.
+	Reset bool
 }
 
 // queueToNewPassword queues in the unit in ctx the move of a flow whose
@@ -28,7 +30,7 @@ func (h *Handler) newPasswordPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Templates.Render(w, http.StatusOK, "new-password", "Choose your password", f.CSRF,
-		newPasswordData{Client: h.clientName(r.Context(), f)}, h.formTargets(r.Context(), f)...)
+		newPasswordData{Client: h.clientName(r.Context(), f), Reset: f.Reset}, h.formTargets(r.Context(), f)...)
 }
 
 // newPasswordSubmit replaces a temporary password with the person's own,
@@ -43,7 +45,7 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	fail := func(status int, msg string) {
 		h.observe(stepNewPassword, outcomeInvalid)
 		h.Templates.Render(w, status, "new-password", "Choose your password", f.CSRF,
-			newPasswordData{Client: h.clientName(ctx, f), Error: msg}, h.formTargets(ctx, f)...)
+			newPasswordData{Client: h.clientName(ctx, f), Error: msg, Reset: f.Reset}, h.formTargets(ctx, f)...)
 	}
 	next, confirm := r.PostFormValue("new_password"), r.PostFormValue("confirm_password")
 	if next != confirm {
@@ -58,14 +60,18 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 		h.internal(w, r, stepNewPassword, err)
 		return
 	}
-	same, err := h.Users.SameAsCurrent(ctx, f.UserID, next)
-	if err != nil {
-		h.internal(w, r, stepNewPassword, err)
-		return
-	}
-	if same {
-		fail(http.StatusBadRequest, "That is the password you were given. Choose one only you know.")
-		return
+	// A temporary password is known to an administrator: it must go. A
+	// forgotten one may come back (the person remembered it).
+	if !f.Reset {
+		same, err := h.Users.SameAsCurrent(ctx, f.UserID, next)
+		if err != nil {
+			h.internal(w, r, stepNewPassword, err)
+			return
+		}
+		if same {
+			fail(http.StatusBadRequest, "That is the password you were given. Choose one only you know.")
+			return
+		}
 	}
 	if err := h.Users.StorePassword(ctx, f.UserID, chosen, false); err != nil {
 		h.internal(w, r, stepNewPassword, err)
@@ -76,7 +82,14 @@ func (h *Handler) newPasswordSubmit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := h.Sessions.FactorsChanged(ctx, f.UserID, sid, audit.ActionChangePassword); err != nil {
+	action := audit.ActionChangePassword
+	if f.Reset {
+		action = audit.ActionResetPassword
+	}
+	// Every other session ends and every app is told (sessions.Revoke),
+	// offline tokens too: after a reset, whoever had the old password or
+	// a session opened with it is out.
+	if err := h.Sessions.FactorsChanged(ctx, f.UserID, sid, action); err != nil {
 		h.internal(w, r, stepNewPassword, err)
 		return
 	}

@@ -56,7 +56,7 @@ func NewMetrics(pool *pgxpool.Pool, now func() time.Time) *Metrics {
 		loginSteps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "idp_login_attempts_total",
 			Help: "Sign-in form submissions by step (password, totp, enroll, new_password, passkey, passkey_factor, " +
-				"passkey_enroll) and outcome (signed_in, " +
+				"passkey_enroll, forgot, reset) and outcome (signed_in, " +
 				"next_step, wrong_password, wrong_code, throttled, rejected, invalid, error), as the sign-in reports them.",
 		}, []string{"step", "outcome"}),
 		unavailable: prometheus.NewCounter(prometheus.CounterOpts{

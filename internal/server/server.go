@@ -24,12 +24,14 @@ import (
 	"github.com/idp/idp/internal/console"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/login"
+	"github.com/idp/idp/internal/mail"
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/reqlimit"
+	"github.com/idp/idp/internal/reset"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/ssf"
@@ -83,8 +85,11 @@ type Config struct {
 	// JanitorInterval is how often the janitor sweeps (0: every 30 s). A
 	// benchmark's soak shortens it to see the sweeps compete with the load.
 	JanitorInterval time.Duration
-	Logger          *slog.Logger
-	Now             func() time.Time
+	// Mail is the SMTP server (IDP_SMTP_URL, IDP_MAIL_FROM, parsed by
+	// mail.ParseConfig); the zero value turns the mail features off.
+	Mail   mail.Config
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -176,6 +181,8 @@ type Server struct {
 	Passkeys *passkey.Service
 	Keys     *keys.Set
 	Worker   *outbox.Worker
+	// Reset is the password reset by mail; nil without mail.
+	Reset *reset.Service
 }
 
 // New builds an instance on pool (already migrated).
@@ -273,6 +280,16 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	}
 	worker := &outbox.Worker{Pool: pool, Now: cfg.Now, Logger: cfg.Logger,
 		Kinds: map[string]outbox.Kind{sessions.LogoutKind: logouts, ssf.KindPush: pushes}}
+	if cfg.Mail.Enabled() {
+		mailer, err := newMailer(cfg, pool)
+		if err != nil {
+			return nil, err
+		}
+		loginHandler.Reset = reset.New(pool, mailer, cfg.Now)
+		worker.Kinds[mail.OutboxKind] = mailer.Kind()
+		worker.Kinds[reset.OutboxKind] = loginHandler.Reset.Kind()
+		cfg.Logger.Info("mail on: password reset by mail", "smtp", cfg.Mail.String())
+	}
 
 	mux := http.NewServeMux()
 	provider.Mount(mux)
@@ -319,7 +336,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)
 	return &Server{
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
-		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker,
+		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker, Reset: loginHandler.Reset,
 	}, nil
 }
 

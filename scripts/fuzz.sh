@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs each fuzz target for FUZZTIME (default 3s) after its seed corpus
+# Runs each fuzz target for FUZZTIME (a duration, or a count of runs such
+# as 100x; default 3s) after its seed corpus
 # (which `go test` already runs in `make test`). A crasher is written to
 # the package's testdata/fuzz/<Target>/ and kept there as a regression test.
 set -euo pipefail

@@ -29,6 +29,7 @@ import (
 	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
+	"github.com/idp/idp/internal/registration"
 	"github.com/idp/idp/internal/reqlimit"
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
@@ -79,8 +80,13 @@ type Config struct {
 	// DPoPNonces (IDP_DPOP_NONCES) makes every DPoP proof carry a nonce
 	// this provider issued in the last minutes (RFC 9449 §8).
 	DPoPNonces bool
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// OpenRegistration (IDP_OPEN_REGISTRATION) is registration.OpenNative
+	// to let anyone register a public native client at /oauth2/register;
+	// "" to take registrations only with an operator's initial access
+	// token.
+	OpenRegistration string
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -144,6 +150,10 @@ func (c Config) Validate() error {
 			bad("breached-passwords-url", "IDP_BREACHED_PASSWORDS_URL", "must be an http(s) URL such as %s, not %q",
 				users.PwnedPasswordsURL, c.BreachedPasswordsURL)
 		}
+	}
+	if c.OpenRegistration != "" && c.OpenRegistration != registration.OpenNative {
+		bad("open-registration", "IDP_OPEN_REGISTRATION", "must be %q (public native clients may register without an initial access token) or empty, not %q",
+			registration.OpenNative, c.OpenRegistration)
 	}
 	return errors.Join(errs...)
 }
@@ -257,8 +267,15 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	worker := &outbox.Worker{Pool: pool, Now: cfg.Now, Logger: cfg.Logger,
 		Kinds: map[string]outbox.Kind{sessions.LogoutKind: logouts}}
 
+	// --- registration (owned by internal/registration) ---
+	registrar := &registration.Service{Pool: pool, Clients: clientStore, Open: cfg.OpenRegistration, Issuer: cfg.Issuer, Now: cfg.Now,
+		Tokens: &registration.Tokens{Pool: pool, Now: cfg.Now}}
+	provider.Registration = registrar.Enabled
+	// --- end registration ---
+
 	mux := http.NewServeMux()
 	provider.Mount(mux)
+	(&registration.Handler{Service: registrar, Logger: cfg.Logger}).Mount(mux)
 	loginHandler.Mount(mux)
 	// --- account (owned by internal/account) ---
 	accountHandler := &account.Handler{Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Login: loginHandler,
@@ -291,7 +308,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	limited := reqlimit.Limits{
 		Larger: map[string]int64{"/login/passkey": credential, "/login/totp/passkey": credential,
 			"/login/enroll/passkey": credential, "/account/passkeys": credential},
-		JSONPaths: []string{"/oauth2/token", "/oauth2/par", "/oauth2/device/auth", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/"},
+		JSONPaths: []string{"/oauth2/register", "/oauth2/token", "/oauth2/par", "/oauth2/device/auth", "/oauth2/introspect", "/oauth2/revoke", "/userinfo", "/admin/api/"},
 		Page:      tpl.Error,
 	}.Wrap(mux)
 	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)

@@ -369,10 +369,10 @@ func TestRegistration_Management(t *testing.T) {
 		}
 	})
 	for name, call := range map[string]func() regResponse{
-		"read with another client's token":   func() regResponse { return regCall(t, "GET", aURI, bRAT, nil) },
-		"read without a token":               func() regResponse { return regCall(t, "GET", aURI, "", nil) },
-		"read an operator's client":          func() regResponse { return regCall(t, "GET", reg+"/"+operators.ID, aRAT, nil) },
-		"read an unknown client":             func() regResponse { return regCall(t, "GET", reg+"/nobody", aRAT, nil) },
+		"read with another client's token": func() regResponse { return regCall(t, "GET", aURI, bRAT, nil) },
+		"read without a token":             func() regResponse { return regCall(t, "GET", aURI, "", nil) },
+		"read an operator's client":        func() regResponse { return regCall(t, "GET", reg+"/"+operators.ID, aRAT, nil) },
+		"read an unknown client":           func() regResponse { return regCall(t, "GET", reg+"/nobody", aRAT, nil) },
 		"replace with another client's token": func() regResponse {
 			return regCall(t, "PUT", aURI, bRAT, map[string]any{"client_id": aID, "redirect_uris": []string{"https://evil.example.com/cb"}})
 		},

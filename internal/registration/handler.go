@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"mime"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/idp/idp/internal/ops"
@@ -38,7 +41,13 @@ func (h *Handler) register(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	resp, err := h.Service.Register(r.Context(), token, m)
+	// The ops middleware has put the client's address here (behind
+	// trusted proxies, the one they name).
+	addr, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		addr = r.RemoteAddr
+	}
+	resp, err := h.Service.Register(r.Context(), token, addr, m)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -128,7 +137,10 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		if !errors.Is(err, context.Canceled) {
 			h.Logger.ErrorContext(r.Context(), "registration", "request_id", ops.RequestID(r.Context()), "err", err)
 		}
-		e = &Error{http.StatusInternalServerError, "server_error", "the client could not be registered now; try again"}
+		e = &Error{Status: http.StatusInternalServerError, Code: "server_error", Description: "the client could not be registered now; try again"}
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(e.RetryAfter.Seconds()))))
 	}
 	if e.Status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)

@@ -19,6 +19,7 @@ import (
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/db"
+	"github.com/idp/idp/internal/throttle"
 )
 
 // OpenNative is the one kind of open registration (IDP_OPEN_REGISTRATION):
@@ -44,20 +45,22 @@ type Error struct {
 	Status      int
 	Code        string
 	Description string
+	// RetryAfter is how long a throttled request must wait.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return "registration: " + e.Code + ": " + e.Description }
 
 func invalidMetadata(format string, args ...any) *Error {
-	return &Error{http.StatusBadRequest, "invalid_client_metadata", fmt.Sprintf(format, args...)}
+	return &Error{Status: http.StatusBadRequest, Code: "invalid_client_metadata", Description: fmt.Sprintf(format, args...)}
 }
 
 func invalidRedirect(format string, args ...any) *Error {
-	return &Error{http.StatusBadRequest, "invalid_redirect_uri", fmt.Sprintf(format, args...)}
+	return &Error{Status: http.StatusBadRequest, Code: "invalid_redirect_uri", Description: fmt.Sprintf(format, args...)}
 }
 
 func invalidToken(desc string) *Error {
-	return &Error{http.StatusUnauthorized, "invalid_token", desc}
+	return &Error{Status: http.StatusUnauthorized, Code: "invalid_token", Description: desc}
 }
 
 // Service registers and manages clients by API.
@@ -68,6 +71,9 @@ type Service struct {
 	// Open is OpenNative to let public native clients register without
 	// an initial access token; "" to require one.
 	Open string
+	// OpenLimiter, when set, slows down open registrations from one
+	// address: each one counts, and past its free ones an address waits.
+	OpenLimiter *throttle.Limiter
 	// Issuer makes the registration_client_uri.
 	Issuer string
 	Now    func() time.Time
@@ -100,8 +106,9 @@ func (s *Service) Enabled(ctx context.Context) (bool, error) {
 
 // Register registers the client m describes: with an initial access token
 // (spent in the same transaction), or without one ("") when registration
-// is open to native clients. Nothing is stored when it is refused (*Error).
-func (s *Service) Register(ctx context.Context, initialToken string, m Metadata) (Response, error) {
+// is open to native clients, from the client address addr. Nothing is
+// stored when it is refused (*Error).
+func (s *Service) Register(ctx context.Context, initialToken, addr string, m Metadata) (Response, error) {
 	open := initialToken == ""
 	if open && s.Open != OpenNative {
 		return Response{}, invalidToken("registration needs an initial access token from the operator (idp clients registration-token), sent as a Bearer token")
@@ -114,6 +121,17 @@ func (s *Service) Register(ctx context.Context, initialToken string, m Metadata)
 			return Response{}, err
 		}
 	}
+	throttleKey := "registration:open:" + addr
+	if open && s.OpenLimiter != nil {
+		wait, err := s.OpenLimiter.Wait(ctx, throttleKey)
+		if err != nil {
+			return Response{}, err
+		}
+		if wait > 0 {
+			return Response{}, &Error{Status: http.StatusTooManyRequests, Code: "invalid_request", RetryAfter: wait,
+				Description: "too many clients registered from this address; try again later"}
+		}
+	}
 	id := newClientID()
 	access := newToken()
 	actor := "registration:open"
@@ -122,6 +140,9 @@ func (s *Service) Register(ctx context.Context, initialToken string, m Metadata)
 	}
 	var resp Response
 	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		if open && s.OpenLimiter != nil {
+			s.OpenLimiter.QueueFail(ctx, throttleKey) // counted only when it commits
+		}
 		if !open {
 			if err := s.Tokens.spend(ctx, initialToken); errors.Is(err, ErrInvalidToken) {
 				return invalidToken("the initial access token is unknown, expired or used up")

@@ -106,6 +106,13 @@ func (t *Tokens) spend(ctx context.Context, token string) error {
 	return nil
 }
 
+// Sweeps are what the janitor deletes: initial access tokens a day after
+// they expired (kept that long so an operator can still see why one was
+// refused).
+var Sweeps = []db.Sweep{
+	{Table: "registration_tokens", Key: "token_hash", Due: "expires_at < $1", Keep: 24 * time.Hour, Rare: true},
+}
+
 // Live reports whether any initial access token can still register a
 // client: discovery names the registration endpoint only then (or when
 // registration is open).

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -464,4 +465,64 @@ func TestRegistration_Management(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRegistration_Concurrent: an initial access token good for two
+// registrations registers two clients, however many race for it.
+func TestRegistration_Concurrent(t *testing.T) {
+	h := servertest.New(t)
+	token := initialToken(t, h, time.Now(), time.Hour, 2)
+	before := countClients(t, h)
+	statuses := make(chan int, 6)
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses <- regCall(t, "POST", h.Issuer+"/oauth2/register", token,
+				map[string]any{"redirect_uris": []string{"https://app.example.com/cb"}}).Status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	count := map[int]int{}
+	for s := range statuses {
+		count[s]++
+	}
+	if count[http.StatusCreated] != 2 || count[http.StatusUnauthorized] != 4 {
+		t.Fatalf("statuses %v, want two 201 and four 401", count)
+	}
+	if n := countClients(t, h); n != before+2 {
+		t.Fatalf("%d clients registered, want 2", n-before)
+	}
+}
+
+// TestRegistration_OpenThrottled: one address registers ten native
+// clients an hour without a wait; the next is answered 429 with
+// Retry-After, and a refused registration does not count.
+func TestRegistration_OpenThrottled(t *testing.T) {
+	h := servertest.New(t, func(c *server.Config) { c.OpenRegistration = registration.OpenNative })
+	native := map[string]any{"redirect_uris": []string{"http://127.0.0.1:5000/cb"}, "token_endpoint_auth_method": "none"}
+	for range 3 {
+		regCall(t, "POST", h.Issuer+"/oauth2/register", "", map[string]any{"redirect_uris": []string{"https://x.example/cb"},
+			"token_endpoint_auth_method": "none"}).wantError(t, http.StatusBadRequest, "invalid_redirect_uri")
+	}
+	for i := range 10 {
+		if got := regCall(t, "POST", h.Issuer+"/oauth2/register", "", native); got.Status != http.StatusCreated {
+			t.Fatalf("registration %d: %d %v", i+1, got.Status, got.Body)
+		}
+	}
+	before := countClients(t, h)
+	got := regCall(t, "POST", h.Issuer+"/oauth2/register", "", native)
+	if got.Status != http.StatusTooManyRequests || got.Header.Get("Retry-After") == "" {
+		t.Fatalf("11th registration: %d %v (Retry-After %q)", got.Status, got.Body, got.Header.Get("Retry-After"))
+	}
+	if countClients(t, h) != before {
+		t.Fatal("a throttled registration stored a client")
+	}
+	// An operator's token is not throttled.
+	token := initialToken(t, h, time.Now(), time.Hour, 1)
+	if got := regCall(t, "POST", h.Issuer+"/oauth2/register", token, native); got.Status != http.StatusCreated {
+		t.Fatalf("registration with a token: %d %v", got.Status, got.Body)
+	}
 }

@@ -270,6 +270,11 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	// --- registration (owned by internal/registration) ---
 	registrar := &registration.Service{Pool: pool, Clients: clientStore, Open: cfg.OpenRegistration, Issuer: cfg.Issuer, Now: cfg.Now,
 		Tokens: &registration.Tokens{Pool: pool, Now: cfg.Now}}
+	if cfg.OpenRegistration != "" {
+		// Ten an hour from one address (the tenth starts the wait: Free
+		// counts those that come before), then a minute, doubling to an hour.
+		registrar.OpenLimiter = &throttle.Limiter{Pool: pool, Now: cfg.Now, Free: 9, Base: time.Minute, Max: time.Hour, Window: time.Hour}
+	}
 	provider.Registration = registrar.Enabled
 	// --- end registration ---
 

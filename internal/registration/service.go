@@ -113,7 +113,7 @@ func (s *Service) Register(ctx context.Context, initialToken, addr string, m Met
 	if open && s.Open != OpenNative {
 		return Response{}, invalidToken("registration needs an initial access token from the operator (idp clients registration-token), sent as a Bearer token")
 	}
-	if err := checkRedirects(m, open); err != nil {
+	if err := check(m, open); err != nil {
 		return Response{}, err
 	}
 	if open {
@@ -202,7 +202,7 @@ func (s *Service) Update(ctx context.Context, id, token string, m Metadata, requ
 		if requestID != id {
 			return invalidMetadata("client_id must be given and be this client's, %q", id)
 		}
-		if err := checkRedirects(m, open); err != nil {
+		if err := check(m, open); err != nil {
 			return err
 		}
 		if open {
@@ -310,6 +310,21 @@ func metadataError(err error) error {
 		return invalidMetadata("%s", strings.TrimPrefix(err.Error(), clients.ErrInvalid.Error()+": "))
 	}
 	return err
+}
+
+// check refuses what a client registered by API may not have, beyond
+// what clients.Store refuses: see checkRedirects, and the admin scope.
+// An administrator who consented to a stranger's client with that scope
+// would hand it the admin API; only clients an operator registers (and
+// vouches for) may ask for it.
+func check(m Metadata, open bool) error {
+	if err := checkRedirects(m, open); err != nil {
+		return err
+	}
+	if slices.Contains(strings.Fields(m.Scope), clients.AdminScope) {
+		return invalidMetadata("scope %q is only for clients an operator registers (idp clients create)", clients.AdminScope)
+	}
+	return nil
 }
 
 // checkRedirects refuses a redirect URI that `idp clients create` would

@@ -267,6 +267,7 @@ func TestRegistration_InvalidMetadata(t *testing.T) {
 		{"back-channel URI on loopback", map[string]any{"redirect_uris": []string{ok}, "backchannel_logout_uri": "https://127.0.0.1/bc"}, "invalid_client_metadata"},
 		{"back-channel URI over http", map[string]any{"redirect_uris": []string{ok}, "backchannel_logout_uri": "http://app.example.com/bc"}, "invalid_client_metadata"},
 		{"id token alg", map[string]any{"redirect_uris": []string{ok}, "id_token_signed_response_alg": "HS256"}, "invalid_client_metadata"},
+		{"admin scope", map[string]any{"redirect_uris": []string{ok}, "scope": "openid admin"}, "invalid_client_metadata"},
 		{"bad scope", map[string]any{"redirect_uris": []string{ok}, "scope": "openid \"quoted\""}, "invalid_client_metadata"},
 		{"not JSON", []byte(`redirect_uris=x`), "invalid_client_metadata"},
 		{"not an object", []byte(`["https://app.example.com/cb"]`), "invalid_client_metadata"},
@@ -400,6 +401,7 @@ func TestRegistration_Management(t *testing.T) {
 			{map[string]any{"client_id": aID, "redirect_uris": []string{"https://a.example.com/new"}, "token_endpoint_auth_method": "none"}, "invalid_client_metadata"},
 			{map[string]any{"client_id": aID, "client_secret": "wrong", "redirect_uris": []string{"https://a.example.com/new"}}, "invalid_client_metadata"},
 			{map[string]any{"client_id": aID, "redirect_uris": []string{"https://a.example.com/new"}, "grant_types": []string{"password"}}, "invalid_client_metadata"},
+			{map[string]any{"client_id": aID, "redirect_uris": []string{"https://a.example.com/new"}, "scope": "openid admin"}, "invalid_client_metadata"},
 		} {
 			regCall(t, "PUT", aURI, aRAT, tc.body).wantError(t, http.StatusBadRequest, tc.code)
 		}

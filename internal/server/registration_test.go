@@ -178,6 +178,9 @@ func TestRegistration_InitialToken(t *testing.T) {
 		if n := countClients(t, h); n != before+1 {
 			t.Fatalf("%d clients, want %d", n, before+1)
 		}
+		if discoveryHasRegistration(t, h) {
+			t.Error("discovery names the registration endpoint with no live token left")
+		}
 	})
 
 	id, secret := got.str("client_id"), got.str("client_secret")
@@ -271,11 +274,16 @@ func TestRegistration_InvalidMetadata(t *testing.T) {
 		{"bad scope", map[string]any{"redirect_uris": []string{ok}, "scope": "openid \"quoted\""}, "invalid_client_metadata"},
 		{"not JSON", []byte(`redirect_uris=x`), "invalid_client_metadata"},
 		{"not an object", []byte(`["https://app.example.com/cb"]`), "invalid_client_metadata"},
+		{"body too large", map[string]any{"redirect_uris": []string{ok}, "client_name": strings.Repeat("x", 40<<10)}, "invalid_request"},
 	}
 	before := h.Stored(t)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			regCall(t, "POST", reg, token, tc.body).wantError(t, http.StatusBadRequest, tc.code)
+			status := http.StatusBadRequest
+			if tc.code == "invalid_request" {
+				status = http.StatusRequestEntityTooLarge // reqlimit, in the OAuth format
+			}
+			regCall(t, "POST", reg, token, tc.body).wantError(t, status, tc.code)
 		})
 	}
 	if changed := before.Changed(h.Stored(t)); len(changed) > 0 {
@@ -333,6 +341,24 @@ func TestRegistration_OpenNative(t *testing.T) {
 		t.Errorf("native client: %v", got.Body)
 	}
 	id, rat := got.str("client_id"), got.str("registration_access_token")
+	t.Run("code flow with PKCE", func(t *testing.T) {
+		h.CreateUser("bob@example.com", password)
+		cb := callbackServer(t)
+		r := regCall(t, "POST", reg, "", map[string]any{"redirect_uris": []string{cb.URL + "/callback"}, "token_endpoint_auth_method": "none"})
+		if r.Status != http.StatusCreated {
+			t.Fatalf("registration: %d %v", r.Status, r.Body)
+		}
+		p, err := oidc.NewProvider(h.Ctx, h.Issuer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		app := &servertest.RP{H: h, ID: r.str("client_id"), Callback: cb, Provider: p, Conf: oauth2.Config{
+			ClientID: r.str("client_id"), Endpoint: p.Endpoint(), RedirectURL: cb.URL + "/callback", Scopes: []string{oidc.ScopeOpenID}}}
+		bob := servertest.NewBrowser(t)
+		a := app.AuthURL()
+		page := bob.SignIn(a.URL, "bob@example.com", password)
+		app.Exchange(t, app.Code(t, bob.Post(h.Issuer+"/oauth2/auth", consentForm(t, page, "allow")), a), a)
+	})
 	t.Run("stays native through updates", func(t *testing.T) {
 		regCall(t, "PUT", reg+"/"+id, rat, map[string]any{"client_id": id, "redirect_uris": []string{"https://app.example.com/cb"},
 			"token_endpoint_auth_method": "none"}).wantError(t, http.StatusBadRequest, "invalid_redirect_uri")

@@ -29,6 +29,7 @@ targets=(
   ./internal/sessions:FuzzManager_Current
   ./internal/account:FuzzHandler_Forms
   ./internal/admin:FuzzAPI_Bodies
+  ./internal/registration:FuzzHandler_Bodies
   ./internal/demoapp:FuzzApp_BackchannelLogout
 )
 # One instrumented test binary per package, built together (go test

@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -51,7 +52,18 @@ func TokenID(token string) string { return hex.EncodeToString(hash(token))[:16] 
 type Tokens struct {
 	Pool *pgxpool.Pool
 	Now  func() time.Time
+
+	// Live's answer, kept for liveTTL: discovery asks on every request
+	// and must answer from memory when the database is away.
+	mu       sync.Mutex
+	live     bool
+	liveAt   time.Time // zero: not known
+	checking bool
 }
+
+// liveTTL is how long Live trusts its last answer: a token made by the
+// command line shows in this instance's discovery within it.
+const liveTTL = 30 * time.Second
 
 // InitialToken describes a token made by Issue.
 type InitialToken struct {
@@ -86,6 +98,7 @@ func (t *Tokens) Issue(ctx context.Context, ttl time.Duration, uses int) (Initia
 		hash(tok.Token), now, tok.ExpiresAt, left); err != nil {
 		return InitialToken{}, fmt.Errorf("registration: issue token: %w", err)
 	}
+	t.forget()
 	return tok, nil
 }
 
@@ -103,6 +116,7 @@ func (t *Tokens) spend(ctx context.Context, token string) error {
 	if tag.RowsAffected() == 0 {
 		return ErrInvalidToken
 	}
+	t.forget() // that may have been its last use
 	return nil
 }
 
@@ -115,13 +129,41 @@ var Sweeps = []db.Sweep{
 
 // Live reports whether any initial access token can still register a
 // client: discovery names the registration endpoint only then (or when
-// registration is open).
+// registration is open). The answer is this instance's last one when it
+// is under liveTTL old, or while another request asks the database
+// (which gets half a second); a failed question keeps the last answer
+// for liveTTL too.
 func (t *Tokens) Live(ctx context.Context) (bool, error) {
+	now := t.Now()
+	t.mu.Lock()
+	known := !t.liveAt.IsZero()
+	if on := t.live; known && (now.Sub(t.liveAt) < liveTTL || t.checking) {
+		t.mu.Unlock()
+		return on, nil
+	}
+	t.checking = true
+	t.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
 	var live bool
 	err := t.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM registration_tokens
-		WHERE expires_at > $1 AND (uses_left IS NULL OR uses_left > 0))`, t.Now()).Scan(&live)
+		WHERE expires_at > $1 AND (uses_left IS NULL OR uses_left > 0))`, now).Scan(&live)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.checking = false
+	t.liveAt = now
 	if err != nil {
-		return false, fmt.Errorf("registration: live tokens: %w", err)
+		return t.live, fmt.Errorf("registration: live tokens: %w", err)
 	}
+	t.live = live
 	return live, nil
+}
+
+// forget drops Live's answer: this instance has just made or spent a
+// token.
+func (t *Tokens) forget() {
+	t.mu.Lock()
+	t.liveAt = time.Time{}
+	t.mu.Unlock()
 }

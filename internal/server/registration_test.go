@@ -86,10 +86,22 @@ func regCall(t *testing.T, method, url, token string, body any) regResponse {
 }
 
 // initialToken makes an initial access token as `idp clients
-// registration-token` does, made at now.
-func initialToken(t *testing.T, h *servertest.Harness, now time.Time, ttl time.Duration, uses int) string {
+// registration-token` does, through the instance's own Tokens (so that
+// its discovery sees it at once, not within liveTTL).
+func initialToken(t *testing.T, h *servertest.Harness, ttl time.Duration, uses int) string {
 	t.Helper()
-	tok, err := (&registration.Tokens{Pool: h.Srv.Pool, Now: func() time.Time { return now }}).Issue(h.Ctx, ttl, uses)
+	tok, err := h.Srv.Registration.Tokens.Issue(h.Ctx, ttl, uses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Token
+}
+
+// expiredToken is an initial access token that expired an hour ago.
+func expiredToken(t *testing.T, h *servertest.Harness) string {
+	t.Helper()
+	past := func() time.Time { return time.Now().Add(-2 * time.Hour) }
+	tok, err := (&registration.Tokens{Pool: h.Srv.Pool, Now: past}).Issue(h.Ctx, time.Hour, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +154,7 @@ func TestRegistration_InitialToken(t *testing.T) {
 	}
 	before := countClients(t, h)
 	now := time.Now()
-	expired := initialToken(t, h, now.Add(-2*time.Hour), time.Hour, 0)
+	expired := expiredToken(t, h)
 	for name, token := range map[string]string{"no token": "", "unknown token": "not-a-token", "expired token": expired} {
 		t.Run(name, func(t *testing.T) {
 			regCall(t, "POST", reg, token, meta).wantError(t, http.StatusUnauthorized, "invalid_token")
@@ -165,7 +177,7 @@ func TestRegistration_InitialToken(t *testing.T) {
 		t.Fatalf("refused registrations stored clients: %d, had %d", n, before)
 	}
 
-	once := initialToken(t, h, now, time.Hour, 1)
+	once := initialToken(t, h, time.Hour, 1)
 	if !discoveryHasRegistration(t, h) {
 		t.Error("discovery does not name the registration endpoint while a token is live")
 	}
@@ -247,7 +259,7 @@ func TestRegistration_InvalidMetadata(t *testing.T) {
 	// Back-channel URIs on private networks refused, as in production.
 	h := servertest.New(t, func(c *server.Config) { c.AllowPrivateBackchannel = false })
 	reg := h.Issuer + "/oauth2/register"
-	token := initialToken(t, h, time.Now(), time.Hour, 1)
+	token := initialToken(t, h, time.Hour, 1)
 	ok := "https://app.example.com/callback"
 	cases := []struct {
 		name string
@@ -375,7 +387,7 @@ func TestRegistration_OpenNative(t *testing.T) {
 func TestRegistration_Management(t *testing.T) {
 	h := servertest.New(t)
 	reg := h.Issuer + "/oauth2/register"
-	token := initialToken(t, h, time.Now(), time.Hour, 0)
+	token := initialToken(t, h, time.Hour, 0)
 	meta := func(name, redirect string) map[string]any {
 		return map[string]any{"client_name": name, "redirect_uris": []string{redirect},
 			"grant_types": []string{"authorization_code", "refresh_token", "client_credentials"}, "scope": "openid email"}
@@ -499,7 +511,7 @@ func TestRegistration_Management(t *testing.T) {
 // registrations registers two clients, however many race for it.
 func TestRegistration_Concurrent(t *testing.T) {
 	h := servertest.New(t)
-	token := initialToken(t, h, time.Now(), time.Hour, 2)
+	token := initialToken(t, h, time.Hour, 2)
 	before := countClients(t, h)
 	statuses := make(chan int, 6)
 	var wg sync.WaitGroup
@@ -549,7 +561,7 @@ func TestRegistration_OpenThrottled(t *testing.T) {
 		t.Fatal("a throttled registration stored a client")
 	}
 	// An operator's token is not throttled.
-	token := initialToken(t, h, time.Now(), time.Hour, 1)
+	token := initialToken(t, h, time.Hour, 1)
 	if got := regCall(t, "POST", h.Issuer+"/oauth2/register", token, native); got.Status != http.StatusCreated {
 		t.Fatalf("registration with a token: %d %v", got.Status, got.Body)
 	}

@@ -179,6 +179,8 @@ type Server struct {
 	Passkeys *passkey.Service
 	Keys     *keys.Set
 	Worker   *outbox.Worker
+	// Registration registers clients by API (RFC 7591, RFC 7592).
+	Registration *registration.Service
 }
 
 // New builds an instance on pool (already migrated).
@@ -319,7 +321,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)
 	return &Server{
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
-		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker,
+		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker, Registration: registrar,
 	}, nil
 }
 

@@ -31,6 +31,7 @@ targets=(
   ./internal/account:FuzzHandler_Forms
   ./internal/admin:FuzzAPI_Bodies
   ./internal/ssf:FuzzStreams_Bodies
+  ./internal/registration:FuzzHandler_Bodies
   ./internal/demoapp:FuzzApp_BackchannelLogout
 )
 # One instrumented test binary per package, built together (go test

@@ -85,6 +85,7 @@ func commands() []command {
 			{name: "list", summary: "list clients", run: clientsListCommand},
 			{name: "delete", summary: "delete a client and revoke its tokens", run: clientsDeleteCommand},
 			{name: "set-admin", summary: "mark a client as an admin service account, or --admin=false to remove the mark", run: clientsSetAdminCommand},
+			{name: "registration-token", summary: "make an initial access token for dynamic client registration and print it once", run: clientsRegistrationTokenCommand},
 		}},
 		{name: "audit", summary: "print the audit log, newest first (--user: to or by one user)", run: auditCommand},
 		{name: "sessions", summary: "list and revoke a user's SSO sessions", subs: []command{

@@ -60,6 +60,9 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 		"let back-channel logout URIs be on this host, a private network or a link-local address: for demos and tests")
 	dpopNonces := set.Bool("dpop-nonces", "IDP_DPOP_NONCES", false,
 		"DPoP proofs must carry a server nonce (RFC 9449 §8): a stolen proof is good for minutes at most")
+	openRegistration := set.String("open-registration", "IDP_OPEN_REGISTRATION", "",
+		"native: anyone may register a public native client (loopback redirect URIs, no secret) at /oauth2/register;\n"+
+			"empty: only with an initial access token (idp clients registration-token)", false)
 	trustedProxies := set.String("trusted-proxies", "IDP_TRUSTED_PROXIES", "",
 		"comma-separated `addresses or CIDRs` of reverse proxies whose X-Forwarded-For names the client", false)
 	memoryLimit := set.String("memory-limit", "IDP_MEMORY_LIMIT", "auto", fmt.Sprintf(
@@ -71,7 +74,8 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	cfg := server.Config{Issuer: *issuer, Secret: *secret, BreachedPasswordsURL: *breached,
 		SeparateMetrics: *metricsAddr != "", MetricsToken: *metricsToken, RequireMFA: *requireMFA, AdminRequirePasskey: *adminPasskey,
 		SessionIdle: *idle, SessionAbsolute: *absolute, AllowPrivateBackchannel: *allowPrivateBackchannel, DPoPNonces: *dpopNonces,
-		Brand: web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}}
+		OpenRegistration: *openRegistration,
+		Brand:            web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}}
 	set.required("database-url", *dbURL, "a PostgreSQL URL")
 	set.positive("session-idle-timeout", *idle)
 	set.positive("session-absolute-timeout", *absolute)

@@ -43,6 +43,9 @@ var actions = map[string]string{
 	"clients.create":                    "App registered",
 	"clients.delete":                    "App deleted",
 	"clients.set_admin":                 "Admin service account changed",
+	"clients.register":                  "App registered through the registration API",
+	"clients.update":                    "App updated through the registration API",
+	"clients.registration_token":        "Registration token made",
 	"keys.rotate":                       "Signing key added",
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/passkey"
+	"github.com/idp/idp/internal/registration"
 	"github.com/idp/idp/internal/reset"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/sso/backchannel"
@@ -77,7 +78,7 @@ func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, routed http.Han
 
 // sweeps are every package's declarations of what the janitor deletes.
 var sweeps = slices.Concat(store.Sweeps, dpop.Sweeps, passkey.Sweeps, login.Sweeps, throttle.Sweeps, outbox.Sweeps,
-	reset.Sweeps)
+	reset.Sweeps, registration.Sweeps)
 
 func (s *Server) cleanup() *ops.Cleanup {
 	return &ops.Cleanup{Pool: s.Pool, Now: s.Config.Now, Sweeps: sweeps}

@@ -30,6 +30,7 @@ import (
 	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
+	"github.com/idp/idp/internal/registration"
 	"github.com/idp/idp/internal/reqlimit"
 	"github.com/idp/idp/internal/reset"
 	"github.com/idp/idp/internal/secrets"
@@ -87,9 +88,14 @@ type Config struct {
 	JanitorInterval time.Duration
 	// Mail is the SMTP server (IDP_SMTP_URL, IDP_MAIL_FROM, parsed by
 	// mail.ParseConfig); the zero value turns the mail features off.
-	Mail   mail.Config
-	Logger *slog.Logger
-	Now    func() time.Time
+	Mail mail.Config
+	// OpenRegistration (IDP_OPEN_REGISTRATION) is registration.OpenNative
+	// to let anyone register a public native client at /oauth2/register;
+	// "" to take registrations only with an operator's initial access
+	// token.
+	OpenRegistration string
+	Logger           *slog.Logger
+	Now              func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -157,6 +163,10 @@ func (c Config) Validate() error {
 				users.PwnedPasswordsURL, c.BreachedPasswordsURL)
 		}
 	}
+	if c.OpenRegistration != "" && c.OpenRegistration != registration.OpenNative {
+		bad("open-registration", "IDP_OPEN_REGISTRATION", "must be %q (public native clients may register without an initial access token) or empty, not %q",
+			registration.OpenNative, c.OpenRegistration)
+	}
 	return errors.Join(errs...)
 }
 
@@ -183,6 +193,8 @@ type Server struct {
 	Worker   *outbox.Worker
 	// Reset is the password reset by mail; nil without mail.
 	Reset *reset.Service
+	// Registration registers clients by API (RFC 7591, RFC 7592).
+	Registration *registration.Service
 }
 
 // New builds an instance on pool (already migrated).
@@ -291,8 +303,20 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		cfg.Logger.Info("mail on: password reset by mail", "smtp", cfg.Mail.String())
 	}
 
+	// --- registration (owned by internal/registration) ---
+	registrar := &registration.Service{Pool: pool, Clients: clientStore, Open: cfg.OpenRegistration, Issuer: cfg.Issuer, Now: cfg.Now,
+		Tokens: &registration.Tokens{Pool: pool, Now: cfg.Now}}
+	if cfg.OpenRegistration != "" {
+		// Ten an hour from one address (the tenth starts the wait: Free
+		// counts those that come before), then a minute, doubling to an hour.
+		registrar.OpenLimiter = &throttle.Limiter{Pool: pool, Now: cfg.Now, Free: 9, Base: time.Minute, Max: time.Hour, Window: time.Hour}
+	}
+	provider.Registration = registrar.Enabled
+	// --- end registration ---
+
 	mux := http.NewServeMux()
 	provider.Mount(mux)
+	(&registration.Handler{Service: registrar, Logger: cfg.Logger}).Mount(mux)
 	loginHandler.Mount(mux)
 	// --- account (owned by internal/account) ---
 	accountHandler := &account.Handler{Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Login: loginHandler,
@@ -329,14 +353,15 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	limited := reqlimit.Limits{
 		Larger: map[string]int64{"/login/passkey": credential, "/login/totp/passkey": credential,
 			"/login/enroll/passkey": credential, "/account/passkeys": credential},
-		JSONPaths: []string{"/oauth2/token", "/oauth2/par", "/oauth2/device/auth", "/oauth2/introspect", "/oauth2/revoke",
-			"/userinfo", "/admin/api/", ssf.PathConfiguration, "/ssf/"},
+		JSONPaths: []string{"/oauth2/register", "/oauth2/token", "/oauth2/par", "/oauth2/device/auth", "/oauth2/introspect",
+			"/oauth2/revoke", "/userinfo", "/admin/api/", ssf.PathConfiguration, "/ssf/"},
 		Page: tpl.Error,
 	}.Wrap(mux)
 	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)
 	return &Server{
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
 		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker, Reset: loginHandler.Reset,
+		Registration: registrar,
 	}, nil
 }
 

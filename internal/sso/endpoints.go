@@ -261,7 +261,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 	i := p.Issuer
 	w.Header().Set("Cache-Control", "public, max-age=300")
-	writeJSON(w, http.StatusOK, map[string]any{
+	doc := map[string]any{
 		"issuer":                                i,
 		"authorization_endpoint":                i + "/oauth2/auth",
 		"token_endpoint":                        i + "/oauth2/token",
@@ -298,7 +298,25 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 		"userinfo_signing_alg_values_supported":            []string{},
 		"token_endpoint_auth_signing_alg_values_supported": clients.AssertionAlgs,
 		"dpop_signing_alg_values_supported":                dpop.AlgNames(),
-	})
+	}
+	p.registrationEndpoint(r.Context(), doc)
+	writeJSON(w, http.StatusOK, doc)
+}
+
+// registrationEndpoint names the registration endpoint (RFC 7591) in doc
+// when registration is on. A failed check leaves it out: discovery still
+// answers.
+func (p *Provider) registrationEndpoint(ctx context.Context, doc map[string]any) {
+	if p.Registration == nil {
+		return
+	}
+	on, err := p.Registration(ctx)
+	if err != nil {
+		p.Logger.WarnContext(ctx, "discovery: is registration on", "err", err)
+	}
+	if on {
+		doc["registration_endpoint"] = p.Issuer + "/oauth2/register"
+	}
 }
 
 func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {

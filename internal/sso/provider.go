@@ -79,6 +79,10 @@ type Provider struct {
 	// DefaultDevicePollInterval.
 	DeviceCodeLifetime time.Duration
 	DevicePollInterval time.Duration
+	// Registration, when set, says whether dynamic client registration
+	// (internal/registration) takes clients now: discovery names the
+	// registration_endpoint only then.
+	Registration func(context.Context) (bool, error)
 }
 
 // Compose builds fosite with exactly the grants we support: authorization

@@ -71,6 +71,11 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		p.writeAccessError(ctx, w, ar, errDPoPRequired)
 		return
 	}
+	if err := tokenResources(ar); err != nil {
+		unit.Rollback(ctx)
+		p.writeAccessError(ctx, w, ar, err)
+		return
+	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
 		// fosite has checked the client may ask for these; admin is only
 		// for admin service accounts, whatever the client registered.

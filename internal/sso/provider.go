@@ -135,7 +135,8 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 	}
 	signer := &keySigner{Keys: k}
 	strategy := compose.CommonStrategy{
-		CoreStrategy:               compose.NewOAuth2HMACStrategy(cfg),
+		// Opaque or JWT access tokens, per client (jwtaccess.go).
+		CoreStrategy:               &jwtAccessStrategy{CoreStrategy: compose.NewOAuth2HMACStrategy(cfg), issuer: issuer, keys: k, now: time.Now},
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: cfg},
 		Signer:                     signer,
 	}

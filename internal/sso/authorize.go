@@ -47,6 +47,9 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = resourceProblem(ar, nil)
 	}
+	if err == nil {
+		err = dpopJKTProblem(ar)
+	}
 	if err != nil {
 		p.authorizeError(w, r, ar, err)
 		return
@@ -224,7 +227,7 @@ var authorizeParams = map[string]int{
 	"scope": 1024, "state": 4096, "nonce": 1024, "prompt": 64, "max_age": 16,
 	"display": 16, "ui_locales": 256, "claims_locales": 256, "login_hint": 512,
 	"id_token_hint": 8192, "acr_values": 512, "code_challenge": 128, "code_challenge_method": 16,
-	"audience": 1024, "resource": 2048,
+	"audience": 1024, "resource": 2048, "dpop_jkt": 64,
 }
 
 // oversizeParam names the first known parameter of form with a value

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"net/http"
 	"regexp"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/openid"
 
+	"github.com/idp/idp/internal/sso/dpop"
 	"github.com/idp/idp/internal/sso/store"
 )
 
@@ -87,4 +89,34 @@ func (h *codeKeyCheck) HandleTokenEndpointRequest(ctx context.Context, r fosite.
 // nothing to add.
 func (h *codeKeyCheck) PopulateTokenEndpointResponse(context.Context, fosite.AccessRequester, fosite.AccessResponder) error {
 	return fosite.ErrUnknownRequest
+}
+
+// pushProof binds a pushed authorization request to the key of its DPoP
+// proof, if any (RFC 9449 §10.1): the request's dpop_jkt becomes the
+// proof's thumbprint, and one that names another key is refused. The
+// proof's jti is recorded with the push (uctx's unit).
+func (p *Provider) pushProof(uctx context.Context, w http.ResponseWriter, r *http.Request, ar fosite.AuthorizeRequester) error {
+	proof, err := dpop.FromHeader(r.Header)
+	if err == nil && proof == "" {
+		return nil
+	}
+	p.setNonce(w)
+	var pr dpop.Proof
+	if err == nil {
+		pr, err = p.DPoP.Check(uctx, proof, dpop.Request{Method: r.Method, URL: p.Issuer + "/oauth2/par"})
+	}
+	switch {
+	case errors.Is(err, dpop.ErrUseNonce):
+		return errUseDPoPNonce
+	case errors.Is(err, dpop.ErrInvalid):
+		return errInvalidDPoPProof(err)
+	case err != nil:
+		return fosite.ErrServerError.WithWrap(err).WithDebug(err.Error())
+	}
+	form := ar.GetRequestForm()
+	if have := form.Get(dpopJKTParam); have != "" && subtle.ConstantTimeCompare([]byte(have), []byte(pr.JKT)) != 1 {
+		return errInvalidDPoPProof(errors.New("dpop_jkt names another key than the one the proof is signed with"))
+	}
+	form.Set(dpopJKTParam, pr.JKT)
+	return nil
 }

@@ -167,6 +167,9 @@ func commitError(err error) error {
 	if errors.Is(err, fosite.ErrJTIKnown) {
 		return fosite.ErrInvalidClient.WithHint("This client assertion was used before: its jti may be used only once.").WithWrap(err)
 	}
+	if errors.Is(err, dpop.ErrReplayed) {
+		return errInvalidDPoPProof(dpop.ErrReplayed)
+	}
 	return fosite.ErrServerError.WithWrap(err).WithDebug(err.Error())
 }
 

@@ -37,6 +37,8 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 		"(private_key_jwt; default RS256): RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512")
 	fs.BoolVar(&cl.DPoPBoundAccessTokens, "dpop-bound-access-tokens", false,
 		"tokens only with a DPoP proof (RFC 9449): every access token is bound to the client's key")
+	fs.StringVar(&cl.AccessTokenFormat, "access-token-format", "", "`format` of the client's access tokens: opaque (the default; "+
+		"resource servers introspect them) or jwt (RFC 9068, signed with the provider's keys)")
 	set := newSettings(fs, c.getenv)
 	allowPrivate := set.Bool("allow-private-backchannel", "IDP_ALLOW_PRIVATE_BACKCHANNEL", false,
 		"let the back-channel logout URI be on this host, a private network or a link-local address: for demos and tests")
@@ -81,7 +83,7 @@ func clientsCreateCommand(ctx context.Context, c *cli, args []string) error {
 			"grant_types": cl.GrantTypes, "scopes": cl.Scopes, "backchannel_logout_uri": cl.BackchannelLogoutURI,
 			"admin_service_account": cl.AdminServiceAccount, "require_pushed_authorization_requests": cl.RequirePAR,
 			"token_endpoint_auth_method": cl.TokenEndpointAuthMethod, "jwks_uri": cl.JWKSURI,
-			"dpop_bound_access_tokens": cl.DPoPBoundAccessTokens}, err
+			"dpop_bound_access_tokens": cl.DPoPBoundAccessTokens, "access_token_format": cl.AccessTokenFormat}, err
 	})
 	if err != nil {
 		return err

@@ -140,3 +140,26 @@ func TestRun_DeviceClient(t *testing.T) {
 		t.Fatal("a client with refresh_token alone was written")
 	}
 }
+
+// TestRun_AccessTokenFormat: --access-token-format jwt is stored; opaque is
+// the default; an unknown format is refused and nothing is written.
+func TestRun_AccessTokenFormat(t *testing.T) {
+	d := dbtest.New(t)
+	ctx := context.Background()
+	store := clients.NewStore(d.Pool)
+	store.TTL = -1
+	runCLI(t, d.URL, "", "clients", "create", "--id", "jwt-svc", "--grant-type", "client_credentials",
+		"--access-token-format", "jwt", "--audience", "https://api.example.com/").check(t, 0, "")
+	if c, err := store.Get(ctx, "jwt-svc"); err != nil || c.AccessTokenFormat != clients.AccessTokenJWT {
+		t.Fatalf("--access-token-format jwt: stored %+v (%v)", c, err)
+	}
+	runCLI(t, d.URL, "", "clients", "create", "--id", "plain-svc", "--grant-type", "client_credentials").check(t, 0, "")
+	if c, err := store.Get(ctx, "plain-svc"); err != nil || c.AccessTokenFormat != clients.AccessTokenOpaque {
+		t.Fatalf("default format: stored %+v (%v)", c, err)
+	}
+	runCLI(t, d.URL, "", "clients", "create", "--id", "odd", "--grant-type", "client_credentials",
+		"--access-token-format", "paseto").check(t, 1, `access token format "paseto" is not supported`)
+	if _, err := store.Get(ctx, "odd"); err == nil {
+		t.Fatal("a client with an unknown access token format was written")
+	}
+}

@@ -80,8 +80,12 @@ type Client struct {
 	JWKSURI string `json:"jwks_uri,omitempty"`
 	// DPoPBoundAccessTokens: the client gets tokens only with a DPoP proof
 	// (RFC 9449 §5.2), so each is bound to its key.
-	DPoPBoundAccessTokens bool      `json:"dpop_bound_access_tokens"`
-	CreatedAt             time.Time `json:"created_at"`
+	DPoPBoundAccessTokens bool `json:"dpop_bound_access_tokens"`
+	// AccessTokenFormat is AccessTokenOpaque (the default) or
+	// AccessTokenJWT: a signed JWT (RFC 9068) a resource server can verify
+	// without asking the provider.
+	AccessTokenFormat string    `json:"access_token_format"`
+	CreatedAt         time.Time `json:"created_at"`
 
 	keys *jose.JSONWebKeySet // JWKS parsed, for fosite
 }
@@ -264,13 +268,13 @@ func (s *Store) Create(ctx context.Context, c Client) (secret string, err error)
 			backchannel_logout_uri, backchannel_logout_session_required, grant_types, response_types,
 			scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account,
 			require_pushed_authorization_requests, token_endpoint_auth_method, token_endpoint_auth_signing_alg,
-			jwks, jwks_uri, dpop_bound_access_tokens)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`,
+			jwks, jwks_uri, dpop_bound_access_tokens, access_token_format)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`,
 		c.ID, c.Name, c.SecretHash, c.Public, c.RedirectURIs, c.PostLogoutRedirectURIs,
 		c.BackchannelLogoutURI, c.BackchannelLogoutSessionRequired, c.GrantTypes, c.ResponseTypes,
 		c.Scopes, c.Audience, c.RequireConsent, c.IDTokenAlg, s.Now(), c.AdminServiceAccount,
 		c.RequirePAR, c.TokenEndpointAuthMethod, c.TokenEndpointAuthSigningAlg, nullJSON(c.JWKS), c.JWKSURI,
-		c.DPoPBoundAccessTokens)
+		c.DPoPBoundAccessTokens, c.AccessTokenFormat)
 	if db.IsUniqueViolation(err) {
 		return "", fmt.Errorf("%w: %q", ErrExists, c.ID)
 	}
@@ -284,7 +288,7 @@ const clientColumns = `id, name, secret_hash, public, redirect_uris, post_logout
 	backchannel_logout_uri, backchannel_logout_session_required, grant_types, response_types,
 	scopes, audience, require_consent, id_token_signed_response_alg, created_at, admin_service_account,
 	require_pushed_authorization_requests, token_endpoint_auth_method, token_endpoint_auth_signing_alg,
-	jwks, jwks_uri, dpop_bound_access_tokens`
+	jwks, jwks_uri, dpop_bound_access_tokens, access_token_format`
 
 func scanClient(row pgx.Row) (*Client, error) {
 	var c Client
@@ -292,7 +296,7 @@ func scanClient(row pgx.Row) (*Client, error) {
 		&c.BackchannelLogoutURI, &c.BackchannelLogoutSessionRequired, &c.GrantTypes, &c.ResponseTypes,
 		&c.Scopes, &c.Audience, &c.RequireConsent, &c.IDTokenAlg, &c.CreatedAt, &c.AdminServiceAccount,
 		&c.RequirePAR, &c.TokenEndpointAuthMethod, &c.TokenEndpointAuthSigningAlg, &c.JWKS, &c.JWKSURI,
-		&c.DPoPBoundAccessTokens)
+		&c.DPoPBoundAccessTokens, &c.AccessTokenFormat)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}

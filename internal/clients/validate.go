@@ -131,6 +131,7 @@ func normalize(c *Client, allowPrivateBackchannel bool) error {
 	}
 
 	problems = append(problems, normalizeAuth(c, allowPrivateBackchannel)...)
+	problems = append(problems, normalizeAccessToken(c)...)
 
 	if c.IDTokenAlg == "" {
 		c.IDTokenAlg = "RS256"

@@ -44,6 +44,12 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = pkceProblem(ar)
 	}
+	if err == nil {
+		err = resourceProblem(ar, nil)
+	}
+	if err == nil {
+		err = dpopJKTProblem(ar)
+	}
 	if err != nil {
 		p.authorizeError(w, r, ar, err)
 		return
@@ -94,6 +100,10 @@ func (p *Provider) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 		ar.GrantScope(scope)
 	}
+	// Resource indicators (RFC 8707, checked above) are requested
+	// audience: stored so with the code, they bound what its token
+	// request may ask for.
+	ar.SetRequestedAudience(append(append(fosite.Arguments{}, ar.GetRequestedAudience()...), form["resource"]...))
 	for _, aud := range ar.GetRequestedAudience() {
 		ar.GrantAudience(aud)
 	}
@@ -217,7 +227,7 @@ var authorizeParams = map[string]int{
 	"scope": 1024, "state": 4096, "nonce": 1024, "prompt": 64, "max_age": 16,
 	"display": 16, "ui_locales": 256, "claims_locales": 256, "login_hint": 512,
 	"id_token_hint": 8192, "acr_values": 512, "code_challenge": 128, "code_challenge_method": 16,
-	"audience": 1024,
+	"audience": 1024, "resource": 2048, "dpop_jkt": 64,
 }
 
 // oversizeParam names the first known parameter of form with a value

@@ -49,28 +49,38 @@ func (p *Provider) setNonce(w http.ResponseWriter) {
 // without a proof). A request with a bad proof is answered here (ok false)
 // and nothing else of it is looked at.
 func (p *Provider) tokenProof(ctx context.Context, w http.ResponseWriter, r *http.Request) (_ context.Context, jkt string, ok bool) {
+	jkt, ok = p.endpointProof(ctx, w, r, "/oauth2/token")
+	return store.WithBoundKey(ctx, jkt), jkt, ok
+}
+
+// endpointProof checks the DPoP proof, if any, of a request to the
+// client-facing endpoint at path (token, introspection, revocation) and
+// returns its key's thumbprint ("" without a proof). A request with a bad
+// proof is answered here, in the token endpoint's error format (ok false).
+// In a pipelined unit in ctx the proof's jti is recorded with the unit.
+func (p *Provider) endpointProof(ctx context.Context, w http.ResponseWriter, r *http.Request, path string) (jkt string, ok bool) {
 	proof, err := dpop.FromHeader(r.Header)
 	if err == nil && proof != "" {
 		var pr dpop.Proof
-		pr, err = p.DPoP.Check(ctx, proof, dpop.Request{Method: r.Method, URL: p.Issuer + "/oauth2/token"})
+		pr, err = p.DPoP.Check(ctx, proof, dpop.Request{Method: r.Method, URL: p.Issuer + path})
 		jkt = pr.JKT
 	}
 	p.setNonce(w)
 	if errors.Is(err, dpop.ErrUseNonce) {
 		p.OAuth2.WriteAccessError(ctx, w, nil, errUseDPoPNonce)
-		return ctx, "", false
+		return "", false
 	}
 	if errors.Is(err, dpop.ErrInvalid) {
 		p.OAuth2.WriteAccessError(ctx, w, nil, errInvalidDPoPProof(err))
-		return ctx, "", false
+		return "", false
 	}
 	if err != nil {
 		err = p.oauthError(ctx, w, fosite.ErrServerError.WithWrap(err).WithDebug(err.Error()))
-		p.logServerError(ctx, "token: dpop", err)
+		p.logServerError(ctx, strings.TrimPrefix(path, "/oauth2/")+": dpop", err)
 		p.OAuth2.WriteAccessError(ctx, w, nil, err)
-		return ctx, "", false
+		return "", false
 	}
-	return store.WithBoundKey(ctx, jkt), jkt, true
+	return jkt, true
 }
 
 // requiresDPoP reports whether c gets tokens only with a proof.

@@ -71,6 +71,11 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		p.writeAccessError(ctx, w, ar, errDPoPRequired)
 		return
 	}
+	if err := tokenResources(ar); err != nil {
+		unit.Rollback(ctx)
+		p.writeAccessError(ctx, w, ar, err)
+		return
+	}
 	if ar.GetGrantTypes().ExactOne("client_credentials") {
 		// fosite has checked the client may ask for these; admin is only
 		// for admin service accounts, whatever the client registered.
@@ -128,10 +133,23 @@ func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, 
 	p.OAuth2.WriteAccessError(ctx, w, ar, err)
 }
 
+// revoke is the revocation endpoint (RFC 7009). A DPoP proof, when sent,
+// is checked first (dpopbind.go); its jti is recorded with the
+// revocation, and a replay fails both.
 func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx, unit := p.Store.Pipeline(r.Context())
+	if _, ok := p.endpointProof(ctx, w, r, "/oauth2/revoke"); !ok {
+		unit.Rollback(ctx)
+		return
+	}
 	err := p.OAuth2.NewRevocationRequest(ctx, r)
-	if cerr := unit.Commit(ctx); cerr != nil && err == nil {
+	if cerr := unit.Commit(ctx); errors.Is(cerr, dpop.ErrReplayed) {
+		// fosite's revocation answer knows only invalid_request and
+		// invalid_client (anything else is 200): this one is the token
+		// endpoint's.
+		p.OAuth2.WriteAccessError(ctx, w, nil, errInvalidDPoPProof(cerr))
+		return
+	} else if cerr != nil && err == nil {
 		err = commitError(cerr)
 	}
 	if err != nil {
@@ -148,6 +166,9 @@ func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 func commitError(err error) error {
 	if errors.Is(err, fosite.ErrJTIKnown) {
 		return fosite.ErrInvalidClient.WithHint("This client assertion was used before: its jti may be used only once.").WithWrap(err)
+	}
+	if errors.Is(err, dpop.ErrReplayed) {
+		return errInvalidDPoPProof(dpop.ErrReplayed)
 	}
 	return fosite.ErrServerError.WithWrap(err).WithDebug(err.Error())
 }

@@ -55,6 +55,11 @@ func (p *Provider) introspect(w http.ResponseWriter, r *http.Request) {
 		p.introspectionError(ctx, w, fosite.ErrInvalidClient.WithHint("A public client cannot introspect tokens: it has no credentials."))
 		return
 	}
+	// A proof, when sent, is checked as at every endpoint (RFC 9449),
+	// once the caller is known: a stranger's proofs are not recorded.
+	if _, ok := p.endpointProof(ctx, w, r, "/oauth2/introspect"); !ok {
+		return
+	}
 	token := r.PostForm.Get("token")
 	if token == "" {
 		p.introspectionError(ctx, w, fosite.ErrInvalidRequest.WithHint("The token parameter is missing."))

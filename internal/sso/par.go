@@ -14,6 +14,7 @@ import (
 
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/sso/dpop"
 )
 
 // Pushed authorization requests (RFC 9126). An app posts its
@@ -54,6 +55,15 @@ func (p *Provider) pushAuthorize(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		err = pkceProblem(ar)
 	}
+	if err == nil {
+		err = resourceProblem(ar, nil)
+	}
+	if err == nil {
+		err = dpopJKTProblem(ar)
+	}
+	if err == nil {
+		err = p.pushProof(uctx, w, r, ar)
+	}
 	var resp fosite.PushedAuthorizeResponder
 	if err == nil {
 		// Only the parameters the provider knows are kept: they are what the
@@ -70,7 +80,7 @@ func (p *Provider) pushAuthorize(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// The client assertion a refused push was authenticated with is
 		// spent all the same, as at the token endpoint; nothing else waits.
-		if cerr := unit.Commit(uctx); cerr != nil && !errors.Is(cerr, fosite.ErrJTIKnown) {
+		if cerr := unit.Commit(uctx); cerr != nil && !errors.Is(cerr, fosite.ErrJTIKnown) && !errors.Is(cerr, dpop.ErrReplayed) {
 			p.Logger.ErrorContext(ctx, "par: commit after a failed request", "request_id", ops.RequestID(ctx), "err", cerr)
 		}
 		p.pushError(ctx, w, ar, err)

@@ -125,7 +125,8 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		// fosite keeps only whitelisted form fields with a stored code; without
 		// redirect_uri it silently skips the RFC 6749 §4.1.3 check that the
 		// token request repeats the authorization request's redirect URI.
-		SanitationWhiteList: []string{"redirect_uri"},
+		// dpop_jkt binds the code to a DPoP key (dpopjkt.go).
+		SanitationWhiteList: []string{"redirect_uri", dpopJKTParam},
 		// PAR: a request_uri of our own prefix, short-lived; the redirect
 		// URIs are the clients' registered ones (https, or http to a
 		// loopback address), which fosite's own check would refuse for
@@ -139,13 +140,15 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 	}
 	signer := &keySigner{Keys: k}
 	strategy := compose.CommonStrategy{
-		CoreStrategy:               compose.NewOAuth2HMACStrategy(cfg),
+		// Opaque or JWT access tokens, per client (jwtaccess.go).
+		CoreStrategy:               &jwtAccessStrategy{CoreStrategy: compose.NewOAuth2HMACStrategy(cfg), issuer: issuer, keys: k, now: time.Now},
 		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: cfg},
 		Signer:                     signer,
 	}
 	// compose.Compose builds a *fosite.Fosite and returns it as an interface.
 	f := compose.Compose(cfg, st, strategy,
 		compose.OAuth2AuthorizeExplicitFactory,
+		codeKeyCheckFactory, // after the code handler, before PKCE's
 		compose.OAuth2ClientCredentialsGrantFactory,
 		compose.OAuth2RefreshTokenGrantFactory,
 		compose.OpenIDConnectExplicitFactory,

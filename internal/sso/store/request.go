@@ -241,3 +241,11 @@ func (s *Store) decode(ctx context.Context, doc []byte, proto fosite.Session) (*
 		GrantedAudience:   fosite.Arguments(sr.GrantedAudience),
 	}, nil
 }
+
+// BoundKeyIn is the thumbprint of the DPoP key the tokens created in ctx
+// are bound to (see WithBoundKey), "" for none: a JWT access token
+// carries it as cnf.jkt.
+func BoundKeyIn(ctx context.Context) string {
+	jkt, _ := boundKeyFrom(ctx)
+	return jkt
+}

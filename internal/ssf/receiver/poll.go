@@ -1,0 +1,176 @@
+package receiver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/idp/idp/internal/db"
+)
+
+// Poller fetches SETs from the poll transmitters (RFC 8936), on every
+// instance: each poll holds its transmitter's row locked (FOR UPDATE SKIP
+// LOCKED) from the request to the commit of what it did, so two instances
+// never process one batch, and a batch is acknowledged only by the poll
+// after the one that fetched it, once what it did is committed. A crash
+// in between leaves the batch unacknowledged: it comes again, and its
+// jtis, if committed, make it a no-op.
+type Poller struct {
+	Receiver *Receiver
+	Interval time.Duration
+	Logger   *slog.Logger
+}
+
+// maxRounds bounds the polls of one transmitter in one pass, while the
+// transmitter says more is available.
+const maxRounds = 10
+
+// Run polls every Interval until ctx ends.
+func (p *Poller) Run(ctx context.Context) error {
+	t := time.NewTicker(p.Interval)
+	defer t.Stop()
+	for {
+		p.PollAll(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// PollAll polls each poll transmitter once (not those another instance is
+// polling).
+func (p *Poller) PollAll(ctx context.Context) {
+	rows, err := p.Receiver.Pool.Query(ctx, `SELECT id FROM ssf_transmitters WHERE delivery = 'poll' ORDER BY id`)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.Logger.Error("ssf poll: list transmitters", "err", err)
+		}
+		return
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		if err := p.Poll(ctx, id); err != nil && ctx.Err() == nil {
+			p.Logger.Error("ssf poll", "transmitter", id, "err", err)
+		}
+	}
+}
+
+type pollRequest struct {
+	Ack               []string             `json:"ack"`
+	SetErrs           map[string]*SETError `json:"setErrs,omitempty"`
+	MaxEvents         int                  `json:"maxEvents"`
+	ReturnImmediately bool                 `json:"returnImmediately"`
+}
+
+type pollResponse struct {
+	Sets          map[string]string `json:"sets"`
+	MoreAvailable bool              `json:"moreAvailable"`
+}
+
+// Poll polls one transmitter, unless another instance is at it.
+func (p *Poller) Poll(ctx context.Context, id string) error {
+	r := p.Receiver
+	return db.Tx(ctx, r.Pool, func(ctx context.Context) error {
+		u, _ := db.From(ctx)
+		var acks []string
+		var errsJSON []byte
+		t, err := scan(rowFunc(func(dest ...any) error {
+			return u.QueryRow(ctx, `SELECT `+columns+`, pending_acks, pending_errs FROM ssf_transmitters
+				WHERE id = $1 AND delivery = 'poll' FOR UPDATE SKIP LOCKED`, id).
+				Scan(append(dest, &acks, &errsJSON)...)
+		}))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // gone, or another instance polls it now
+		}
+		if err != nil {
+			return err
+		}
+		setErrs := map[string]*SETError{}
+		_ = json.Unmarshal(errsJSON, &setErrs)
+		if r.Store.Box == nil {
+			return fmt.Errorf("no server secret to open the poll token")
+		}
+		token, err := r.Store.Box.Open(t.pollToken, []byte(t.ID))
+		if err != nil {
+			return fmt.Errorf("poll token: %w", err)
+		}
+		lastErr := ""
+		for range maxRounds {
+			resp, err := p.request(ctx, t, string(token), pollRequest{Ack: nonNil(acks), SetErrs: setErrs, MaxEvents: 100, ReturnImmediately: true})
+			if err != nil {
+				lastErr = err.Error()
+				break
+			}
+			// Sent: the transmitter has them now.
+			acks, setErrs = nil, map[string]*SETError{}
+			for jti, raw := range resp.Sets {
+				if _, err := r.Handle(ctx, t, raw); err != nil {
+					e, ok := IsRefusal(err)
+					if !ok {
+						return err // nothing is acknowledged; the batch comes again
+					}
+					setErrs[jti] = e
+					continue
+				}
+				acks = append(acks, jti)
+			}
+			if !resp.MoreAvailable {
+				break
+			}
+		}
+		errsJSON, _ = json.Marshal(setErrs)
+		u.Queue(`UPDATE ssf_transmitters SET pending_acks = $2, pending_errs = $3, last_poll_at = $4, last_error = $5 WHERE id = $1`,
+			t.ID, nonNil(acks), errsJSON, r.now(), lastErr)
+		return nil
+	})
+}
+
+type rowFunc func(dest ...any) error
+
+func (f rowFunc) Scan(dest ...any) error { return f(dest...) }
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (p *Poller) request(ctx context.Context, t Transmitter, token string, body pollRequest) (pollResponse, error) {
+	b, _ := json.Marshal(body)
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.PollURL, bytes.NewReader(b))
+	if err != nil {
+		return pollResponse{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := p.Receiver.Verifier.Client().Do(req)
+	if err != nil {
+		return pollResponse{}, fmt.Errorf("poll: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return pollResponse{}, fmt.Errorf("poll: HTTP %d", resp.StatusCode)
+	}
+	var out pollResponse
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&out); err != nil {
+		return pollResponse{}, fmt.Errorf("poll: the answer is not JSON: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,198 @@
+package receiver_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/dbtest"
+	"github.com/idp/idp/internal/server"
+	"github.com/idp/idp/internal/servertest"
+	"github.com/idp/idp/internal/ssf"
+	"github.com/idp/idp/internal/ssf/receiver"
+)
+
+const password = "correct horse battery staple 42"
+
+// client calls a provider's JSON endpoints with a bearer token.
+type client struct {
+	t     *testing.T
+	base  string
+	token string
+}
+
+func (c *client) must(want int, method, path string, body any) map[string]any {
+	c.t.Helper()
+	var r io.Reader
+	if body != nil {
+		raw, _ := json.Marshal(body)
+		r = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, c.base+path, r)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		c.t.Fatalf("%s %s: status %d, want %d: %s", method, path, resp.StatusCode, want, raw)
+	}
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return out
+}
+
+// tokenClient registers a client_credentials client of h with scopes and
+// returns a caller holding its token.
+func tokenClient(t *testing.T, h *servertest.Harness, id string, mutate func(*clients.Client), scopes ...string) *client {
+	t.Helper()
+	rp := h.NewRP(id, func(c *clients.Client) {
+		c.Scopes = append(c.Scopes, scopes...)
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	tok, err := (&clientcredentials.Config{ClientID: rp.ID, ClientSecret: rp.Secret, TokenURL: h.Issuer + "/oauth2/token",
+		Scopes: scopes}).Token(context.Background())
+	if err != nil {
+		t.Fatalf("client_credentials token for %s: %v", id, err)
+	}
+	return &client{t: t, base: h.Issuer, token: tok.AccessToken}
+}
+
+// signIn signs email in to app on a new browser.
+func signIn(t *testing.T, app *servertest.RP, email string) {
+	t.Helper()
+	br := servertest.NewBrowser(t)
+	a := app.AuthURL()
+	p := br.SignIn(a.URL, email, password)
+	app.Exchange(t, app.Code(t, p, a), a)
+}
+
+func liveSessions(t *testing.T, h *servertest.Harness, userID string) int {
+	t.Helper()
+	return dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM sso_sessions WHERE user_id = $1::uuid AND revoked_at IS NULL`, userID)
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 15s: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// pair is two providers on two databases: first transmits, second
+// receives. Ann has an account on both; on second she is signed in to an
+// app that takes back-channel logout.
+type pair struct {
+	first, second *servertest.Harness
+	annFirst      string
+	annSecond     string
+	logouts       *servertest.Receiver
+	app           *servertest.RP
+	stream        *client // second's receiver client at first
+}
+
+func newPair(t *testing.T) *pair {
+	t.Helper()
+	p := &pair{first: servertest.New(t)}
+	p.second = servertest.New(t, func(c *server.Config) { c.SignalPollInterval = 100 * time.Millisecond })
+	p.annFirst = p.first.CreateUser("ann@example.com", password).ID
+	p.annSecond = p.second.CreateUser("ann@example.com", password).ID
+	signIn(t, p.first.NewRP("mail"), "ann@example.com")
+	p.logouts = p.second.NewReceiver("app")
+	p.app = p.second.NewRP("app", func(c *clients.Client) { c.BackchannelLogoutURI = p.logouts.URL })
+	signIn(t, p.app, "ann@example.com")
+	p.stream = tokenClient(t, p.first, "second", nil, ssf.Scope)
+	return p
+}
+
+// adminRevokeAll ends every session of ann on first through its admin API.
+func (p *pair) adminRevokeAll(t *testing.T) {
+	t.Helper()
+	ops := tokenClient(t, p.first, "ops", func(c *clients.Client) { c.AdminServiceAccount = true }, "admin")
+	if res := ops.must(http.StatusOK, "DELETE", "/admin/api/users/"+p.annFirst+"/sessions", nil); res["sessions"] != float64(1) {
+		t.Fatalf("revoke-all on first = %v, want 1 session", res)
+	}
+}
+
+// checkEnded waits until ann's sessions on second have ended and its app
+// has a logout token for her.
+func (p *pair) checkEnded(t *testing.T) {
+	t.Helper()
+	waitFor(t, "ann's session on second still live", func() bool { return liveSessions(t, p.second, p.annSecond) == 0 })
+	waitFor(t, "second's app got no back-channel logout", func() bool { return len(p.logouts.Tokens()) == 1 })
+	if sub := p.logouts.Tokens()[0].Subject; sub != p.annSecond {
+		t.Errorf("logout token sub %q, want ann on second %q", sub, p.annSecond)
+	}
+	reason := dbtest.Value[string](t, p.second.DB.Pool, `SELECT revoked_reason FROM sso_sessions WHERE user_id = $1::uuid`, p.annSecond)
+	if reason != "signal_received" {
+		t.Errorf("revoked_reason %q, want signal_received", reason)
+	}
+	actor := dbtest.Value[string](t, p.second.DB.Pool, `SELECT actor FROM audit_log WHERE action = 'sessions.revoke' AND target = $1`, p.annSecond)
+	if actor != "transmitter:"+p.first.Issuer {
+		t.Errorf("revocation actor %q, want transmitter:%s", actor, p.first.Issuer)
+	}
+}
+
+func TestReceiver_Push(t *testing.T) {
+	p := newPair(t)
+	tx, header, err := p.second.Srv.Signals.Store.Add(p.second.Ctx, receiver.New{Issuer: p.first.Issuer,
+		Audience: "second", Subjects: []string{receiver.SubjectsEmail}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := p.stream.must(http.StatusCreated, "POST", "/ssf/streams", map[string]any{
+		"delivery": map[string]any{"method": ssf.DeliveryPush, "endpoint_url": p.second.URL + receiver.PathReceive + tx.ID,
+			"authorization_header": header},
+		"events_requested": []string{ssf.EventSessionRevoked, ssf.EventCredentialChange, ssf.EventAccountDisabled},
+	})["stream_id"].(string)
+	p.stream.must(http.StatusOK, "POST", "/ssf/subjects:add", map[string]any{"stream_id": id,
+		"subject": map[string]any{"format": "email", "email": "ann@example.com"}})
+
+	p.adminRevokeAll(t)
+	p.checkEnded(t)
+	// The push was accepted (202): first's row is delivered, not failed.
+	waitFor(t, "first's push not delivered", func() bool {
+		return dbtest.Value[int](t, p.first.DB.Pool, `SELECT count(*) FROM outbox WHERE kind = $1 AND delivered_at IS NOT NULL`, ssf.KindPush) == 1
+	})
+}
+
+func TestReceiver_Poll(t *testing.T) {
+	p := newPair(t)
+	id := p.stream.must(http.StatusCreated, "POST", "/ssf/streams", map[string]any{
+		"delivery": map[string]any{"method": ssf.DeliveryPoll}, "events_requested": []string{ssf.EventSessionRevoked}})["stream_id"].(string)
+	p.stream.must(http.StatusOK, "POST", "/ssf/subjects:add", map[string]any{"stream_id": id,
+		"subject": map[string]any{"format": "email", "email": "ann@example.com"}})
+	// A second instance of second, on the same database, polls too: the
+	// row lock keeps them from processing one batch twice.
+	servertest.NewInstance(t, p.second.DB, func(c *server.Config) { c.SignalPollInterval = 100 * time.Millisecond })
+	if _, _, err := p.second.Srv.Signals.Store.Add(p.second.Ctx, receiver.New{Issuer: p.first.Issuer, Audience: "second",
+		Subjects: []string{receiver.SubjectsEmail}, PollURL: p.first.Issuer + "/ssf/poll", PollToken: p.stream.token}); err != nil {
+		t.Fatal(err)
+	}
+
+	p.adminRevokeAll(t)
+	p.checkEnded(t)
+	// The event is acknowledged by the poll after the one that fetched it.
+	waitFor(t, "first's poll event not acknowledged", func() bool {
+		return dbtest.Value[int](t, p.first.DB.Pool, `SELECT count(*) FROM outbox WHERE kind = $1 AND delivered_at IS NOT NULL`, ssf.KindPoll) == 1
+	})
+	if n := dbtest.Value[int](t, p.second.DB.Pool, `SELECT count(*) FROM audit_log WHERE action = 'sessions.revoke'`); n != 1 {
+		t.Errorf("%d revocations on second, want 1 (the batch processed once)", n)
+	}
+}

@@ -88,7 +88,7 @@ type Config struct {
 	// polled (0: every 15 s).
 	SignalPollInterval time.Duration
 	Logger             *slog.Logger
-	Now             func() time.Time
+	Now                func() time.Time
 }
 
 // Defaults fills the zero fields.

@@ -3,12 +3,18 @@ package receiver_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/cryptosigner"
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/idp/idp/internal/clients"
@@ -199,5 +205,169 @@ func TestReceiver_Poll(t *testing.T) {
 	})
 	if n := dbtest.Value[int](t, p.second.DB.Pool, `SELECT count(*) FROM audit_log WHERE action = 'sessions.revoke'`); n != 1 {
 		t.Errorf("%d revocations on second, want 1 (the batch processed once)", n)
+	}
+}
+
+// signer makes SETs as first would, or with what a forger has.
+type signer struct {
+	t      *testing.T
+	kid    string
+	key    any
+	issuer string
+}
+
+func (s signer) sign(typ string, claims map[string]any) string {
+	s.t.Helper()
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
+	js, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: s.key, KeyID: s.kid}}, opts)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	payload, _ := json.Marshal(claims)
+	jws, err := js.Sign(payload)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	out, _ := jws.CompactSerialize()
+	return out
+}
+
+func setClaims(iss, aud string, sub map[string]any, events map[string]any) map[string]any {
+	return map[string]any{"iss": iss, "aud": aud, "iat": time.Now().Unix(), "jti": rand.Text(), "sub_id": sub, "events": events}
+}
+
+func ann() map[string]any { return map[string]any{"format": "email", "email": "ANN@example.com"} }
+
+func revoked() map[string]any {
+	return map[string]any{ssf.EventSessionRevoked: map[string]any{"event_timestamp": time.Now().Unix()}}
+}
+
+// push POSTs raw to second's endpoint for tx and returns the status and
+// the refusal's err.
+func push(t *testing.T, url, authorization, contentType, raw string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(raw))
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Authorization", authorization)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var refusal struct {
+		Err         string `json:"err"`
+		Description string `json:"description"`
+	}
+	if resp.StatusCode == http.StatusBadRequest {
+		if err := json.NewDecoder(resp.Body).Decode(&refusal); err != nil || refusal.Description == "" {
+			t.Errorf("400 without err and description (RFC 8935 §2.3): %v", err)
+		}
+	}
+	return resp.StatusCode, refusal.Err
+}
+
+func TestReceiver_Refused(t *testing.T) {
+	p := newPair(t)
+	tx, header, err := p.second.Srv.Signals.Store.Add(p.second.Ctx, receiver.New{Issuer: p.first.Issuer,
+		Events: []string{"session-revoked", "device-compliance-change"}, Subjects: []string{receiver.SubjectsEmail}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := p.second.URL + receiver.PathReceive + tx.ID
+	kid, key, err := p.first.Srv.Keys.Signer("RS256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := signer{t: t, kid: kid, key: cryptosigner.Opaque(key), issuer: p.first.Issuer}
+	forged, _ := rsa.GenerateKey(rand.Reader, 2048)
+	forger := signer{t: t, kid: kid, key: forged, issuer: p.first.Issuer}
+	iss, aud := p.first.Issuer, p.second.Issuer
+	b64 := base64.RawURLEncoding.EncodeToString
+	unsigned := func(c map[string]any) string {
+		h, _ := json.Marshal(map[string]string{"alg": "none", "typ": "secevent+jwt"})
+		b, _ := json.Marshal(c)
+		return b64(h) + "." + b64(b) + "."
+	}
+	old := setClaims(iss, aud, ann(), revoked())
+	old["iat"] = time.Now().Add(-8 * 24 * time.Hour).Unix()
+	future := setClaims(iss, aud, ann(), revoked())
+	future["iat"] = time.Now().Add(time.Hour).Unix()
+	noJTI := setClaims(iss, aud, ann(), revoked())
+	delete(noJTI, "jti")
+	const ct = "application/secevent+jwt"
+
+	cases := []struct {
+		name          string
+		url, auth, ct string
+		raw           string
+		status        int
+		err           string
+	}{
+		{"wrong authorization", url, "Bearer not-it", ct, first.sign(ssf.TokenType, setClaims(iss, aud, ann(), revoked())), 401, ""},
+		{"no authorization", url, "", ct, first.sign(ssf.TokenType, setClaims(iss, aud, ann(), revoked())), 401, ""},
+		{"unknown transmitter", p.second.URL + receiver.PathReceive + "tx_nobody", header, ct, first.sign(ssf.TokenType, setClaims(iss, aud, ann(), revoked())), 401, ""},
+		{"wrong content type", url, header, "application/json", first.sign(ssf.TokenType, setClaims(iss, aud, ann(), revoked())), 400, "invalid_request"},
+		{"unsigned", url, header, ct, unsigned(setClaims(iss, aud, ann(), revoked())), 400, "invalid_request"},
+		{"wrongly signed", url, header, ct, forger.sign(ssf.TokenType, setClaims(iss, aud, ann(), revoked())), 400, "invalid_key"},
+		{"not a SET (typ JWT)", url, header, ct, first.sign("JWT", setClaims(iss, aud, ann(), revoked())), 400, "invalid_request"},
+		{"wrong audience", url, header, ct, first.sign(ssf.TokenType, setClaims(iss, "https://elsewhere.example.com", ann(), revoked())), 400, "invalid_audience"},
+		{"wrong issuer", url, header, ct, first.sign(ssf.TokenType, setClaims("https://evil.example.com", aud, ann(), revoked())), 400, "invalid_issuer"},
+		{"iat too old", url, header, ct, first.sign(ssf.TokenType, old), 400, "invalid_request"},
+		{"iat in the future", url, header, ct, first.sign(ssf.TokenType, future), 400, "invalid_request"},
+		{"no jti", url, header, ct, first.sign(ssf.TokenType, noJTI), 400, "invalid_request"},
+		{"garbage", url, header, ct, "not.a.jwt", 400, "invalid_request"},
+		// Accepted (202) and recorded, never acted on.
+		{"unknown subject", url, header, ct, first.sign(ssf.TokenType, setClaims(iss, aud,
+			map[string]any{"format": "email", "email": "nobody@example.com"}, revoked())), 202, ""},
+		{"iss_sub not mapped for this transmitter", url, header, ct, first.sign(ssf.TokenType, setClaims(iss, aud,
+			map[string]any{"format": "iss_sub", "iss": p.second.Issuer, "sub": p.annSecond}, revoked())), 202, ""},
+		{"event not allowed", url, header, ct, first.sign(ssf.TokenType, setClaims(iss, aud, ann(),
+			map[string]any{ssf.EventAccountDisabled: map[string]any{}})), 202, ""},
+		{"unknown event", url, header, ct, first.sign(ssf.TokenType, setClaims(iss, aud, ann(),
+			map[string]any{"https://example.com/event/other": map[string]any{}})), 202, ""},
+		{"device still compliant", url, header, ct, first.sign(ssf.TokenType, setClaims(iss, aud, ann(),
+			map[string]any{receiver.EventDeviceComplianceChange: map[string]any{"previous_status": "not-compliant", "current_status": "compliant"}})), 202, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, code := push(t, c.url, c.auth, c.ct, c.raw)
+			if status != c.status || code != c.err {
+				t.Errorf("status %d err %q, want %d %q", status, code, c.status, c.err)
+			}
+			if n := liveSessions(t, p.second, p.annSecond); n != 1 {
+				t.Fatalf("%d live sessions of ann on second, want 1: nothing revoked", n)
+			}
+		})
+	}
+	if n := dbtest.Value[int](t, p.second.DB.Pool, `SELECT count(*) FROM audit_log WHERE action = 'ssf.signal_received' AND details ? 'ignored'`); n != 5 {
+		t.Errorf("%d ignored SETs in the audit log, want the 5 accepted ones", n)
+	}
+	if n := dbtest.Value[int](t, p.second.DB.Pool, `SELECT count(*) FROM audit_log WHERE action = 'sessions.revoke'`); n != 0 {
+		t.Errorf("%d revocations on second, want none", n)
+	}
+
+	// A valid SET acts; the same SET again (its jti) is accepted and
+	// does nothing.
+	valid := first.sign(ssf.TokenType, setClaims(iss, aud, ann(), revoked()))
+	if status, code := push(t, url, header, ct, valid); status != 202 {
+		t.Fatalf("valid SET: %d %s", status, code)
+	}
+	if n := liveSessions(t, p.second, p.annSecond); n != 0 {
+		t.Fatalf("after a valid session-revoked, %d live sessions", n)
+	}
+	signIn(t, p.app, "ann@example.com")
+	if status, code := push(t, url, header, ct, valid); status != 202 {
+		t.Fatalf("replayed SET: %d %s, want 202 (already accepted)", status, code)
+	}
+	if n := liveSessions(t, p.second, p.annSecond); n != 1 {
+		t.Fatalf("a replayed jti ended the new session: %d live", n)
+	}
+	// A device out of compliance ends them.
+	if status, code := push(t, url, header, ct, first.sign(ssf.TokenType, setClaims(iss, aud, ann(),
+		map[string]any{receiver.EventDeviceComplianceChange: map[string]any{"previous_status": "compliant", "current_status": "not-compliant"}}))); status != 202 {
+		t.Fatalf("device-compliance-change: %d %s", status, code)
+	}
+	if n := liveSessions(t, p.second, p.annSecond); n != 0 {
+		t.Fatalf("after not-compliant, %d live sessions", n)
 	}
 }

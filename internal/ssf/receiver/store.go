@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/audit"
@@ -270,12 +269,15 @@ func (s *Store) Get(ctx context.Context, id string) (Transmitter, error) {
 func (s *Store) Remove(ctx context.Context, id string) error {
 	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
 		u, _ := db.From(ctx)
-		u.Queue(`DELETE FROM ssf_transmitters WHERE id = $1`, id).Tag(func(tag pgconn.CommandTag) error {
-			if tag.RowsAffected() == 0 {
-				return ErrNotFound
-			}
-			return nil
-		})
+		// Now, not queued: a queued statement goes out with the COMMIT, and
+		// the audit entry of a removal that removed nothing would commit.
+		tag, err := u.Exec(ctx, `DELETE FROM ssf_transmitters WHERE id = $1`, id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return ErrNotFound
+		}
 		return audit.Record(ctx, s.now(), audit.CLI, "ssf.transmitter_remove", "transmitter:"+id, nil)
 	})
 	if errors.Is(err, ErrNotFound) {

@@ -371,3 +371,34 @@ func TestReceiver_Refused(t *testing.T) {
 		t.Fatalf("after not-compliant, %d live sessions", n)
 	}
 }
+
+// A SET the receiver refuses while polling is reported to the
+// transmitter as a setErr (RFC 8936 §2.4), and nothing is revoked.
+func TestReceiver_PollReportsRefusals(t *testing.T) {
+	p := newPair(t)
+	id := p.stream.must(http.StatusCreated, "POST", "/ssf/streams", map[string]any{
+		"delivery": map[string]any{"method": ssf.DeliveryPoll}, "events_requested": []string{ssf.EventSessionRevoked}})["stream_id"].(string)
+	p.stream.must(http.StatusOK, "POST", "/ssf/subjects:add", map[string]any{"stream_id": id,
+		"subject": map[string]any{"format": "email", "email": "ann@example.com"}})
+	// No --audience: first addresses its SETs to the client id "second",
+	// which is not our issuer.
+	tx, _, err := p.second.Srv.Signals.Store.Add(p.second.Ctx, receiver.New{Issuer: p.first.Issuer,
+		Subjects: []string{receiver.SubjectsEmail}, PollURL: p.first.Issuer + "/ssf/poll", PollToken: p.stream.token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.adminRevokeAll(t)
+	waitFor(t, "first has not recorded the receiver's setErr", func() bool {
+		return dbtest.Value[int](t, p.first.DB.Pool, `SELECT count(*) FROM outbox WHERE kind = $1 AND last_error LIKE '%invalid_audience%'`, ssf.KindPoll) == 1
+	})
+	if n := liveSessions(t, p.second, p.annSecond); n != 1 {
+		t.Errorf("%d live sessions on second, want 1: a refused SET revokes nothing", n)
+	}
+	if n := len(p.logouts.Tokens()); n != 0 {
+		t.Errorf("second's app got %d logout tokens, want none", n)
+	}
+	got, err := p.second.Srv.Signals.Store.Get(p.second.Ctx, tx.ID)
+	if err != nil || got.LastPoll.IsZero() || got.LastError != "" {
+		t.Errorf("transmitter after polls: %+v, %v; want a last poll and no error of its own", got, err)
+	}
+}

@@ -402,3 +402,37 @@ func TestReceiver_PollReportsRefusals(t *testing.T) {
 		t.Errorf("transmitter after polls: %+v, %v; want a last poll and no error of its own", got, err)
 	}
 }
+
+// An iss_sub with our issuer names our user by id; a credential-change
+// ends the sessions; the jti is forgotten once no SET that old is
+// accepted.
+func TestReceiver_IssSubAndForget(t *testing.T) {
+	p := newPair(t)
+	tx, header, err := p.second.Srv.Signals.Store.Add(p.second.Ctx, receiver.New{Issuer: p.first.Issuer,
+		Subjects: []string{receiver.SubjectsIssSub}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, key, _ := p.first.Srv.Keys.Signer("RS256")
+	first := signer{t: t, kid: kid, key: cryptosigner.Opaque(key)}
+	raw := first.sign(ssf.TokenType, setClaims(p.first.Issuer, p.second.Issuer,
+		map[string]any{"format": "iss_sub", "iss": p.second.Issuer, "sub": p.annSecond},
+		map[string]any{ssf.EventCredentialChange: map[string]any{"credential_type": "password", "change_type": "update"}}))
+	if status, code := push(t, p.second.URL+receiver.PathReceive+tx.ID, header, "application/secevent+jwt", raw); status != 202 {
+		t.Fatalf("credential-change: %d %s", status, code)
+	}
+	if n := liveSessions(t, p.second, p.annSecond); n != 0 {
+		t.Fatalf("%d live sessions after credential-change, want 0", n)
+	}
+	waitFor(t, "second's app got no back-channel logout", func() bool { return len(p.logouts.Tokens()) == 1 })
+
+	later := *p.second.Srv.Signals
+	later.Now = func() time.Time { return time.Now().Add(receiver.MaxAge) }
+	if n, err := later.Forget(p.second.Ctx); err != nil || n != 0 {
+		t.Fatalf("Forget within the window: %d, %v; want 0", n, err)
+	}
+	later.Now = func() time.Time { return time.Now().Add(receiver.Remember + time.Minute) }
+	if n, err := later.Forget(p.second.Ctx); err != nil || n != 1 {
+		t.Fatalf("Forget after the window: %d, %v; want 1", n, err)
+	}
+}

@@ -80,10 +80,26 @@ type pollResponse struct {
 	MoreAvailable bool              `json:"moreAvailable"`
 }
 
-// Poll polls one transmitter, unless another instance is at it.
+// Poll polls one transmitter, unless another instance is at it, for as
+// long as it says more is available (maxRounds at most).
 func (p *Poller) Poll(ctx context.Context, id string) error {
+	for range maxRounds {
+		more, err := p.pollOnce(ctx, id)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// pollOnce is one poll in one transaction: the request acknowledges the
+// previous batch (committed by the previous transaction), and this batch's
+// effects and the acks they earn commit together. One request per
+// transaction, so a failure here can never undo what an earlier request
+// already acknowledged.
+func (p *Poller) pollOnce(ctx context.Context, id string) (more bool, err error) {
 	r := p.Receiver
-	return db.Tx(ctx, r.Pool, func(ctx context.Context) error {
+	err = db.Tx(ctx, r.Pool, func(ctx context.Context) error {
 		u, _ := db.From(ctx)
 		var acks []string
 		var errsJSON []byte
@@ -107,35 +123,34 @@ func (p *Poller) Poll(ctx context.Context, id string) error {
 		if err != nil {
 			return fmt.Errorf("poll token: %w", err)
 		}
-		lastErr := ""
-		for range maxRounds {
-			resp, err := p.request(ctx, t, string(token), pollRequest{Ack: nonNil(acks), SetErrs: setErrs, MaxEvents: 100, ReturnImmediately: true})
-			if err != nil {
-				lastErr = err.Error()
-				break
-			}
-			// Sent: the transmitter has them now.
-			acks, setErrs = nil, map[string]*SETError{}
-			for jti, raw := range resp.Sets {
-				if _, err := r.Handle(ctx, t, raw); err != nil {
-					e, ok := IsRefusal(err)
-					if !ok {
-						return err // nothing is acknowledged; the batch comes again
-					}
+		resp, err := p.request(ctx, t, string(token), pollRequest{Ack: nonNil(acks), SetErrs: setErrs, MaxEvents: 100, ReturnImmediately: true})
+		if err != nil {
+			// Nothing was acknowledged; the pending acks go with the next poll.
+			u.Queue(`UPDATE ssf_transmitters SET last_poll_at = $2, last_error = $3 WHERE id = $1`, t.ID, r.now(), err.Error())
+			return nil
+		}
+		acks, setErrs = nil, map[string]*SETError{}
+		for jti, raw := range resp.Sets {
+			if _, err := r.Handle(ctx, t, raw); err != nil {
+				if e, ok := IsRefusal(err); ok {
 					setErrs[jti] = e
 					continue
 				}
-				acks = append(acks, jti)
+				// The transmitter's keys unreachable: neither acknowledged
+				// nor reported, so it comes again. (A database error has
+				// aborted the transaction: nothing of this batch commits.)
+				p.Logger.Warn("ssf poll: SET not processed; it comes again", "transmitter", t.ID, "jti", jti, "err", err)
+				continue
 			}
-			if !resp.MoreAvailable {
-				break
-			}
+			acks = append(acks, jti)
 		}
 		errsJSON, _ = json.Marshal(setErrs)
-		u.Queue(`UPDATE ssf_transmitters SET pending_acks = $2, pending_errs = $3, last_poll_at = $4, last_error = $5 WHERE id = $1`,
-			t.ID, nonNil(acks), errsJSON, r.now(), lastErr)
+		u.Queue(`UPDATE ssf_transmitters SET pending_acks = $2, pending_errs = $3, last_poll_at = $4, last_error = '' WHERE id = $1`,
+			t.ID, nonNil(acks), errsJSON, r.now())
+		more = resp.MoreAvailable
 		return nil
 	})
+	return more, err
 }
 
 type rowFunc func(dest ...any) error

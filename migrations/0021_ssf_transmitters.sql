@@ -1,5 +1,6 @@
 -- Transmitters this provider trusts as a Shared Signals receiver
--- (internal/ssf/receiver). A poll transmitter's bearer token is sealed by
+-- (internal/ssf/receiver). A poll transmitter's bearer token, or the
+-- client secret with which we get one (client_id, token_url), is sealed by
 -- the server secret; a push transmitter's Authorization header is one we
 -- generated, kept only as its SHA-256. pending_acks are the jtis of the
 -- last poll's SETs, processed and committed, acknowledged by the next poll
@@ -14,6 +15,9 @@ CREATE TABLE ssf_transmitters (
     delivery             text NOT NULL CHECK (delivery IN ('push', 'poll')),
     poll_url             text NOT NULL DEFAULT '',
     poll_token_encrypted bytea,
+    client_id            text NOT NULL DEFAULT '',
+    token_url            text NOT NULL DEFAULT '',
+    token_scope          text NOT NULL DEFAULT '',
     push_auth_hash       bytea,
     pending_acks         text[] NOT NULL DEFAULT '{}',
     pending_errs         jsonb NOT NULL DEFAULT '{}',

@@ -15,7 +15,7 @@ import (
 // signalsTransmittersAddCommand registers a transmitter this provider
 // trusts: what it may say, about whom, and how its SETs arrive.
 func signalsTransmittersAddCommand(ctx context.Context, c *cli, args []string) error {
-	fs := c.flags("signals transmitters add", "--issuer URL --subjects email|iss_sub (--push | --poll-url URL --poll-token T)")
+	fs := c.flags("signals transmitters add", "--issuer URL --subjects email|iss_sub (--push | --poll-url URL (--poll-token T | --client-id ID --client-secret S --token-url URL))")
 	var n receiver.New
 	var events, subjects string
 	fs.StringVar(&n.Issuer, "issuer", "", "the transmitter's issuer `URL` (the iss of its SETs)")
@@ -28,6 +28,10 @@ func signalsTransmittersAddCommand(ctx context.Context, c *cli, args []string) e
 	push := fs.Bool("push", false, "it pushes SETs (RFC 8935) to /ssf/receive/<id>; prints the Authorization header to give it, once")
 	fs.StringVar(&n.PollURL, "poll-url", "", "we poll it (RFC 8936) at this `URL` (its stream's endpoint_url)")
 	fs.StringVar(&n.PollToken, "poll-token", "", "the bearer `token` it gave us for polling; - reads it from standard input")
+	fs.StringVar(&n.ClientID, "client-id", "", "or poll with tokens of the client-credentials grant: our client `id` there")
+	fs.StringVar(&n.ClientSecret, "client-secret", "", "its client `secret`; - reads it from standard input")
+	fs.StringVar(&n.TokenURL, "token-url", "", "its token endpoint `URL`")
+	fs.StringVar(&n.TokenScope, "token-scope", "", "the `scopes` to ask for, space-separated (e.g. ssf)")
 	set := newSettings(fs, c.getenv)
 	allowPrivate := set.Bool("allow-private-backchannel", "IDP_ALLOW_PRIVATE_BACKCHANNEL", false,
 		"let its URLs be on this host or a private network: for demos and tests")
@@ -42,18 +46,21 @@ func signalsTransmittersAddCommand(ctx context.Context, c *cli, args []string) e
 	if err := set.err(); err != nil {
 		return fmt.Errorf("signals transmitters add: %w", err)
 	}
-	if *push == (n.PollURL != "" || n.PollToken != "") {
-		return usagef("signals transmitters add: choose how SETs arrive: --push, or --poll-url with --poll-token")
+	poll := n.PollURL != "" || n.PollToken != "" || n.ClientID != ""
+	if *push == poll {
+		return usagef("signals transmitters add: choose how SETs arrive: --push, or --poll-url with --poll-token or --client-id")
 	}
-	if !*push && (n.PollURL == "" || n.PollToken == "") {
-		return usagef("signals transmitters add: polling needs both --poll-url and --poll-token")
+	if poll && (n.PollURL == "" || (n.PollToken == "") == (n.ClientID == "")) {
+		return usagef("signals transmitters add: polling needs --poll-url and either --poll-token or --client-id (with --client-secret and --token-url)")
 	}
-	if n.PollToken == "-" {
-		b, err := io.ReadAll(io.LimitReader(c.stdin, 8<<10))
-		if err != nil {
-			return err
+	for _, v := range []*string{&n.PollToken, &n.ClientSecret} {
+		if *v == "-" {
+			b, err := io.ReadAll(io.LimitReader(c.stdin, 8<<10))
+			if err != nil {
+				return err
+			}
+			*v = strings.TrimSpace(string(b))
 		}
-		n.PollToken = strings.TrimSpace(string(b))
 	}
 	if events != "" {
 		n.Events = strings.Split(events, ",")

@@ -23,6 +23,7 @@ func TestRun_SignalsTransmitters(t *testing.T) {
 		want string
 	}{
 		{"no delivery", env, []string{"--issuer", "https://tx.example.com", "--subjects", "email"}, 2, "--push, or --poll-url"},
+		{"token and client", env, []string{"--issuer", "https://tx.example.com", "--subjects", "email", "--poll-url", "https://tx.example.com/poll", "--poll-token", "t", "--client-id", "c"}, 2, "either --poll-token or --client-id"},
 		{"both deliveries", env, []string{"--issuer", "https://tx.example.com", "--subjects", "email", "--push", "--poll-url", "https://tx.example.com/poll", "--poll-token", "t"}, 2, "choose how"},
 		{"no subjects", env, []string{"--issuer", "https://tx.example.com", "--push"}, 2, "--subjects"},
 		{"bad subjects", env, []string{"--issuer", "https://tx.example.com", "--subjects", "phone", "--push"}, 1, "not email or iss_sub"},
@@ -50,6 +51,9 @@ func TestRun_SignalsTransmitters(t *testing.T) {
 		check(t, 1, "already registered")
 	runEnv(t, env, "signals", "transmitters", "add", "--issuer", "https://poll.example.com", "--subjects", "email",
 		"--poll-url", "https://poll.example.com/ssf/poll", "--poll-token", "the-token").check(t, 0, "added")
+	runEnv(t, env, "signals", "transmitters", "add", "--issuer", "https://cc.example.com", "--subjects", "email",
+		"--poll-url", "https://cc.example.com/ssf/poll", "--client-id", "us", "--token-url", "https://cc.example.com/token").
+		check(t, 1, "needs its client secret")
 	if n := dbtest.Value[int](t, d.Pool, `SELECT count(*) FROM ssf_transmitters WHERE position('the-token' in encode(poll_token_encrypted, 'escape')) > 0`); n != 0 {
 		t.Error("the poll token is stored in the clear")
 	}

@@ -9,9 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/idp/idp/internal/db"
 )
@@ -27,6 +31,9 @@ type Poller struct {
 	Receiver *Receiver
 	Interval time.Duration
 	Logger   *slog.Logger
+
+	mu      sync.Mutex
+	sources map[string]oauth2.TokenSource // client-credentials tokens, by transmitter and secret
 }
 
 // maxRounds bounds the polls of one transmitter in one pass, while the
@@ -119,11 +126,12 @@ func (p *Poller) pollOnce(ctx context.Context, id string) (more bool, err error)
 		if r.Store.Box == nil {
 			return fmt.Errorf("no server secret to open the poll token")
 		}
-		token, err := r.Store.Box.Open(t.pollToken, []byte(t.ID))
+		token, err := p.token(ctx, t)
 		if err != nil {
-			return fmt.Errorf("poll token: %w", err)
+			u.Queue(`UPDATE ssf_transmitters SET last_poll_at = $2, last_error = $3 WHERE id = $1`, t.ID, r.now(), err.Error())
+			return nil
 		}
-		resp, err := p.request(ctx, t, string(token), pollRequest{Ack: nonNil(acks), SetErrs: setErrs, MaxEvents: 100, ReturnImmediately: true})
+		resp, err := p.request(ctx, t, token, pollRequest{Ack: nonNil(acks), SetErrs: setErrs, MaxEvents: 100, ReturnImmediately: true})
 		if err != nil {
 			// Nothing was acknowledged; the pending acks go with the next poll.
 			u.Queue(`UPDATE ssf_transmitters SET last_poll_at = $2, last_error = $3 WHERE id = $1`, t.ID, r.now(), err.Error())
@@ -151,6 +159,38 @@ func (p *Poller) pollOnce(ctx context.Context, id string) (more bool, err error)
 		return nil
 	})
 	return more, err
+}
+
+// token is the bearer token of a poll: the one we were given, or one got
+// with the client-credentials grant, reused until it expires.
+func (p *Poller) token(ctx context.Context, t Transmitter) (string, error) {
+	secret, err := p.Receiver.Store.Box.Open(t.pollToken, []byte(t.ID))
+	if err != nil {
+		return "", fmt.Errorf("poll credential: %w", err)
+	}
+	if t.ClientID == "" {
+		return string(secret), nil
+	}
+	key := t.ID + " " + string(secret)
+	p.mu.Lock()
+	src, ok := p.sources[key]
+	if !ok {
+		cc := &clientcredentials.Config{ClientID: t.ClientID, ClientSecret: string(secret), TokenURL: t.TokenURL,
+			Scopes: strings.Fields(t.TokenScope)}
+		// The grant's own context only carries the HTTP client (netguard):
+		// the source outlives this poll.
+		src = oauth2.ReuseTokenSource(nil, cc.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, p.Receiver.Verifier.Client())))
+		if p.sources == nil {
+			p.sources = map[string]oauth2.TokenSource{}
+		}
+		p.sources[key] = src
+	}
+	p.mu.Unlock()
+	tok, err := src.Token()
+	if err != nil {
+		return "", fmt.Errorf("poll: client credentials at %s: %w", t.TokenURL, err)
+	}
+	return tok.AccessToken, nil
 }
 
 type rowFunc func(dest ...any) error

@@ -29,9 +29,10 @@ const password = "correct horse battery staple 42"
 
 // client calls a provider's JSON endpoints with a bearer token.
 type client struct {
-	t     *testing.T
-	base  string
-	token string
+	t          *testing.T
+	base       string
+	id, secret string
+	token      string
 }
 
 func (c *client) must(want int, method, path string, body any) map[string]any {
@@ -73,7 +74,7 @@ func tokenClient(t *testing.T, h *servertest.Harness, id string, mutate func(*cl
 	if err != nil {
 		t.Fatalf("client_credentials token for %s: %v", id, err)
 	}
-	return &client{t: t, base: h.Issuer, token: tok.AccessToken}
+	return &client{t: t, base: h.Issuer, id: rp.ID, secret: rp.Secret, token: tok.AccessToken}
 }
 
 // signIn signs email in to app on a new browser.
@@ -182,6 +183,20 @@ func TestReceiver_Push(t *testing.T) {
 }
 
 func TestReceiver_Poll(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		cred func(p *pair) receiver.New
+	}{
+		{"bearer token", func(p *pair) receiver.New { return receiver.New{PollToken: p.stream.token} }},
+		{"client credentials", func(p *pair) receiver.New {
+			return receiver.New{ClientID: p.stream.id, ClientSecret: p.stream.secret, TokenURL: p.first.Issuer + "/oauth2/token", TokenScope: ssf.Scope}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) { testPoll(t, c.cred) })
+	}
+}
+
+func testPoll(t *testing.T, cred func(p *pair) receiver.New) {
 	p := newPair(t)
 	id := p.stream.must(http.StatusCreated, "POST", "/ssf/streams", map[string]any{
 		"delivery": map[string]any{"method": ssf.DeliveryPoll}, "events_requested": []string{ssf.EventSessionRevoked}})["stream_id"].(string)
@@ -192,8 +207,9 @@ func TestReceiver_Poll(t *testing.T) {
 	servertest.NewInstance(t, p.second.DB, func(c *server.Config) {
 		c.Issuer, c.SignalPollInterval = p.second.Issuer, 100*time.Millisecond
 	})
-	if _, _, err := p.second.Srv.Signals.Store.Add(p.second.Ctx, receiver.New{Issuer: p.first.Issuer, Audience: "second",
-		Subjects: []string{receiver.SubjectsEmail}, PollURL: p.first.Issuer + "/ssf/poll", PollToken: p.stream.token}); err != nil {
+	n := cred(p)
+	n.Issuer, n.Audience, n.Subjects, n.PollURL = p.first.Issuer, "second", []string{receiver.SubjectsEmail}, p.first.Issuer+"/ssf/poll"
+	if _, _, err := p.second.Srv.Signals.Store.Add(p.second.Ctx, n); err != nil {
 		t.Fatal(err)
 	}
 

@@ -73,17 +73,22 @@ var (
 
 // Transmitter is one trusted transmitter.
 type Transmitter struct {
-	ID        string    `json:"id"`
-	Issuer    string    `json:"issuer"`
-	ConfigURL string    `json:"config_url"`
-	Audience  string    `json:"audience,omitempty"`
-	Events    []string  `json:"events"`
-	Subjects  []string  `json:"subjects"`
-	Delivery  string    `json:"delivery"`
-	PollURL   string    `json:"poll_url,omitempty"`
-	LastPoll  time.Time `json:"last_poll_at,omitzero"`
-	LastError string    `json:"last_error,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	ID        string   `json:"id"`
+	Issuer    string   `json:"issuer"`
+	ConfigURL string   `json:"config_url"`
+	Audience  string   `json:"audience,omitempty"`
+	Events    []string `json:"events"`
+	Subjects  []string `json:"subjects"`
+	Delivery  string   `json:"delivery"`
+	PollURL   string   `json:"poll_url,omitempty"`
+	// ClientID, TokenURL and TokenScope: a poll transmitter whose tokens
+	// we get with the client-credentials grant (the secret is sealed).
+	ClientID   string    `json:"client_id,omitempty"`
+	TokenURL   string    `json:"token_url,omitempty"`
+	TokenScope string    `json:"token_scope,omitempty"`
+	LastPoll   time.Time `json:"last_poll_at,omitzero"`
+	LastError  string    `json:"last_error,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
 
 	pollToken []byte // sealed
 	pushHash  []byte
@@ -96,8 +101,11 @@ type New struct {
 	Audience  string // an aud accepted besides our issuer (the client id the transmitter knows us by)
 	Events    []string
 	Subjects  []string
-	PollURL   string // with PollToken: poll delivery
+	PollURL   string // with PollToken, or ClientID: poll delivery
 	PollToken string
+	// ClientID, ClientSecret, TokenURL, TokenScope: get the poll token with
+	// the client-credentials grant instead (it is refreshed when it expires).
+	ClientID, ClientSecret, TokenURL, TokenScope string
 }
 
 // Store keeps the transmitters.
@@ -186,17 +194,29 @@ func (s *Store) Add(ctx context.Context, n New) (Transmitter, string, error) {
 		Audience: n.Audience, Events: events, Subjects: subjects, CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
 	var header string
 	switch {
-	case n.PollToken != "":
+	case n.PollToken != "" && n.ClientID != "":
+		return Transmitter{}, "", fmt.Errorf("%w: a poll token or a client credential, not both", ErrInvalid)
+	case n.PollToken != "" || n.ClientID != "":
 		if err := s.checkURL("poll URL", n.PollURL); err != nil {
 			return Transmitter{}, "", err
 		}
+		secret := n.PollToken
+		if n.ClientID != "" {
+			if n.ClientSecret == "" {
+				return Transmitter{}, "", fmt.Errorf("%w: a client id needs its client secret", ErrInvalid)
+			}
+			if err := s.checkURL("token URL", n.TokenURL); err != nil {
+				return Transmitter{}, "", err
+			}
+			secret, t.ClientID, t.TokenURL, t.TokenScope = n.ClientSecret, n.ClientID, n.TokenURL, n.TokenScope
+		}
 		if s.Box == nil {
-			return Transmitter{}, "", fmt.Errorf("receiver: add: the server secret is needed to seal the poll token")
+			return Transmitter{}, "", fmt.Errorf("receiver: add: the server secret is needed to seal the poll credential")
 		}
 		t.Delivery, t.PollURL = DeliveryPoll, n.PollURL
-		t.pollToken = s.Box.Seal([]byte(n.PollToken), []byte(t.ID))
+		t.pollToken = s.Box.Seal([]byte(secret), []byte(t.ID))
 	case n.PollURL != "":
-		return Transmitter{}, "", fmt.Errorf("%w: a poll URL needs the poll token", ErrInvalid)
+		return Transmitter{}, "", fmt.Errorf("%w: a poll URL needs the poll token or a client credential", ErrInvalid)
 	default:
 		t.Delivery = DeliveryPush
 		header = "Bearer " + rand.Text() + rand.Text()
@@ -206,8 +226,10 @@ func (s *Store) Add(ctx context.Context, n New) (Transmitter, string, error) {
 	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
 		u, _ := db.From(ctx)
 		u.Queue(`INSERT INTO ssf_transmitters (id, issuer, config_url, audience, events, subjects, delivery, poll_url,
-			poll_token_encrypted, push_auth_hash, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`,
-			t.ID, t.Issuer, t.ConfigURL, t.Audience, t.Events, t.Subjects, t.Delivery, t.PollURL, t.pollToken, t.pushHash, t.CreatedAt).
+			poll_token_encrypted, push_auth_hash, created_at, client_id, token_url, token_scope)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)`,
+			t.ID, t.Issuer, t.ConfigURL, t.Audience, t.Events, t.Subjects, t.Delivery, t.PollURL, t.pollToken, t.pushHash, t.CreatedAt,
+			t.ClientID, t.TokenURL, t.TokenScope).
 			MapErr(func(err error) error {
 				if db.IsUniqueViolation(err) {
 					return ErrExists
@@ -227,13 +249,13 @@ func (s *Store) Add(ctx context.Context, n New) (Transmitter, string, error) {
 }
 
 const columns = `id, issuer, config_url, audience, events, subjects, delivery, poll_url, last_poll_at, last_error, created_at,
-	poll_token_encrypted, push_auth_hash`
+	poll_token_encrypted, push_auth_hash, client_id, token_url, token_scope`
 
 func scan(row pgx.Row) (Transmitter, error) {
 	var t Transmitter
 	var last *time.Time
 	err := row.Scan(&t.ID, &t.Issuer, &t.ConfigURL, &t.Audience, &t.Events, &t.Subjects, &t.Delivery, &t.PollURL,
-		&last, &t.LastError, &t.CreatedAt, &t.pollToken, &t.pushHash)
+		&last, &t.LastError, &t.CreatedAt, &t.pollToken, &t.pushHash, &t.ClientID, &t.TokenURL, &t.TokenScope)
 	if last != nil {
 		t.LastPoll = *last
 	}

@@ -452,3 +452,38 @@ func TestReceiver_IssSubAndForget(t *testing.T) {
 		t.Fatalf("Forget after the window: %d, %v; want 1", n, err)
 	}
 }
+
+// The same SET pushed to two instances of the receiver at once is acted
+// on once: the jti is claimed in the database, not in an instance.
+func TestReceiver_ReplayAcrossInstances(t *testing.T) {
+	p := newPair(t)
+	other := servertest.NewInstance(t, p.second.DB, func(c *server.Config) { c.Issuer = p.second.Issuer })
+	tx, header, err := p.second.Srv.Signals.Store.Add(p.second.Ctx, receiver.New{Issuer: p.first.Issuer,
+		Subjects: []string{receiver.SubjectsEmail}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, key, _ := p.first.Srv.Keys.Signer("RS256")
+	raw := signer{t: t, kid: kid, key: cryptosigner.Opaque(key)}.sign(ssf.TokenType,
+		setClaims(p.first.Issuer, p.second.Issuer, ann(), revoked()))
+	statuses := make(chan int, 4)
+	for range 2 {
+		for _, base := range []string{p.second.URL, other.URL} {
+			go func() {
+				s, _ := push(t, base+receiver.PathReceive+tx.ID, header, "application/secevent+jwt", raw)
+				statuses <- s
+			}()
+		}
+	}
+	for range 4 {
+		if s := <-statuses; s != http.StatusAccepted {
+			t.Errorf("push answered %d, want 202 (accepted, or already accepted)", s)
+		}
+	}
+	if n := liveSessions(t, p.second, p.annSecond); n != 0 {
+		t.Errorf("%d live sessions, want 0", n)
+	}
+	if n := dbtest.Value[int](t, p.second.DB.Pool, `SELECT count(*) FROM audit_log WHERE action = 'ssf.signal_received'`); n != 1 {
+		t.Errorf("the SET was acted on %d times, want once", n)
+	}
+}

@@ -30,6 +30,7 @@ targets=(
   ./internal/account:FuzzHandler_Forms
   ./internal/admin:FuzzAPI_Bodies
   ./internal/ssf:FuzzStreams_Bodies
+  ./internal/ssf/receiver:FuzzReceiver_Push
   ./internal/demoapp:FuzzApp_BackchannelLogout
 )
 # One instrumented test binary per package, built together (go test

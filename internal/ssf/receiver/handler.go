@@ -15,8 +15,9 @@ import (
 // PathReceive is the push endpoint (RFC 8935) of transmitter {id}.
 const PathReceive = "/ssf/receive/"
 
-// maxSET bounds a pushed SET.
-const maxSET = 64 << 10
+// maxSET bounds a pushed SET: the bound reqlimit puts on every body (a
+// larger one is refused there, 413).
+const maxSET = 32 << 10
 
 // Handler is the push endpoint.
 type Handler struct {

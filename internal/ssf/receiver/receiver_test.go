@@ -78,7 +78,7 @@ func tokenClient(t *testing.T, h *servertest.Harness, id string, mutate func(*cl
 }
 
 // signIn signs email in to app on a new browser.
-func signIn(t *testing.T, app *servertest.RP, email string) {
+func signIn(t testing.TB, app *servertest.RP, email string) {
 	t.Helper()
 	br := servertest.NewBrowser(t)
 	a := app.AuthURL()

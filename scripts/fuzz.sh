@@ -32,6 +32,7 @@ targets=(
   ./internal/admin:FuzzAPI_Bodies
   ./internal/ssf:FuzzStreams_Bodies
   ./internal/registration:FuzzHandler_Bodies
+  ./internal/ssf/receiver:FuzzReceiver_Push
   ./internal/demoapp:FuzzApp_BackchannelLogout
 )
 # One instrumented test binary per package, built together (go test

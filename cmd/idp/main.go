@@ -92,9 +92,14 @@ func commands() []command {
 			{name: "list", summary: "list a user's sessions and their apps", run: sessionsListCommand},
 			{name: "revoke", summary: "end all of a user's sessions and tokens", run: sessionsRevokeCommand},
 		}},
-		{name: "signals", summary: "Shared Signals (SSF): the receivers' event streams", subs: []command{
+		{name: "signals", summary: "Shared Signals (SSF): the receivers' event streams, the transmitters we trust", subs: []command{
 			{name: "streams", summary: "the streams receivers created", subs: []command{
 				{name: "list", summary: "list streams, their status, backlog and last error", run: signalsStreamsListCommand},
+			}},
+			{name: "transmitters", summary: "the transmitters this provider trusts as a receiver", subs: []command{
+				{name: "add", summary: "trust a transmitter: its issuer, events, subjects, push or poll", run: signalsTransmittersAddCommand},
+				{name: "list", summary: "list trusted transmitters", run: signalsTransmittersListCommand},
+				{name: "remove", summary: "stop trusting a transmitter", run: signalsTransmittersRemoveCommand},
 			}},
 		}},
 	}

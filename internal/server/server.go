@@ -36,6 +36,7 @@ import (
 	"github.com/idp/idp/internal/secrets"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/ssf"
+	"github.com/idp/idp/internal/ssf/receiver"
 	"github.com/idp/idp/internal/sso"
 	"github.com/idp/idp/internal/sso/backchannel"
 	"github.com/idp/idp/internal/sso/dpop"
@@ -94,8 +95,11 @@ type Config struct {
 	// "" to take registrations only with an operator's initial access
 	// token.
 	OpenRegistration string
-	Logger           *slog.Logger
-	Now              func() time.Time
+	// SignalPollInterval is how often the trusted poll transmitters are
+	// polled (0: every 15 s).
+	SignalPollInterval time.Duration
+	Logger             *slog.Logger
+	Now                func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -120,6 +124,9 @@ func (c *Config) defaults() {
 	}
 	if c.Brand.Name == "" {
 		c.Brand.Name = "idp"
+	}
+	if c.SignalPollInterval <= 0 {
+		c.SignalPollInterval = 15 * time.Second
 	}
 }
 
@@ -195,6 +202,10 @@ type Server struct {
 	Reset *reset.Service
 	// Registration registers clients by API (RFC 7591, RFC 7592).
 	Registration *registration.Service
+	// Signals is the Shared Signals receiver: trusted transmitters and
+	// what they send.
+	Signals *receiver.Receiver
+	poller  *receiver.Poller
 }
 
 // New builds an instance on pool (already migrated).
@@ -332,6 +343,16 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	(&ssf.Handler{Issuer: cfg.Issuer, Store: streams, Tokens: provider.OAuth2, Keys: keySet, Logger: cfg.Logger,
 		Now: cfg.Now}).Mount(mux)
 	// --- end ssf ---
+	// --- ssf receiver (owned by internal/ssf/receiver) ---
+	txBox, err := secrets.New(cfg.Secret, receiver.SecretPurpose)
+	if err != nil {
+		return nil, err
+	}
+	signals := &receiver.Receiver{Pool: pool, Sessions: sess, Issuer: cfg.Issuer, Now: cfg.Now,
+		Store:    &receiver.Store{Pool: pool, Box: txBox, AllowPrivate: cfg.AllowPrivateBackchannel, Now: cfg.Now},
+		Verifier: &receiver.Verifier{Issuer: cfg.Issuer, AllowPrivate: cfg.AllowPrivateBackchannel, Now: cfg.Now}}
+	(&receiver.Handler{Receiver: signals, Logger: cfg.Logger}).Mount(mux)
+	// --- end ssf receiver ---
 	// --- console (owned by internal/console; the brand stylesheet by web) ---
 	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Codes: totp,
 		RequirePasskey: cfg.AdminRequirePasskey, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now}
@@ -362,6 +383,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
 		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker, Reset: loginHandler.Reset,
 		Registration: registrar,
+		Signals:      signals, poller: &receiver.Poller{Receiver: signals, Interval: cfg.SignalPollInterval, Logger: cfg.Logger},
 	}, nil
 }
 
@@ -480,12 +502,11 @@ func hmacSecrets(secret string) ([]byte, [][]byte, error) {
 // Run does the background work until ctx ends: logout delivery and the
 // janitor. Every instance runs it; rows are claimed, never shared.
 func (s *Server) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- s.Worker.Run(ctx) }()
 	go func() { errc <- s.janitor(ctx) }()
-	err := <-errc
-	err2 := <-errc
-	return errors.Join(err, err2)
+	go func() { errc <- s.poller.Run(ctx) }()
+	return errors.Join(<-errc, <-errc, <-errc)
 }
 
 // janitor ends expired sessions through the revocation path (so apps are
@@ -531,6 +552,11 @@ func (s *Server) sweep(ctx context.Context, full bool) {
 		s.Config.Logger.Info("janitor: sessions expired", "sessions", res.Sessions, "notifications", res.Notifications)
 	}
 	s.cleanUp(ctx, full)
+	if full {
+		if _, err := s.Signals.Forget(ctx); err != nil && ctx.Err() == nil {
+			s.Config.Logger.Error("janitor: forget received SETs", "err", err)
+		}
+	}
 	s.refreshKeys(ctx)
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		s.Config.Logger.Warn("janitor: sweep timed out; the next one resumes", "timeout", sweepTimeout)

@@ -25,6 +25,10 @@ const (
 	ReasonUserDeleted     = "user_deleted"
 	ReasonPasswordChanged = "password_changed"
 	ReasonFactorsChanged  = "factors_changed" // 2FA enrolled, disabled or reset
+	// ReasonSignalReceived: a trusted Shared Signals transmitter said the
+	// person's session, credential, account or device is no longer to be
+	// trusted (package ssf/receiver).
+	ReasonSignalReceived = "signal_received"
 )
 
 // LogoutKind is the outbox kind of the back-channel logout notifications

@@ -1,0 +1,219 @@
+package server_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"golang.org/x/oauth2"
+
+	"github.com/idp/idp/internal/alerts"
+	"github.com/idp/idp/internal/dbtest"
+	"github.com/idp/idp/internal/servertest"
+	"github.com/idp/idp/internal/users"
+)
+
+const firefoxOnLinux = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+
+// userAgent makes br send ua, as a real browser names itself.
+type userAgent struct {
+	ua   string
+	next http.RoundTripper
+}
+
+func (u userAgent) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("User-Agent", u.ua)
+	return u.next.RoundTrip(r)
+}
+
+func browserAs(t *testing.T, ua string) *servertest.Browser {
+	br := servertest.NewBrowser(t)
+	br.Client.Transport = userAgent{ua: ua, next: http.DefaultTransport}
+	return br
+}
+
+// alertRows counts the alerts queued so far (each becomes one mail).
+func alertRows(t *testing.T, h *servertest.Harness) int {
+	t.Helper()
+	return dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM outbox WHERE kind = $1`, alerts.OutboxKind)
+}
+
+// notMe opens a "This wasn't me" link in br and presses its button.
+func notMe(t *testing.T, h *servertest.Harness, br *servertest.Browser, link string) servertest.Page {
+	t.Helper()
+	p := br.Get(link)
+	servertest.WantPage(t, p, alerts.LinkPath, http.StatusOK, "This wasn't me")
+	servertest.CheckMarkup(t, p.Body)
+	u, _ := url.Parse(link)
+	return br.Post(h.Issuer+alerts.LinkPath, url.Values{"csrf_token": {p.CSRF(t)}, "token": {u.Query().Get("token")}})
+}
+
+func sessionReason(t *testing.T, h *servertest.Harness, sid string) string {
+	t.Helper()
+	return dbtest.Value[string](t, h.DB.Pool, `SELECT coalesce(revoked_reason, '') FROM sso_sessions WHERE id = $1`, sid)
+}
+
+// TestAlerts_NewDevice: the account's first sign-in alerts nobody; a
+// second from the same browser neither; one from a new browser mails the
+// owner what happened, when, from which browser and address, with a
+// "This wasn't me" link. Its page changes nothing; its button ends that
+// session alone (its app told by back-channel logout), is audited, and
+// leads to the password reset; the link then works no more.
+func TestAlerts_NewDevice(t *testing.T) {
+	h, smtp := withMail(t)
+	alice := h.CreateUser("alice@example.com", password)
+	appA, _, recvA, _ := twoApps(h)
+
+	laptop := browserAs(t, "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15")
+	own := signInTo(t, laptop, appA, recvA, alice.Email)
+	again := signInTo(t, laptop, appA, recvA, alice.Email, oauth2.SetAuthURLParam("prompt", "login"))
+	if own.sid == again.sid {
+		t.Fatal("setup: prompt=login made no new session")
+	}
+	if n := alertRows(t, h); n != 0 {
+		t.Fatalf("%d alerts for the first browser's sign-ins, want none", n)
+	}
+	if n := dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM known_devices WHERE user_id = $1`, alice.ID); n != 1 {
+		t.Fatalf("%d known devices, want 1", n)
+	}
+
+	phone := browserAs(t, firefoxOnLinux)
+	stolen := signInTo(t, phone, appA, recvA, alice.Email)
+	m := smtp.Wait(alice.Email, 1, mailWait)
+	if s := m.Header.Get("Subject"); !strings.Contains(s, "New sign-in") {
+		t.Errorf("subject %q", s)
+	}
+	for _, want := range []string{"Browser: Firefox on Linux", "Address: 127.0.0.1", "When: ", "This wasn't me", "7 days"} {
+		if !strings.Contains(m.Text, want) {
+			t.Errorf("the mail does not say %q:\n%s", want, m.Text)
+		}
+	}
+	for _, want := range []string{"Firefox on Linux", "127.0.0.1", "This wasn&#39;t me"} {
+		if !strings.Contains(m.HTML, want) {
+			t.Errorf("the HTML part does not say %q:\n%s", want, m.HTML)
+		}
+	}
+	link := m.Link(t)
+	if !strings.HasPrefix(link, h.Issuer+alerts.LinkPath+"?token=") {
+		t.Fatalf("link %q", link)
+	}
+	if n := alertRows(t, h); n != 1 {
+		t.Fatalf("%d alerts, want 1 (the new browser's)", n)
+	}
+	token, _ := url.Parse(link)
+	if n := dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM alert_links WHERE token_hash = sha256(convert_to($1, 'UTF8')) AND sid = $2`,
+		token.Query().Get("token"), stolen.sid); n != 1 {
+		t.Fatalf("%d links hold the token's hash for the new session, want 1", n)
+	}
+
+	// The person, on their own laptop, opens the link: the page alone
+	// changes nothing.
+	before := h.Stored(t)
+	p := laptop.Get(link)
+	servertest.WantPage(t, p, alerts.LinkPath, http.StatusOK, "end the session that was signed in from the new device")
+	csrf := p.CSRF(t)
+	if changed := before.Changed(h.Stored(t)); len(changed) != 0 {
+		t.Fatalf("GET of the link changed %v", changed)
+	}
+	if sessionReason(t, h, stolen.sid) != "" {
+		t.Fatal("GET ended the session")
+	}
+	// A POST without the page's CSRF token is refused and changes nothing.
+	refused := laptop.Post(h.Issuer+alerts.LinkPath, url.Values{"token": {token.Query().Get("token")}})
+	if refused.Status != http.StatusForbidden {
+		t.Fatalf("POST without CSRF: %d", refused.Status)
+	}
+	if changed := before.Changed(h.Stored(t)); len(changed) != 0 {
+		t.Fatalf("a refused POST changed %v", changed)
+	}
+
+	p = notMe(t, h, laptop, link)
+	servertest.WantPage(t, p, alerts.LinkPath, http.StatusOK, "The session from the new device has ended")
+	if !strings.Contains(p.Body, `href="/login/forgot"`) || !strings.Contains(p.Body, "Continue to choose a new password") {
+		t.Errorf("the page does not lead to the password reset:\n%s", p.Body)
+	}
+	if r := sessionReason(t, h, stolen.sid); r != alerts.ReasonUserReported {
+		t.Fatalf("the new device's session: revoked reason %q, want %q", r, alerts.ReasonUserReported)
+	}
+	if sessionReason(t, h, own.sid) != "" || sessionReason(t, h, again.sid) != "" {
+		t.Error("the owner's own sessions ended too")
+	}
+	var told bool
+	for _, c := range recvA.WaitFor(t, 1) {
+		told = told || c.SID == stolen.sid
+	}
+	if !told {
+		t.Errorf("app A was not told that session %s ended", stolen.sid)
+	}
+	stolen.assertDead(t)
+	if n := dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM audit_log WHERE action = $1 AND target = $2`,
+		alerts.ActionReported, alice.ID); n != 1 {
+		t.Errorf("%d audit rows of the report, want 1", n)
+	}
+
+	// Used once, the link works no more.
+	after := h.Stored(t)
+	if p := laptop.Get(link); p.Status != http.StatusGone || !strings.Contains(p.Body, "already used") {
+		t.Errorf("reused link: %d\n%s", p.Status, p.Body)
+	}
+	if p := laptop.Post(h.Issuer+alerts.LinkPath, url.Values{"csrf_token": {csrf}, "token": {token.Query().Get("token")}}); p.Status != http.StatusGone {
+		t.Errorf("reused link, POST: %d", p.Status)
+	}
+	if changed := after.Changed(h.Stored(t)); len(changed) != 0 {
+		t.Errorf("a reused link changed %v", changed)
+	}
+	for name, tok := range map[string]string{"tampered": token.Query().Get("token") + "x", "empty": ""} {
+		if p := laptop.Get(h.Issuer + alerts.LinkPath + "?token=" + url.QueryEscape(tok)); p.Status != http.StatusBadRequest {
+			t.Errorf("%s link: %d", name, p.Status)
+		}
+	}
+}
+
+// TestAlerts_PasswordChange: a password change mails its owner, and the
+// mail's "This wasn't me" ends every session, the one that changed it
+// too, with every app told.
+func TestAlerts_PasswordChange(t *testing.T) {
+	h, smtp := withMail(t)
+	alice := h.CreateUser("alice@example.com", password)
+	appA, _, recvA, _ := twoApps(h)
+	laptop := browserAs(t, firefoxOnLinux)
+	s := signInTo(t, laptop, appA, recvA, alice.Email)
+
+	p := laptop.Get(h.Issuer + "/account")
+	const newPassword = "a new and longer passphrase"
+	p = laptop.Post(h.Issuer+"/account/password", url.Values{"csrf_token": {p.CSRF(t)}, "current_password": {password},
+		"new_password": {newPassword}, "confirm_password": {newPassword}})
+	if p.Status != http.StatusOK {
+		t.Fatalf("change password: %d\n%s", p.Status, p.Body)
+	}
+	m := smtp.Wait(alice.Email, 1, mailWait)
+	if s := m.Header.Get("Subject"); !strings.Contains(s, "password was changed") {
+		t.Errorf("subject %q", s)
+	}
+	for _, want := range []string{"Browser: Firefox on Linux", "Address: 127.0.0.1"} {
+		if !strings.Contains(m.Text, want) {
+			t.Errorf("the mail does not say %q:\n%s", want, m.Text)
+		}
+	}
+	if sessionReason(t, h, s.sid) != "" {
+		t.Fatal("setup: the changing session ended")
+	}
+	other := servertest.NewBrowser(t)
+	p = notMe(t, h, other, m.Link(t))
+	servertest.WantPage(t, p, alerts.LinkPath, http.StatusOK, "Every session of your account has ended")
+	if r := sessionReason(t, h, s.sid); r != alerts.ReasonUserReported {
+		t.Fatalf("the session that changed the password: reason %q", r)
+	}
+	if n := liveSessions(t, h, users.User{ID: alice.ID}); n != 0 {
+		t.Errorf("%d sessions live", n)
+	}
+	var told bool
+	for _, c := range recvA.WaitFor(t, 1) {
+		told = told || c.SID == s.sid
+	}
+	if !told {
+		t.Error("app A was not told")
+	}
+}

@@ -39,7 +39,7 @@ const ForgotPath = "/login/forgot"
 const DeviceLifetime = 365 * 24 * time.Hour
 
 // ReasonUserReported ends the sessions of a "This wasn't me".
-const ReasonUserReported = "user_reported"
+const ReasonUserReported = sessions.ReasonUserReported
 
 // ActionReported is the audit action of a "This wasn't me".
 const ActionReported = "alerts.reported"
@@ -304,7 +304,11 @@ func WithClient(next http.Handler) http.Handler {
 		if len(ua) > 256 {
 			ua = ua[:256]
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientKey{}, client{userAgent: ua, ip: ip})))
+		r2 := r.WithContext(context.WithValue(r.Context(), clientKey{}, client{userAgent: ua, ip: ip}))
+		next.ServeHTTP(w, r2)
+		// The mux records the matched route on the request it was given;
+		// the ops middleware outside reads it from its own (metrics, logs).
+		r.Pattern = r2.Pattern
 	})
 }
 

@@ -64,7 +64,12 @@ func (m *Mailer) Queue(ctx context.Context, subject string, a Action) error {
 		return fmt.Errorf("%w %q", ErrUnknownKind, a.Kind)
 	}
 	now := m.Now()
-	j := Job{Kind: a.Kind, To: a.To, Name: a.Name, Path: a.Path, ExpiresAt: now.Add(a.Expires), Facts: a.Facts}
+	j := Job{Kind: a.Kind, To: a.To, Name: a.Name, Path: a.Path, Facts: a.Facts}
+	if a.Expires > 0 {
+		// A mail whose link never expires (an alert leading to the
+		// reset's first page) has no ExpiresAt and is never dropped.
+		j.ExpiresAt = now.Add(a.Expires)
+	}
 	if a.Token != "" {
 		j.SealedToken = m.Box.Seal([]byte(a.Token), j.aad())
 	}

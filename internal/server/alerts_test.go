@@ -9,8 +9,10 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/idp/idp/internal/alerts"
+	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/servertest"
+	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -215,5 +217,77 @@ func TestAlerts_PasswordChange(t *testing.T) {
 	}
 	if !told {
 		t.Error("app A was not told")
+	}
+}
+
+// TestAlerts_FactorsAndAdminRevoke: a change of second factors (the call
+// the account page and the sign-in make) and an administrator's
+// revoke-all each mail the owner once; the revoke-all's mail, with no
+// session left to end, leads to the password reset instead.
+func TestAlerts_FactorsAndAdminRevoke(t *testing.T) {
+	h, smtp := withMail(t)
+	alice := h.CreateUser("alice@example.com", password)
+	appA, _, recvA, _ := twoApps(h)
+	br := servertest.NewBrowser(t)
+	s := signInTo(t, br, appA, recvA, alice.Email)
+
+	if err := h.Srv.Sessions.FactorsChanged(h.Ctx, alice.ID, s.sid, audit.ActionRegenerateRecoveryCodes); err != nil {
+		t.Fatal(err)
+	}
+	m := smtp.Wait(alice.Email, 1, mailWait)
+	if s := m.Header.Get("Subject"); !strings.Contains(s, "sign-in of your Acme Login account changed") {
+		t.Errorf("factors: subject %q", s)
+	}
+	if !strings.HasPrefix(m.Link(t), h.Issuer+alerts.LinkPath+"?token=") {
+		t.Errorf("factors: link %q", m.Link(t))
+	}
+
+	res, err := h.Srv.Sessions.Revoke(h.Ctx, sessions.Revocation{UserID: alice.ID, Reason: sessions.ReasonAdminRevoke,
+		IncludeOffline: true, Actor: audit.Admin("someone")})
+	if err != nil || res.Sessions != 1 {
+		t.Fatalf("revoke-all: %+v, %v", res, err)
+	}
+	m = smtp.Wait(alice.Email, 2, mailWait)
+	if s := m.Header.Get("Subject"); !strings.Contains(s, "You were signed out of Acme Login") {
+		t.Errorf("revoke-all: subject %q", s)
+	}
+	if !strings.Contains(m.Text, "By: an administrator") || m.Link(t) != h.Issuer+alerts.ForgotPath {
+		t.Errorf("revoke-all mail:\n%s", m.Text)
+	}
+	// A sign-out of one's own is no alert (nor is signing in again from
+	// the same browser).
+	s = signInTo(t, br, appA, recvA, alice.Email)
+	if _, err := h.Srv.Sessions.Revoke(h.Ctx, sessions.Revocation{SIDs: []string{s.sid}, Reason: sessions.ReasonUserSignOut}); err != nil {
+		t.Fatal(err)
+	}
+	if n := alertRows(t, h); n != 2 {
+		t.Errorf("%d alerts, want 2", n)
+	}
+}
+
+// TestAlerts_Off: without SMTP, no device cookie is set, no device
+// recorded, no alert queued, and the link's page is not there.
+func TestAlerts_Off(t *testing.T) {
+	h := servertest.New(t)
+	alice := h.CreateUser("alice@example.com", password)
+	app := h.NewRP("app")
+	for range 2 {
+		br := browserAs(t, firefoxOnLinux)
+		signInTo(t, br, app, nil, alice.Email)
+		u, _ := url.Parse(h.Issuer)
+		for _, c := range br.Client.Jar.Cookies(u) {
+			if strings.Contains(c.Name, "device") {
+				t.Errorf("device cookie %s set without mail", c.Name)
+			}
+		}
+	}
+	if n := dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM known_devices`); n != 0 {
+		t.Errorf("%d known devices without mail", n)
+	}
+	if n := alertRows(t, h); n != 0 {
+		t.Errorf("%d alerts without mail", n)
+	}
+	if p := servertest.NewBrowser(t).Get(h.Issuer + alerts.LinkPath + "?token=x"); p.Status != http.StatusNotFound {
+		t.Errorf("the link's page without mail: %d", p.Status)
 	}
 }

@@ -25,6 +25,7 @@ const (
 	ReasonUserDeleted     = "user_deleted"
 	ReasonPasswordChanged = "password_changed"
 	ReasonFactorsChanged  = "factors_changed" // 2FA enrolled, disabled or reset
+	ReasonUserReported    = "user_reported"   // the owner answered an alert "This wasn't me" (package alerts)
 )
 
 // LogoutKind is the outbox kind of the back-channel logout notifications

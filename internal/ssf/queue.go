@@ -149,6 +149,8 @@ func revokeReason(reason string) (initiator, text string) {
 		return InitiatorUser, "A sign-in factor was changed."
 	case sessions.ReasonExpired:
 		return InitiatorPolicy, "The session timed out."
+	case sessions.ReasonUserReported:
+		return InitiatorUser, "The person said a sign-in or change was not theirs."
 	}
 	return InitiatorSystem, ""
 }

@@ -318,7 +318,11 @@ func clientFrom(ctx context.Context) client {
 }
 
 // Sweeps are the janitor's: links a day past expiry (so a late click
-// says "expired", not "unknown").
+// says "expired", not "unknown"), and devices unseen for longer than
+// their cookie lives (a sign-in from one again is a new device anyway).
+// known_devices' key is two columns; its rows are named by ctid, which
+// holds still within the one DELETE that selects and deletes them.
 var Sweeps = []db.Sweep{
 	{Table: "alert_links", Key: "token_hash", Due: "expires_at < $1", Keep: 24 * time.Hour},
+	{Table: "known_devices", Key: "ctid", Due: "last_seen < $1", Keep: DeviceLifetime},
 }

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -289,5 +290,35 @@ func TestAlerts_Off(t *testing.T) {
 	}
 	if p := servertest.NewBrowser(t).Get(h.Issuer + alerts.LinkPath + "?token=x"); p.Status != http.StatusNotFound {
 		t.Errorf("the link's page without mail: %d", p.Status)
+	}
+}
+
+// TestAlerts_Sweeps: the janitor deletes devices unseen for longer than
+// their cookie lives and links a day past expiry, and keeps the rest.
+func TestAlerts_Sweeps(t *testing.T) {
+	h, _ := withMail(t)
+	alice := h.CreateUser("alice@example.com", password)
+	now := h.Srv.Config.Now()
+	old, fresh := now.Add(-alerts.DeviceLifetime-time.Hour), now.Add(-time.Hour)
+	if _, err := h.DB.Pool.Exec(h.Ctx, `
+		INSERT INTO known_devices (user_id, device_hash, first_seen, last_seen)
+		VALUES ($1, 'old', $2, $2), ($1, 'fresh', $3, $3);
+		`, alice.ID, old, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.DB.Pool.Exec(h.Ctx, `
+		INSERT INTO alert_links (token_hash, user_id, event, created_at, expires_at)
+		VALUES ('old', $1, 'password_changed', $2, $3), ('fresh', $1, 'password_changed', $2, $4)`,
+		alice.ID, old, now.Add(-25*time.Hour), now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Srv.CleanUp(h.Ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"known_devices", "alert_links"} {
+		col := map[string]string{"known_devices": "device_hash", "alert_links": "token_hash"}[table]
+		if got := dbtest.Value[string](t, h.DB.Pool, `SELECT string_agg(convert_from(`+col+`, 'UTF8'), ',') FROM `+table); got != "fresh" {
+			t.Errorf("%s after the sweep: %q, want fresh", table, got)
+		}
 	}
 }

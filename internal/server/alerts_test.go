@@ -322,3 +322,32 @@ func TestAlerts_Sweeps(t *testing.T) {
 		}
 	}
 }
+
+// TestAlerts_Passkey: adding a passkey is a change of second factors
+// (mailed, with the browser it was added from); a passkey sign-in from a
+// new browser is a new-device alert like any other.
+func TestAlerts_Passkey(t *testing.T) {
+	h, smtp := withMail(t, servertest.Localhost)
+	alice := h.CreateUser("alice@example.com", password)
+	app := h.NewRP("app")
+	laptop := browserAs(t, firefoxOnLinux)
+	signInTo(t, laptop, app, nil, alice.Email)
+	auth := h.Authenticator()
+	laptop.AddPasskey(h, auth, password, "")
+	m := smtp.Wait(alice.Email, 1, mailWait)
+	if s := m.Header.Get("Subject"); !strings.Contains(s, "sign-in of your Acme Login account changed") || !strings.Contains(m.Text, "Firefox on Linux") {
+		t.Errorf("passkey added: subject %q:\n%s", s, m.Text)
+	}
+
+	phone := servertest.NewBrowser(t)
+	a := app.AuthURL()
+	p := phone.SignInWithPasskey(a.URL, auth)
+	app.Code(t, p, a)
+	m = smtp.Wait(alice.Email, 2, mailWait)
+	if s := m.Header.Get("Subject"); !strings.Contains(s, "New sign-in") {
+		t.Errorf("passkey sign-in from a new browser: subject %q", s)
+	}
+	if n := alertRows(t, h); n != 2 {
+		t.Errorf("%d alerts, want 2", n)
+	}
+}

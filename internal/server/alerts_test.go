@@ -351,3 +351,21 @@ func TestAlerts_Passkey(t *testing.T) {
 		t.Errorf("%d alerts, want 2", n)
 	}
 }
+
+// TestAlerts_TwoFactorSignIn: a password-and-code sign-in from a new
+// browser is a new-device alert.
+func TestAlerts_TwoFactorSignIn(t *testing.T) {
+	h, smtp := withMail(t)
+	alice := h.CreateUser("alice@example.com", password)
+	app := h.NewRP("app")
+	signInTo(t, servertest.NewBrowser(t), app, nil, alice.Email)
+	phone := h.EnrollTOTP(alice)
+
+	a := app.AuthURL()
+	p := browserAs(t, firefoxOnLinux).SignInWithCode(a.URL, alice.Email, password, phone)
+	app.Code(t, p, a)
+	m := smtp.Wait(alice.Email, 1, mailWait)
+	if s := m.Header.Get("Subject"); !strings.Contains(s, "New sign-in") || !strings.Contains(m.Text, "Firefox on Linux") {
+		t.Errorf("subject %q:\n%s", s, m.Text)
+	}
+}

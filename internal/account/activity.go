@@ -33,6 +33,7 @@ var revokedBecause = map[string]string{
 	sessions.ReasonUserDisabled:    "your account was disabled",
 	sessions.ReasonFactorsChanged:  "your password, passkeys or two-factor authentication changed",
 	sessions.ReasonPasswordChanged: "your password changed",
+	sessions.ReasonUserReported:    "you said a sign-in or change was not yours",
 }
 
 // activity returns the latest audit entries about userID, in words.
@@ -100,6 +101,8 @@ func describe(e audit.Entry, self string) string {
 		return who + " enabled your account"
 	case "users.create":
 		return who + " created your account"
+	case "alerts.reported":
+		return who + " said a sign-in or change told by mail was not yours"
 	}
 	return e.Action
 }

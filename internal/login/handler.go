@@ -58,6 +58,10 @@ type Handler struct {
 	// Reset, when set (mail is configured), offers "Forgot your
 	// password?": a link by mail, then the sign-in's own steps.
 	Reset *reset.Service
+	// OnSignIn, when set, is told of every new session (not a step-up)
+	// in the unit that creates it, and may queue into it (package alerts:
+	// the device cookie and the new-device alert).
+	OnSignIn func(ctx context.Context, w http.ResponseWriter, r *http.Request, s sessions.Session)
 }
 
 // Mount registers the sign-in routes.
@@ -333,6 +337,9 @@ func (h *Handler) establish(ctx context.Context, w http.ResponseWriter, r *http.
 			UserAgent: r.UserAgent(), IP: clientIP(r), Remember: f.Remember,
 		})
 		sid = s.ID
+		if h.OnSignIn != nil {
+			h.OnSignIn(ctx, w, r, s)
+		}
 	}
 	next = h.queueFinish(ctx, w, f)
 	if err := unit(ctx).CommitAsync(ctx); err != nil {

@@ -39,6 +39,7 @@ type Job struct {
 	Path        string    `json:"path"`
 	SealedToken []byte    `json:"sealed_token,omitempty"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	Facts       []Fact    `json:"facts,omitempty"`
 }
 
 func (j Job) aad() []byte { return []byte("mail\x00" + j.Kind + "\x00" + j.To + "\x00" + j.Path) }
@@ -59,11 +60,16 @@ type Mailer struct {
 // delivering instance's is used. subject names whose mail it is (a user
 // id) in the outbox row.
 func (m *Mailer) Queue(ctx context.Context, subject string, a Action) error {
-	if _, ok := kinds[a.Kind]; !ok {
+	if _, ok := copyFor(a.Kind); !ok {
 		return fmt.Errorf("%w %q", ErrUnknownKind, a.Kind)
 	}
 	now := m.Now()
-	j := Job{Kind: a.Kind, To: a.To, Name: a.Name, Path: a.Path, ExpiresAt: now.Add(a.Expires)}
+	j := Job{Kind: a.Kind, To: a.To, Name: a.Name, Path: a.Path, Facts: a.Facts}
+	if a.Expires > 0 {
+		// A mail whose link never expires (an alert leading to the
+		// reset's first page) has no ExpiresAt and is never dropped.
+		j.ExpiresAt = now.Add(a.Expires)
+	}
 	if a.Token != "" {
 		j.SealedToken = m.Box.Seal([]byte(a.Token), j.aad())
 	}
@@ -97,7 +103,7 @@ func (m *Mailer) Deliver(ctx context.Context, payload []byte) error {
 		token = string(b)
 	}
 	msg, err := Render(m.Brand, Action{Kind: j.Kind, To: j.To, Name: j.Name, Issuer: m.Issuer, Path: j.Path,
-		Token: token, Expires: j.ExpiresAt.Sub(m.Now()).Round(time.Minute)})
+		Token: token, Expires: j.ExpiresAt.Sub(m.Now()).Round(time.Minute), Facts: j.Facts})
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadJob, err)
 	}

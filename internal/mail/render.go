@@ -84,6 +84,15 @@ type Action struct {
 	Path, Token string
 	// Expires is how long the link works, said in the mail.
 	Expires time.Duration
+	// Facts are what the mail reports, in lines of their own (an alert's
+	// when, browser and address); plain text, escaped in the HTML part.
+	Facts []Fact
+}
+
+// Fact is one reported line: "Browser: Firefox on Linux".
+type Fact struct {
+	Label string `json:"label"`
+	Value string `json:"value"`
 }
 
 // Message is a rendered mail.
@@ -97,6 +106,8 @@ type Message struct {
 // copyOf is what each kind says.
 type copyOf struct{ subject, lead, button, footer string }
 
+// kinds are the words of every message kind; alertKinds (alerts.go)
+// are looked up too.
 var kinds = map[string]copyOf{
 	KindPasswordReset: {
 		subject: "Reset your %s password",
@@ -112,7 +123,7 @@ var ErrUnknownKind = errors.New("mail: unknown message kind")
 // Render makes the message for a: a plain-text and an HTML part saying
 // the same, with exactly one link (no images, no tracking).
 func Render(b Brand, a Action) (Message, error) {
-	k, ok := kinds[a.Kind]
+	k, ok := copyFor(a.Kind)
 	if !ok {
 		return Message{}, fmt.Errorf("%w %q", ErrUnknownKind, a.Kind)
 	}
@@ -132,7 +143,7 @@ func Render(b Brand, a Action) (Message, error) {
 	data := map[string]any{
 		"Subject": fmt.Sprintf(k.subject, name), "Brand": name, "Color": color, "OnColor": onColor(color),
 		"Greeting": greeting, "Lead": fmt.Sprintf(k.lead, name), "Button": k.button, "Footer": k.footer,
-		"Link": link, "Expiry": expiry(a.Expires),
+		"Link": link, "Expiry": expiry(a.Expires), "Facts": a.Facts,
 	}
 	var text, html bytes.Buffer
 	if err := textTemplate.Execute(&text, data); err != nil {
@@ -150,6 +161,11 @@ func expiry(d time.Duration) string {
 	switch {
 	case d <= 0:
 		return ""
+	case d >= 47*time.Hour:
+		// Days, rounded: a week-long link queued a minute ago works for
+		// "7 days", not 10079 minutes.
+		n := int(d.Round(24*time.Hour) / (24 * time.Hour))
+		return fmt.Sprintf("The link works for %d day%s.", n, plural(n))
 	case d%time.Hour == 0:
 		return fmt.Sprintf("The link works for %d hour%s.", d/time.Hour, plural(int(d/time.Hour)))
 	default:

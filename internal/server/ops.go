@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/idp/idp/internal/alerts"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -78,7 +79,7 @@ func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, routed http.Han
 
 // sweeps are every package's declarations of what the janitor deletes.
 var sweeps = slices.Concat(store.Sweeps, dpop.Sweeps, passkey.Sweeps, login.Sweeps, throttle.Sweeps, outbox.Sweeps,
-	reset.Sweeps, registration.Sweeps)
+	reset.Sweeps, registration.Sweeps, alerts.Sweeps)
 
 func (s *Server) cleanup() *ops.Cleanup {
 	return &ops.Cleanup{Pool: s.Pool, Now: s.Config.Now, Sweeps: sweeps}

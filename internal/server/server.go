@@ -20,6 +20,7 @@ import (
 
 	"github.com/idp/idp/internal/account"
 	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/alerts"
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/console"
 	"github.com/idp/idp/internal/db"
@@ -303,6 +304,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	}
 	worker := &outbox.Worker{Pool: pool, Now: cfg.Now, Logger: cfg.Logger,
 		Kinds: map[string]outbox.Kind{sessions.LogoutKind: logouts, ssf.KindPush: pushes}}
+	var alertService *alerts.Service
 	if cfg.Mail.Enabled() {
 		mailer, err := newMailer(cfg, pool)
 		if err != nil {
@@ -311,7 +313,11 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		loginHandler.Reset = reset.New(pool, mailer, cfg.Now)
 		worker.Kinds[mail.OutboxKind] = mailer.Kind()
 		worker.Kinds[reset.OutboxKind] = loginHandler.Reset.Kind()
-		cfg.Logger.Info("mail on: password reset by mail", "smtp", cfg.Mail.String())
+		alertService = &alerts.Service{Pool: pool, Mailer: mailer, Sessions: sess, Secure: sess.Secure, Now: cfg.Now}
+		svc.Alert(alertService)
+		loginHandler.OnSignIn = alertService.QueueSignIn
+		worker.Kinds[alerts.OutboxKind] = alertService.Kind()
+		cfg.Logger.Info("mail on: password reset by mail, \"was this you?\" alerts", "smtp", cfg.Mail.String())
 	}
 
 	// --- registration (owned by internal/registration) ---
@@ -353,6 +359,11 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Verifier: &receiver.Verifier{Issuer: cfg.Issuer, AllowPrivate: cfg.AllowPrivateBackchannel, Now: cfg.Now}}
 	(&receiver.Handler{Receiver: signals, Logger: cfg.Logger}).Mount(mux)
 	// --- end ssf receiver ---
+	// --- alerts (owned by internal/alerts) ---
+	if alertService != nil {
+		(&alerts.Handler{Service: alertService, Templates: tpl, Errors: errs, Logger: cfg.Logger}).Mount(mux)
+	}
+	// --- end alerts ---
 	// --- console (owned by internal/console; the brand stylesheet by web) ---
 	consoleHandler := &console.Handler{Admin: adminAPI.Service, Sessions: sess, Login: loginHandler, Codes: totp,
 		RequirePasskey: cfg.AdminRequirePasskey, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now}
@@ -378,6 +389,9 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 			"/oauth2/revoke", "/userinfo", "/admin/api/", ssf.PathConfiguration, "/ssf/"},
 		Page: tpl.Error,
 	}.Wrap(mux)
+	// The browser and address of each request reach the alerts of the
+	// changes it makes (alerts.WithClient).
+	limited = alerts.WithClient(limited)
 	handler, opsHandler := withOps(cfg, pool, mux, limited, metrics, worker)
 	return &Server{
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
@@ -476,6 +490,16 @@ func (s *Services) PublishSignals(issuer string, now func() time.Time) {
 	s.Sessions.OnRevoke = append(s.Sessions.OnRevoke, p.OnRevoke)
 	s.Sessions.OnFactorsChanged = append(s.Sessions.OnFactorsChanged, p.OnFactorsChanged)
 	s.Admin.OnChange = append(s.Admin.OnChange, p.OnAdminChange)
+}
+
+// Alert makes the services' changes "was this you?" alerts (package
+// alerts), queued in the transaction of each change: a person's change of
+// their password or second factors, an administrator's setting a password
+// or removing factors, and an administrator's revoke-all.
+func (s *Services) Alert(a *alerts.Service) {
+	s.Sessions.OnFactorsChanged = append(s.Sessions.OnFactorsChanged, a.OnFactorsChanged)
+	s.Sessions.OnRevoke = append(s.Sessions.OnRevoke, a.OnRevoke)
+	s.Admin.OnChange = append(s.Admin.OnChange, a.OnAdminChange)
 }
 
 // hmacSecrets derives fosite's 32-byte token HMAC keys from the server

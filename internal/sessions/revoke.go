@@ -29,6 +29,7 @@ const (
 	// person's session, credential, account or device is no longer to be
 	// trusted (package ssf/receiver).
 	ReasonSignalReceived = "signal_received"
+	ReasonUserReported   = "user_reported" // the owner answered an alert "This wasn't me" (package alerts)
 )
 
 // LogoutKind is the outbox kind of the back-channel logout notifications

@@ -151,6 +151,8 @@ func revokeReason(reason string) (initiator, text string) {
 		return InitiatorPolicy, "The session timed out."
 	case sessions.ReasonSignalReceived:
 		return InitiatorPolicy, "A trusted system reported a security event."
+	case sessions.ReasonUserReported:
+		return InitiatorUser, "The person said a sign-in or change was not theirs."
 	}
 	return InitiatorSystem, ""
 }

@@ -63,7 +63,12 @@ func (m *Mailer) Queue(ctx context.Context, subject string, a Action) error {
 		return fmt.Errorf("%w %q", ErrUnknownKind, a.Kind)
 	}
 	now := m.Now()
-	j := Job{Kind: a.Kind, To: a.To, Name: a.Name, Path: a.Path, ExpiresAt: now.Add(a.Expires)}
+	j := Job{Kind: a.Kind, To: a.To, Name: a.Name, Path: a.Path}
+	if a.Expires > 0 {
+		// A notice without a link to expire (a.Expires zero) never
+		// expires in the outbox.
+		j.ExpiresAt = now.Add(a.Expires)
+	}
 	if a.Token != "" {
 		j.SealedToken = m.Box.Seal([]byte(a.Token), j.aad())
 	}

@@ -150,6 +150,9 @@ func expiry(d time.Duration) string {
 	switch {
 	case d <= 0:
 		return ""
+	case d >= 47*time.Hour:
+		n := int((d + 12*time.Hour) / (24 * time.Hour))
+		return fmt.Sprintf("The link works for %d days.", n)
 	case d%time.Hour == 0:
 		return fmt.Sprintf("The link works for %d hour%s.", d/time.Hour, plural(int(d/time.Hour)))
 	default:

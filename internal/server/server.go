@@ -42,6 +42,7 @@ import (
 	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/throttle"
 	"github.com/idp/idp/internal/users"
+	"github.com/idp/idp/internal/verify"
 	"github.com/idp/idp/web"
 )
 
@@ -183,6 +184,8 @@ type Server struct {
 	Worker   *outbox.Worker
 	// Reset is the password reset by mail; nil without mail.
 	Reset *reset.Service
+	// Verify is the verification of addresses by mail; nil without mail.
+	Verify *verify.Service
 }
 
 // New builds an instance on pool (already migrated).
@@ -280,6 +283,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	}
 	worker := &outbox.Worker{Pool: pool, Now: cfg.Now, Logger: cfg.Logger,
 		Kinds: map[string]outbox.Kind{sessions.LogoutKind: logouts, ssf.KindPush: pushes}}
+	var verifier *verify.Service
 	if cfg.Mail.Enabled() {
 		mailer, err := newMailer(cfg, pool)
 		if err != nil {
@@ -288,7 +292,11 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		loginHandler.Reset = reset.New(pool, mailer, cfg.Now)
 		worker.Kinds[mail.OutboxKind] = mailer.Kind()
 		worker.Kinds[reset.OutboxKind] = loginHandler.Reset.Kind()
-		cfg.Logger.Info("mail on: password reset by mail", "smtp", cfg.Mail.String())
+		// An account an administrator makes (API, console) is mailed a
+		// link to verify its address, in the transaction that makes it.
+		verifier = &verify.Service{Pool: pool, Mailer: mailer, Now: cfg.Now}
+		svc.Admin.OnChange = append(svc.Admin.OnChange, verifier.OnAdminChange)
+		cfg.Logger.Info("mail on: password reset and address verification by mail", "smtp", cfg.Mail.String())
 	}
 
 	mux := http.NewServeMux()
@@ -296,9 +304,13 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	loginHandler.Mount(mux)
 	// --- account (owned by internal/account) ---
 	accountHandler := &account.Handler{Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Login: loginHandler,
-		Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA, ClientName: loginHandler.ClientName}
+		Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA, ClientName: loginHandler.ClientName,
+		Email: verifier}
 	accountHandler.Mount(mux)
 	// --- end account ---
+	// --- verify (owned by internal/verify) ---
+	(&verify.Handler{Service: verifier, Templates: tpl, Errors: errs, CSRFKey: sess.CSRFKey, Secure: sess.Secure}).Mount(mux)
+	// --- end verify ---
 	// --- admin (owned by internal/admin) ---
 	adminAPI := &admin.API{Tokens: provider.OAuth2, Logger: cfg.Logger, Service: svc.Admin,
 		RequirePasskey: cfg.AdminRequirePasskey}
@@ -337,6 +349,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	return &Server{
 		Config: cfg, Pool: pool, Handler: handler, Ops: opsHandler, Provider: provider, Sessions: sess, Users: userStore,
 		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker, Reset: loginHandler.Reset,
+		Verify: verifier,
 	}, nil
 }
 

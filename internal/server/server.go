@@ -292,10 +292,9 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		loginHandler.Reset = reset.New(pool, mailer, cfg.Now)
 		worker.Kinds[mail.OutboxKind] = mailer.Kind()
 		worker.Kinds[reset.OutboxKind] = loginHandler.Reset.Kind()
-		// An account an administrator makes (API, console) is mailed a
-		// link to verify its address, in the transaction that makes it.
-		verifier = &verify.Service{Pool: pool, Mailer: mailer, Now: cfg.Now}
-		svc.Admin.OnChange = append(svc.Admin.OnChange, verifier.OnAdminChange)
+		if verifier, err = svc.VerifyAddresses(cfg, pool); err != nil {
+			return nil, err
+		}
 		cfg.Logger.Info("mail on: password reset and address verification by mail", "smtp", cfg.Mail.String())
 	}
 

@@ -21,3 +21,18 @@ CREATE TABLE email_verifications (
 );
 CREATE INDEX email_verifications_user_idx ON email_verifications (user_id);
 CREATE INDEX email_verifications_expiry_idx ON email_verifications (expires_at);
+
+-- Self-registration (IDP_SELF_SIGNUP): a sign-up waits here until the link
+-- mailed to its address is confirmed; only then is the account made, its
+-- address verified. The password is kept as the argon2id hash it will
+-- have in password_credentials.
+CREATE TABLE signups (
+    token_hash    bytea PRIMARY KEY,
+    email         text NOT NULL,
+    name          text NOT NULL DEFAULT '',
+    password_hash text NOT NULL,
+    created_at    timestamptz NOT NULL,
+    expires_at    timestamptz NOT NULL,
+    used_at       timestamptz
+);
+CREATE INDEX signups_expiry_idx ON signups (expires_at);

@@ -72,3 +72,15 @@ func TestUsersCreate_VerificationMail(t *testing.T) {
 		t.Fatalf("unknown user: %v", err)
 	}
 }
+
+// TestRun_ServeSelfSignupSettings: self-registration needs mail and a
+// list of domains; each missing one is named.
+func TestRun_ServeSelfSignupSettings(t *testing.T) {
+	runCLI(t, "postgres://nobody@127.0.0.1:1/nowhere", "", "serve", "--issuer", "http://localhost:8080",
+		"--secret", strings.Repeat("s", 32), "--self-signup").
+		check(t, 2, "--self-signup: needs mail")
+	runCLI(t, "postgres://nobody@127.0.0.1:1/nowhere", "", "serve", "--issuer", "http://localhost:8080",
+		"--secret", strings.Repeat("s", 32), "--self-signup", "--smtp-url", "smtp://localhost:1025?tls=none",
+		"--mail-from", "login@example.com").
+		check(t, 2, "--signup-domains / IDP_SIGNUP_DOMAINS: is required with IDP_SELF_SIGNUP")
+}

@@ -33,3 +33,16 @@ func init() {
 		footer:  "If you did not do this, reset your password or ask an administrator at once.",
 	}
 }
+
+// KindConfirmSignup asks whoever signed up with an address to confirm it:
+// the account is made when they do.
+const KindConfirmSignup = "confirm_signup"
+
+func init() {
+	kinds[KindConfirmSignup] = copyOf{
+		subject: "Confirm your new %s account",
+		lead:    "Someone, probably you, signed up for a %s account with this address. Follow the link and confirm to create it.",
+		button:  "Create my account",
+		footer:  "If you did not sign up, ignore this mail: no account is made.",
+	}
+}

@@ -78,7 +78,7 @@ func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, routed http.Han
 
 // sweeps are every package's declarations of what the janitor deletes.
 var sweeps = slices.Concat(store.Sweeps, dpop.Sweeps, passkey.Sweeps, login.Sweeps, throttle.Sweeps, outbox.Sweeps,
-	reset.Sweeps, verify.Sweeps)
+	reset.Sweeps, verify.Sweeps, verify.SignupSweeps)
 
 func (s *Server) cleanup() *ops.Cleanup {
 	return &ops.Cleanup{Pool: s.Pool, Now: s.Config.Now, Sweeps: sweeps}

@@ -88,9 +88,14 @@ type Config struct {
 	JanitorInterval time.Duration
 	// Mail is the SMTP server (IDP_SMTP_URL, IDP_MAIL_FROM, parsed by
 	// mail.ParseConfig); the zero value turns the mail features off.
-	Mail   mail.Config
-	Logger *slog.Logger
-	Now    func() time.Time
+	Mail mail.Config
+	// SelfSignup (IDP_SELF_SIGNUP) lets people make their own account at
+	// /signup with an address at one of SignupDomains (IDP_SIGNUP_DOMAINS,
+	// lower case), made when the mailed link is confirmed. Needs Mail.
+	SelfSignup    bool
+	SignupDomains []string
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -157,6 +162,12 @@ func (c Config) Validate() error {
 			bad("breached-passwords-url", "IDP_BREACHED_PASSWORDS_URL", "must be an http(s) URL such as %s, not %q",
 				users.PwnedPasswordsURL, c.BreachedPasswordsURL)
 		}
+	}
+	if c.SelfSignup && !c.Mail.Enabled() {
+		bad("self-signup", "IDP_SELF_SIGNUP", "needs mail (IDP_SMTP_URL and IDP_MAIL_FROM): a sign-up is confirmed from its mail")
+	}
+	if c.SelfSignup && len(c.SignupDomains) == 0 {
+		bad("signup-domains", "IDP_SIGNUP_DOMAINS", "is required with IDP_SELF_SIGNUP: the address domains that may sign up, e.g. example.com,example.org")
 	}
 	return errors.Join(errs...)
 }
@@ -308,7 +319,13 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	accountHandler.Mount(mux)
 	// --- end account ---
 	// --- verify (owned by internal/verify) ---
-	(&verify.Handler{Service: verifier, Templates: tpl, Errors: errs, CSRFKey: sess.CSRFKey, Secure: sess.Secure}).Mount(mux)
+	verifyHandler := &verify.Handler{Service: verifier, Templates: tpl, Errors: errs, CSRFKey: sess.CSRFKey, Secure: sess.Secure}
+	if cfg.SelfSignup && verifier != nil {
+		verifyHandler.Signups = &verify.Signups{Pool: pool, Users: userStore, Mailer: verifier.Mailer, Domains: cfg.SignupDomains,
+			Clients: verify.SignupLimiter(pool, cfg.Now), Now: cfg.Now}
+		loginHandler.SelfSignup = true
+	}
+	verifyHandler.Mount(mux)
 	// --- end verify ---
 	// --- admin (owned by internal/admin) ---
 	adminAPI := &admin.API{Tokens: provider.OAuth2, Logger: cfg.Logger, Service: svc.Admin,

@@ -22,12 +22,15 @@ type Handler struct {
 	// marks its cookie for https only.
 	CSRFKey []byte
 	Secure  bool
+	// Signups, when set, is self-registration (IDP_SELF_SIGNUP).
+	Signups *Signups
 }
 
 // Mount registers the link's routes.
 func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+LinkPath, h.page)
 	mux.HandleFunc("POST "+LinkPath, h.confirm)
+	h.mountSignup(mux)
 }
 
 type pageData struct {
@@ -47,11 +50,13 @@ func (h *Handler) csrfFor(cookie string) string {
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
 
-func (h *Handler) issueCSRF(w http.ResponseWriter) string {
+func (h *Handler) issueCSRF(w http.ResponseWriter) string { return h.issueCSRFAt(w, LinkPath) }
+
+func (h *Handler) issueCSRFAt(w http.ResponseWriter, path string) string {
 	b := make([]byte, 32)
 	rand.Read(b)
 	v := base64.RawURLEncoding.EncodeToString(b)
-	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: v, Path: LinkPath, HttpOnly: true, Secure: h.Secure,
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: v, Path: path, HttpOnly: true, Secure: h.Secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: 3600})
 	return h.csrfFor(v)
 }

@@ -12,6 +12,9 @@
 // address is confirmed; the old address is then told. Asking for an
 // address another account has gives the same answer as any other and
 // changes nothing, so the form says nothing about who has an account.
+//
+// Self-registration (Signups, IDP_SELF_SIGNUP) is here too: it is a
+// verification link whose confirmation makes the account.
 package verify
 
 import (

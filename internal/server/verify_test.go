@@ -348,3 +348,22 @@ func TestVerify_EmailChangeTaken(t *testing.T) {
 		t.Errorf("ann moved to %s", u.Email)
 	}
 }
+
+// TestVerify_MailOff: without SMTP the change-of-address page says it
+// cannot be done here and its form changes nothing; links lead nowhere.
+func TestVerify_MailOff(t *testing.T) {
+	h := servertest.New(t)
+	const pw = "a long enough password 1"
+	ann := h.CreateUser("ann@example.com", pw)
+	br := servertest.NewBrowser(t)
+	csrf := signedInAccount(t, h, br, ann.Email, pw).CSRF(t) // the session's, as the page has no form
+	p := br.Get(h.Issuer + "/account/email")
+	servertest.WantPage(t, p, "/account/email", http.StatusOK, "cannot send mail")
+	before := h.Stored(t)
+	p = br.Post(h.Issuer+"/account/email", url.Values{"csrf_token": {csrf}, "email": {"ann@new.example.com"}, "current_password": {pw}})
+	servertest.WantPage(t, p, "/account/email", http.StatusNotFound, "cannot send mail")
+	if changed := before.Changed(h.Stored(t)); len(changed) != 0 {
+		t.Errorf("the form changed %v with mail off", changed)
+	}
+	servertest.WantPage(t, br.Get(h.Issuer+verify.LinkPath+"?token=x"), verify.LinkPath, http.StatusNotFound, "off here")
+}

@@ -185,7 +185,7 @@ type Page struct {
 // sessionlessPages are shown without a session (Page.Nav).
 var sessionlessPages = map[string]bool{"login": true, "totp": true, "enroll": true, "new-password": true,
 	"account-signed-out": true, "forgot": true, "forgot-sent": true, "reset": true,
-	"alert-report": true, "alert-reported": true}
+	"alert-report": true, "alert-reported": true, "verify-email": true, "signup": true, "signup-confirm": true}
 
 // Templates renders pages.
 type Templates struct {

@@ -67,6 +67,7 @@ func commands() []command {
 			{name: "delete", summary: "delete a user, ending their sessions (apps are told)", run: usersDeleteCommand},
 			{name: "reset-mfa", summary: "remove a user's 2FA and end all their sessions", run: usersResetMFACommand},
 			{name: "set-password", summary: "replace a user's password (first line of stdin) and end all their sessions", run: usersSetPasswordCommand},
+			{name: "verify-email", summary: "mark a user's address verified (email_verified true in ID tokens)", run: usersVerifyEmailCommand},
 			{name: "require-mfa", summary: "make a user set up 2FA at the next sign-in (--off lifts it)", run: usersRequireMFACommand},
 			{name: "passkeys", summary: "list and remove a user's passkeys", subs: []command{
 				{name: "list", summary: "list a user's passkeys", run: usersPasskeysListCommand},

@@ -65,6 +65,10 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 			"empty: only with an initial access token (idp clients registration-token)", false)
 	trustedProxies := set.String("trusted-proxies", "IDP_TRUSTED_PROXIES", "",
 		"comma-separated `addresses or CIDRs` of reverse proxies whose X-Forwarded-For names the client", false)
+	selfSignup := set.Bool("self-signup", "IDP_SELF_SIGNUP", false,
+		"people may make their own account at /signup (needs mail and --signup-domains)")
+	signupDomains := set.String("signup-domains", "IDP_SIGNUP_DOMAINS", "",
+		"comma-separated address `domains` that may sign up, e.g. example.com,example.org", false)
 	memoryLimit := set.String("memory-limit", "IDP_MEMORY_LIMIT", "auto", fmt.Sprintf(
 		"soft memory `limit` the garbage collector works to: auto (%d MiB on this machine), off, or a size like 512MiB;\n"+
 			"ignored when GOGC or GOMEMLIMIT is set", server.DefaultMemoryLimit()>>20), false)
@@ -75,7 +79,12 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 		SeparateMetrics: *metricsAddr != "", MetricsToken: *metricsToken, RequireMFA: *requireMFA, AdminRequirePasskey: *adminPasskey,
 		SessionIdle: *idle, SessionAbsolute: *absolute, AllowPrivateBackchannel: *allowPrivateBackchannel, DPoPNonces: *dpopNonces,
 		OpenRegistration: *openRegistration,
-		Brand:            web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}}
+		Brand:            web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}, SelfSignup: *selfSignup}
+	for _, d := range strings.Split(*signupDomains, ",") {
+		if d = strings.ToLower(strings.TrimSpace(d)); d != "" {
+			cfg.SignupDomains = append(cfg.SignupDomains, d)
+		}
+	}
 	set.required("database-url", *dbURL, "a PostgreSQL URL")
 	set.positive("session-idle-timeout", *idle)
 	set.positive("session-absolute-timeout", *absolute)

@@ -26,6 +26,7 @@ import (
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/internal/users"
+	"github.com/idp/idp/internal/verify"
 	"github.com/idp/idp/web"
 )
 
@@ -50,6 +51,9 @@ type Handler struct {
 	// ClientName returns an app's display name ("" when unknown); nil shows
 	// client ids only.
 	ClientName func(ctx context.Context, clientID string) string
+	// Email changes the account's address through a mailed link; nil
+	// when mail is off.
+	Email *verify.Service
 }
 
 // Mount registers the account routes.
@@ -64,6 +68,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /account/mfa/disable", h.disableSubmit)
 	mux.HandleFunc("POST /account/password", h.passwordSubmit)
 	h.mountPasskeys(mux)
+	h.mountEmail(mux)
 }
 
 // signedIn returns the live session of r. Without one it sends the browser

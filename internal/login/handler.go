@@ -50,6 +50,8 @@ type Handler struct {
 	Observe func(step, outcome string)
 	// RequireMFA makes every user enroll a second factor before reaching any app.
 	RequireMFA bool
+	// SelfSignup links the sign-in page to /signup (package verify).
+	SelfSignup bool
 	// ClientName returns an app's display name for "continue to …".
 	ClientName func(ctx context.Context, clientID string) string
 	// RedirectURIs returns an app's registered redirect URIs: a sign-in
@@ -90,6 +92,8 @@ type passwordData struct {
 	Passkey bool
 	// Forgot links to the password reset (mail is configured).
 	Forgot bool
+	// Signup links to self-registration.
+	Signup bool
 }
 
 // Sign-in steps and outcomes, as Observe is told them.
@@ -222,7 +226,7 @@ func (h *Handler) passwordPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	data := passwordData{Client: h.clientName(r.Context(), f), Email: r.URL.Query().Get("login_hint"), Passkey: h.Passkeys != nil,
-		Forgot: h.Reset != nil}
+		Forgot: h.Reset != nil, Signup: h.SelfSignup}
 	if f.UserID != "" {
 		u, err := h.Users.ByID(r.Context(), f.UserID)
 		if err != nil {
@@ -249,7 +253,7 @@ func (h *Handler) passwordSubmit(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	email := r.PostFormValue("email")
 	data := passwordData{Client: h.clientName(ctx, f), Email: email, Remember: r.PostFormValue("remember") != "",
-		Passkey: h.Passkeys != nil, Forgot: h.Reset != nil}
+		Passkey: h.Passkeys != nil, Forgot: h.Reset != nil, Signup: h.SelfSignup}
 	if f.UserID != "" {
 		u, err := h.Users.ByID(ctx, f.UserID)
 		if err != nil {

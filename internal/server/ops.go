@@ -21,6 +21,7 @@ import (
 	"github.com/idp/idp/internal/sso/dpop"
 	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/throttle"
+	"github.com/idp/idp/internal/verify"
 )
 
 // Operational settings. They are constants rather than Config fields until
@@ -79,7 +80,7 @@ func withOps(cfg Config, pool *pgxpool.Pool, mux *http.ServeMux, routed http.Han
 
 // sweeps are every package's declarations of what the janitor deletes.
 var sweeps = slices.Concat(store.Sweeps, dpop.Sweeps, passkey.Sweeps, login.Sweeps, throttle.Sweeps, outbox.Sweeps,
-	reset.Sweeps, registration.Sweeps, alerts.Sweeps)
+	reset.Sweeps, registration.Sweeps, alerts.Sweeps, verify.Sweeps, verify.SignupSweeps)
 
 func (s *Server) cleanup() *ops.Cleanup {
 	return &ops.Cleanup{Pool: s.Pool, Now: s.Config.Now, Sweeps: sweeps}

@@ -45,6 +45,7 @@ import (
 	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/throttle"
 	"github.com/idp/idp/internal/users"
+	"github.com/idp/idp/internal/verify"
 	"github.com/idp/idp/web"
 )
 
@@ -99,8 +100,13 @@ type Config struct {
 	// SignalPollInterval is how often the trusted poll transmitters are
 	// polled (0: every 15 s).
 	SignalPollInterval time.Duration
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// SelfSignup (IDP_SELF_SIGNUP) lets people make their own account at
+	// /signup with an address at one of SignupDomains (IDP_SIGNUP_DOMAINS,
+	// lower case), made when the mailed link is confirmed. Needs Mail.
+	SelfSignup    bool
+	SignupDomains []string
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Defaults fills the zero fields.
@@ -175,6 +181,12 @@ func (c Config) Validate() error {
 		bad("open-registration", "IDP_OPEN_REGISTRATION", "must be %q (public native clients may register without an initial access token) or empty, not %q",
 			registration.OpenNative, c.OpenRegistration)
 	}
+	if c.SelfSignup && !c.Mail.Enabled() {
+		bad("self-signup", "IDP_SELF_SIGNUP", "needs mail (IDP_SMTP_URL and IDP_MAIL_FROM): a sign-up is confirmed from its mail")
+	}
+	if c.SelfSignup && len(c.SignupDomains) == 0 {
+		bad("signup-domains", "IDP_SIGNUP_DOMAINS", "is required with IDP_SELF_SIGNUP: the address domains that may sign up, e.g. example.com,example.org")
+	}
 	return errors.Join(errs...)
 }
 
@@ -207,6 +219,8 @@ type Server struct {
 	// what they send.
 	Signals *receiver.Receiver
 	poller  *receiver.Poller
+	// Verify is the verification of addresses by mail; nil without mail.
+	Verify *verify.Service
 }
 
 // New builds an instance on pool (already migrated).
@@ -305,6 +319,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	worker := &outbox.Worker{Pool: pool, Now: cfg.Now, Logger: cfg.Logger,
 		Kinds: map[string]outbox.Kind{sessions.LogoutKind: logouts, ssf.KindPush: pushes}}
 	var alertService *alerts.Service
+	var verifier *verify.Service
 	if cfg.Mail.Enabled() {
 		mailer, err := newMailer(cfg, pool)
 		if err != nil {
@@ -317,7 +332,10 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		svc.Alert(alertService)
 		loginHandler.OnSignIn = alertService.QueueSignIn
 		worker.Kinds[alerts.OutboxKind] = alertService.Kind()
-		cfg.Logger.Info("mail on: password reset by mail, \"was this you?\" alerts", "smtp", cfg.Mail.String())
+		if verifier, err = svc.VerifyAddresses(cfg, pool); err != nil {
+			return nil, err
+		}
+		cfg.Logger.Info("mail on: password reset, address verification and \"was this you?\" alerts by mail", "smtp", cfg.Mail.String())
 	}
 
 	// --- registration (owned by internal/registration) ---
@@ -337,9 +355,19 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	loginHandler.Mount(mux)
 	// --- account (owned by internal/account) ---
 	accountHandler := &account.Handler{Pool: pool, Sessions: sess, Users: userStore, TOTP: totp, Passkeys: passkeys, Login: loginHandler,
-		Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA, ClientName: loginHandler.ClientName}
+		Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now, RequireMFA: cfg.RequireMFA, ClientName: loginHandler.ClientName,
+		Email: verifier}
 	accountHandler.Mount(mux)
 	// --- end account ---
+	// --- verify (owned by internal/verify) ---
+	verifyHandler := &verify.Handler{Service: verifier, Templates: tpl, Errors: errs, CSRFKey: sess.CSRFKey, Secure: sess.Secure}
+	if cfg.SelfSignup && verifier != nil {
+		verifyHandler.Signups = &verify.Signups{Pool: pool, Users: userStore, Mailer: verifier.Mailer, Domains: cfg.SignupDomains,
+			Clients: verify.SignupLimiter(pool, cfg.Now), Now: cfg.Now}
+		loginHandler.SelfSignup = true
+	}
+	verifyHandler.Mount(mux)
+	// --- end verify ---
 	// --- admin (owned by internal/admin) ---
 	adminAPI := &admin.API{Tokens: provider.OAuth2, Logger: cfg.Logger, Service: svc.Admin,
 		RequirePasskey: cfg.AdminRequirePasskey}
@@ -398,6 +426,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Clients: clientStore, TOTP: totp, Passkeys: passkeys, Keys: keySet, Worker: worker, Reset: loginHandler.Reset,
 		Registration: registrar,
 		Signals:      signals, poller: &receiver.Poller{Receiver: signals, Interval: cfg.SignalPollInterval, Logger: cfg.Logger},
+		Verify: verifier,
 	}, nil
 }
 

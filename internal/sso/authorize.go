@@ -192,7 +192,11 @@ func (p *Provider) newSession(u users.User, s sessions.Session, c *clients.Clien
 	extra := map[string]interface{}{"sid": s.ID}
 	if scopes.Has("email") {
 		extra["email"] = u.Email
-		extra["email_verified"] = true
+		if u.EmailVerified() {
+			// Left out, never false, for an unproven address (as
+			// userinfo does: oauth2-proxy refuses false by default).
+			extra["email_verified"] = true
+		}
 	}
 	if scopes.Has("profile") && u.Name != "" {
 		extra["name"] = u.Name

@@ -251,7 +251,13 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 	claims := map[string]any{"sub": u.ID}
 	if ar.GetGrantedScopes().Has("email") {
 		claims["email"] = u.Email
-		claims["email_verified"] = true
+		// true only for an address proven to reach its owner (package
+		// verify); for any other the claim is left out rather than false,
+		// since oauth2-proxy (and others) refuse email_verified=false by
+		// default but accept an address without the claim.
+		if u.EmailVerified() {
+			claims["email_verified"] = true
+		}
 	}
 	if ar.GetGrantedScopes().Has("profile") {
 		claims["name"] = u.Name

@@ -39,7 +39,13 @@ type User struct {
 	RequireMFA bool       `json:"require_mfa"`
 	DisabledAt *time.Time `json:"disabled_at,omitempty"`
 	CreatedAt  time.Time  `json:"created_at"`
+	// EmailVerifiedAt is when the address was proven to reach the owner
+	// (package verify); nil for an address nobody has proven.
+	EmailVerifiedAt *time.Time `json:"email_verified_at,omitempty"`
 }
+
+// EmailVerified reports whether the account's address is verified.
+func (u User) EmailVerified() bool { return u.EmailVerifiedAt != nil }
 
 // Disabled reports whether the account is disabled.
 func (u User) Disabled() bool { return u.DisabledAt != nil }
@@ -122,11 +128,11 @@ func NormalizeEmail(email string) (string, error) {
 	return email, nil
 }
 
-const userColumns = `u.id::text, u.email, u.name, u.is_admin, u.require_mfa, u.disabled_at, u.created_at`
+const userColumns = `u.id::text, u.email, u.name, u.is_admin, u.require_mfa, u.disabled_at, u.created_at, u.email_verified_at`
 
 func scanUser(row pgx.Row, extra ...any) (User, error) {
 	var u User
-	dest := append([]any{&u.ID, &u.Email, &u.Name, &u.IsAdmin, &u.RequireMFA, &u.DisabledAt, &u.CreatedAt}, extra...)
+	dest := append([]any{&u.ID, &u.Email, &u.Name, &u.IsAdmin, &u.RequireMFA, &u.DisabledAt, &u.CreatedAt, &u.EmailVerifiedAt}, extra...)
 	err := row.Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, ErrNotFound

@@ -64,13 +64,13 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	dev := h.Service.ensureDevice(w, r)
-	h.Templates.Render(w, http.StatusOK, "alert-report", "This wasn't me", h.Service.csrf(h.Service.Sessions.CSRFKey, dev),
+	h.Templates.Render(w, http.StatusOK, "alert-report", "This wasn't me", h.Service.Sessions.BoundCSRFToken(csrfPurpose, dev),
 		reportData{Token: token, One: l.SID != ""})
 }
 
 // submit ends the session(s) and leads to the password reset.
 func (h *Handler) submit(w http.ResponseWriter, r *http.Request) {
-	if !h.Service.checkCSRF(h.Service.device(r), r.PostFormValue("csrf_token")) {
+	if !h.Service.Sessions.CheckBoundCSRF(csrfPurpose, h.Service.device(r), r.PostFormValue("csrf_token")) {
 		h.Templates.Error(w, http.StatusForbidden, "This form has expired.", "Open the link from the mail again.")
 		return
 	}

@@ -2,9 +2,6 @@ package alerts
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -106,22 +103,6 @@ func (s *Service) find(ctx context.Context, token string, lock bool) (Link, erro
 // device cookie (which the page sets when there is none), so no session
 // is needed and another site cannot compute it. The key is the sessions'
 // CSRF key under a label of its own.
-func (s *Service) csrf(key []byte, dev string) string {
-	if dev == "" {
-		return ""
-	}
-	mac := hmac.New(sha256.New, key)
-	mac.Write([]byte("alerts-report:" + dev))
-	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-}
-
-func (s *Service) checkCSRF(dev, got string) bool {
-	if dev == "" || got == "" {
-		return false
-	}
-	ok := false
-	for _, key := range append([][]byte{s.Sessions.CSRFKey}, s.Sessions.RotatedCSRFKeys...) {
-		ok = hmac.Equal([]byte(got), []byte(s.csrf(key, dev))) || ok
-	}
-	return ok
-}
+// csrfPurpose binds the report form's token to the device cookie
+// (sessions.BoundCSRFToken): the page needs no sign-in.
+const csrfPurpose = "alerts-report"

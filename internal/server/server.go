@@ -360,7 +360,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	accountHandler.Mount(mux)
 	// --- end account ---
 	// --- verify (owned by internal/verify) ---
-	verifyHandler := &verify.Handler{Service: verifier, Templates: tpl, Errors: errs, CSRFKey: sess.CSRFKey, Secure: sess.Secure}
+	verifyHandler := &verify.Handler{Service: verifier, Templates: tpl, Errors: errs, Sessions: sess}
 	if cfg.SelfSignup && verifier != nil {
 		verifyHandler.Signups = &verify.Signups{Pool: pool, Users: userStore, Mailer: verifier.Mailer, Domains: cfg.SignupDomains,
 			Clients: verify.SignupLimiter(pool, cfg.Now), Now: cfg.Now}

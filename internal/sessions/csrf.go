@@ -26,15 +26,38 @@ func csrfToken(key []byte, cookie string) string {
 // CheckCSRF reports whether the posted csrf_token belongs to this browser's
 // session (constant-time), under the current key or a rotated one.
 func (m *Manager) CheckCSRF(r *http.Request) bool {
-	cookie := m.CookieValue(r)
-	got := []byte(r.PostFormValue("csrf_token"))
-	if cookie == "" || len(got) == 0 {
+	return m.checkToken(m.CookieValue(r), r.PostFormValue("csrf_token"))
+}
+
+// BoundCSRFToken is the anti-forgery token of a form shown without a
+// sign-in (a mailed link's page): an HMAC of another cookie of the
+// browser's (its value) and the form's purpose, so a token of one such
+// form never passes for another's, nor for a session's. Empty when the
+// cookie is.
+func (m *Manager) BoundCSRFToken(purpose, cookie string) string {
+	if cookie == "" {
+		return ""
+	}
+	return csrfToken(m.CSRFKey, purpose+":"+cookie)
+}
+
+// CheckBoundCSRF reports whether got is BoundCSRFToken(purpose, cookie)
+// under the current key or a rotated one (constant-time).
+func (m *Manager) CheckBoundCSRF(purpose, cookie, got string) bool {
+	if cookie == "" {
+		return false
+	}
+	return m.checkToken(purpose+":"+cookie, got)
+}
+
+func (m *Manager) checkToken(bound, got string) bool {
+	if bound == "" || got == "" {
 		return false
 	}
 	ok := false
 	for _, key := range append([][]byte{m.CSRFKey}, m.RotatedCSRFKeys...) {
 		// Every key is tried, so the time taken does not say which matched.
-		ok = hmac.Equal(got, []byte(csrfToken(key, cookie))) || ok
+		ok = hmac.Equal([]byte(got), []byte(csrfToken(key, bound))) || ok
 	}
 	return ok
 }

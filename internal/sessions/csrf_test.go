@@ -46,3 +46,31 @@ func TestManager_CSRF(t *testing.T) {
 		t.Error("new forms are not given tokens under the current key")
 	}
 }
+
+// TestManager_BoundCSRF: a sessionless form's token is bound to its cookie
+// and its purpose, passes under a rotated key, and never for another
+// purpose, another cookie or no cookie.
+func TestManager_BoundCSRF(t *testing.T) {
+	old, current := []byte("old key"), []byte("current key")
+	m := &Manager{CSRFKey: current, RotatedCSRFKeys: [][]byte{old}}
+	token := m.BoundCSRFToken("report", "cookie-1")
+	rotated := (&Manager{CSRFKey: old}).BoundCSRFToken("report", "cookie-1")
+	cases := []struct {
+		name                   string
+		purpose, cookie, token string
+		want                   bool
+	}{
+		{"current key", "report", "cookie-1", token, true},
+		{"rotated key", "report", "cookie-1", rotated, true},
+		{"another purpose", "verify", "cookie-1", token, false},
+		{"another cookie", "report", "cookie-2", token, false},
+		{"no cookie", "report", "", m.BoundCSRFToken("report", ""), false},
+		{"a session's token for the same value", "report", "cookie-1", csrfToken(current, "cookie-1"), false},
+		{"empty", "report", "cookie-1", "", false},
+	}
+	for _, tc := range cases {
+		if got := m.CheckBoundCSRF(tc.purpose, tc.cookie, tc.token); got != tc.want {
+			t.Errorf("%s: CheckBoundCSRF = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

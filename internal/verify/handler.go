@@ -1,14 +1,13 @@
 package verify
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"net/http"
 
 	"github.com/idp/idp/internal/pages"
+	"github.com/idp/idp/internal/sessions"
 	"github.com/idp/idp/web"
 )
 
@@ -18,10 +17,9 @@ type Handler struct {
 	Service   *Service
 	Templates *web.Templates
 	Errors    *pages.Errors
-	// CSRFKey signs the page's form (sessions.Manager.CSRFKey); Secure
-	// marks its cookie for https only.
-	CSRFKey []byte
-	Secure  bool
+	// Sessions signs the page's form (BoundCSRFToken) and says whether
+	// its cookie is for https only.
+	Sessions *sessions.Manager
 	// Signups, when set, is self-registration (IDP_SELF_SIGNUP).
 	Signups *Signups
 }
@@ -44,30 +42,20 @@ type pageData struct {
 // submit). Another site can neither read the cookie nor compute the HMAC.
 const csrfCookie = "idp_email_verify"
 
-func (h *Handler) csrfFor(cookie string) string {
-	mac := hmac.New(sha256.New, h.CSRFKey)
-	mac.Write([]byte("email-verify-csrf:" + cookie))
-	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-}
-
 func (h *Handler) issueCSRF(w http.ResponseWriter) string { return h.issueCSRFAt(w, LinkPath) }
 
 func (h *Handler) issueCSRFAt(w http.ResponseWriter, path string) string {
 	b := make([]byte, 32)
 	rand.Read(b)
 	v := base64.RawURLEncoding.EncodeToString(b)
-	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: v, Path: path, HttpOnly: true, Secure: h.Secure,
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Value: v, Path: path, HttpOnly: true, Secure: h.Sessions.Secure,
 		SameSite: http.SameSiteLaxMode, MaxAge: 3600})
-	return h.csrfFor(v)
+	return h.Sessions.BoundCSRFToken(csrfCookie, v)
 }
 
 func (h *Handler) checkCSRF(r *http.Request) bool {
 	c, err := r.Cookie(csrfCookie)
-	got := r.PostFormValue("csrf_token")
-	if err != nil || c.Value == "" || got == "" {
-		return false
-	}
-	return hmac.Equal([]byte(got), []byte(h.csrfFor(c.Value)))
+	return err == nil && h.Sessions.CheckBoundCSRF(csrfCookie, c.Value, r.PostFormValue("csrf_token"))
 }
 
 // problem explains a link that does not work; ok false for an error of
@@ -133,7 +121,7 @@ func (h *Handler) confirm(w http.ResponseWriter, r *http.Request) {
 		h.Errors.Internal(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Path: LinkPath, MaxAge: -1, HttpOnly: true, Secure: h.Secure})
+	http.SetCookie(w, &http.Cookie{Name: csrfCookie, Path: LinkPath, MaxAge: -1, HttpOnly: true, Secure: h.Sessions.Secure})
 	h.Templates.Render(w, http.StatusOK, "verify-email", "Address confirmed", "",
 		pageData{Email: l.Email, Change: l.Change, Done: true})
 }

@@ -113,6 +113,18 @@ func TestRun_Smoke(t *testing.T) {
 	case f.Method != "DELETE /admin/api/users/{id}/sessions":
 		t.Errorf("revoke_all went through %q, want the admin API", f.Method)
 	}
+	// The stream's receiver verified one session-revoked SET per session.
+	if f != nil {
+		switch s := f.SETs; {
+		case s.StreamID == "" || s.Expected != 20 || s.Received != 20:
+			t.Errorf("revoke_all: stream %q, %d of %d session-revoked SETs received; want a stream and 20 of 20",
+				s.StreamID, s.Received, s.Expected)
+		case s.Invalid != 0:
+			t.Errorf("revoke_all: %d invalid SETs, errors %v", s.Invalid, f.Errors)
+		case s.Last <= 0 || s.Connections == 0:
+			t.Errorf("revoke_all: last SET at %s over %d connections", s.Last, s.Connections)
+		}
+	}
 	if rep.ServerErrors != 0 {
 		t.Errorf("the provider logged %d errors:\n%s", rep.ServerErrors, stderr.String())
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -46,7 +47,7 @@ func (r *runner) revoker(ctx context.Context) (revokeFunc, string, error) {
 	bearer := "Bearer " + tok.AccessToken
 
 	// Is the API there? Looking the administrator up is harmless.
-	status, _, err := r.adminCall(ctx, http.MethodGet, "/admin/api/users?email="+url.QueryEscape(adminEmail), bearer)
+	status, _, err := r.bearerCall(ctx, http.MethodGet, "/admin/api/users?email="+url.QueryEscape(adminEmail), bearer, nil)
 	if err != nil {
 		return nil, "", err
 	}
@@ -54,7 +55,7 @@ func (r *runner) revoker(ctx context.Context) (revokeFunc, string, error) {
 	case http.StatusOK:
 		return func(ctx context.Context, userID string) (sessions.Result, error) {
 			var res sessions.Result
-			status, body, err := r.adminCall(ctx, http.MethodDelete, "/admin/api/users/"+url.PathEscape(userID)+"/sessions", bearer)
+			status, body, err := r.bearerCall(ctx, http.MethodDelete, "/admin/api/users/"+url.PathEscape(userID)+"/sessions", bearer, nil)
 			if err != nil {
 				return res, err
 			}
@@ -76,17 +77,31 @@ func (r *runner) revoker(ctx context.Context) (revokeFunc, string, error) {
 	}
 }
 
-func (r *runner) adminCall(ctx context.Context, method, path, bearer string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, r.in.issuer+path, nil)
+// bearerCall calls the provider's API at path with an Authorization header
+// and, when body is not nil, body as JSON; it returns the status and the
+// answer.
+func (r *runner) bearerCall(ctx context.Context, method, path, bearer string, body any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, r.in.issuer+path, rd)
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header.Set("Authorization", bearer)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := r.hc.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, body, err
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, answer, err
 }

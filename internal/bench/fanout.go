@@ -40,9 +40,13 @@ type Fanout struct {
 	// Connections is how many TCP connections the provider opened to the
 	// receivers to deliver them.
 	Connections int64 `json:"connections"`
+	// SETs are the session-revoked events of a Shared Signals push
+	// stream, delivered from the same outbox alongside the logout tokens.
+	SETs SETs `json:"session_revoked_sets"`
 	// WorkerRoundTrips is the database round trips made outside requests
-	// from the revocation until the last notification: the delivery
-	// worker's claims and outcome records (and the janitor, if it ran).
+	// from the revocation until the last notification and the last SET:
+	// the delivery worker's claims and outcome records, the stream's
+	// lookups (and the janitor, if it ran).
 	WorkerRoundTrips int64        `json:"worker_round_trips"`
 	RoundTrips       []RoundTrips `json:"round_trips"`
 	Errors           []string     `json:"errors,omitempty"`
@@ -88,23 +92,33 @@ func (t *tally) arrive() {
 }
 
 func startReceiver(clientID, subject, issuer string, keys *jwksCache, t *tally) (*receiver, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	rc := &receiver{clientID: clientID, subject: subject, issuer: issuer, keys: keys, tally: t, seen: map[string]bool{}}
+	srv, base, err := serveLoopback(http.HandlerFunc(rc.serve), &rc.conns)
 	if err != nil {
 		return nil, err
 	}
-	rc := &receiver{clientID: clientID, subject: subject, issuer: issuer, keys: keys, tally: t,
-		url: "http://" + ln.Addr().String() + "/backchannel-logout", seen: map[string]bool{}}
-	rc.srv = &http.Server{
-		Handler:           http.HandlerFunc(rc.serve),
+	rc.srv, rc.url = srv, base+"/backchannel-logout"
+	return rc, nil
+}
+
+// serveLoopback serves h on a fresh loopback port, counting the TCP
+// connections opened to it, and returns the server and its base URL.
+func serveLoopback(h http.Handler, conns *atomic.Int64) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", err
+	}
+	srv := &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			if s == http.StateNew {
-				rc.conns.Add(1)
+				conns.Add(1)
 			}
 		},
 	}
-	go rc.srv.Serve(ln) //nolint:errcheck // ErrServerClosed at close
-	return rc, nil
+	go srv.Serve(ln) //nolint:errcheck // ErrServerClosed at close
+	return srv, "http://" + ln.Addr().String(), nil
 }
 
 func (rc *receiver) close() {
@@ -200,14 +214,15 @@ func (j *jwksCache) fetchLocked(ctx context.Context) error {
 }
 
 // revokeAll seeds one user with n sessions, each held by every one of m
-// apps whose receivers run here, then revokes them all as an administrator
-// and waits (bounded) for every notification.
+// apps whose receivers run here, and a Shared Signals receiver's push
+// stream, then revokes them all as an administrator and waits (bounded)
+// for every notification and every session-revoked SET.
 //
 // Seeding is plain SQL, not n sign-ins: sso_sessions rows, client_sessions
 // rows for each (session, app), and one access and one refresh token per
 // (session, app), so the revocation has tokens to kill as well.
 func (r *runner) revokeAll(ctx context.Context, n, m int) (*Fanout, error) {
-	f := &Fanout{Sessions: n, Apps: m, Expected: n * m}
+	f := &Fanout{Sessions: n, Apps: m, Expected: n * m, SETs: SETs{Expected: n}}
 	u, err := r.createUser(ctx, fanoutEmail, false)
 	if err != nil {
 		return nil, err
@@ -232,6 +247,15 @@ func (r *runner) revokeAll(ctx context.Context, n, m int) (*Fanout, error) {
 			BackchannelLogoutSessionRequired: true, GrantTypes: []string{"authorization_code"}}); err != nil {
 			return nil, err
 		}
+	}
+	sets := &tally{expected: int64(n), done: make(chan struct{})}
+	sr, err := startSETReceiver(r.in.issuer, u.ID, sets)
+	if err != nil {
+		return nil, err
+	}
+	defer sr.close()
+	if f.SETs.StreamID, err = r.openStream(ctx, sr); err != nil {
+		return nil, err
 	}
 	if err := r.seedSessions(ctx, u.ID, n, appIDs); err != nil {
 		return nil, err
@@ -261,16 +285,30 @@ func (r *runner) revokeAll(ctx context.Context, n, m int) (*Fanout, error) {
 	}
 	timeout := time.NewTimer(fanoutTimeout)
 	defer timeout.Stop()
-	select {
-	case <-t.done:
-		f.Last = t.at.Sub(start)
-	case <-timeout.C:
-		f.Errors = append(f.Errors, fmt.Sprintf("%d of %d notifications after %s", t.arrived.Load(), n*m, fanoutTimeout))
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	logouts, signals := t.done, sets.done
+	for logouts != nil || signals != nil {
+		select {
+		case <-logouts:
+			f.Last, logouts = t.at.Sub(start), nil
+		case <-signals:
+			f.SETs.Last, signals = sets.at.Sub(start), nil
+		case <-timeout.C:
+			if logouts != nil {
+				f.Errors = append(f.Errors, fmt.Sprintf("%d of %d notifications after %s", t.arrived.Load(), n*m, fanoutTimeout))
+			}
+			if signals != nil {
+				f.Errors = append(f.Errors, fmt.Sprintf("%d of %d session-revoked SETs after %s", sets.arrived.Load(), n, fanoutTimeout))
+			}
+			logouts, signals = nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	f.WorkerRoundTrips = r.in.background.Load() - bg
 	f.Received = int(t.arrived.Load())
+	if e := sr.outcome(&f.SETs); e != "" {
+		f.Errors = append(f.Errors, "stream "+f.SETs.StreamID+": "+e)
+	}
 	for _, rc := range receivers {
 		rc.mu.Lock()
 		f.Duplicates += rc.duplicates

@@ -154,13 +154,27 @@ func (rep *Report) evaluate() {
 	if f := rep.Fanout; f != nil {
 		add(fmt.Sprintf("revoke-all of %d sessions × %d apps: the admin call returns in < %s", f.Sessions, f.Apps, RevokeCallMax),
 			f.Call < RevokeCallMax, seconds(f.Call))
-		all := f.Received == f.Expected
-		got := seconds(f.Last)
-		if !all {
-			got = fmt.Sprintf("%d of %d arrived", f.Received, f.Expected)
+		// The logout tokens and the stream's SETs, each by its last.
+		pass := true
+		var got []string
+		for _, d := range []struct {
+			what               string
+			received, expected int
+			last               time.Duration
+		}{
+			{"logout tokens", f.Received, f.Expected, f.Last},
+			{"SETs", f.SETs.Received, f.SETs.Expected, f.SETs.Last},
+		} {
+			if d.received != d.expected {
+				pass = false
+				got = append(got, fmt.Sprintf("%s: %d of %d arrived", d.what, d.received, d.expected))
+				continue
+			}
+			pass = pass && d.last < RevokeFanOutMax
+			got = append(got, d.what+" "+seconds(d.last))
 		}
-		add(fmt.Sprintf("revoke-all: all %d notifications arrive in < %s", f.Expected, RevokeFanOutMax),
-			all && f.Last < RevokeFanOutMax, got)
+		add(fmt.Sprintf("revoke-all: all %d notifications and %d session-revoked SETs arrive in < %s", f.Expected, f.SETs.Expected, RevokeFanOutMax),
+			pass, strings.Join(got, ", "))
 	}
 	if sk := rep.Soak; sk != nil {
 		for _, f := range sk.Flows {
@@ -191,7 +205,7 @@ func (rep *Report) errorCount() uint64 {
 		n += s.Errors
 	}
 	if f := rep.Fanout; f != nil {
-		n += uint64(f.Invalid) + uint64(len(f.Errors))
+		n += uint64(f.Invalid) + uint64(f.SETs.Invalid) + uint64(len(f.Errors))
 	}
 	if sk := rep.Soak; sk != nil {
 		for _, f := range sk.Flows {
@@ -271,9 +285,17 @@ func (rep *Report) WriteText(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "  last notification     %s  (%d of %d verified; %d duplicates, %d invalid; %d TCP connections to the receivers)\n",
 			last, f.Received, f.Expected, f.Duplicates, f.Invalid, f.Connections)
-		if f.Last > 0 && f.Received == f.Expected {
-			fmt.Fprintf(&b, "  delivery              %.0f notifications/s after the call; %.2f database round trips per notification outside requests\n",
-				float64(f.Expected)/(f.Last-f.Call).Seconds(), float64(f.WorkerRoundTrips)/float64(f.Expected))
+		st := f.SETs
+		lastSET := seconds(st.Last)
+		if st.Received != st.Expected {
+			lastSET = "never"
+		}
+		fmt.Fprintf(&b, "  last SET              %s  (stream %s: %d of %d session-revoked verified; %d duplicates, %d invalid; %d TCP connections)\n",
+			lastSET, st.StreamID, st.Received, st.Expected, st.Duplicates, st.Invalid, st.Connections)
+		if f.Last > 0 && f.Received == f.Expected && st.Last > 0 && st.Received == st.Expected {
+			fmt.Fprintf(&b, "  delivery              %.0f notifications/s and %.0f SETs/s after the call; %.2f database round trips per notification or SET outside requests\n",
+				float64(f.Expected)/(f.Last-f.Call).Seconds(), float64(st.Expected)/(st.Last-f.Call).Seconds(),
+				float64(f.WorkerRoundTrips)/float64(f.Expected+st.Expected))
 		}
 		for _, e := range f.Errors {
 			fmt.Fprintf(&b, "  error: %s\n", e)

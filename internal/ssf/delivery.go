@@ -60,6 +60,15 @@ func (p Pusher) Kind() (outbox.Kind, error) {
 	// A redirect would carry the SET to an endpoint the receiver did not
 	// configure.
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if p.HTTP == nil {
+		// The outbox pushes in parallel, a revoke-all's SETs all to one
+		// receiver: keep an idle connection per delivery slot, not
+		// DefaultTransport's two per host, or most SETs pay for a new
+		// connection (and TLS handshake), as back-channel logout would.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = outbox.DefaultConcurrency
+		client.Transport = t
+	}
 	if !p.AllowPrivate {
 		t, ok := client.Transport.(*http.Transport)
 		if client.Transport == nil {

@@ -84,3 +84,56 @@ func TestReport_OneTable(t *testing.T) {
 		t.Errorf("floor row %q: want its rate at both levels", f)
 	}
 }
+
+// TestReport_RevokeAllTarget: the revoke-all's delivery target needs every
+// logout token and every session-revoked SET, each by its last within the
+// bound, and an invalid SET is an error of the run.
+func TestReport_RevokeAllTarget(t *testing.T) {
+	const name = "revoke-all: all 3000 notifications and 1000 session-revoked SETs arrive in < 10s"
+	whole := func() *Fanout {
+		return &Fanout{Sessions: 1000, Apps: 3, Call: 200 * time.Millisecond, Expected: 3000, Received: 3000, Last: 3 * time.Second,
+			SETs: SETs{StreamID: "st", Expected: 1000, Received: 1000, Last: 2 * time.Second}}
+	}
+	for _, tc := range []struct {
+		name     string
+		change   func(*Fanout)
+		pass     bool
+		got      string
+		zeroErrs bool
+	}{
+		{"all in time", func(*Fanout) {}, true, "logout tokens 3.000 s, SETs 2.000 s", true},
+		{"a SET missing", func(f *Fanout) { f.SETs.Received = 999 }, false, "logout tokens 3.000 s, SETs: 999 of 1000 arrived", true},
+		{"no SET", func(f *Fanout) { f.SETs.Received, f.SETs.Last = 0, 0 }, false, "logout tokens 3.000 s, SETs: 0 of 1000 arrived", true},
+		{"the last SET late", func(f *Fanout) { f.SETs.Last = 11 * time.Second }, false, "logout tokens 3.000 s, SETs 11.000 s", true},
+		{"a logout token missing", func(f *Fanout) { f.Received = 2999 }, false, "logout tokens: 2999 of 3000 arrived, SETs 2.000 s", true},
+		{"an invalid SET", func(f *Fanout) { f.SETs.Invalid = 1 }, true, "logout tokens 3.000 s, SETs 2.000 s", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := whole()
+			tc.change(f)
+			rep := &Report{Fanout: f}
+			rep.evaluate()
+			got := map[string]Target{}
+			for _, tg := range rep.Targets {
+				got[tg.Name] = tg
+			}
+			tg, ok := got[name]
+			if !ok {
+				t.Fatalf("no target %q in %+v", name, rep.Targets)
+			}
+			if tg.Pass != tc.pass || tg.Got != tc.got {
+				t.Errorf("target = %v %q, want %v %q", tg.Pass, tg.Got, tc.pass, tc.got)
+			}
+			if z := got["zero errors"]; z.Pass != tc.zeroErrs {
+				t.Errorf("zero errors passed = %v (%s), want %v", z.Pass, z.Got, tc.zeroErrs)
+			}
+			var b bytes.Buffer
+			if err := rep.WriteText(&b); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(b.String(), "last SET") {
+				t.Errorf("the text has no line for the last SET:\n%s", b.String())
+			}
+		})
+	}
+}

@@ -321,20 +321,16 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	var alertService *alerts.Service
 	var verifier *verify.Service
 	if cfg.Mail.Enabled() {
-		mailer, err := newMailer(cfg, pool)
+		m, err := svc.Mail(cfg, pool)
 		if err != nil {
 			return nil, err
 		}
-		loginHandler.Reset = reset.New(pool, mailer, cfg.Now)
-		worker.Kinds[mail.OutboxKind] = mailer.Kind()
+		alertService, verifier = m.Alerts, m.Verify
+		loginHandler.Reset = reset.New(pool, m.Mailer, cfg.Now)
+		worker.Kinds[mail.OutboxKind] = m.Mailer.Kind()
 		worker.Kinds[reset.OutboxKind] = loginHandler.Reset.Kind()
-		alertService = &alerts.Service{Pool: pool, Mailer: mailer, Sessions: sess, Secure: sess.Secure, Now: cfg.Now}
-		svc.Alert(alertService)
 		loginHandler.OnSignIn = alertService.QueueSignIn
 		worker.Kinds[alerts.OutboxKind] = alertService.Kind()
-		if verifier, err = svc.VerifyAddresses(cfg, pool); err != nil {
-			return nil, err
-		}
 		cfg.Logger.Info("mail on: password reset, address verification and \"was this you?\" alerts by mail", "smtp", cfg.Mail.String())
 	}
 

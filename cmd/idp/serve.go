@@ -14,6 +14,7 @@ import (
 	"github.com/idp/idp/internal/mail"
 	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/server"
+	"github.com/idp/idp/internal/sso"
 	"github.com/idp/idp/internal/sso/keys/libcrypto"
 	"github.com/idp/idp/internal/users"
 	"github.com/idp/idp/web"
@@ -69,6 +70,10 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 		"people may make their own account at /signup (needs mail and --signup-domains)")
 	signupDomains := set.String("signup-domains", "IDP_SIGNUP_DOMAINS", "",
 		"comma-separated address `domains` that may sign up, e.g. example.com,example.org", false)
+	deviceLifetime := set.Duration("device-code-lifetime", "IDP_DEVICE_CODE_LIFETIME", sso.DefaultDeviceCodeLifetime,
+		"how long a device authorization (RFC 8628) waits for the person to enter its code, at least 1m")
+	devicePoll := set.Duration("device-poll-interval", "IDP_DEVICE_POLL_INTERVAL", sso.DefaultDevicePollInterval,
+		"how often a device may poll for its tokens, in whole seconds")
 	memoryLimit := set.String("memory-limit", "IDP_MEMORY_LIMIT", "auto", fmt.Sprintf(
 		"soft memory `limit` the garbage collector works to: auto (%d MiB on this machine), off, or a size like 512MiB;\n"+
 			"ignored when GOGC or GOMEMLIMIT is set", server.DefaultMemoryLimit()>>20), false)
@@ -78,8 +83,8 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	cfg := server.Config{Issuer: *issuer, Secret: *secret, BreachedPasswordsURL: *breached,
 		SeparateMetrics: *metricsAddr != "", MetricsToken: *metricsToken, RequireMFA: *requireMFA, AdminRequirePasskey: *adminPasskey,
 		SessionIdle: *idle, SessionAbsolute: *absolute, AllowPrivateBackchannel: *allowPrivateBackchannel, DPoPNonces: *dpopNonces,
-		OpenRegistration: *openRegistration,
-		Brand:            web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}, SelfSignup: *selfSignup}
+		OpenRegistration: *openRegistration, DeviceCodeLifetime: *deviceLifetime, DevicePollInterval: *devicePoll,
+		Brand: web.Brand{Name: *brandName, LogoURL: *brandLogo, Color: *brandColor}, SelfSignup: *selfSignup}
 	for _, d := range strings.Split(*signupDomains, ",") {
 		if d = strings.ToLower(strings.TrimSpace(d)); d != "" {
 			cfg.SignupDomains = append(cfg.SignupDomains, d)
@@ -88,6 +93,8 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 	set.required("database-url", *dbURL, "a PostgreSQL URL")
 	set.positive("session-idle-timeout", *idle)
 	set.positive("session-absolute-timeout", *absolute)
+	set.positive("device-code-lifetime", *deviceLifetime)
+	set.positive("device-poll-interval", *devicePoll)
 	if err := web.CheckColor(*brandColor); err != nil {
 		set.fail("brand-color", "%v", err)
 	}

@@ -50,7 +50,7 @@ func (c *cli) services(pool *pgxpool.Pool) *server.Services {
 		// other; the issuer names the person in the events (iss_sub).
 		svc.PublishSignals(issuer, nil)
 	}
-	c.mailVerifications(svc, pool)
+	c.mail(svc, pool)
 	return svc
 }
 

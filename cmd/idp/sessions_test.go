@@ -1,12 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/idp/idp/internal/admin"
+	"github.com/idp/idp/internal/alerts"
 	"github.com/idp/idp/internal/clients"
+	"github.com/idp/idp/internal/dbtest"
+	"github.com/idp/idp/internal/mail/mailtest"
+	"github.com/idp/idp/internal/server"
 	"github.com/idp/idp/internal/servertest"
 	"github.com/idp/idp/internal/sessions"
 )
@@ -156,4 +163,61 @@ func TestRun_Sessions(t *testing.T) {
 		}
 		signInTo(t, br, app, alice.Email)
 	})
+}
+
+// TestSessionsRevoke_AlertMail: `idp sessions revoke`, given the
+// instances' mail settings, queues the "was this you?" mail of an
+// administrator's revoke-all as the admin API does; a running instance
+// delivers it. Without them the command still revokes, says that no mail
+// is queued when the settings are incomplete, and queues none.
+func TestSessionsRevoke_AlertMail(t *testing.T) {
+	smtp := mailtest.Start(t, mailtest.Options{})
+	h := servertest.New(t, func(c *server.Config) { c.Mail = smtp.Config("login@example.com") })
+	alice := h.CreateUser("alice@example.com", testPassword)
+	app := h.NewRP("app-a")
+	cli := func(env map[string]string, args ...string) (string, error) {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), append(args, "--database-url", h.DB.URL), func(k string) string { return env[k] },
+			strings.NewReader(""), &out, &errOut)
+		return out.String() + errOut.String(), err
+	}
+	revokeAlerts := func() int {
+		return dbtest.Value[int](t, h.DB.Pool, `SELECT count(*) FROM outbox WHERE kind = $1 AND reason = $2`,
+			alerts.OutboxKind, alerts.EventAdminRevoked)
+	}
+
+	signInTo(t, servertest.NewBrowser(t), app, alice.Email)
+	before := len(smtp.To(alice.Email))
+	env := map[string]string{"IDP_SMTP_URL": smtp.URL(), "IDP_MAIL_FROM": "login@example.com",
+		"IDP_SECRET": h.Srv.Config.Secret, "IDP_ISSUER": h.Issuer}
+	if out, err := cli(env, "sessions", "revoke", "--user", alice.Email); err != nil || !strings.Contains(out, "revoked 1 session") {
+		t.Fatalf("sessions revoke: %v\n%s", err, out)
+	}
+	m := smtp.Wait(alice.Email, before+1, 10*time.Second)
+	if s := m.Header.Get("Subject"); !strings.Contains(s, "You were signed out of") {
+		t.Errorf("subject %q, want the revoke-all alert's", s)
+	}
+	if !strings.Contains(m.Text, "By: an administrator") || m.Link(t) != h.Issuer+alerts.ForgotPath {
+		t.Errorf("the revoke-all alert:\n%s", m.Text)
+	}
+
+	for name, env := range map[string]map[string]string{
+		"without mail settings": nil,
+		"without the secret":    {"IDP_SMTP_URL": smtp.URL(), "IDP_MAIL_FROM": "login@example.com", "IDP_ISSUER": h.Issuer},
+	} {
+		t.Run(name, func(t *testing.T) {
+			signInTo(t, servertest.NewBrowser(t), app, alice.Email)
+			queued := revokeAlerts()
+			out, err := cli(env, "sessions", "revoke", "--user", alice.Email)
+			if err != nil || !strings.Contains(out, "revoked 1 session") {
+				t.Fatalf("sessions revoke: %v\n%s", err, out)
+			}
+			if (env != nil) != strings.Contains(out, "no mail is queued") {
+				t.Errorf("the note on mail:\n%s", out)
+			}
+			if n := revokeAlerts(); n != queued {
+				t.Errorf("%d alerts queued, want none", n-queued)
+			}
+		})
+	}
 }

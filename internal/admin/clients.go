@@ -53,3 +53,46 @@ func (s *Service) SetRequirePAR(ctx context.Context, clientID string, on bool, a
 	}
 	return wrap("set require PAR", err)
 }
+
+// ActionSetDPoPBound is the audit action of requiring a client's tokens
+// to be DPoP-bound (RFC 9449), or no longer requiring it.
+const ActionSetDPoPBound = "clients.set_dpop_bound"
+
+// SetDPoPBound makes the client id get tokens only with a DPoP proof (on),
+// or with or without one, and records it, in one transaction.
+// clients.ErrNotFound for an unknown client.
+func (s *Service) SetDPoPBound(ctx context.Context, clientID string, on bool, actor string) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		if err := s.Clients.SetDPoPBound(ctx, clientID, on); err != nil {
+			return err
+		}
+		return audit.Record(ctx, s.now(), actor, ActionSetDPoPBound, audit.Client(clientID),
+			map[string]bool{"dpop_bound_access_tokens": on})
+	})
+	if errors.Is(err, clients.ErrNotFound) {
+		return err
+	}
+	return wrap("set DPoP-bound", err)
+}
+
+// ActionSetAccessTokenFormat is the audit action of changing the format
+// of a client's access tokens (opaque or JWT).
+const ActionSetAccessTokenFormat = "clients.set_access_token_format"
+
+// SetAccessTokenFormat makes the client id's access tokens from now on
+// clients.AccessTokenOpaque or clients.AccessTokenJWT, and records it, in
+// one transaction. clients.ErrNotFound for an unknown client,
+// clients.ErrInvalid for another format.
+func (s *Service) SetAccessTokenFormat(ctx context.Context, clientID, format, actor string) error {
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		if err := s.Clients.SetAccessTokenFormat(ctx, clientID, format); err != nil {
+			return err
+		}
+		return audit.Record(ctx, s.now(), actor, ActionSetAccessTokenFormat, audit.Client(clientID),
+			map[string]string{"access_token_format": format})
+	})
+	if errors.Is(err, clients.ErrNotFound) || errors.Is(err, clients.ErrInvalid) {
+		return err
+	}
+	return wrap("set access token format", err)
+}

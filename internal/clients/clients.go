@@ -507,11 +507,40 @@ func (s *Store) IsAdminServiceAccount(ctx context.Context, id string) (bool, err
 // instances within their cache's TTL. ErrNotFound for an unknown client.
 // Inside the caller's transaction when ctx carries one.
 func (s *Store) SetRequirePAR(ctx context.Context, id string, on bool) error {
-	tag, err := db.Conn(ctx, s.Pool).Exec(ctx,
-		`UPDATE oauth_clients SET require_pushed_authorization_requests = $2 WHERE id = $1`, id, on)
+	return s.set(ctx, id, "set require PAR", "require_pushed_authorization_requests", on)
+}
+
+// SetDPoPBound makes the client id get tokens only with a DPoP proof (on;
+// RFC 9449's dpop_bound_access_tokens), or with or without one. Tokens
+// already issued keep their binding, or lack of one. It takes effect on
+// other instances within their cache's TTL. ErrNotFound for an unknown
+// client. Inside the caller's transaction when ctx carries one.
+func (s *Store) SetDPoPBound(ctx context.Context, id string, on bool) error {
+	return s.set(ctx, id, "set DPoP-bound", "dpop_bound_access_tokens", on)
+}
+
+// SetAccessTokenFormat makes the client id's access tokens from now on
+// AccessTokenOpaque or AccessTokenJWT; tokens already issued stay as they
+// are. It takes effect on other instances within their cache's TTL.
+// ErrInvalid (wrapping why) for another format, ErrNotFound for an
+// unknown client. Inside the caller's transaction when ctx carries one.
+func (s *Store) SetAccessTokenFormat(ctx context.Context, id, format string) error {
+	if format == "" {
+		return fmt.Errorf("%w: no access token format", ErrInvalid)
+	}
+	if why := normalizeAccessToken(&Client{AccessTokenFormat: format}); len(why) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalid, why[0])
+	}
+	return s.set(ctx, id, "set access token format", "access_token_format", format)
+}
+
+// set is one column of the client id's row, for the setters above (column
+// is always theirs, never input).
+func (s *Store) set(ctx context.Context, id, op, column string, v any) error {
+	tag, err := db.Conn(ctx, s.Pool).Exec(ctx, `UPDATE oauth_clients SET `+column+` = $2 WHERE id = $1`, id, v)
 	s.forget(id)
 	if err != nil {
-		return fmt.Errorf("clients: set require PAR: %w", err)
+		return fmt.Errorf("clients: %s: %w", op, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("%w: %q", ErrNotFound, id)

@@ -23,6 +23,10 @@ type clientRow struct {
 	ServiceAccount         bool
 	// RequirePAR: the app must push its authorization requests.
 	RequirePAR bool
+	// DPoP: the app gets tokens only with a DPoP proof (RFC 9449).
+	DPoP bool
+	// JWT: the app's access tokens are JWTs (RFC 9068), else opaque.
+	JWT bool
 	// Eligible: confidential with client_credentials, so it may be marked.
 	Eligible bool
 }
@@ -51,7 +55,7 @@ func (h *Handler) renderClients(w http.ResponseWriter, r *http.Request, adm sign
 			kind = "confidential, private_key_jwt"
 		}
 		d.Clients = append(d.Clients, clientRow{ID: c.ID, Name: c.Name, Kind: kind, Grants: strings.Join(c.GrantTypes, ", "),
-			ServiceAccount: c.AdminServiceAccount, RequirePAR: c.RequirePAR,
+			ServiceAccount: c.AdminServiceAccount, RequirePAR: c.RequirePAR, DPoP: c.DPoPBoundAccessTokens, JWT: c.JWTAccessTokens(),
 			Eligible: !c.Public && slices.Contains(c.GrantTypes, clients.GrantClientCredentials)})
 	}
 	d.NeedCode = h.needsCode(adm)
@@ -79,8 +83,7 @@ func (h *Handler) setServiceAccount(w http.ResponseWriter, r *http.Request) {
 	err = h.Admin.SetServiceAccount(r.Context(), r.PathValue("id"), want, actor(adm))
 	switch {
 	case errors.Is(err, clients.ErrNotFound):
-		h.Templates.Error(w, http.StatusNotFound, "There is no app with that id. Nothing was changed.",
-			"The apps page, /admin/clients, lists them all.")
+		h.unknownApp(w)
 		return
 	case errors.Is(err, clients.ErrInvalid):
 		refuse(http.StatusConflict, "Only a confidential app with the client_credentials grant can be an admin service account. Nothing was changed.")
@@ -108,12 +111,65 @@ func (h *Handler) setRequirePAR(w http.ResponseWriter, r *http.Request) {
 	err = h.Admin.SetRequirePAR(r.Context(), r.PathValue("id"), want, actor(adm))
 	switch {
 	case errors.Is(err, clients.ErrNotFound):
-		h.Templates.Error(w, http.StatusNotFound, "There is no app with that id. Nothing was changed.",
-			"The apps page, /admin/clients, lists them all.")
+		h.unknownApp(w)
 		return
 	case err != nil:
 		h.Errors.Internal(w, r, err)
 		return
 	}
 	h.backTo(w, r, "/admin/clients", map[bool]string{true: "par-required", false: "par-optional"}[want], nil)
+}
+
+// setDPoP makes an app get tokens only with a DPoP proof, or with or
+// without one ("dpop_bound_access_tokens" is the state wanted). Not a
+// fresh-code action, as PAR: it changes how an app asks.
+func (h *Handler) setDPoP(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	want, err := strconv.ParseBool(r.PostFormValue("dpop_bound_access_tokens"))
+	if err != nil {
+		h.renderClients(w, r, adm, http.StatusBadRequest, clientsData{Error: "The form did not say whether the app's tokens must be DPoP-bound. Nothing was changed."})
+		return
+	}
+	err = h.Admin.SetDPoPBound(r.Context(), r.PathValue("id"), want, actor(adm))
+	switch {
+	case errors.Is(err, clients.ErrNotFound):
+		h.unknownApp(w)
+		return
+	case err != nil:
+		h.Errors.Internal(w, r, err)
+		return
+	}
+	h.backTo(w, r, "/admin/clients", map[bool]string{true: "dpop-required", false: "dpop-optional"}[want], nil)
+}
+
+// setAccessTokenFormat makes an app's access tokens opaque or JWTs from
+// now on ("access_token_format"). Not a fresh-code action either.
+func (h *Handler) setAccessTokenFormat(w http.ResponseWriter, r *http.Request) {
+	adm, ok := h.administratorPost(w, r)
+	if !ok {
+		return
+	}
+	format := r.PostFormValue("access_token_format")
+	err := h.Admin.SetAccessTokenFormat(r.Context(), r.PathValue("id"), format, actor(adm))
+	switch {
+	case errors.Is(err, clients.ErrNotFound):
+		h.unknownApp(w)
+		return
+	case errors.Is(err, clients.ErrInvalid):
+		h.renderClients(w, r, adm, http.StatusBadRequest, clientsData{Error: "An app's access tokens are opaque or JWTs; the form asked for neither. Nothing was changed."})
+		return
+	case err != nil:
+		h.Errors.Internal(w, r, err)
+		return
+	}
+	h.backTo(w, r, "/admin/clients", "format-"+format, nil)
+}
+
+// unknownApp answers an action on an app id nobody registered.
+func (h *Handler) unknownApp(w http.ResponseWriter) {
+	h.Templates.Error(w, http.StatusNotFound, "There is no app with that id. Nothing was changed.",
+		"The apps page, /admin/clients, lists them all.")
 }

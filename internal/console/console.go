@@ -80,6 +80,8 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /admin/clients", h.clients)
 	mux.HandleFunc("POST /admin/clients/{id}/service-account", h.setServiceAccount)
 	mux.HandleFunc("POST /admin/clients/{id}/require-par", h.setRequirePAR)
+	mux.HandleFunc("POST /admin/clients/{id}/dpop", h.setDPoP)
+	mux.HandleFunc("POST /admin/clients/{id}/access-token-format", h.setAccessTokenFormat)
 	mux.HandleFunc("POST /admin/users/{id}/notifications/{nid}/retry", h.retry)
 	mux.HandleFunc("GET /admin/confirm", h.confirmAgain)
 	// Anything else under /admin (but /admin/api/, the API's) is an HTML

@@ -362,6 +362,14 @@ func notice(r *http.Request) string {
 		return "The app must push its authorization requests now (PAR): the sign-in service refuses it any other."
 	case "par-optional":
 		return "The app may send its authorization requests through the browser again, or push them."
+	case "dpop-required":
+		return "The app gets tokens only with a DPoP proof now: each is bound to its key. Tokens it holds already stay as they are."
+	case "dpop-optional":
+		return "The app gets tokens with or without a DPoP proof now."
+	case "format-jwt":
+		return "The app's new access tokens are JWTs (RFC 9068) its resource servers can verify themselves; the ones it holds stay opaque until they expire."
+	case "format-opaque":
+		return "The app's new access tokens are opaque: its resource servers ask the introspection endpoint. JWTs it holds stay valid until they expire."
 	case "enabled":
 		return "Account enabled. They can sign in again; their old sessions stay ended."
 	case "retry":

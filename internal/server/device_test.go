@@ -418,3 +418,55 @@ func TestDevice_Refused(t *testing.T) {
 		}
 	})
 }
+
+// TestDevice_Resource: a device authorization request names its resource
+// (RFC 8707) as the authorization endpoint's does: the device's JWT
+// access token has it as aud; a resource the client may not ask for is
+// invalid_target and nothing is stored.
+func TestDevice_Resource(t *testing.T) {
+	h := servertest.New(t)
+	h.CreateUser("alice@example.com", password)
+	h.Srv.Provider.DevicePollInterval = time.Second
+	const api, reports = "https://api.example.com/", "https://reports.example.com/v1"
+	if _, err := h.Srv.Clients.Create(h.Ctx, clients.Client{ID: "tv", Name: "TV app", Public: true,
+		GrantTypes: []string{clients.GrantDeviceCode}, Scopes: []string{"openid", "profile"},
+		Audience: []string{api, reports}, AccessTokenFormat: clients.AccessTokenJWT,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	conf := oauth2.Config{ClientID: "tv", Scopes: []string{"openid", "profile"}, Endpoint: oauth2.Endpoint{
+		DeviceAuthURL: h.Issuer + "/oauth2/device/auth", TokenURL: h.Issuer + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
+
+	for name, res := range map[string]string{
+		"not registered": "https://elsewhere.example.com/",
+		"not absolute":   "api",
+		"a fragment":     api + "#x",
+	} {
+		t.Run(name, func(t *testing.T) {
+			before := h.Stored(t)
+			_, err := conf.DeviceAuth(h.Ctx, oauth2.SetAuthURLParam("resource", res))
+			var re *oauth2.RetrieveError
+			if !errors.As(err, &re) || re.ErrorCode != "invalid_target" {
+				t.Fatalf("device authorization for resource %q: %v, want invalid_target", res, err)
+			}
+			if changed := before.Changed(h.Stored(t)); len(changed) > 0 {
+				t.Errorf("a refused device authorization changed %v", changed)
+			}
+		})
+	}
+
+	da, err := conf.DeviceAuth(h.Ctx, oauth2.SetAuthURLParam("resource", api))
+	if err != nil {
+		t.Fatalf("device authorization for %s: %v", api, err)
+	}
+	decide(t, servertest.NewBrowser(t), da, "alice@example.com", "approve")
+	ctx, cancel := context.WithTimeout(h.Ctx, 30*time.Second)
+	defer cancel()
+	tok, err := conf.DeviceAccessToken(ctx, da)
+	if err != nil {
+		t.Fatalf("DeviceAccessToken: %v", err)
+	}
+	if c := verifyAccessToken(t, h, tok.AccessToken, api); len(c.Audience) != 1 || c.Audience[0] != api {
+		t.Fatalf("the device's JWT access token has aud %v, want [%s]", c.Audience, api)
+	}
+}

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -8,18 +9,22 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/oauth2"
+
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/servertest"
 )
 
-// postWithProof posts form to path as the client (Basic), with proof in
-// the DPoP header when not "", and returns the status and the JSON body
-// (nil when there is none).
+// postWithProof posts form to path as the client (Basic; a public client,
+// id "", names itself in form), with proof in the DPoP header when not "",
+// and returns the status and the JSON body (nil when there is none).
 func postWithProof(t *testing.T, h *servertest.Harness, path, id, secret, proof string, form url.Values) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", h.Issuer+path, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(id, secret)
+	if id != "" {
+		req.SetBasicAuth(id, secret)
+	}
 	if proof != "" {
 		req.Header.Set("DPoP", proof)
 	}
@@ -121,4 +126,57 @@ func TestDPoP_IntrospectionAndRevocation(t *testing.T) {
 			t.Fatalf("the token after its revocation: %v", in)
 		}
 	})
+}
+
+// TestDPoP_PublicClientRevocation: a public client's DPoP-bound refresh
+// token is revoked only with a proof by the key it is bound to (as it is
+// refreshed only so): without a proof, or with another key's, the request
+// is refused with invalid_dpop_proof and nothing changes; with the key it
+// is revoked, and its refresh fails.
+func TestDPoP_PublicClientRevocation(t *testing.T) {
+	h := servertest.New(t)
+	h.CreateUser("alice@example.com", password)
+	pub := h.NewRP("native", func(c *clients.Client) {
+		c.Public = true
+		c.GrantTypes = []string{"authorization_code", "refresh_token"}
+	})
+	pub.Conf.Endpoint.AuthStyle = oauth2.AuthStyleInParams
+	key := newDPoPKey(t)
+	withKey := context.WithValue(h.Ctx, oauth2.HTTPClient, &http.Client{Transport: dpopTransport{t: t, key: key}})
+	br := servertest.NewBrowser(t)
+	a := pub.AuthURL()
+	code := pub.Code(t, br.SignIn(a.URL, "alice@example.com", password), a)
+	tok, err := pub.Conf.Exchange(withKey, code, oauth2.VerifierOption(a.Verifier))
+	if err != nil || tok.TokenType != "DPoP" || tok.RefreshToken == "" {
+		t.Fatalf("exchange with a proof: %v %v", tok, err)
+	}
+	revokeURL := h.Issuer + "/oauth2/revoke"
+	for _, hint := range []string{"", "refresh_token", "access_token"} {
+		form := url.Values{"token": {tok.RefreshToken}, "client_id": {"native"}}
+		if hint != "" {
+			form.Set("token_type_hint", hint)
+		}
+		for name, proof := range map[string]string{
+			"no proof":    "",
+			"another key": newDPoPKey(t).proof(t, "POST", revokeURL, ""),
+		} {
+			t.Run(name+" hint "+hint, func(t *testing.T) {
+				before := h.Stored(t)
+				status, out := postWithProof(t, h, "/oauth2/revoke", "", "", proof, form)
+				if status != http.StatusBadRequest || out["error"] != "invalid_dpop_proof" {
+					t.Fatalf("%d %v, want 400 invalid_dpop_proof", status, out)
+				}
+				if changed := before.Changed(h.Stored(t)); len(changed) > 0 {
+					t.Errorf("a refused revocation changed %v", changed)
+				}
+			})
+		}
+	}
+	form := url.Values{"token": {tok.RefreshToken}, "client_id": {"native"}}
+	if status, out := postWithProof(t, h, "/oauth2/revoke", "", "", key.proof(t, "POST", revokeURL, ""), form); status != http.StatusOK {
+		t.Fatalf("revocation with the token's key: %d %v", status, out)
+	}
+	if _, err := pub.Conf.TokenSource(withKey, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
+		t.Fatal("the refresh token works after its revocation")
+	}
 }

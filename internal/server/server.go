@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/hkdf"
 	"crypto/sha256"
@@ -100,6 +101,13 @@ type Config struct {
 	// SignalPollInterval is how often the trusted poll transmitters are
 	// polled (0: every 15 s).
 	SignalPollInterval time.Duration
+	// DeviceCodeLifetime (IDP_DEVICE_CODE_LIFETIME) is how long a device
+	// authorization waits for the person, and DevicePollInterval
+	// (IDP_DEVICE_POLL_INTERVAL, whole seconds) how often its device may
+	// poll (RFC 8628); zero means sso.DefaultDeviceCodeLifetime and
+	// sso.DefaultDevicePollInterval.
+	DeviceCodeLifetime time.Duration
+	DevicePollInterval time.Duration
 	// SelfSignup (IDP_SELF_SIGNUP) lets people make their own account at
 	// /signup with an address at one of SignupDomains (IDP_SIGNUP_DOMAINS,
 	// lower case), made when the mailed link is confirmed. Needs Mail.
@@ -180,6 +188,15 @@ func (c Config) Validate() error {
 	if c.OpenRegistration != "" && c.OpenRegistration != registration.OpenNative {
 		bad("open-registration", "IDP_OPEN_REGISTRATION", "must be %q (public native clients may register without an initial access token) or empty, not %q",
 			registration.OpenNative, c.OpenRegistration)
+	}
+	// Zero (or less) is the default here; idp serve refuses it first.
+	if c.DeviceCodeLifetime > 0 && c.DeviceCodeLifetime < time.Minute {
+		bad("device-code-lifetime", "IDP_DEVICE_CODE_LIFETIME", "must be at least 1m: a person needs the time to type the code, not %s", c.DeviceCodeLifetime)
+	}
+	if c.DevicePollInterval > 0 && (c.DevicePollInterval < time.Second || c.DevicePollInterval%time.Second != 0) {
+		bad("device-poll-interval", "IDP_DEVICE_POLL_INTERVAL", "must be whole seconds, at least 1s (a device is told it in seconds), not %s", c.DevicePollInterval)
+	} else if life := cmp.Or(max(c.DeviceCodeLifetime, 0), sso.DefaultDeviceCodeLifetime); c.DevicePollInterval >= life {
+		bad("device-poll-interval", "IDP_DEVICE_POLL_INTERVAL", "must be shorter than the device code lifetime (%s), not %s", life, c.DevicePollInterval)
 	}
 	if c.SelfSignup && !c.Mail.Enabled() {
 		bad("self-signup", "IDP_SELF_SIGNUP", "needs mail (IDP_SMTP_URL and IDP_MAIL_FROM): a sign-up is confirmed from its mail")
@@ -298,7 +315,8 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		Login: loginHandler, Passkeys: passkeys, Keys: keySet, Templates: tpl, Errors: errs, Logger: cfg.Logger, Now: cfg.Now,
 		OAuth2: sso.Compose(cfg.Issuer, hmacSecret, rotated, cfg.Lifetimes, fositeStore, keySet,
 			&clients.KeyFetcher{AllowPrivate: cfg.AllowPrivateBackchannel}),
-		DPoP:          dpopChecker,
+		DPoP:               dpopChecker,
+		DeviceCodeLifetime: cfg.DeviceCodeLifetime, DevicePollInterval: cfg.DevicePollInterval,
 		DeviceLimiter: &throttle.Limiter{Pool: pool, Now: cfg.Now, Free: 5, Base: time.Second, Max: 5 * time.Minute, Window: 15 * time.Minute},
 	}
 	logouts, err := backchannel.Sender{Pool: pool, Keys: keySet, Issuer: cfg.Issuer, Now: cfg.Now,
@@ -321,20 +339,16 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 	var alertService *alerts.Service
 	var verifier *verify.Service
 	if cfg.Mail.Enabled() {
-		mailer, err := newMailer(cfg, pool)
+		m, err := svc.Mail(cfg, pool)
 		if err != nil {
 			return nil, err
 		}
-		loginHandler.Reset = reset.New(pool, mailer, cfg.Now)
-		worker.Kinds[mail.OutboxKind] = mailer.Kind()
+		alertService, verifier = m.Alerts, m.Verify
+		loginHandler.Reset = reset.New(pool, m.Mailer, cfg.Now)
+		worker.Kinds[mail.OutboxKind] = m.Mailer.Kind()
 		worker.Kinds[reset.OutboxKind] = loginHandler.Reset.Kind()
-		alertService = &alerts.Service{Pool: pool, Mailer: mailer, Sessions: sess, Secure: sess.Secure, Now: cfg.Now}
-		svc.Alert(alertService)
 		loginHandler.OnSignIn = alertService.QueueSignIn
 		worker.Kinds[alerts.OutboxKind] = alertService.Kind()
-		if verifier, err = svc.VerifyAddresses(cfg, pool); err != nil {
-			return nil, err
-		}
 		cfg.Logger.Info("mail on: password reset, address verification and \"was this you?\" alerts by mail", "smtp", cfg.Mail.String())
 	}
 

@@ -137,6 +137,15 @@ func (p *Provider) deviceAuthorization(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
+	// Resource indicators (RFC 8707), checked as at the authorization
+	// endpoint, are requested audience as there: a JWT access token of the
+	// approved request names them (tokenAudience), and its token request
+	// may narrow it to some of them.
+	if err := resourceProblem(&fosite.Request{Client: client, Form: r.PostForm}, nil); err != nil {
+		fail(err)
+		return
+	}
+	audience = append(audience, r.PostForm["resource"]...)
 	deviceCode := newDeviceCode()
 	now := p.Now()
 	var userCode string

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
 
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/sso/dpop"
@@ -159,4 +160,40 @@ func (p *Provider) resourceProof(ctx context.Context, r *http.Request, path, sch
 func dpopChallenge(w http.ResponseWriter, code, desc string) {
 	w.Header().Set("WWW-Authenticate", `DPoP error="`+code+`", error_description="`+desc+`", algs="`+strings.Join(dpop.AlgNames(), " ")+`"`)
 	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": code, "error_description": desc})
+}
+
+// revokeKeyCheck is a revocation handler, run before fosite's: a public
+// client's DPoP-bound refresh token is revoked only with a proof by the
+// key it is bound to (RFC 9449 §5: without a secret, the key is all that
+// makes the token the client's), as it is refreshed only so. The revoke
+// endpoint puts the proof's key in ctx (store.WithBoundKey) and the store
+// refuses a token bound to another with store.ErrWrongKey; fosite's handler
+// would read that as a storage failure and answer 200, so this one refuses
+// first, before anything is revoked.
+type revokeKeyCheck struct {
+	store    *store.Store
+	strategy oauth2.RefreshTokenStrategy
+}
+
+// revokeKeyCheckFactory is a compose.Factory for revokeKeyCheck.
+func revokeKeyCheckFactory(_ fosite.Configurator, storage, strategy any) any {
+	return &revokeKeyCheck{store: storage.(*store.Store), strategy: strategy.(oauth2.RefreshTokenStrategy)}
+}
+
+var _ fosite.RevocationHandler = (*revokeKeyCheck)(nil)
+
+// RevokeToken implements fosite.RevocationHandler. It answers
+// fosite.ErrUnknownRequest when the revocation may go on: only a public
+// client's own tokens can be bound without a secret behind them (a
+// confidential client's are revoked on its authentication, and another
+// client's are refused by fosite's handler).
+func (h *revokeKeyCheck) RevokeToken(ctx context.Context, token string, _ fosite.TokenType, client fosite.Client) error {
+	if !client.IsPublic() {
+		return fosite.ErrUnknownRequest
+	}
+	_, err := h.store.GetRefreshTokenSession(ctx, h.strategy.RefreshTokenSignature(ctx, token), nil)
+	if errors.Is(err, store.ErrWrongKey) {
+		return errInvalidDPoPProof(errors.New("the refresh token is bound to a DPoP key: revoke it with a proof of that key")).WithWrap(err)
+	}
+	return fosite.ErrUnknownRequest
 }

@@ -135,14 +135,24 @@ func (p *Provider) writeAccessError(ctx context.Context, w http.ResponseWriter, 
 
 // revoke is the revocation endpoint (RFC 7009). A DPoP proof, when sent,
 // is checked first (dpopbind.go); its jti is recorded with the
-// revocation, and a replay fails both.
+// revocation, and a replay fails both. A public client's DPoP-bound
+// refresh token is revoked only with a proof of its key (revokeKeyCheck).
 func (p *Provider) revoke(w http.ResponseWriter, r *http.Request) {
 	ctx, unit := p.Store.Pipeline(r.Context())
-	if _, ok := p.endpointProof(ctx, w, r, "/oauth2/revoke"); !ok {
+	jkt, ok := p.endpointProof(ctx, w, r, "/oauth2/revoke")
+	if !ok {
 		unit.Rollback(ctx)
 		return
 	}
+	ctx = store.WithBoundKey(ctx, jkt)
 	err := p.OAuth2.NewRevocationRequest(ctx, r)
+	if errors.Is(err, store.ErrWrongKey) {
+		// Nothing was revoked; fosite's revocation answer has no place for
+		// this error, so it is the token endpoint's.
+		unit.Rollback(ctx)
+		p.OAuth2.WriteAccessError(ctx, w, nil, err)
+		return
+	}
 	if cerr := unit.Commit(ctx); errors.Is(cerr, dpop.ErrReplayed) {
 		// fosite's revocation answer knows only invalid_request and
 		// invalid_client (anything else is 200): this one is the token

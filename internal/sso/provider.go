@@ -154,6 +154,7 @@ func Compose(issuer string, hmacSecret []byte, rotated [][]byte, life Lifetimes,
 		compose.OpenIDConnectExplicitFactory,
 		compose.OpenIDConnectRefreshFactory,
 		compose.OAuth2TokenIntrospectionFactory,
+		revokeKeyCheckFactory, // before fosite's revocation handler
 		compose.OAuth2TokenRevocationFactory,
 		compose.OAuth2PKCEFactory,
 		compose.PushedAuthorizeHandlerFactory,

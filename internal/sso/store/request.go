@@ -78,7 +78,8 @@ type boundKey struct{}
 // refresh tokens created in it are bound to that key, and a public
 // client's refresh token bound to a key is accepted in it only with a
 // proof of that key (GetRefreshTokenSession). The token endpoint sets it
-// on every request.
+// on every request, and the revocation endpoint, which creates no token,
+// so that such a refresh token is revoked only with a proof of its key.
 func WithBoundKey(ctx context.Context, jkt string) context.Context {
 	return context.WithValue(ctx, boundKey{}, jkt)
 }

@@ -394,11 +394,12 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, sig, accessSig st
 // revoked token comes back with its request and fosite.ErrInactiveToken:
 // fosite treats that as reuse and revokes the whole grant by request id.
 //
-// At the token endpoint (WithBoundKey), a public client's refresh token
-// bound to a DPoP key is refused with ErrWrongKey unless the request's
-// proof is by that key: without a secret, the key is all that makes the
-// refresh token the client's (RFC 9449 §5). The request is not returned
-// with it: the token was not used, so its grant is not revoked.
+// At the token and revocation endpoints (WithBoundKey), a public
+// client's refresh token bound to a DPoP key is refused with ErrWrongKey
+// unless the request's proof is by that key: without a secret, the key is
+// all that makes the refresh token the client's (RFC 9449 §5). The
+// request is not returned with it: the token was not used, so its grant
+// is not revoked.
 func (s *Store) GetRefreshTokenSession(ctx context.Context, sig string, proto fosite.Session) (fosite.Requester, error) {
 	req, active, err := s.get(ctx, refreshTokens, sig, proto)
 	if err != nil {

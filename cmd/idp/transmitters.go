@@ -94,10 +94,11 @@ func signalsTransmittersAddCommand(ctx context.Context, c *cli, args []string) e
 		}
 		store.Box = box
 	}
-	if n.CreateStream == receiver.DeliveryPush {
-		if store.Issuer = c.getenv("IDP_ISSUER"); store.Issuer == "" {
-			return usagef("signals transmitters add: IDP_ISSUER is required to create a push stream: it names our push endpoint")
-		}
+	// Our issuer names our push endpoint, and is in the description of a
+	// stream we create.
+	store.Issuer = c.getenv("IDP_ISSUER")
+	if n.CreateStream == receiver.DeliveryPush && store.Issuer == "" {
+		return usagef("signals transmitters add: IDP_ISSUER is required to create a push stream: it names our push endpoint")
 	}
 	pool, err := c.openPool(ctx, *dbURL)
 	if err != nil {

@@ -286,7 +286,7 @@ func (s *Store) Add(ctx context.Context, n New) (Transmitter, string, error) {
 			if remote, err = s.api(ctx, t, secret); err != nil {
 				return err
 			}
-			st, err := remote.createStream(ctx, t, pushURL, header, "signals for "+s.Issuer)
+			st, err := remote.createStream(ctx, t, pushURL, header, strings.TrimSpace("idp receiver "+s.Issuer))
 			if err != nil {
 				remote = nil
 				return err

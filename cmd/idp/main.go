@@ -98,9 +98,10 @@ func commands() []command {
 				{name: "list", summary: "list streams, their status, backlog and last error", run: signalsStreamsListCommand},
 			}},
 			{name: "transmitters", summary: "the transmitters this provider trusts as a receiver", subs: []command{
-				{name: "add", summary: "trust a transmitter: its issuer, events, subjects, push or poll", run: signalsTransmittersAddCommand},
+				{name: "add", summary: "trust a transmitter: its issuer, events, subjects, push or poll; create our stream there", run: signalsTransmittersAddCommand},
 				{name: "list", summary: "list trusted transmitters", run: signalsTransmittersListCommand},
-				{name: "remove", summary: "stop trusting a transmitter", run: signalsTransmittersRemoveCommand},
+				{name: "verify", summary: "ask a transmitter for a verification event on our stream", run: signalsTransmittersVerifyCommand},
+				{name: "remove", summary: "stop trusting a transmitter (and delete our stream there)", run: signalsTransmittersRemoveCommand},
 			}},
 		}},
 	}

@@ -397,7 +397,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		return nil, err
 	}
 	signals := &receiver.Receiver{Pool: pool, Sessions: sess, Issuer: cfg.Issuer, Now: cfg.Now,
-		Store:    &receiver.Store{Pool: pool, Box: txBox, AllowPrivate: cfg.AllowPrivateBackchannel, Now: cfg.Now},
+		Store:    &receiver.Store{Pool: pool, Box: txBox, AllowPrivate: cfg.AllowPrivateBackchannel, Issuer: cfg.Issuer, Now: cfg.Now},
 		Verifier: &receiver.Verifier{Issuer: cfg.Issuer, AllowPrivate: cfg.AllowPrivateBackchannel, Now: cfg.Now}}
 	(&receiver.Handler{Receiver: signals, Logger: cfg.Logger}).Mount(mux)
 	// --- end ssf receiver ---

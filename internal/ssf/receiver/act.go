@@ -2,12 +2,15 @@ package receiver
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -41,6 +44,7 @@ type Outcome struct {
 	UserID    string // the user it named, if any
 	Acted     []string
 	Ignored   map[string]string // event → why not acted on
+	Stream    []string          // events about our stream taken in: a verification, a stream-updated
 	Sessions  int
 }
 
@@ -72,6 +76,19 @@ func (r *Receiver) Handle(ctx context.Context, t Transmitter, raw string) (Outco
 		}
 		act := false
 		for event, body := range c.Events {
+			if event == ssf.EventVerification || event == EventStreamUpdated {
+				// About our stream, not a person: never acted on by revoking.
+				why, err := r.streamEvent(ctx, u, t, c, event, body)
+				if err != nil {
+					return err
+				}
+				if why != "" {
+					out.Ignored[event] = why
+				} else {
+					out.Stream = append(out.Stream, event)
+				}
+				continue
+			}
 			switch why := r.judge(t, event, body); {
 			case why != "":
 				out.Ignored[event] = why
@@ -87,6 +104,9 @@ func (r *Receiver) Handle(ctx context.Context, t Transmitter, raw string) (Outco
 		details := map[string]any{"transmitter": t.ID, "jti": c.JTI, "events": eventNames(c.Events)}
 		if len(out.Ignored) > 0 {
 			details["ignored"] = out.Ignored
+		}
+		if len(out.Stream) > 0 {
+			details["stream"] = out.Stream
 		}
 		target := "transmitter:" + t.ID
 		if out.UserID != "" {
@@ -116,6 +136,60 @@ func eventNames(events map[string]json.RawMessage) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// EventStreamUpdated is the transmitter telling us our stream's status
+// changed (SSF 1.0 §8.1.5).
+const EventStreamUpdated = "https://schemas.openid.net/secevent/ssf/event-type/stream-updated"
+
+// streamEvent takes in an event about our stream, in the transaction that
+// records the jti: a verification echoing the state we sent marks t
+// verified (and that state spent); a stream-updated records the status it
+// says, unless a later one was recorded. It says why an event was
+// ignored, or "".
+func (r *Receiver) streamEvent(ctx context.Context, u db.Querier, t Transmitter, c Claims, event string, body json.RawMessage) (string, error) {
+	if t.StreamID != "" && (c.Subject == nil || c.Subject.Format != ssf.FormatOpaque || c.Subject.ID != t.StreamID) {
+		return "not about our stream", nil
+	}
+	now := r.now()
+	if event == ssf.EventVerification {
+		var v struct {
+			State string `json:"state"`
+		}
+		_ = json.Unmarshal(body, &v)
+		var want []byte
+		if err := u.QueryRow(ctx, `SELECT verify_state_hash FROM ssf_transmitters WHERE id = $1 FOR UPDATE`, t.ID).Scan(&want); err != nil {
+			return "", err
+		}
+		got := sha256.Sum256([]byte(v.State))
+		if v.State == "" || want == nil || subtle.ConstantTimeCompare(got[:], want) != 1 {
+			return "verification with a state we did not send (or no longer wait for)", nil
+		}
+		_, err := u.Exec(ctx, `UPDATE ssf_transmitters SET verified_at = $2, verify_state_hash = NULL WHERE id = $1`, t.ID, now)
+		return "", err
+	}
+	var st struct {
+		Status string `json:"status"`
+		Reason string `json:"reason"`
+	}
+	if json.Unmarshal(body, &st) != nil || !slices.Contains([]string{"enabled", "paused", "disabled"}, st.Status) {
+		return "stream-updated without a status of enabled, paused or disabled", nil
+	}
+	if !utf8.ValidString(st.Reason) || strings.ContainsRune(st.Reason, 0) {
+		st.Reason = ""
+	}
+	st.Reason = shorten(st.Reason, 500)
+	// A stream-updated older than the one recorded (delivered late, or
+	// again) does not undo it: its iat orders them.
+	tag, err := u.Exec(ctx, `UPDATE ssf_transmitters SET stream_status = $2, stream_reason = $3, stream_updated_at = $4
+		WHERE id = $1 AND (stream_updated_at IS NULL OR stream_updated_at <= $4)`, t.ID, st.Status, st.Reason, time.Unix(c.IssuedAt, 0))
+	if err != nil {
+		return "", err
+	}
+	if tag.RowsAffected() == 0 {
+		return "older than the stream-updated already recorded", nil
+	}
+	return "", nil
 }
 
 // judge says why event is not acted on, or "" when it is.

@@ -72,7 +72,7 @@ func (h *Handler) receive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Logger.Info("ssf receive: SET accepted", "transmitter", t.ID, "duplicate", out.Duplicate,
-		"acted", out.Acted, "sessions", out.Sessions)
+		"acted", out.Acted, "stream", out.Stream, "sessions", out.Sessions)
 	w.WriteHeader(http.StatusAccepted)
 }
 

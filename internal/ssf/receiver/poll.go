@@ -9,13 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/idp/idp/internal/db"
 )
@@ -175,8 +173,7 @@ func (p *Poller) token(ctx context.Context, t Transmitter) (string, error) {
 	p.mu.Lock()
 	src, ok := p.sources[key]
 	if !ok {
-		cc := &clientcredentials.Config{ClientID: t.ClientID, ClientSecret: string(secret), TokenURL: t.TokenURL,
-			Scopes: strings.Fields(t.TokenScope)}
+		cc := tokenConfig(t, string(secret))
 		// The grant's own context only carries the HTTP client (netguard):
 		// the source outlives this poll.
 		src = oauth2.ReuseTokenSource(nil, cc.TokenSource(context.WithValue(context.Background(), oauth2.HTTPClient, p.Receiver.Verifier.Client())))

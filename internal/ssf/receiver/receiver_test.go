@@ -187,7 +187,7 @@ func TestReceiver_Poll(t *testing.T) {
 		name string
 		cred func(p *pair) receiver.New
 	}{
-		{"bearer token", func(p *pair) receiver.New { return receiver.New{PollToken: p.stream.token} }},
+		{"bearer token", func(p *pair) receiver.New { return receiver.New{Token: p.stream.token} }},
 		{"client credentials", func(p *pair) receiver.New {
 			return receiver.New{ClientID: p.stream.id, ClientSecret: p.stream.secret, TokenURL: p.first.Issuer + "/oauth2/token", TokenScope: ssf.Scope}
 		}},
@@ -399,7 +399,7 @@ func TestReceiver_PollReportsRefusals(t *testing.T) {
 	// No --audience: first addresses its SETs to the client id "second",
 	// which is not our issuer.
 	tx, _, err := p.second.Srv.Signals.Store.Add(p.second.Ctx, receiver.New{Issuer: p.first.Issuer,
-		Subjects: []string{receiver.SubjectsEmail}, PollURL: p.first.Issuer + "/ssf/poll", PollToken: p.stream.token})
+		Subjects: []string{receiver.SubjectsEmail}, PollURL: p.first.Issuer + "/ssf/poll", Token: p.stream.token})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -81,17 +82,30 @@ type Transmitter struct {
 	Subjects  []string `json:"subjects"`
 	Delivery  string   `json:"delivery"`
 	PollURL   string   `json:"poll_url,omitempty"`
-	// ClientID, TokenURL and TokenScope: a poll transmitter whose tokens
-	// we get with the client-credentials grant (the secret is sealed).
-	ClientID   string    `json:"client_id,omitempty"`
-	TokenURL   string    `json:"token_url,omitempty"`
-	TokenScope string    `json:"token_scope,omitempty"`
-	LastPoll   time.Time `json:"last_poll_at,omitzero"`
-	LastError  string    `json:"last_error,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
+	// ClientID, TokenURL and TokenScope: tokens for the transmitter's API
+	// (polling, its stream) come from the client-credentials grant (the
+	// secret is sealed).
+	ClientID   string `json:"client_id,omitempty"`
+	TokenURL   string `json:"token_url,omitempty"`
+	TokenScope string `json:"token_scope,omitempty"`
+	// StreamID is the stream we created there ("" for one made by hand).
+	StreamID string `json:"stream_id,omitempty"`
+	// VerifyRequested is when we last asked for a verification event,
+	// VerifiedAt when one last echoed our state.
+	VerifyRequested time.Time `json:"verification_requested_at,omitzero"`
+	VerifiedAt      time.Time `json:"verified_at,omitzero"`
+	// StreamStatus and StreamReason are what the transmitter's last
+	// stream-updated event said of our stream, at StreamUpdated (its iat).
+	StreamStatus  string    `json:"stream_status,omitempty"`
+	StreamReason  string    `json:"stream_reason,omitempty"`
+	StreamUpdated time.Time `json:"stream_updated_at,omitzero"`
+	LastPoll      time.Time `json:"last_poll_at,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
 
-	pollToken []byte // sealed
-	pushHash  []byte
+	pollToken  []byte // the sealed credential for its API
+	pushHash   []byte
+	verifyHash []byte // of the state of the verification request in flight
 }
 
 // New is what an operator registers.
@@ -101,18 +115,25 @@ type New struct {
 	Audience  string // an aud accepted besides our issuer (the client id the transmitter knows us by)
 	Events    []string
 	Subjects  []string
-	PollURL   string // with PollToken, or ClientID: poll delivery
-	PollToken string
-	// ClientID, ClientSecret, TokenURL, TokenScope: get the poll token with
-	// the client-credentials grant instead (it is refreshed when it expires).
+	// CreateStream (DeliveryPush or DeliveryPoll) has Add create the
+	// stream at the transmitter, with Token or the client credential;
+	// empty, the operator creates it there.
+	CreateStream string
+	PollURL      string // with Token, or ClientID: poll the stream the operator created
+	// Token is a bearer token for the transmitter's API.
+	Token string
+	// ClientID, ClientSecret, TokenURL, TokenScope: get the token with the
+	// client-credentials grant instead (it is refreshed when it expires).
 	ClientID, ClientSecret, TokenURL, TokenScope string
 }
 
 // Store keeps the transmitters.
 type Store struct {
 	Pool         *pgxpool.Pool
-	Box          *secrets.Box // nil: poll transmitters can be neither added nor polled
+	Box          *secrets.Box // nil: transmitters with a credential can be neither added nor polled
 	AllowPrivate bool
+	Issuer       string       // ours: our push endpoints are under it
+	Client       *http.Client // for the transmitters' APIs; nil: one like Verifier's
 	Now          func() time.Time
 }
 
@@ -150,9 +171,12 @@ func NormalizeEvent(e string) (string, bool) {
 	return "", false
 }
 
-// Add registers a transmitter. With a poll token it is polled; without,
-// it pushes, and Add returns the Authorization header it must send (shown
-// once: only its hash is kept).
+// Add registers a transmitter. With CreateStream and a credential there,
+// it creates the stream at the transmitter first (SSF 1.0 §8.1.1.1): an
+// unreachable or refusing transmitter is an ErrTransmitter and nothing is
+// stored. Otherwise the operator has made the stream: with a poll URL and
+// a credential it is polled; without, it pushes, and Add returns the
+// Authorization header it must send (shown once: only its hash is kept).
 func (s *Store) Add(ctx context.Context, n New) (Transmitter, string, error) {
 	n.Issuer = strings.TrimSpace(n.Issuer)
 	if err := s.checkURL("issuer", n.Issuer); err != nil {
@@ -192,72 +216,142 @@ func (s *Store) Add(ctx context.Context, n New) (Transmitter, string, error) {
 	}
 	t := Transmitter{ID: "tx_" + strings.ToLower(rand.Text()[:16]), Issuer: n.Issuer, ConfigURL: n.ConfigURL,
 		Audience: n.Audience, Events: events, Subjects: subjects, CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
-	var header string
-	switch {
-	case n.PollToken != "" && n.ClientID != "":
-		return Transmitter{}, "", fmt.Errorf("%w: a poll token or a client credential, not both", ErrInvalid)
-	case n.PollToken != "" || n.ClientID != "":
-		if err := s.checkURL("poll URL", n.PollURL); err != nil {
+	secret := n.Token
+	if n.ClientID != "" {
+		if n.ClientSecret == "" {
+			return Transmitter{}, "", fmt.Errorf("%w: a client id needs its client secret", ErrInvalid)
+		}
+		if err := s.checkURL("token URL", n.TokenURL); err != nil {
 			return Transmitter{}, "", err
 		}
-		secret := n.PollToken
-		if n.ClientID != "" {
-			if n.ClientSecret == "" {
-				return Transmitter{}, "", fmt.Errorf("%w: a client id needs its client secret", ErrInvalid)
-			}
-			if err := s.checkURL("token URL", n.TokenURL); err != nil {
-				return Transmitter{}, "", err
-			}
-			secret, t.ClientID, t.TokenURL, t.TokenScope = n.ClientSecret, n.ClientID, n.TokenURL, n.TokenScope
-		}
-		if s.Box == nil {
-			return Transmitter{}, "", fmt.Errorf("receiver: add: the server secret is needed to seal the poll credential")
-		}
-		t.Delivery, t.PollURL = DeliveryPoll, n.PollURL
-		t.pollToken = s.Box.Seal([]byte(secret), []byte(t.ID))
-	case n.PollURL != "":
-		return Transmitter{}, "", fmt.Errorf("%w: a poll URL needs the poll token or a client credential", ErrInvalid)
-	default:
+		secret, t.ClientID, t.TokenURL, t.TokenScope = n.ClientSecret, n.ClientID, n.TokenURL, n.TokenScope
+	}
+	var header, pushURL string
+	switch {
+	case n.Token != "" && n.ClientID != "":
+		return Transmitter{}, "", fmt.Errorf("%w: a token or a client credential, not both", ErrInvalid)
+	case n.CreateStream != "" && secret == "":
+		return Transmitter{}, "", fmt.Errorf("%w: creating the stream at the transmitter needs a token or a client credential there", ErrInvalid)
+	case n.CreateStream != "" && n.PollURL != "":
+		return Transmitter{}, "", fmt.Errorf("%w: the poll URL of a stream we create is the transmitter's to say", ErrInvalid)
+	case n.CreateStream == DeliveryPoll:
+		t.Delivery = DeliveryPoll
+	case n.CreateStream == DeliveryPush, n.CreateStream == "" && n.PollURL == "" && secret == "":
 		t.Delivery = DeliveryPush
 		header = "Bearer " + rand.Text() + rand.Text()
 		h := sha256.Sum256([]byte(header))
 		t.pushHash = h[:]
+		if n.CreateStream != "" {
+			var err error
+			if pushURL, err = s.pushURL(t.ID); err != nil {
+				return Transmitter{}, "", err
+			}
+		}
+	case n.CreateStream != "":
+		return Transmitter{}, "", fmt.Errorf("%w: a stream is created for push or poll delivery, not %q", ErrInvalid, n.CreateStream)
+	case n.PollURL == "":
+		return Transmitter{}, "", fmt.Errorf("%w: a token or client credential is for polling (a poll URL) or for creating the stream", ErrInvalid)
+	case secret == "":
+		return Transmitter{}, "", fmt.Errorf("%w: a poll URL needs the token or a client credential", ErrInvalid)
+	default:
+		if err := s.checkURL("poll URL", n.PollURL); err != nil {
+			return Transmitter{}, "", err
+		}
+		t.Delivery, t.PollURL = DeliveryPoll, n.PollURL
 	}
+	if secret != "" {
+		if s.Box == nil {
+			return Transmitter{}, "", fmt.Errorf("receiver: add: the server secret is needed to seal the transmitter credential")
+		}
+		t.pollToken = s.Box.Seal([]byte(secret), []byte(t.ID))
+	}
+	var remote *api
 	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
 		u, _ := db.From(ctx)
-		u.Queue(`INSERT INTO ssf_transmitters (id, issuer, config_url, audience, events, subjects, delivery, poll_url,
+		// Now, not queued: the issuer's row is claimed before the
+		// transmitter is asked for a stream, so two adds of one issuer
+		// never both create one (the second waits, then is refused).
+		_, err := u.Exec(ctx, `INSERT INTO ssf_transmitters (id, issuer, config_url, audience, events, subjects, delivery, poll_url,
 			poll_token_encrypted, push_auth_hash, created_at, client_id, token_url, token_scope)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)`,
 			t.ID, t.Issuer, t.ConfigURL, t.Audience, t.Events, t.Subjects, t.Delivery, t.PollURL, t.pollToken, t.pushHash, t.CreatedAt,
-			t.ClientID, t.TokenURL, t.TokenScope).
-			MapErr(func(err error) error {
-				if db.IsUniqueViolation(err) {
-					return ErrExists
-				}
-				return err
-			})
-		return audit.Record(ctx, t.CreatedAt, audit.CLI, "ssf.transmitter_add", "transmitter:"+t.ID,
-			map[string]any{"issuer": t.Issuer, "delivery": t.Delivery, "events": t.Events})
-	})
-	if err != nil {
-		if errors.Is(err, ErrExists) {
-			return Transmitter{}, "", ErrExists
+			t.ClientID, t.TokenURL, t.TokenScope)
+		if db.IsUniqueViolation(err) {
+			return ErrExists
 		}
+		if err != nil {
+			return err
+		}
+		if n.CreateStream != "" {
+			if remote, err = s.api(ctx, t, secret); err != nil {
+				return err
+			}
+			st, err := remote.createStream(ctx, t, pushURL, header, strings.TrimSpace("idp receiver "+s.Issuer))
+			if err != nil {
+				remote = nil
+				return err
+			}
+			if err := s.adopt(&t, st); err != nil {
+				return err
+			}
+			u.Queue(`UPDATE ssf_transmitters SET stream_id = $2, poll_url = $3, audience = $4 WHERE id = $1`,
+				t.ID, t.StreamID, t.PollURL, t.Audience)
+		}
+		return audit.Record(ctx, t.CreatedAt, audit.CLI, "ssf.transmitter_add", "transmitter:"+t.ID,
+			map[string]any{"issuer": t.Issuer, "delivery": t.Delivery, "events": t.Events, "stream_id": t.StreamID})
+	})
+	if err != nil && remote != nil && t.StreamID != "" {
+		// Created there, forgotten here: best effort not to leave it.
+		_ = remote.deleteStream(context.WithoutCancel(ctx), t.StreamID)
+	}
+	switch {
+	case errors.Is(err, ErrExists):
+		return Transmitter{}, "", ErrExists
+	case errors.Is(err, ErrTransmitter), errors.Is(err, ErrInvalid):
+		return Transmitter{}, "", err
+	case err != nil:
 		return Transmitter{}, "", fmt.Errorf("receiver: add: %w", err)
+	}
+	if n.CreateStream != "" {
+		header = "" // given to the transmitter; nobody else needs it
 	}
 	return t, header, nil
 }
 
+// adopt takes from the stream the transmitter made what we need: its id,
+// its poll endpoint, and the aud its SETs will carry (unless the operator
+// named one).
+func (s *Store) adopt(t *Transmitter, st remoteStream) error {
+	t.StreamID = st.StreamID
+	if t.Delivery == DeliveryPoll {
+		if err := s.checkURL("the stream's poll endpoint_url", st.Delivery.EndpointURL); err != nil {
+			return fmt.Errorf("%w: %v", ErrTransmitter, err)
+		}
+		t.PollURL = st.Delivery.EndpointURL
+	}
+	if t.Audience == "" && len(st.Aud) == 1 && st.Aud[0] != s.Issuer {
+		t.Audience = st.Aud[0]
+	}
+	return nil
+}
+
 const columns = `id, issuer, config_url, audience, events, subjects, delivery, poll_url, last_poll_at, last_error, created_at,
-	poll_token_encrypted, push_auth_hash, client_id, token_url, token_scope`
+	poll_token_encrypted, push_auth_hash, client_id, token_url, token_scope, stream_id, verify_state_hash, verify_requested_at,
+	verified_at, stream_status, stream_reason, stream_updated_at`
 
 func scan(row pgx.Row) (Transmitter, error) {
 	var t Transmitter
-	var last *time.Time
+	var last, requested, verified, updated *time.Time
 	err := row.Scan(&t.ID, &t.Issuer, &t.ConfigURL, &t.Audience, &t.Events, &t.Subjects, &t.Delivery, &t.PollURL,
-		&last, &t.LastError, &t.CreatedAt, &t.pollToken, &t.pushHash, &t.ClientID, &t.TokenURL, &t.TokenScope)
-	if last != nil {
-		t.LastPoll = *last
+		&last, &t.LastError, &t.CreatedAt, &t.pollToken, &t.pushHash, &t.ClientID, &t.TokenURL, &t.TokenScope,
+		&t.StreamID, &t.verifyHash, &requested, &verified, &t.StreamStatus, &t.StreamReason, &updated)
+	for _, p := range []struct {
+		from *time.Time
+		to   *time.Time
+	}{{last, &t.LastPoll}, {requested, &t.VerifyRequested}, {verified, &t.VerifiedAt}, {updated, &t.StreamUpdated}} {
+		if p.from != nil {
+			*p.to = *p.from
+		}
 	}
 	return t, err
 }
@@ -309,4 +403,11 @@ func (s *Store) Remove(ctx context.Context, id string) error {
 		return fmt.Errorf("receiver: remove: %w", err)
 	}
 	return nil
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }

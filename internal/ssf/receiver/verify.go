@@ -99,9 +99,13 @@ type keySet struct {
 	fetched time.Time
 }
 
+// configuration is what the receiver reads of a transmitter's
+// configuration metadata (SSF 1.0 §7.1).
 type configuration struct {
-	Issuer  string `json:"issuer"`
-	JWKSURI string `json:"jwks_uri"`
+	Issuer                string `json:"issuer"`
+	JWKSURI               string `json:"jwks_uri"`
+	ConfigurationEndpoint string `json:"configuration_endpoint"`
+	VerificationEndpoint  string `json:"verification_endpoint"`
 }
 
 func (v *Verifier) now() time.Time {
@@ -111,22 +115,26 @@ func (v *Verifier) now() time.Time {
 	return time.Now()
 }
 
-// Client is the HTTP client of every request to a transmitter: a timeout,
-// no redirects, and, unless allowed, no internal address (netguard).
+// Client is the HTTP client of every request to a transmitter (newClient).
 func (v *Verifier) Client() *http.Client {
-	v.once.Do(func() {
-		d := &net.Dialer{Timeout: fetchTimeout}
-		if !v.AllowPrivate {
-			d.Control = netguard.Control
-		}
-		v.client = &http.Client{Timeout: fetchTimeout + 25*time.Second, // a long poll may wait
-			Transport:     &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: fetchTimeout, ResponseHeaderTimeout: fetchTimeout + 25*time.Second},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	})
+	v.once.Do(func() { v.client = newClient(v.AllowPrivate) })
 	return v.client
 }
 
-func (v *Verifier) getJSON(ctx context.Context, u string, out any) error {
+// newClient is an HTTP client for requests to transmitters: a timeout, no
+// redirects, and, unless allowed, no internal address (netguard).
+func newClient(allowPrivate bool) *http.Client {
+	d := &net.Dialer{Timeout: fetchTimeout}
+	if !allowPrivate {
+		d.Control = netguard.Control
+	}
+	return &http.Client{Timeout: fetchTimeout + 25*time.Second, // a long poll may wait
+		Transport:     &http.Transport{DialContext: d.DialContext, TLSHandshakeTimeout: fetchTimeout, ResponseHeaderTimeout: fetchTimeout + 25*time.Second},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// getJSON fetches a bounded JSON document.
+func getJSON(ctx context.Context, client *http.Client, u string, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -134,7 +142,7 @@ func (v *Verifier) getJSON(ctx context.Context, u string, out any) error {
 		return err
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := v.Client().Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -166,7 +174,7 @@ func (v *Verifier) keys(ctx context.Context, t Transmitter, fresh bool) (*keySet
 		return ks, nil
 	}
 	var c configuration
-	if err := v.getJSON(ctx, t.ConfigURL, &c); err != nil {
+	if err := getJSON(ctx, v.Client(), t.ConfigURL, &c); err != nil {
 		return ks, fmt.Errorf("receiver: transmitter configuration: %w", err)
 	}
 	if c.Issuer != t.Issuer {
@@ -177,7 +185,7 @@ func (v *Verifier) keys(ctx context.Context, t Transmitter, fresh bool) (*keySet
 		return ks, fmt.Errorf("receiver: transmitter configuration: %w", err)
 	}
 	n := &keySet{config: c, fetched: v.now()}
-	if err := v.getJSON(ctx, c.JWKSURI, &n.keys); err != nil {
+	if err := getJSON(ctx, v.Client(), c.JWKSURI, &n.keys); err != nil {
 		return ks, fmt.Errorf("receiver: transmitter keys: %w", err)
 	}
 	v.mu.Lock()

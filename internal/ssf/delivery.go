@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/netguard"
 	"github.com/idp/idp/internal/outbox"
@@ -20,11 +18,6 @@ import (
 
 // DefaultTimeout bounds one push attempt when Pusher.HTTP has none.
 const DefaultTimeout = 10 * time.Second
-
-// pausedRetry is how soon a paused stream's event is looked at again
-// (the outbox caps it at its MaxBackoff); enabling the stream makes it due
-// at once anyway.
-const pausedRetry = time.Hour
 
 // SigningAlg signs every SET: RS256 is what every receiver's library
 // verifies (SSF's interoperability profile names it).
@@ -103,7 +96,9 @@ func (d pushing) send(ctx context.Context, j outbox.Job) outbox.Result {
 	case st.Status == StatusDisabled:
 		return outbox.Result{Outcome: outbox.Failed, Error: "the stream is disabled", Attrs: attrs}
 	case st.Status == StatusPaused:
-		return outbox.Result{Outcome: outbox.Retrying, RetryAfter: pausedRetry, Error: "held: the stream is paused", Attrs: attrs}
+		// Queued since the pause held the others: it waits with them
+		// for the stream to be enabled, which releases it.
+		return outbox.Result{Outcome: outbox.Held, Error: "held: the stream is paused", Attrs: attrs}
 	case st.Method != DeliveryPush:
 		return outbox.Result{Outcome: outbox.Failed, Error: "the stream no longer uses push delivery", Attrs: attrs}
 	}
@@ -216,7 +211,8 @@ func (h *Handler) pending(ctx context.Context, st Stream, limit int) (map[string
 	if st.Status != StatusEnabled || limit == 0 {
 		return sets, false, nil
 	}
-	jobs, more, err := outbox.Pending(ctx, h.Store.Pool, KindPoll, st.ClientID, limit, h.now(), Retention)
+	jobs, more, err := outbox.Pending(ctx, h.Store.Pool, outbox.Filter{Kinds: []string{KindPoll}, ClientID: st.ClientID},
+		limit, h.now(), Retention)
 	if err != nil {
 		return nil, false, err
 	}
@@ -265,17 +261,9 @@ func (h *Handler) acknowledge(ctx context.Context, clientID string, req pollRequ
 		}
 	}
 	return db.Tx(ctx, h.Store.Pool, func(ctx context.Context) error {
-		rows, err := db.Conn(ctx, h.Store.Pool).Query(ctx, `
-			SELECT payload->'set'->>'jti', id FROM outbox
-			WHERE kind = $1 AND client_id = $2 AND delivered_at IS NULL AND payload->'set'->>'jti' = ANY($3)`,
-			KindPoll, clientID, jtis)
+		ids, err := outbox.Find(ctx, db.Conn(ctx, h.Store.Pool), outbox.Filter{Kinds: []string{KindPoll}, ClientID: clientID,
+			Path: []string{"set", "jti"}, Values: jtis})
 		if err != nil {
-			return err
-		}
-		ids := map[string]int64{}
-		var jti string
-		var id int64
-		if _, err := pgx.ForEachRow(rows, []any{&jti, &id}, func() error { ids[jti] = id; return nil }); err != nil {
 			return err
 		}
 		now := h.now()

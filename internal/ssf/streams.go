@@ -377,9 +377,9 @@ func (s *Store) Delete(ctx context.Context, clientID, streamID string) error {
 	return nil
 }
 
-// SetStatus sets the stream's status. A paused stream holds its events; a
-// disabled one gets no new ones, and those it held fail; enabling makes
-// those a pause held due at once.
+// SetStatus sets the stream's status. A paused stream holds its events
+// (outbox.Hold: no attempt until it is enabled); a disabled one gets no new
+// ones, and those it held fail; enabling releases those a pause held.
 func (s *Store) SetStatus(ctx context.Context, clientID, streamID, status, reason string) (Stream, error) {
 	if status != StatusEnabled && status != StatusPaused && status != StatusDisabled {
 		return Stream{}, invalid("status must be enabled, paused or disabled")
@@ -405,8 +405,12 @@ func (s *Store) SetStatus(ctx context.Context, clientID, streamID, status, reaso
 			if err := failEvents(ctx, s.Pool, clientID, st.UpdatedAt, "the stream was disabled"); err != nil {
 				return err
 			}
+		case status == StatusPaused && from != StatusPaused:
+			if err := holdEvents(ctx, s.Pool, st); err != nil {
+				return err
+			}
 		case status == StatusEnabled && from == StatusPaused:
-			if err := resumeEvents(ctx, s.Pool, clientID); err != nil {
+			if err := releaseEvents(ctx, s.Pool, st); err != nil {
 				return err
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
+	"github.com/idp/idp/internal/ssf"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -45,6 +46,11 @@ const Scope = clients.AdminScope
 //	GET    /admin/api/users/{id}/passkeys       the user's passkeys
 //	DELETE /admin/api/users/{id}/passkeys/{pid} remove one, ending every session of the user; the counts
 //	POST   /admin/api/outbox/{id}/retry         retry a logout notification now (202)
+//	GET    /admin/api/signals/streams           the Shared Signals streams: status, backlog, last error
+//	GET    /admin/api/signals/streams/{id}      one stream
+//	POST   /admin/api/signals/streams/{id}/retry  retry its undelivered events now (202; 409 unless enabled)
+//	POST   /admin/api/signals/streams/{id}/status {"status": "enabled"|"paused"|"disabled", "reason"}:
+//	                                            set it, telling the receiver (stream-updated); the stream
 //	GET    /admin/api/audit                     the audit log, newest first:
 //	                                            ?user=ID (about or by that user), ?before=N, ?limit=N
 //
@@ -84,6 +90,10 @@ func (a *API) Mount(mux *http.ServeMux) {
 		"DELETE /admin/api/users/{id}/passkeys/{pid}": a.removePasskey,
 		"POST /admin/api/users/{id}/password":         a.setPassword,
 		"POST /admin/api/outbox/{id}/retry":           a.retry,
+		"GET /admin/api/signals/streams":              a.signalStreams,
+		"GET /admin/api/signals/streams/{id}":         a.signalStream,
+		"POST /admin/api/signals/streams/{id}/retry":  a.retrySignalStream,
+		"POST /admin/api/signals/streams/{id}/status": a.setSignalStreamStatus,
 		"GET /admin/api/audit":                        a.auditLog,
 		"/admin/api/":                                 a.notFound,
 	}
@@ -330,6 +340,7 @@ func (e *apiError) challenge() string {
 // are logged, and a database that could not serve the request is a 503.
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *apiError
+	var invalid *ssf.InvalidError
 	problem, explained := pages.Explain(err)
 	switch {
 	case errors.As(err, &e):
@@ -344,6 +355,13 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		e = &apiError{status: problem.Status, code: errorCode(problem.Status), desc: problem.Message}
 	case errors.Is(err, outbox.ErrNotFound):
 		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No undelivered notification with that id."}
+	case errors.Is(err, ssf.ErrNotFound):
+		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No Shared Signals stream with that id."}
+	case errors.Is(err, ssf.ErrNotEnabled):
+		e = &apiError{status: http.StatusConflict, code: "conflict",
+			desc: "The stream is paused or disabled: enable it first (enabling a paused stream delivers what it held)."}
+	case errors.As(err, &invalid):
+		e = &apiError{status: http.StatusBadRequest, code: "invalid_request", desc: strings.ToUpper(invalid.Message[:1]) + invalid.Message[1:] + "."}
 	case errors.Is(err, passkey.ErrNotFound):
 		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "The user has no passkey with that id."}
 	case errors.Is(err, ErrOwnAccount):

@@ -93,14 +93,16 @@ func (d pushing) send(ctx context.Context, j outbox.Job) outbox.Result {
 		return outbox.Result{Outcome: outbox.Failed, Error: "the stream was deleted", Attrs: attrs}
 	case err != nil:
 		return outbox.Result{Outcome: outbox.Retrying, Error: err.Error(), Attrs: attrs}
+	case st.Method != DeliveryPush:
+		return outbox.Result{Outcome: outbox.Failed, Error: "the stream no longer uses push delivery", Attrs: attrs}
+	case m.aboutStream():
+		// A stream-updated event goes whatever the status it announces.
 	case st.Status == StatusDisabled:
 		return outbox.Result{Outcome: outbox.Failed, Error: "the stream is disabled", Attrs: attrs}
 	case st.Status == StatusPaused:
 		// Queued since the pause held the others: it waits with them
 		// for the stream to be enabled, which releases it.
 		return outbox.Result{Outcome: outbox.Held, Error: "held: the stream is paused", Attrs: attrs}
-	case st.Method != DeliveryPush:
-		return outbox.Result{Outcome: outbox.Failed, Error: "the stream no longer uses push delivery", Attrs: attrs}
 	}
 	token, err := m.SET.Sign(d.Keys, SigningAlg, d.Issuer, st.ClientID)
 	if errors.Is(err, ErrInvalidSET) {
@@ -205,14 +207,18 @@ func (h *Handler) now() time.Time {
 }
 
 // pending signs up to limit of the stream's waiting SETs. A paused or
-// disabled stream has none to give.
+// disabled stream has none to give but the stream-updated events that say
+// so.
 func (h *Handler) pending(ctx context.Context, st Stream, limit int) (map[string]string, bool, error) {
 	sets := map[string]string{}
-	if st.Status != StatusEnabled || limit == 0 {
+	if limit == 0 {
 		return sets, false, nil
 	}
-	jobs, more, err := outbox.Pending(ctx, h.Store.Pool, outbox.Filter{Kinds: []string{KindPoll}, ClientID: st.ClientID},
-		limit, h.now(), Retention)
+	f := outbox.Filter{Kinds: []string{KindPoll}, ClientID: st.ClientID}
+	if st.Status != StatusEnabled {
+		f.Reasons = []string{EventStreamUpdated}
+	}
+	jobs, more, err := outbox.Pending(ctx, h.Store.Pool, f, limit, h.now(), Retention)
 	if err != nil {
 		return nil, false, err
 	}

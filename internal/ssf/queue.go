@@ -37,6 +37,13 @@ type message struct {
 	SET      SET    `json:"set"`
 }
 
+// aboutStream reports whether the message is a stream-updated event,
+// which goes to a paused or disabled stream too.
+func (m message) aboutStream() bool {
+	_, ok := m.SET.Events[EventStreamUpdated]
+	return ok
+}
+
 func kindOf(method string) string {
 	if method == DeliveryPoll {
 		return KindPoll

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/idp/idp/internal/bearer"
 	"github.com/idp/idp/internal/ssf"
 )
 
@@ -62,7 +63,7 @@ func (a *API) signalStreams(w http.ResponseWriter, r *http.Request, _ caller) er
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"streams": list})
+	return bearer.WriteJSON(w, http.StatusOK, map[string]any{"streams": list})
 }
 
 func (a *API) signalStream(w http.ResponseWriter, r *http.Request, _ caller) error {
@@ -70,7 +71,7 @@ func (a *API) signalStream(w http.ResponseWriter, r *http.Request, _ caller) err
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, st)
+	return bearer.WriteJSON(w, http.StatusOK, st)
 }
 
 func (a *API) retrySignalStream(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -80,7 +81,7 @@ func (a *API) retrySignalStream(w http.ResponseWriter, r *http.Request, c caller
 	}
 	// Accepted: the workers deliver them (a poll stream's receiver
 	// fetches them), and the stream's backlog shows how that went.
-	return writeJSON(w, http.StatusAccepted, map[string]any{"stream_id": r.PathValue("id"), "retried": n})
+	return bearer.WriteJSON(w, http.StatusAccepted, map[string]any{"stream_id": r.PathValue("id"), "retried": n})
 }
 
 func (a *API) setSignalStreamStatus(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -89,11 +90,11 @@ func (a *API) setSignalStreamStatus(w http.ResponseWriter, r *http.Request, c ca
 		Reason string `json:"reason"`
 	}
 	if err := decodeJSON(w, r, &body); err != nil || body.Status == "" {
-		return badRequest(`The body must be JSON: {"status": "enabled" | "paused" | "disabled", "reason": "…"}.`)
+		return bearer.BadRequest(`The body must be JSON: {"status": "enabled" | "paused" | "disabled", "reason": "…"}.`)
 	}
 	st, err := a.Service.SetSignalStreamStatus(r.Context(), r.PathValue("id"), body.Status, body.Reason, c.actor())
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, st)
+	return bearer.WriteJSON(w, http.StatusOK, st)
 }

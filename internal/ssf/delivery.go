@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idp/idp/internal/bearer"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/netguard"
 	"github.com/idp/idp/internal/outbox"
@@ -159,12 +160,12 @@ func (h *Handler) poll(w http.ResponseWriter, r *http.Request, clientID string) 
 	limit := defaultMaxEvents
 	if req.MaxEvents != nil {
 		if *req.MaxEvents < 0 {
-			return badRequest("maxEvents must not be negative.")
+			return bearer.BadRequest("maxEvents must not be negative.")
 		}
 		limit = min(*req.MaxEvents, maxMaxEvents)
 	}
 	if len(req.Ack)+len(req.SetErrs) > maxAcks {
-		return badRequest("ack and setErrs name more than 1000 SETs.")
+		return bearer.BadRequest("ack and setErrs name more than 1000 SETs.")
 	}
 	ctx := r.Context()
 	st, err := h.Store.Get(ctx, clientID, "")
@@ -172,7 +173,7 @@ func (h *Handler) poll(w http.ResponseWriter, r *http.Request, clientID string) 
 		return err
 	}
 	if st.Method != DeliveryPoll {
-		return badRequest("The stream uses push delivery; poll is for streams with delivery method " + DeliveryPoll + ".")
+		return bearer.BadRequest("The stream uses push delivery; poll is for streams with delivery method " + DeliveryPoll + ".")
 	}
 	if err := h.acknowledge(ctx, clientID, req); err != nil {
 		return err
@@ -185,7 +186,7 @@ func (h *Handler) poll(w http.ResponseWriter, r *http.Request, clientID string) 
 			return err
 		}
 		if len(sets) > 0 || !wait || limit == 0 || !h.now().Before(deadline) {
-			return writeJSON(w, http.StatusOK, map[string]any{"sets": sets, "moreAvailable": more})
+			return bearer.WriteJSON(w, http.StatusOK, map[string]any{"sets": sets, "moreAvailable": more})
 		}
 		select {
 		case <-ctx.Done():
@@ -260,7 +261,7 @@ func (h *Handler) acknowledge(ctx context.Context, clientID string, req pollRequ
 	}
 	for jti, e := range req.SetErrs {
 		if len(e.Err) > 100 || len(e.Description) > 1000 {
-			return badRequest("A setErrs entry is too long.")
+			return bearer.BadRequest("A setErrs entry is too long.")
 		}
 		if storable(jti) {
 			jtis = append(jtis, jti)

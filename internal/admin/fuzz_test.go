@@ -69,6 +69,8 @@ func FuzzAPI_Bodies(f *testing.F) {
 		{6, "nope", `{"status": "paused"}`},
 		{7, "{stream}", ``},
 		{7, "nope", ``},
+		{6, "%00", `{"status": "paused"}`},
+		{7, "%ff", ``},
 	} {
 		f.Add(seed.route, seed.id, seed.body)
 	}

@@ -267,6 +267,9 @@ func (h *Handler) acknowledge(ctx context.Context, clientID string, req pollRequ
 			jtis = append(jtis, jti)
 		}
 	}
+	if len(jtis) == 0 {
+		return nil // none names a SET of ours (and no Values would select every row)
+	}
 	return db.Tx(ctx, h.Store.Pool, func(ctx context.Context) error {
 		ids, err := outbox.Find(ctx, db.Conn(ctx, h.Store.Pool), outbox.Filter{Kinds: []string{KindPoll}, ClientID: clientID,
 			Path: []string{"set", "jti"}, Values: jtis})

@@ -406,6 +406,9 @@ func (s *Store) SetStatus(ctx context.Context, clientID, streamID, status, reaso
 // the status and reason the stream has changes nothing.
 func (s *Store) ChangeStatus(ctx context.Context, streamID, status, reason, actor string) (Stream, error) {
 	st, err := s.setStatus(ctx, status, reason, actor, true, func(ctx context.Context) (Stream, error) {
+		if !storable(streamID) {
+			return Stream{}, ErrNotFound // names no stream
+		}
 		return s.scan(db.Conn(ctx, s.Pool).QueryRow(ctx, `SELECT `+streamColumns+` FROM ssf_streams WHERE id = $1 FOR UPDATE`, streamID))
 	})
 	if err != nil {
@@ -476,6 +479,9 @@ var ErrNotEnabled = errors.New("ssf: the stream is not enabled")
 // stream is ErrNotEnabled: enabling it is what delivers (or, once
 // disabled, allows retrying) its events. It returns how many it retried.
 func (s *Store) RetryNow(ctx context.Context, streamID, actor string) (int, error) {
+	if !storable(streamID) {
+		return 0, fmt.Errorf("ssf: retry stream: %w", ErrNotFound) // names no stream
+	}
 	var n int
 	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
 		// Locked, so no status change slips in between the check and the

@@ -2,7 +2,9 @@
 // sessions, and the administrators' API under /admin/api that exposes it:
 // finding users, listing their sessions with each app's logout-notification
 // state, revoking all of a user's sessions and tokens, disabling and
-// enabling accounts, and retrying a logout notification.
+// enabling accounts, retrying a logout notification, and the Shared
+// Signals streams of package ssf (listing them, retrying their events,
+// pausing, enabling and disabling them).
 //
 // Service is the domain layer, shared by the API, the console and the CLI
 // (`idp sessions`, `idp users disable|enable`, `idp clients set-admin`).

@@ -49,7 +49,7 @@ const Scope = clients.AdminScope
 //	GET    /admin/api/signals/streams/{id}      one stream
 //	POST   /admin/api/signals/streams/{id}/retry  retry its undelivered events now (202; 409 unless enabled)
 //	POST   /admin/api/signals/streams/{id}/status {"status": "enabled"|"paused"|"disabled", "reason"}:
-//	                                            set it, telling the receiver (stream-updated); the stream
+//	                                            set it, the receiver told (stream-updated); the stream
 //	GET    /admin/api/audit                     the audit log, newest first:
 //	                                            ?user=ID (about or by that user), ?before=N, ?limit=N
 //

@@ -80,6 +80,12 @@ var samples = map[string]any{
 	"admin-clients": sample{"Notice": "n", "Error": "e", "NeedCode": true,
 		"Clients": []sample{{"ID": "svc", "Name": "Offboarding", "Kind": "confidential", "Grants": "client_credentials",
 			"ServiceAccount": true, "Eligible": true}}},
+	"admin-signals": sample{"Notice": "n", "Error": "e",
+		"Streams": []sample{
+			{"ID": "s1", "ClientID": "siem", "Delivery": "push to https://siem/events", "Status": "enabled", "Reason": "",
+				"LastError": "HTTP 503", "Backlog": 2, "Held": 0, "Failed": 1},
+			{"ID": "s2", "ClientID": "mdm", "Delivery": "poll", "Status": "paused", "Reason": "maintenance",
+				"LastError": "", "Backlog": 3, "Held": 3, "Failed": 0}}},
 	"admin-user": sample{
 		"User":    sample{"ID": "u1", "Email": "ada@example.com", "Name": "Ada", "IsAdmin": false, "RequireMFA": true},
 		"Created": "1 Jan 2030, 10:00 UTC", "DisabledAt": "", "MFA": "on", "Self": false, "Notice": "n", "Error": "e",

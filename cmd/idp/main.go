@@ -96,6 +96,7 @@ func commands() []command {
 		{name: "signals", summary: "Shared Signals (SSF): the receivers' event streams, the transmitters we trust", subs: []command{
 			{name: "streams", summary: "the streams receivers created", subs: []command{
 				{name: "list", summary: "list streams, their status, backlog and last error", run: signalsStreamsListCommand},
+				{name: "show", summary: "show one stream: its status, waiting, held and failed events, last error", run: signalsStreamsShowCommand},
 			}},
 			{name: "transmitters", summary: "the transmitters this provider trusts as a receiver", subs: []command{
 				{name: "add", summary: "trust a transmitter: its issuer, events, subjects, push or poll; create our stream there", run: signalsTransmittersAddCommand},

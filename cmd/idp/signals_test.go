@@ -40,4 +40,21 @@ func TestRun_SignalsStreams(t *testing.T) {
 	if len(list) != 1 || list[0].StreamID != st.ID || list[0].Backlog != 1 || list[0].Status != ssf.StatusEnabled {
 		t.Fatalf("--json = %+v, want the enabled stream with the verification waiting", list)
 	}
+
+	r = runCLI(t, h.DB.URL, "", "signals", "streams", "show", st.ID)
+	r.check(t, 0, "waiting:")
+	for _, want := range []string{st.ID, "receiver", "poll (RFC 8936)", "status:      enabled", "waiting:     1"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("show lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = runCLI(t, h.DB.URL, "", "signals", "streams", "show", st.ID, "--json")
+	r.check(t, 0, "")
+	var one ssf.State
+	if err := json.Unmarshal([]byte(r.stdout), &one); err != nil || one.StreamID != st.ID || one.Backlog != 1 || one.ClientID != "receiver" {
+		t.Fatalf("show --json = %+v, %v\n%s", one, err, r.stdout)
+	}
+	runCLI(t, h.DB.URL, "", "signals", "streams", "show", "nope").check(t, 1, `no stream "nope"`)
+	runCLI(t, h.DB.URL, "", "signals", "streams", "show").check(t, 2, "name one stream ID")
+	runCLI(t, h.DB.URL, "", "signals", "streams", "show", st.ID, "extra").check(t, 2, "unexpected argument")
 }

@@ -2,7 +2,9 @@
 // sessions, and the administrators' API under /admin/api that exposes it:
 // finding users, listing their sessions with each app's logout-notification
 // state, revoking all of a user's sessions and tokens, disabling and
-// enabling accounts, and retrying a logout notification.
+// enabling accounts, retrying a logout notification, and the Shared
+// Signals streams of package ssf (listing them, retrying their events,
+// pausing, enabling and disabling them).
 //
 // Service is the domain layer, shared by the API, the console and the CLI
 // (`idp sessions`, `idp users disable|enable`, `idp clients set-admin`).
@@ -28,6 +30,7 @@ import (
 	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/passkey"
 	"github.com/idp/idp/internal/sessions"
+	"github.com/idp/idp/internal/ssf"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -58,6 +61,9 @@ type Service struct {
 	// RecentlyRevoked is how far back a listing with revoked sessions
 	// reaches (DefaultRecentlyRevoked when zero).
 	RecentlyRevoked time.Duration
+	// Streams, when set, are the Shared Signals streams an administrator
+	// may retry, pause, enable and disable.
+	Streams *ssf.Store
 	// OnChange hooks run in the transaction of every audited change, with
 	// its target (a user id for changes to an account), action and details
 	// (the security events of package ssf); an error rolls the change back.
@@ -290,7 +296,9 @@ func (s *Service) audit(ctx context.Context, q db.Querier, actor, action, target
 // wrap adds context to unexpected errors; the sentinels callers map to a
 // status pass through unwrapped so their messages stay short.
 func wrap(op string, err error) error {
-	if err == nil || errors.Is(err, users.ErrNotFound) || errors.Is(err, outbox.ErrNotFound) {
+	var invalid *ssf.InvalidError
+	if err == nil || errors.Is(err, users.ErrNotFound) || errors.Is(err, outbox.ErrNotFound) ||
+		errors.Is(err, ssf.ErrNotFound) || errors.Is(err, ssf.ErrNotEnabled) || errors.As(err, &invalid) {
 		return err
 	}
 	return fmt.Errorf("admin: %s: %w", op, err)

@@ -15,12 +15,12 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/bearer"
 	"github.com/idp/idp/internal/clients"
-	"github.com/idp/idp/internal/db"
-	"github.com/idp/idp/internal/ops"
 	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/passkey"
+	"github.com/idp/idp/internal/ssf"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -45,6 +45,11 @@ const Scope = clients.AdminScope
 //	GET    /admin/api/users/{id}/passkeys       the user's passkeys
 //	DELETE /admin/api/users/{id}/passkeys/{pid} remove one, ending every session of the user; the counts
 //	POST   /admin/api/outbox/{id}/retry         retry a logout notification now (202)
+//	GET    /admin/api/signals/streams           the Shared Signals streams: status, backlog, last error
+//	GET    /admin/api/signals/streams/{id}      one stream
+//	POST   /admin/api/signals/streams/{id}/retry  retry its undelivered events now (202; 409 unless enabled)
+//	POST   /admin/api/signals/streams/{id}/status {"status": "enabled"|"paused"|"disabled", "reason"}:
+//	                                            set it, the receiver told (stream-updated); the stream
 //	GET    /admin/api/audit                     the audit log, newest first:
 //	                                            ?user=ID (about or by that user), ?before=N, ?limit=N
 //
@@ -84,6 +89,10 @@ func (a *API) Mount(mux *http.ServeMux) {
 		"DELETE /admin/api/users/{id}/passkeys/{pid}": a.removePasskey,
 		"POST /admin/api/users/{id}/password":         a.setPassword,
 		"POST /admin/api/outbox/{id}/retry":           a.retry,
+		"GET /admin/api/signals/streams":              a.signalStreams,
+		"GET /admin/api/signals/streams/{id}":         a.signalStream,
+		"POST /admin/api/signals/streams/{id}/retry":  a.retrySignalStream,
+		"POST /admin/api/signals/streams/{id}/status": a.setSignalStreamStatus,
 		"GET /admin/api/audit":                        a.auditLog,
 		"/admin/api/":                                 a.notFound,
 	}
@@ -95,13 +104,13 @@ func (a *API) Mount(mux *http.ServeMux) {
 func (a *API) findUser(w http.ResponseWriter, r *http.Request, _ caller) error {
 	email := strings.TrimSpace(r.URL.Query().Get("email"))
 	if email == "" {
-		return badRequest("The email query parameter is required.")
+		return bearer.BadRequest("The email query parameter is required.")
 	}
 	u, err := a.Service.FindUser(r.Context(), email)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, u)
+	return bearer.WriteJSON(w, http.StatusOK, u)
 }
 
 // createUser creates an account from a JSON body. The password is
@@ -116,7 +125,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, c caller) error
 		Temporary *bool  `json:"temporary"`
 	}
 	if err := decodeJSON(w, r, &body); err != nil {
-		return badRequest(`The body must be JSON: {"email": "…", "name": "…", "password": "…", "admin": false, "temporary": true}.`)
+		return bearer.BadRequest(`The body must be JSON: {"email": "…", "name": "…", "password": "…", "admin": false, "temporary": true}.`)
 	}
 	temporary := body.Temporary == nil || *body.Temporary
 	acc, err := a.Service.CreateUser(r.Context(), users.NewUser{Email: body.Email, Name: body.Name, Password: body.Password,
@@ -125,7 +134,7 @@ func (a *API) createUser(w http.ResponseWriter, r *http.Request, c caller) error
 		return err
 	}
 	w.Header().Set("Location", "/admin/api/users/"+acc.ID)
-	return writeJSON(w, http.StatusCreated, acc)
+	return bearer.WriteJSON(w, http.StatusCreated, acc)
 }
 
 // decodeJSON reads a small JSON body into v, refusing unknown fields.
@@ -140,7 +149,7 @@ func (a *API) passkeys(w http.ResponseWriter, r *http.Request, _ caller) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"passkeys": list})
+	return bearer.WriteJSON(w, http.StatusOK, map[string]any{"passkeys": list})
 }
 
 func (a *API) removePasskey(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -148,7 +157,7 @@ func (a *API) removePasskey(w http.ResponseWriter, r *http.Request, c caller) er
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, res)
+	return bearer.WriteJSON(w, http.StatusOK, res)
 }
 
 func (a *API) user(w http.ResponseWriter, r *http.Request, _ caller) error {
@@ -156,7 +165,7 @@ func (a *API) user(w http.ResponseWriter, r *http.Request, _ caller) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, u)
+	return bearer.WriteJSON(w, http.StatusOK, u)
 }
 
 func (a *API) listSessions(w http.ResponseWriter, r *http.Request, _ caller) error {
@@ -166,13 +175,13 @@ func (a *API) listSessions(w http.ResponseWriter, r *http.Request, _ caller) err
 	case "revoked":
 		opt.Revoked = true
 	default:
-		return badRequest(`include must be "revoked" or absent.`)
+		return bearer.BadRequest(`include must be "revoked" or absent.`)
 	}
 	list, err := a.Service.ListSessions(r.Context(), r.PathValue("id"), opt)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, list)
+	return bearer.WriteJSON(w, http.StatusOK, list)
 }
 
 func (a *API) revokeSessions(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -180,7 +189,7 @@ func (a *API) revokeSessions(w http.ResponseWriter, r *http.Request, c caller) e
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, res)
+	return bearer.WriteJSON(w, http.StatusOK, res)
 }
 
 func (a *API) disable(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -188,7 +197,7 @@ func (a *API) disable(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"user": u, "revoked": res})
+	return bearer.WriteJSON(w, http.StatusOK, map[string]any{"user": u, "revoked": res})
 }
 
 func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -196,7 +205,7 @@ func (a *API) deleteUser(w http.ResponseWriter, r *http.Request, c caller) error
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "deleted": true, "revoked": res})
+	return bearer.WriteJSON(w, http.StatusOK, map[string]any{"id": r.PathValue("id"), "deleted": true, "revoked": res})
 }
 
 func (a *API) enable(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -204,7 +213,7 @@ func (a *API) enable(w http.ResponseWriter, r *http.Request, c caller) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"user": u})
+	return bearer.WriteJSON(w, http.StatusOK, map[string]any{"user": u})
 }
 
 // setPassword sets a password from a JSON body {"password": "…",
@@ -216,14 +225,14 @@ func (a *API) setPassword(w http.ResponseWriter, r *http.Request, c caller) erro
 		Temporary *bool  `json:"temporary"`
 	}
 	if err := decodeJSON(w, r, &body); err != nil {
-		return badRequest(`The body must be JSON: {"password": "…", "temporary": true}.`)
+		return bearer.BadRequest(`The body must be JSON: {"password": "…", "temporary": true}.`)
 	}
 	temporary := body.Temporary == nil || *body.Temporary
 	res, err := a.Service.SetPassword(r.Context(), r.PathValue("id"), body.Password, c.actor(), temporary)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"temporary": temporary, "revoked": res})
+	return bearer.WriteJSON(w, http.StatusOK, map[string]any{"temporary": temporary, "revoked": res})
 }
 
 func (a *API) retry(w http.ResponseWriter, r *http.Request, c caller) error {
@@ -232,7 +241,7 @@ func (a *API) retry(w http.ResponseWriter, r *http.Request, c caller) error {
 	}
 	// Accepted: the workers deliver it, and the sessions listing shows how
 	// that went.
-	return writeJSON(w, http.StatusAccepted, map[string]any{"id": r.PathValue("id"), "state": StatePending})
+	return bearer.WriteJSON(w, http.StatusAccepted, map[string]any{"id": r.PathValue("id"), "state": StatePending})
 }
 
 // auditLog pages through the audit log: {"entries": [...], "next_before":
@@ -250,7 +259,7 @@ func (a *API) auditLog(w http.ResponseWriter, r *http.Request, _ caller) error {
 	}
 	q := audit.Query{UserID: query.Get("user"), Before: before, Limit: int(limit)}
 	if query.Has("user") && q.UserID == "" {
-		return badRequest("user must be a user id.")
+		return bearer.BadRequest("user must be a user id.")
 	}
 	entries, err := a.Service.AuditLog(r.Context(), q)
 	if err != nil {
@@ -263,7 +272,7 @@ func (a *API) auditLog(w http.ResponseWriter, r *http.Request, _ caller) error {
 	if limit := cmp.Or(q.Limit, audit.DefaultLimit); len(entries) == limit {
 		page.NextBefore = entries[len(entries)-1].ID
 	}
-	return writeJSON(w, http.StatusOK, page)
+	return bearer.WriteJSON(w, http.StatusOK, page)
 }
 
 // wholeNumber reads the optional query parameter name, a whole number from
@@ -275,92 +284,51 @@ func wholeNumber(query url.Values, name string, max int64) (int64, error) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 1 || n > max {
-		return 0, badRequest(fmt.Sprintf("%s must be a whole number from 1 to %d.", name, max))
+		return 0, bearer.BadRequest(fmt.Sprintf("%s must be a whole number from 1 to %d.", name, max))
 	}
 	return n, nil
 }
 
 func (a *API) notFound(http.ResponseWriter, *http.Request, caller) error {
-	return &apiError{status: http.StatusNotFound, code: "not_found", desc: "No such admin API endpoint."}
-}
-
-// apiError is an error the client caused, with its status and code.
-type apiError struct {
-	status     int
-	code, desc string
-	// params are auth-params the challenge adds (RFC 9470's acr_values,
-	// max_age), already formatted: `, name="value"`.
-	params string
-}
-
-func (e *apiError) Error() string { return e.code + ": " + e.desc }
-
-func badRequest(desc string) error {
-	return &apiError{status: http.StatusBadRequest, code: "invalid_request", desc: desc}
+	return bearer.NotFound("No such admin API endpoint.")
 }
 
 var (
-	errNoToken = &apiError{status: http.StatusUnauthorized, code: "unauthorized",
-		desc: "A bearer access token with the admin scope is required."}
-	errInvalidToken = &apiError{status: http.StatusUnauthorized, code: "invalid_token",
-		desc: "The access token is invalid, expired or revoked."}
-	errInsufficientScope = &apiError{status: http.StatusForbidden, code: "insufficient_scope",
-		desc: "The access token lacks the admin scope, or its holder is no longer an enabled administrator."}
-	errNotServiceAccount = &apiError{status: http.StatusForbidden, code: "insufficient_scope",
-		desc: "The client is not (or no longer) an admin service account."}
+	errInsufficientScope = bearer.InsufficientScope(Scope,
+		"The access token lacks the admin scope, or its holder is no longer an enabled administrator.")
+	errNotServiceAccount = bearer.InsufficientScope(Scope, "The client is not (or no longer) an admin service account.")
 )
 
-// challenge is the WWW-Authenticate value for e (RFC 6750 §3): no error
-// code for a request without credentials, the code and description
-// otherwise, and the scope needed when it was missing.
-func (e *apiError) challenge() string {
-	switch {
-	case e == errNoToken:
-		return `Bearer realm="idp"`
-	case e.status == http.StatusUnauthorized:
-		return `Bearer error="` + e.code + `", error_description="` + e.desc + `"` + e.params
-	case e.code == "insufficient_scope":
-		return `Bearer error="` + e.code + `", error_description="` + e.desc + `", scope="` + Scope + `"`
-	}
-	return ""
+// fail answers err (bearer.Fail). Domain errors read as they do on every
+// page (pages.Explain).
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	bearer.Fail(w, r, err, explain, a.Logger, "admin api")
 }
 
-// fail is the one place errors become statuses. Domain errors read as they
-// do on every page (pages.Explain); only errors the client did not cause
-// are logged, and a database that could not serve the request is a 503.
-func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var e *apiError
+// explain is the status of each domain error the API may meet; nil for
+// one it does not know.
+func explain(err error) *bearer.Error {
+	var invalid *ssf.InvalidError
 	problem, explained := pages.Explain(err)
 	switch {
-	case errors.As(err, &e):
-	case db.IsUnavailable(err):
-		ops.NoteUnavailable(r.Context())
-		w.Header().Set("Retry-After", ops.UnavailableRetryAfter)
-		e = &apiError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
-			desc: "The service is temporarily unavailable. Try again in a moment."}
 	case errors.Is(err, users.ErrNotFound):
-		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No such user."}
+		return bearer.NotFound("No such user.")
 	case explained:
-		e = &apiError{status: problem.Status, code: errorCode(problem.Status), desc: problem.Message}
+		return &bearer.Error{Status: problem.Status, Code: errorCode(problem.Status), Description: problem.Message}
 	case errors.Is(err, outbox.ErrNotFound):
-		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "No undelivered notification with that id."}
+		return bearer.NotFound("No undelivered notification with that id.")
+	case errors.Is(err, ssf.ErrNotFound):
+		return bearer.NotFound("No Shared Signals stream with that id.")
+	case errors.Is(err, ssf.ErrNotEnabled):
+		return bearer.Conflict("The stream is paused or disabled: enable it first (enabling a paused stream delivers what it held).")
+	case errors.As(err, &invalid):
+		return bearer.BadRequest(strings.ToUpper(invalid.Message[:1]) + invalid.Message[1:] + ".")
 	case errors.Is(err, passkey.ErrNotFound):
-		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "The user has no passkey with that id."}
+		return bearer.NotFound("The user has no passkey with that id.")
 	case errors.Is(err, ErrOwnAccount):
-		e = &apiError{status: http.StatusConflict, code: "conflict",
-			desc: "An administrator cannot delete their own account; another administrator can."}
-	default:
-		log := a.Logger
-		if log == nil {
-			log = slog.Default()
-		}
-		log.ErrorContext(r.Context(), "admin api", "request_id", ops.RequestID(r.Context()), "route", r.Pattern, "err", err)
-		e = &apiError{status: http.StatusInternalServerError, code: "server_error", desc: "Internal error."}
+		return bearer.Conflict("An administrator cannot delete their own account; another administrator can.")
 	}
-	if c := e.challenge(); c != "" {
-		w.Header().Set("WWW-Authenticate", c)
-	}
-	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.desc})
+	return nil
 }
 
 // errorCode is the error field of a domain error's status.
@@ -374,17 +342,4 @@ func errorCode(status int) string {
 		return "too_many_requests"
 	}
 	return "invalid_request"
-}
-
-// writeJSON fails only before anything is written, so fail can still
-// answer; an error writing the body means the client is gone.
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n')) //nolint:errcheck // the client is gone
-	return nil
 }

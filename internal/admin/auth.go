@@ -8,13 +8,12 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
-	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/token/jwt"
 
 	"github.com/idp/idp/internal/audit"
+	"github.com/idp/idp/internal/bearer"
 	"github.com/idp/idp/internal/pages"
 	"github.com/idp/idp/internal/sessions"
-	"github.com/idp/idp/internal/sso/store"
 	"github.com/idp/idp/internal/users"
 )
 
@@ -68,25 +67,11 @@ func (a *API) authenticated(h handler) http.Handler {
 //     from client_credentials): the mark is read on every request, so
 //     removing it, or deleting the client, stops the client at once.
 func (a *API) authenticate(r *http.Request) (caller, error) {
-	// Only the Authorization header: a token in a query string ends up in
-	// logs, and a form body is not what an API client sends.
-	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	token = strings.TrimSpace(token)
-	if !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return caller{}, errNoToken
+	ar, err := bearer.Token(r, a.Tokens, Scope)
+	if err != nil {
+		return caller{}, err
 	}
 	ctx := r.Context()
-	use, ar, err := a.Tokens.IntrospectToken(ctx, token, fosite.AccessToken, openid.NewDefaultSession())
-	// fosite falls back to refresh tokens when the hint does not match; a
-	// refresh token is not a bearer credential.
-	if err != nil || use != fosite.AccessToken {
-		return caller{}, errInvalidToken
-	}
-	if store.BoundKey(ar) != "" {
-		// A DPoP-bound token (RFC 9449) is worthless without its key;
-		// this API does not check proofs, so it takes none.
-		return caller{}, errInvalidToken
-	}
 	scoped := ar.GetGrantedScopes().Has(Scope)
 	subject := ar.GetSession().GetSubject()
 	if subject == "" {
@@ -152,7 +137,7 @@ func (a *API) checkSignIn(s fosite.Session) error {
 	if len(params) == 0 {
 		return nil
 	}
-	return &apiError{status: http.StatusUnauthorized, code: "insufficient_user_authentication",
-		desc:   "The admin API needs " + strings.Join(desc, " and ") + ": sign in again and get a new token.",
-		params: ", " + strings.Join(params, ", ")}
+	return &bearer.Error{Status: http.StatusUnauthorized, Code: "insufficient_user_authentication",
+		Description: "The admin API needs " + strings.Join(desc, " and ") + ": sign in again and get a new token.",
+		Params:      ", " + strings.Join(params, ", ")}
 }

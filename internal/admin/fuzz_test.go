@@ -12,6 +12,7 @@ import (
 	"github.com/idp/idp/internal/admin"
 	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/servertest"
+	"github.com/idp/idp/internal/ssf"
 )
 
 // fuzzRoutes are the admin API's routes that take a body, or that a body
@@ -23,10 +24,12 @@ var fuzzRoutes = []string{
 	"POST /admin/api/users/{id}/enable",
 	"POST /admin/api/outbox/{id}/retry",
 	"DELETE /admin/api/users/{id}/sessions",
+	"POST /admin/api/signals/streams/{id}/status",
+	"POST /admin/api/signals/streams/{id}/retry",
 }
 
 // FuzzAPI_Bodies sends arbitrary JSON bodies (and path ids: {user} is an
-// account's) to the admin API with a valid service account's token. No
+// account's, {stream} a Shared Signals stream's) to the admin API with a valid service account's token. No
 // 5xx; a refusal is a 4xx with the OAuth-style JSON error
 // {"error", "error_description"} and changes nothing. One provider and
 // database serve every input; passwords are hashed at the least cost
@@ -58,6 +61,16 @@ func FuzzAPI_Bodies(f *testing.F) {
 		{4, "1", ``},
 		{4, "-1", `{}`},
 		{5, "{user}%00", ``},
+		{6, "{stream}", `{"status": "paused", "reason": "maintenance"}`},
+		{6, "{stream}", `{"status": "asleep"}`},
+		{6, "{stream}", `{"status": "enabled", "why": 1}`},
+		{6, "{stream}", `{"status": "disabled", "reason": "\u0000"}`},
+		{6, "{stream}", `{"status": 1}`},
+		{6, "nope", `{"status": "paused"}`},
+		{7, "{stream}", ``},
+		{7, "nope", ``},
+		{6, "%00", `{"status": "paused"}`},
+		{7, "%ff", ``},
 	} {
 		f.Add(seed.route, seed.id, seed.body)
 	}
@@ -75,9 +88,19 @@ func FuzzAPI_Bodies(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	if _, err := h.Srv.Clients.Create(h.Ctx, clients.Client{ID: "receiver", GrantTypes: []string{clients.GrantClientCredentials},
+		Scopes: []string{ssf.Scope}}); err != nil {
+		f.Fatal(err)
+	}
+	poll := ssf.DeliveryPoll
+	stream, err := (&ssf.Store{Pool: h.DB.Pool}).Create(h.Ctx, "receiver", ssf.Config{Method: &poll})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, route uint8, id, body string) {
 		method, path, _ := strings.Cut(fuzzRoutes[int(route)%len(fuzzRoutes)], " ")
-		path = strings.ReplaceAll(path, "{id}", strings.ReplaceAll(id, "{user}", alice.ID))
+		id = strings.NewReplacer("{user}", alice.ID, "{stream}", stream.ID).Replace(id)
+		path = strings.ReplaceAll(path, "{id}", id)
 		req, err := http.NewRequest(method, h.URL+path, strings.NewReader(body))
 		if err != nil || req.URL.EscapedPath() != path {
 			return // not a request a client could send to this route

@@ -2,8 +2,9 @@
 // users, seeing a user's sessions, apps and every back-channel logout
 // notification's state, acting on the account (revoke all sessions, reset
 // 2FA, set a password, disable, enable, delete, the administrator role,
-// retry a notification), and marking apps as admin service accounts
-// (/admin/clients).
+// retry a notification), marking apps as admin service accounts
+// (/admin/clients), and the Shared Signals streams (/admin/signals: retry
+// now, pause, enable).
 //
 // It opens only to an enabled administrator whose SSO session was
 // established with two factors: without a session the browser is sent to
@@ -83,6 +84,9 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("POST /admin/clients/{id}/dpop", h.setDPoP)
 	mux.HandleFunc("POST /admin/clients/{id}/access-token-format", h.setAccessTokenFormat)
 	mux.HandleFunc("POST /admin/users/{id}/notifications/{nid}/retry", h.retry)
+	mux.HandleFunc("GET /admin/signals", h.signals)
+	mux.HandleFunc("POST /admin/signals/{id}/retry", h.retryStream)
+	mux.HandleFunc("POST /admin/signals/{id}/status", h.setStreamStatus)
 	mux.HandleFunc("GET /admin/confirm", h.confirmAgain)
 	// Anything else under /admin (but /admin/api/, the API's) is an HTML
 	// 404 rather than the mux's plain text.

@@ -374,6 +374,13 @@ func notice(r *http.Request) string {
 		return "Account enabled. They can sign in again; their old sessions stay ended."
 	case "retry":
 		return "The notification is due again now; this page shows how it went when you reload it."
+	case "stream-retry":
+		n, _ := strconv.Atoi(q.Get("events"))
+		return pages.Plural(max(n, 0), "event") + " of the stream due again now; reload this page to see how they went."
+	case "stream-paused":
+		return "The stream is paused: its events wait until it is enabled. Its receiver is told."
+	case "stream-enabled":
+		return "The stream is enabled: what it held is on its way. Its receiver is told."
 	}
 	return ""
 }

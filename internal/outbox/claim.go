@@ -64,15 +64,21 @@ const (
 	Retrying                 // not now (unreachable, busy): try again later
 	Failed                   // the receiver refused it: do not retry
 	Abandoned                // not delivered within the kind's GiveUpAfter
+	// Held: not until something changes (a paused receiver). The row
+	// waits, unclaimed, for Release or RetryAll.
+	Held
 )
 
 func (o Outcome) String() string {
-	return [...]string{"delivered", "retry", "failed", "abandoned"}[o]
+	return [...]string{"delivered", "retry", "failed", "abandoned", "held"}[o]
 }
 
 // record stores an attempt's outcome. Delivery is recorded whatever the
 // fence says, since the receiver has the message either way; the other
-// outcomes only if no later claim has taken the row.
+// outcomes only if no later claim has taken the row. A hold also only
+// while the row is still under this attempt's lease: a Release since the
+// claim made it due (at or before created_at, so before now), and the
+// hold decided on what the release undid must not outlive it.
 func record(ctx context.Context, pool *pgxpool.Pool, j Job, o Outcome, now, next time.Time, lastErr string) error {
 	var err error
 	const undecided = ` AND delivered_at IS NULL AND failed_at IS NULL AND abandoned_at IS NULL`
@@ -94,6 +100,10 @@ func record(ctx context.Context, pool *pgxpool.Pool, j Job, o Outcome, now, next
 		_, err = pool.Exec(ctx, `
 			UPDATE outbox SET abandoned_at = $3, last_error = $4
 			WHERE id = $1 AND attempts = $2`+undecided, j.ID, j.Attempts, now, lastErr)
+	case Held:
+		_, err = pool.Exec(ctx, `
+			UPDATE outbox SET next_attempt_at = `+held+`, last_error = $4
+			WHERE id = $1 AND attempts = $2 AND next_attempt_at > $3`+undecided, j.ID, j.Attempts, now, lastErr)
 	}
 	if err != nil {
 		return fmt.Errorf("outbox: record %s: %w", o, err)

@@ -119,24 +119,27 @@ func Retry(ctx context.Context, pool *pgxpool.Pool, id int64) error {
 	return nil
 }
 
-// Pending returns up to limit undelivered rows of a polled kind for one
-// client, oldest first, and whether more wait beyond them. Rows past
-// expiresAfter (measured from created_at) are left out: a receiver that
-// stopped polling does not get a week of stale events at once.
-func Pending(ctx context.Context, pool *pgxpool.Pool, kind, clientID string, limit int, now time.Time, expiresAfter time.Duration) (jobs []Job, more bool, err error) {
+// Pending returns up to limit undelivered rows of a polled kind that f
+// selects (a client's, of some reasons), oldest first, and whether more
+// wait beyond them. Rows past expiresAfter (measured from created_at) are
+// left out: a receiver that stopped polling does not get a week of stale
+// events at once.
+func Pending(ctx context.Context, pool *pgxpool.Pool, f Filter, limit int, now time.Time, expiresAfter time.Duration) (jobs []Job, more bool, err error) {
+	cond, args, err := f.where()
+	if err != nil {
+		return nil, false, err
+	}
 	rows, err := db.Conn(ctx, pool).Query(ctx, `
 		SELECT `+jobColumns+` FROM outbox
-		WHERE kind = $1 AND client_id = $2
-		  AND delivered_at IS NULL AND failed_at IS NULL AND abandoned_at IS NULL
-		  AND created_at > $3
+		WHERE `+undecided+` AND created_at > $6 AND `+cond+`
 		ORDER BY id
-		LIMIT $4`, kind, clientID, now.Add(-expiresAfter), limit+1)
+		LIMIT $7`, append(args, now.Add(-expiresAfter), limit+1)...)
 	if err != nil {
-		return nil, false, fmt.Errorf("outbox: pending %s: %w", kind, err)
+		return nil, false, fmt.Errorf("outbox: pending %v: %w", f.Kinds, err)
 	}
 	jobs, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Job])
 	if err != nil {
-		return nil, false, fmt.Errorf("outbox: pending %s: %w", kind, err)
+		return nil, false, fmt.Errorf("outbox: pending %v: %w", f.Kinds, err)
 	}
 	if len(jobs) > limit {
 		return jobs[:limit], true, nil

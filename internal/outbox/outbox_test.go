@@ -279,7 +279,7 @@ func TestPendingAck(t *testing.T) {
 	if err := Queue(ctx, d.Pool, start, msgs...); err != nil {
 		t.Fatal(err)
 	}
-	jobs, more, err := Pending(ctx, d.Pool, "polled", "rx", 3, start, time.Hour)
+	jobs, more, err := Pending(ctx, d.Pool, Filter{Kinds: []string{"polled"}, ClientID: "rx"}, 3, start, time.Hour)
 	if err != nil || len(jobs) != 3 || !more {
 		t.Fatalf("Pending = %d jobs, more %v, %v; want 3 and more", len(jobs), more, err)
 	}
@@ -288,7 +288,7 @@ func TestPendingAck(t *testing.T) {
 			t.Errorf("job %d = %s for %s, want %s", i, j.Payload, j.ClientID, want)
 		}
 	}
-	otherJobs, _, _ := Pending(ctx, d.Pool, "polled", "other", 10, start, time.Hour)
+	otherJobs, _, _ := Pending(ctx, d.Pool, Filter{Kinds: []string{"polled"}, ClientID: "other"}, 10, start, time.Hour)
 	acked, err := Ack(ctx, d.Pool, "polled", "rx", []int64{jobs[0].ID, jobs[1].ID, otherJobs[0].ID}, start)
 	if err != nil || acked != 2 {
 		t.Fatalf("Ack = %d, %v; want the client's own 2", acked, err)
@@ -296,7 +296,7 @@ func TestPendingAck(t *testing.T) {
 	if err := Fail(ctx, d.Pool, "polled", "rx", jobs[2].ID, start, "jwtAud: wrong audience"); err != nil {
 		t.Fatal(err)
 	}
-	rest, more, err := Pending(ctx, d.Pool, "polled", "rx", 10, start, time.Hour)
+	rest, more, err := Pending(ctx, d.Pool, Filter{Kinds: []string{"polled"}, ClientID: "rx"}, 10, start, time.Hour)
 	if err != nil || len(rest) != 2 || more {
 		t.Fatalf("after ack and fail Pending = %d, more %v, %v; want the 2 left", len(rest), more, err)
 	}

@@ -82,7 +82,8 @@ type Attempt struct {
 	Kind     string
 	ClientID string
 	// Outcome is "delivered", "retry" (it will be tried again), "failed"
-	// (the receiver refused it) or "abandoned" (undelivered for GiveUpAfter).
+	// (the receiver refused it), "abandoned" (undelivered for GiveUpAfter)
+	// or "held" (until released).
 	Outcome string
 	// Since is the time from the row being queued to the end of this
 	// attempt: for a delivered logout, how long the app went on believing
@@ -295,11 +296,11 @@ func (w *Worker) deliver(ctx context.Context, cfg config, j Job) {
 	since := cfg.now().Sub(j.CreatedAt)
 
 	var next time.Time
-	if o == Retrying {
+	if o == Retrying || o == Held {
 		deadline := j.CreatedAt.Add(giveUp)
 		if !now.Before(deadline) {
 			o = Abandoned
-		} else {
+		} else if o == Retrying {
 			delay := max(backoff(cfg.baseBackoff, cfg.maxBack, j.Attempts), min(res.RetryAfter, cfg.maxBack))
 			// The last attempt is made at the deadline, not skipped past it.
 			next = now.Add(delay)
@@ -333,7 +334,7 @@ func (w *Worker) deliver(ctx context.Context, cfg config, j Job) {
 	}
 	level := slog.LevelError // failed and abandoned need a person's attention
 	switch o {
-	case Delivered:
+	case Delivered, Held:
 		level = slog.LevelInfo
 	case Retrying:
 		level = slog.LevelWarn

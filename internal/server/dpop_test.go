@@ -266,6 +266,31 @@ func TestDPoP_TokenEndpoint(t *testing.T) {
 		}
 	})
 
+	t.Run("SSF API refuses a bound token", func(t *testing.T) {
+		secret := h.NewRP("siem", func(c *clients.Client) {
+			c.GrantTypes, c.Scopes = []string{"client_credentials"}, []string{"ssf"}
+		}).Secret
+		ssfCC := url.Values{"grant_type": {"client_credentials"}, "scope": {"ssf"}}
+		call := func(token string) int {
+			req, _ := http.NewRequest("GET", h.Issuer+"/ssf/streams", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		_, plain := tokenRequest(t, h, "siem", secret, "", ssfCC)
+		if got := call(plain["access_token"].(string)); got != http.StatusOK {
+			t.Fatalf("the receiver's bearer token: %d, want 200", got)
+		}
+		_, bound := tokenRequest(t, h, "siem", secret, key.proof(t, "POST", tokenURL, ""), ssfCC)
+		if got := call(bound["access_token"].(string)); got != http.StatusUnauthorized {
+			t.Fatalf("a DPoP-bound token as a bearer token at the SSF API: %d, want 401", got)
+		}
+	})
+
 	t.Run("client that requires DPoP", func(t *testing.T) {
 		bound := h.NewRP("bound", func(c *clients.Client) {
 			c.GrantTypes = []string{"client_credentials"}

@@ -329,6 +329,7 @@ func New(ctx context.Context, cfg Config, pool *pgxpool.Pool) (*Server, error) {
 		return nil, err
 	}
 	streams := &ssf.Store{Pool: pool, Box: ssfBox, AllowPrivate: cfg.AllowPrivateBackchannel, Now: cfg.Now}
+	svc.Admin.Streams = streams
 	pushes, err := ssf.Pusher{Store: streams, Keys: keySet, Issuer: cfg.Issuer, AllowPrivate: cfg.AllowPrivateBackchannel,
 		Now: cfg.Now}.Kind()
 	if err != nil {

@@ -10,8 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/idp/idp/internal/bearer"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/netguard"
 	"github.com/idp/idp/internal/outbox"
@@ -20,11 +19,6 @@ import (
 
 // DefaultTimeout bounds one push attempt when Pusher.HTTP has none.
 const DefaultTimeout = 10 * time.Second
-
-// pausedRetry is how soon a paused stream's event is looked at again
-// (the outbox caps it at its MaxBackoff); enabling the stream makes it due
-// at once anyway.
-const pausedRetry = time.Hour
 
 // SigningAlg signs every SET: RS256 is what every receiver's library
 // verifies (SSF's interoperability profile names it).
@@ -109,12 +103,16 @@ func (d pushing) send(ctx context.Context, j outbox.Job) outbox.Result {
 		return outbox.Result{Outcome: outbox.Failed, Error: "the stream was deleted", Attrs: attrs}
 	case err != nil:
 		return outbox.Result{Outcome: outbox.Retrying, Error: err.Error(), Attrs: attrs}
+	case st.Method != DeliveryPush:
+		return outbox.Result{Outcome: outbox.Failed, Error: "the stream no longer uses push delivery", Attrs: attrs}
+	case m.aboutStream():
+		// A stream-updated event goes whatever the status it announces.
 	case st.Status == StatusDisabled:
 		return outbox.Result{Outcome: outbox.Failed, Error: "the stream is disabled", Attrs: attrs}
 	case st.Status == StatusPaused:
-		return outbox.Result{Outcome: outbox.Retrying, RetryAfter: pausedRetry, Error: "held: the stream is paused", Attrs: attrs}
-	case st.Method != DeliveryPush:
-		return outbox.Result{Outcome: outbox.Failed, Error: "the stream no longer uses push delivery", Attrs: attrs}
+		// Queued since the pause held the others: it waits with them
+		// for the stream to be enabled, which releases it.
+		return outbox.Result{Outcome: outbox.Held, Error: "held: the stream is paused", Attrs: attrs}
 	}
 	token, err := m.SET.Sign(d.Keys, SigningAlg, d.Issuer, st.ClientID)
 	if errors.Is(err, ErrInvalidSET) {
@@ -171,12 +169,12 @@ func (h *Handler) poll(w http.ResponseWriter, r *http.Request, clientID string) 
 	limit := defaultMaxEvents
 	if req.MaxEvents != nil {
 		if *req.MaxEvents < 0 {
-			return badRequest("maxEvents must not be negative.")
+			return bearer.BadRequest("maxEvents must not be negative.")
 		}
 		limit = min(*req.MaxEvents, maxMaxEvents)
 	}
 	if len(req.Ack)+len(req.SetErrs) > maxAcks {
-		return badRequest("ack and setErrs name more than 1000 SETs.")
+		return bearer.BadRequest("ack and setErrs name more than 1000 SETs.")
 	}
 	ctx := r.Context()
 	st, err := h.Store.Get(ctx, clientID, "")
@@ -184,7 +182,7 @@ func (h *Handler) poll(w http.ResponseWriter, r *http.Request, clientID string) 
 		return err
 	}
 	if st.Method != DeliveryPoll {
-		return badRequest("The stream uses push delivery; poll is for streams with delivery method " + DeliveryPoll + ".")
+		return bearer.BadRequest("The stream uses push delivery; poll is for streams with delivery method " + DeliveryPoll + ".")
 	}
 	if err := h.acknowledge(ctx, clientID, req); err != nil {
 		return err
@@ -197,7 +195,7 @@ func (h *Handler) poll(w http.ResponseWriter, r *http.Request, clientID string) 
 			return err
 		}
 		if len(sets) > 0 || !wait || limit == 0 || !h.now().Before(deadline) {
-			return writeJSON(w, http.StatusOK, map[string]any{"sets": sets, "moreAvailable": more})
+			return bearer.WriteJSON(w, http.StatusOK, map[string]any{"sets": sets, "moreAvailable": more})
 		}
 		select {
 		case <-ctx.Done():
@@ -219,13 +217,18 @@ func (h *Handler) now() time.Time {
 }
 
 // pending signs up to limit of the stream's waiting SETs. A paused or
-// disabled stream has none to give.
+// disabled stream has none to give but the stream-updated events that say
+// so.
 func (h *Handler) pending(ctx context.Context, st Stream, limit int) (map[string]string, bool, error) {
 	sets := map[string]string{}
-	if st.Status != StatusEnabled || limit == 0 {
+	if limit == 0 {
 		return sets, false, nil
 	}
-	jobs, more, err := outbox.Pending(ctx, h.Store.Pool, KindPoll, st.ClientID, limit, h.now(), Retention)
+	f := outbox.Filter{Kinds: []string{KindPoll}, ClientID: st.ClientID}
+	if st.Status != StatusEnabled {
+		f.Reasons = []string{EventStreamUpdated}
+	}
+	jobs, more, err := outbox.Pending(ctx, h.Store.Pool, f, limit, h.now(), Retention)
 	if err != nil {
 		return nil, false, err
 	}
@@ -267,24 +270,19 @@ func (h *Handler) acknowledge(ctx context.Context, clientID string, req pollRequ
 	}
 	for jti, e := range req.SetErrs {
 		if len(e.Err) > 100 || len(e.Description) > 1000 {
-			return badRequest("A setErrs entry is too long.")
+			return bearer.BadRequest("A setErrs entry is too long.")
 		}
 		if storable(jti) {
 			jtis = append(jtis, jti)
 		}
 	}
+	if len(jtis) == 0 {
+		return nil // none names a SET of ours (and no Values would select every row)
+	}
 	return db.Tx(ctx, h.Store.Pool, func(ctx context.Context) error {
-		rows, err := db.Conn(ctx, h.Store.Pool).Query(ctx, `
-			SELECT payload->'set'->>'jti', id FROM outbox
-			WHERE kind = $1 AND client_id = $2 AND delivered_at IS NULL AND payload->'set'->>'jti' = ANY($3)`,
-			KindPoll, clientID, jtis)
+		ids, err := outbox.Find(ctx, db.Conn(ctx, h.Store.Pool), outbox.Filter{Kinds: []string{KindPoll}, ClientID: clientID,
+			Path: []string{"set", "jti"}, Values: jtis})
 		if err != nil {
-			return err
-		}
-		ids := map[string]int64{}
-		var jti string
-		var id int64
-		if _, err := pgx.ForEachRow(rows, []any{&jti, &id}, func() error { ids[jti] = id; return nil }); err != nil {
 			return err
 		}
 		now := h.now()

@@ -349,6 +349,10 @@ func TestPoll_Refused(t *testing.T) {
 	}
 }
 
+// TestPush_PausedStreamHoldsEvents: pausing holds the events waiting, an
+// event queued while paused is held after one attempt, and no held row is
+// attempted again (its next attempt is never) until enabling releases
+// them all.
 func TestPush_PausedStreamHoldsEvents(t *testing.T) {
 	h := servertest.New(t)
 	rc := newReceiver(t, h, "receiver", ssf.Scope)
@@ -358,26 +362,43 @@ func TestPush_PausedStreamHoldsEvents(t *testing.T) {
 		"delivery": map[string]any{"method": ssf.DeliveryPush, "endpoint_url": pr.srv.URL}})["stream_id"].(string)
 	rc.must(http.StatusOK, "POST", "/ssf/subjects:add", map[string]any{"stream_id": id,
 		"subject": map[string]any{"format": "email", "email": "ann@example.com"}})
-	rc.must(http.StatusOK, "POST", "/ssf/status", map[string]any{"stream_id": id, "status": "paused"})
 
+	h.StopBackground()
+	rc.must(http.StatusNoContent, "POST", "/ssf/verify", map[string]any{"stream_id": id, "state": "before the pause"})
+	rc.must(http.StatusOK, "POST", "/ssf/status", map[string]any{"stream_id": id, "status": "paused"})
+	if rows := pushRows(t, h); len(rows) != 1 || !rows[0].Held || rows[0].Attempts != 0 {
+		t.Fatalf("after the pause: %+v, want the waiting event held, never attempted", rows)
+	}
+	h.StartBackground()
 	adminRevoke(t, h, u.ID)
-	// Held means attempted and kept: every row seen by a worker, none
-	// delivered.
 	waitRows(t, h, func(rows []pushRow) bool {
-		for _, r := range rows {
-			if r.Delivered || r.Attempts == 0 || r.LastError != "held: the stream is paused" {
+		for _, r := range rows[1:] {
+			if r.Attempts != 1 || !r.Held || r.LastError != "held: the stream is paused" {
 				return false
 			}
 		}
-		return len(rows) == 2
+		return len(rows) == 3
 	})
+	for _, r := range pushRows(t, h) {
+		if r.Delivered || !r.Held || r.Attempts > 1 {
+			t.Errorf("row %+v: want held, at most one attempt", r)
+		}
+	}
 	if n := pr.count(); n != 0 {
 		t.Fatalf("a paused stream delivered %d SETs", n)
 	}
 	rc.must(http.StatusOK, "POST", "/ssf/status", map[string]any{"stream_id": id, "status": "enabled"})
-	got := pr.wait(2)
-	for _, set := range got {
+	// Delivered in parallel, so in no particular order.
+	verifications := 0
+	for _, set := range pr.wait(3) {
+		if _, ok := set.Event.(*ssfevents.VerificationEvent); ok {
+			verifications++
+			continue
+		}
 		checkSessionRevoked(t, set, "ann@example.com")
+	}
+	if verifications != 1 {
+		t.Errorf("%d verification SETs, want the one queued before the pause", verifications)
 	}
 }
 
@@ -470,11 +491,13 @@ type pushRow struct {
 	Attempts  int
 	Delivered bool
 	LastError string
+	Held      bool // waiting to be released, never due by itself
 }
 
 func pushRows(t *testing.T, h *servertest.Harness) []pushRow {
 	t.Helper()
-	rows, err := h.DB.Pool.Query(h.Ctx, `SELECT id, subject, attempts, delivered_at IS NOT NULL, last_error
+	rows, err := h.DB.Pool.Query(h.Ctx, `SELECT id, subject, attempts, delivered_at IS NOT NULL, last_error,
+			next_attempt_at = 'infinity'
 		FROM outbox WHERE kind = $1 ORDER BY id`, ssf.KindPush)
 	if err != nil {
 		t.Fatal(err)

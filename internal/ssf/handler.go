@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"github.com/ory/fosite"
-	"github.com/ory/fosite/handler/openid"
 
-	"github.com/idp/idp/internal/db"
-	"github.com/idp/idp/internal/ops"
+	"github.com/idp/idp/internal/bearer"
 	"github.com/idp/idp/internal/sso/keys"
 )
 
@@ -79,7 +77,7 @@ func (h *Handler) Mount(mux *http.ServeMux) {
 func (h *Handler) configuration(w http.ResponseWriter, r *http.Request) {
 	i := h.Issuer
 	w.Header().Set("Cache-Control", "public, max-age=3600")
-	writeJSON(w, http.StatusOK, map[string]any{
+	bearer.WriteJSON(w, http.StatusOK, map[string]any{
 		"spec_version":               "1_0",
 		"issuer":                     i,
 		"jwks_uri":                   i + "/.well-known/jwks.json",
@@ -94,26 +92,8 @@ func (h *Handler) configuration(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// apiError is an error the receiver caused, with its status and code.
-type apiError struct {
-	status     int
-	code, desc string
-}
-
-func (e *apiError) Error() string { return e.code + ": " + e.desc }
-
-func badRequest(desc string) error {
-	return &apiError{status: http.StatusBadRequest, code: "invalid_request", desc: desc}
-}
-
-var (
-	errNoToken = &apiError{status: http.StatusUnauthorized, code: "unauthorized",
-		desc: "A bearer access token with the ssf scope is required."}
-	errInvalidToken = &apiError{status: http.StatusUnauthorized, code: "invalid_token",
-		desc: "The access token is invalid, expired or revoked."}
-	errInsufficientScope = &apiError{status: http.StatusForbidden, code: "insufficient_scope",
-		desc: "The access token lacks the ssf scope, or is not a receiver client's own token (client_credentials)."}
-)
+var errInsufficientScope = bearer.InsufficientScope(Scope,
+	"The access token lacks the ssf scope, or is not a receiver client's own token (client_credentials).")
 
 func (h *Handler) authenticated(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -123,26 +103,19 @@ func (h *Handler) authenticated(rt route) http.Handler {
 			err = rt(w, r, clientID)
 		}
 		if err != nil {
-			h.fail(w, r, err)
+			bearer.Fail(w, r, err, explain, h.Logger, "ssf")
 		}
 	})
 }
 
-// authenticate accepts a live access token of this provider with the ssf
-// scope that a client holds for itself (client_credentials): a stream is a
-// system's, not a person's, and one person's token must not subscribe to
-// everyone's events.
+// authenticate accepts a live access token of this provider
+// (bearer.Token) with the ssf scope that a client holds for itself
+// (client_credentials): a stream is a system's, not a person's, and one
+// person's token must not subscribe to everyone's events.
 func (h *Handler) authenticate(r *http.Request) (string, error) {
-	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	token = strings.TrimSpace(token)
-	if !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return "", errNoToken
-	}
-	use, ar, err := h.Tokens.IntrospectToken(r.Context(), token, fosite.AccessToken, openid.NewDefaultSession())
-	// fosite falls back to refresh tokens when the hint does not match; a
-	// refresh token is not a bearer credential.
-	if err != nil || use != fosite.AccessToken {
-		return "", errInvalidToken
+	ar, err := bearer.Token(r, h.Tokens, Scope)
+	if err != nil {
+		return "", err
 	}
 	if !ar.GetGrantedScopes().Has(Scope) || ar.GetSession().GetSubject() != "" {
 		return "", errInsufficientScope
@@ -150,74 +123,36 @@ func (h *Handler) authenticate(r *http.Request) (string, error) {
 	return ar.GetClient().GetID(), nil
 }
 
-// fail is the one place errors become statuses; only errors the receiver
-// did not cause are logged.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	var e *apiError
+// explain is the status of each error of the Store the receiver caused;
+// nil for one it did not.
+func explain(err error) *bearer.Error {
 	var inv *InvalidError
 	switch {
-	case errors.As(err, &e):
 	case errors.As(err, &inv):
-		e = &apiError{status: http.StatusBadRequest, code: "invalid_request", desc: inv.Message}
+		return bearer.BadRequest(inv.Message)
 	case errors.Is(err, ErrNotFound):
-		e = &apiError{status: http.StatusNotFound, code: "not_found", desc: "The receiver has no stream with that stream_id."}
+		return bearer.NotFound("The receiver has no stream with that stream_id.")
 	case errors.Is(err, ErrExists):
-		e = &apiError{status: http.StatusConflict, code: "conflict",
-			desc: "The receiver already has a stream: update or delete it (one stream per receiver)."}
-	case db.IsUnavailable(err):
-		ops.NoteUnavailable(r.Context())
-		w.Header().Set("Retry-After", ops.UnavailableRetryAfter)
-		e = &apiError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable",
-			desc: "The service is temporarily unavailable. Try again in a moment."}
-	default:
-		log := h.Logger
-		if log == nil {
-			log = slog.Default()
-		}
-		log.ErrorContext(r.Context(), "ssf", "request_id", ops.RequestID(r.Context()), "route", r.Pattern, "err", err)
-		e = &apiError{status: http.StatusInternalServerError, code: "server_error", desc: "Internal error."}
+		return bearer.Conflict("The receiver already has a stream: update or delete it (one stream per receiver).")
 	}
-	switch e.status {
-	case http.StatusUnauthorized:
-		if e == errNoToken {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="idp"`)
-		} else {
-			w.Header().Set("WWW-Authenticate", `Bearer error="`+e.code+`", error_description="`+e.desc+`"`)
-		}
-	case http.StatusForbidden:
-		w.Header().Set("WWW-Authenticate", `Bearer error="`+e.code+`", error_description="`+e.desc+`", scope="`+Scope+`"`)
-	}
-	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.desc})
-}
-
-// writeJSON fails only before anything is written; an error writing the
-// body means the client is gone.
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n')) //nolint:errcheck // the client is gone
 	return nil
 }
 
 // decode reads a bounded JSON object body into v.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	if mt := r.Header.Get("Content-Type"); mt != "" && !strings.HasPrefix(strings.ToLower(mt), "application/json") {
-		return badRequest("The body must be JSON (Content-Type: application/json).")
+		return bearer.BadRequest("The body must be JSON (Content-Type: application/json).")
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
 	if err := dec.Decode(v); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return &apiError{status: http.StatusRequestEntityTooLarge, code: "invalid_request", desc: "The body is too large."}
+			return &bearer.Error{Status: http.StatusRequestEntityTooLarge, Code: "invalid_request", Description: "The body is too large."}
 		}
-		return badRequest("The body must be a JSON object: " + jsonProblem(err))
+		return bearer.BadRequest("The body must be a JSON object: " + jsonProblem(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return badRequest("The body must be one JSON object.")
+		return bearer.BadRequest("The body must be one JSON object.")
 	}
 	return nil
 }
@@ -284,9 +219,9 @@ func (h *Handler) config(body wireStream, existing *Stream) (Config, error) {
 		aud := strings.TrimSpace(string(body.Aud))
 		switch {
 		case body.Iss != "" && body.Iss != h.Issuer:
-			return Config{}, badRequest("iss is the transmitter's and cannot be changed.")
+			return Config{}, bearer.BadRequest("iss is the transmitter's and cannot be changed.")
 		case aud != "" && aud != string(cur.Aud) && aud != `[`+string(cur.Aud)+`]`:
-			return Config{}, badRequest("aud is the transmitter's and cannot be changed.")
+			return Config{}, bearer.BadRequest("aud is the transmitter's and cannot be changed.")
 		}
 	}
 	c := Config{EventsRequested: body.EventsRequested, Description: body.Description}
@@ -314,7 +249,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, clientID string
 		return err
 	}
 	if body.Delivery == nil {
-		return badRequest(`delivery is required: {"method": "` + DeliveryPush + `", "endpoint_url": "https://…"} or {"method": "` + DeliveryPoll + `"}.`)
+		return bearer.BadRequest(`delivery is required: {"method": "` + DeliveryPush + `", "endpoint_url": "https://…"} or {"method": "` + DeliveryPoll + `"}.`)
 	}
 	c, err := h.config(body, nil)
 	if err != nil {
@@ -324,7 +259,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request, clientID string
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusCreated, h.wire(st))
+	return bearer.WriteJSON(w, http.StatusCreated, h.wire(st))
 }
 
 // read answers with the stream named by stream_id, or with the list of
@@ -334,17 +269,17 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request, clientID string) 
 	st, err := h.Store.Get(r.Context(), clientID, id)
 	if id == "" {
 		if errors.Is(err, ErrNotFound) {
-			return writeJSON(w, http.StatusOK, []wireStream{})
+			return bearer.WriteJSON(w, http.StatusOK, []wireStream{})
 		}
 		if err != nil {
 			return err
 		}
-		return writeJSON(w, http.StatusOK, []wireStream{h.wire(st)})
+		return bearer.WriteJSON(w, http.StatusOK, []wireStream{h.wire(st)})
 	}
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, h.wire(st))
+	return bearer.WriteJSON(w, http.StatusOK, h.wire(st))
 }
 
 func (h *Handler) update(w http.ResponseWriter, r *http.Request, clientID string) error {
@@ -361,10 +296,10 @@ func (h *Handler) change(w http.ResponseWriter, r *http.Request, clientID string
 		return err
 	}
 	if body.StreamID == "" {
-		return badRequest("stream_id is required.")
+		return bearer.BadRequest("stream_id is required.")
 	}
 	if replace && body.Delivery == nil {
-		return badRequest("delivery is required when replacing a stream's configuration.")
+		return bearer.BadRequest("delivery is required when replacing a stream's configuration.")
 	}
 	existing, err := h.Store.Get(r.Context(), clientID, body.StreamID)
 	if err != nil {
@@ -378,13 +313,13 @@ func (h *Handler) change(w http.ResponseWriter, r *http.Request, clientID string
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, h.wire(st))
+	return bearer.WriteJSON(w, http.StatusOK, h.wire(st))
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request, clientID string) error {
 	id := r.URL.Query().Get("stream_id")
 	if id == "" {
-		return badRequest("stream_id is required.")
+		return bearer.BadRequest("stream_id is required.")
 	}
 	if err := h.Store.Delete(r.Context(), clientID, id); err != nil {
 		return err
@@ -402,13 +337,13 @@ type wireStatus struct {
 func (h *Handler) status(w http.ResponseWriter, r *http.Request, clientID string) error {
 	id := r.URL.Query().Get("stream_id")
 	if id == "" {
-		return badRequest("stream_id is required.")
+		return bearer.BadRequest("stream_id is required.")
 	}
 	st, err := h.Store.Get(r.Context(), clientID, id)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, wireStatus{StreamID: st.ID, Status: st.Status, Reason: st.StatusReason})
+	return bearer.WriteJSON(w, http.StatusOK, wireStatus{StreamID: st.ID, Status: st.Status, Reason: st.StatusReason})
 }
 
 func (h *Handler) setStatus(w http.ResponseWriter, r *http.Request, clientID string) error {
@@ -417,13 +352,13 @@ func (h *Handler) setStatus(w http.ResponseWriter, r *http.Request, clientID str
 		return err
 	}
 	if body.StreamID == "" || body.Status == "" {
-		return badRequest("stream_id and status are required.")
+		return bearer.BadRequest("stream_id and status are required.")
 	}
 	st, err := h.Store.SetStatus(r.Context(), clientID, body.StreamID, body.Status, body.Reason)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, wireStatus{StreamID: st.ID, Status: st.Status, Reason: st.StatusReason})
+	return bearer.WriteJSON(w, http.StatusOK, wireStatus{StreamID: st.ID, Status: st.Status, Reason: st.StatusReason})
 }
 
 type wireSubject struct {
@@ -446,7 +381,7 @@ func (h *Handler) subject(w http.ResponseWriter, r *http.Request, clientID strin
 		return err
 	}
 	if body.StreamID == "" || body.Subject == nil {
-		return badRequest("stream_id and subject are required.")
+		return bearer.BadRequest("stream_id and subject are required.")
 	}
 	if err := h.Store.SetSubject(r.Context(), clientID, body.StreamID, h.Issuer, *body.Subject, add); err != nil {
 		return err
@@ -468,10 +403,10 @@ func (h *Handler) verify(w http.ResponseWriter, r *http.Request, clientID string
 		return err
 	}
 	if body.StreamID == "" {
-		return badRequest("stream_id is required.")
+		return bearer.BadRequest("stream_id is required.")
 	}
 	if len(body.State) > 1000 {
-		return badRequest("state is longer than 1000 bytes.")
+		return bearer.BadRequest("state is longer than 1000 bytes.")
 	}
 	if err := h.Store.Verify(r.Context(), clientID, body.StreamID, body.State); err != nil {
 		return err

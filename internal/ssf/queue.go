@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/idp/idp/internal/db"
@@ -36,6 +35,13 @@ const Retention = 7 * 24 * time.Hour
 type message struct {
 	StreamID string `json:"stream_id"`
 	SET      SET    `json:"set"`
+}
+
+// aboutStream reports whether the message is a stream-updated event,
+// which goes to a paused or disabled stream too.
+func (m message) aboutStream() bool {
+	_, ok := m.SET.Events[EventStreamUpdated]
+	return ok
 }
 
 func kindOf(method string) string {
@@ -157,48 +163,37 @@ func revokeReason(reason string) (initiator, text string) {
 	return InitiatorSystem, ""
 }
 
-// held lists the waiting events of kind for clientID's stream.
-func held(ctx context.Context, q db.Querier, kind, clientID string) ([]int64, error) {
-	rows, err := q.Query(ctx, `
-		SELECT id FROM outbox
-		WHERE kind = $1 AND client_id = $2 AND delivered_at IS NULL AND failed_at IS NULL AND abandoned_at IS NULL`,
-		kind, clientID)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[int64])
+// events selects the outbox rows of the events queued for st, of both
+// kinds: rows of an earlier stream of the same receiver are not its.
+func events(st Stream) outbox.Filter {
+	return outbox.Filter{Kinds: []string{KindPush, KindPoll}, ClientID: st.ClientID,
+		Path: []string{"stream_id"}, Values: []string{st.ID}}
 }
 
-// resumeEvents makes the push events a pause held due now.
-func resumeEvents(ctx context.Context, pool *pgxpool.Pool, clientID string) error {
-	ids, err := held(ctx, db.Conn(ctx, pool), KindPush, clientID)
-	if err != nil {
-		return err
-	}
-	for _, id := range ids {
-		if err := outbox.Retry(ctx, pool, id); err != nil {
-			return err
-		}
-	}
-	return nil
+// holdEvents keeps a paused stream's push events from every attempt until
+// releaseEvents; a poll stream's wait anyway, as its poll returns none.
+func holdEvents(ctx context.Context, pool *pgxpool.Pool, st Stream) error {
+	f := events(st)
+	f.Kinds = []string{KindPush}
+	_, err := outbox.Hold(ctx, pool, f)
+	return err
+}
+
+// releaseEvents makes the push events a pause held due now.
+func releaseEvents(ctx context.Context, pool *pgxpool.Pool, st Stream) error {
+	f := events(st)
+	f.Kinds = []string{KindPush}
+	_, err := outbox.Release(ctx, pool, f)
+	return err
 }
 
 // failEvents fails every event clientID's stream still holds, saying why:
 // a disabled or deleted stream gets none of them, even if enabled or made
-// again before their next attempt.
+// again before their next attempt. Every row of the receiver, so a row
+// of a stream it deleted before goes too.
 func failEvents(ctx context.Context, pool *pgxpool.Pool, clientID string, now time.Time, why string) error {
-	for _, kind := range []string{KindPush, KindPoll} {
-		ids, err := held(ctx, db.Conn(ctx, pool), kind, clientID)
-		if err != nil {
-			return err
-		}
-		for _, id := range ids {
-			if err := outbox.Fail(ctx, pool, kind, clientID, id, now, why); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	_, err := outbox.FailAll(ctx, pool, outbox.Filter{Kinds: []string{KindPush, KindPoll}, ClientID: clientID}, now, why)
+	return err
 }
 
 // decodeMessage reads a row's payload. Numbers stay as written: an

@@ -42,6 +42,11 @@ const (
 	// EventVerification answers a receiver's verification request (SSF
 	// §8.1.4); it is always delivered, whatever the stream asked for.
 	EventVerification = "https://schemas.openid.net/secevent/ssf/event-type/verification"
+	// EventStreamUpdated tells the receiver the transmitter changed the
+	// stream's status (SSF §8.1.5); like verification, it is always
+	// delivered, and even to a paused or disabled stream, as it is about
+	// the stream.
+	EventStreamUpdated = "https://schemas.openid.net/secevent/ssf/event-type/stream-updated"
 )
 
 // EventsSupported are the event types a stream may request, in the order
@@ -255,4 +260,14 @@ func Verification(state string) map[string]map[string]any {
 		m["state"] = state
 	}
 	return map[string]map[string]any{EventVerification: m}
+}
+
+// StreamUpdated is SSF's stream-updated event: the stream's new status
+// and, when given, why.
+func StreamUpdated(status, reason string) map[string]map[string]any {
+	m := map[string]any{"status": status}
+	if reason != "" {
+		m["reason"] = reason
+	}
+	return map[string]map[string]any{EventStreamUpdated: m}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/db"
 	"github.com/idp/idp/internal/netguard"
+	"github.com/idp/idp/internal/outbox"
 	"github.com/idp/idp/internal/secrets"
 )
 
@@ -268,13 +269,20 @@ func (s *Store) seal(st Stream) []byte {
 	return s.Box.Seal([]byte(st.AuthorizationHeader), []byte(st.ID))
 }
 
-// record writes an audit entry about a stream, in the transaction in ctx.
+// record writes an audit entry about a stream its receiver changed, in
+// the transaction in ctx.
 func (s *Store) record(ctx context.Context, clientID, action string, st Stream, extra map[string]any) error {
+	return s.recordBy(ctx, audit.Client(clientID), action, st, extra)
+}
+
+// recordBy is record for a change made by actor; the target is always the
+// receiver.
+func (s *Store) recordBy(ctx context.Context, actor, action string, st Stream, extra map[string]any) error {
 	details := map[string]any{"stream_id": st.ID, "delivery_method": st.Method, "status": st.Status}
 	for k, v := range extra {
 		details[k] = v
 	}
-	return audit.Record(ctx, s.now(), audit.Client(clientID), action, audit.Client(clientID), details)
+	return audit.Record(ctx, s.now(), actor, action, audit.Client(st.ClientID), details)
 }
 
 const streamColumns = `id, client_id, delivery_method, endpoint_url, authorization_header_encrypted,
@@ -377,10 +385,39 @@ func (s *Store) Delete(ctx context.Context, clientID, streamID string) error {
 	return nil
 }
 
-// SetStatus sets the stream's status. A paused stream holds its events; a
-// disabled one gets no new ones, and those it held fail; enabling makes
-// those a pause held due at once.
+// SetStatus sets the stream's status, as its receiver asked. A paused
+// stream holds its events (outbox.Hold: no attempt until it is enabled); a
+// disabled one gets no new ones, and those it held fail; enabling releases
+// those a pause held.
 func (s *Store) SetStatus(ctx context.Context, clientID, streamID, status, reason string) (Stream, error) {
+	st, err := s.setStatus(ctx, status, reason, audit.Client(clientID), false, func(ctx context.Context) (Stream, error) {
+		return s.get(ctx, clientID, streamID, true)
+	})
+	if err != nil {
+		return Stream{}, fmt.Errorf("ssf: set stream status: %w", err)
+	}
+	return st, nil
+}
+
+// ChangeStatus is the transmitter's own change of a stream's status (an
+// administrator's, actor in the audit log): as SetStatus, and the
+// receiver is told with a stream-updated event, which a pause does not
+// hold nor a disabling drop, since it is about the stream itself. Setting
+// the status and reason the stream has changes nothing.
+func (s *Store) ChangeStatus(ctx context.Context, streamID, status, reason, actor string) (Stream, error) {
+	st, err := s.setStatus(ctx, status, reason, actor, true, func(ctx context.Context) (Stream, error) {
+		if !storable(streamID) {
+			return Stream{}, ErrNotFound // names no stream
+		}
+		return s.scan(db.Conn(ctx, s.Pool).QueryRow(ctx, `SELECT `+streamColumns+` FROM ssf_streams WHERE id = $1 FOR UPDATE`, streamID))
+	})
+	if err != nil {
+		return Stream{}, fmt.Errorf("ssf: change stream status: %w", err)
+	}
+	return st, nil
+}
+
+func (s *Store) setStatus(ctx context.Context, status, reason, actor string, tell bool, lock func(context.Context) (Stream, error)) (Stream, error) {
 	if status != StatusEnabled && status != StatusPaused && status != StatusDisabled {
 		return Stream{}, invalid("status must be enabled, paused or disabled")
 	}
@@ -390,10 +427,13 @@ func (s *Store) SetStatus(ctx context.Context, clientID, streamID, status, reaso
 	var st Stream
 	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
 		var err error
-		if st, err = s.get(ctx, clientID, streamID, true); err != nil {
+		if st, err = lock(ctx); err != nil {
 			return err
 		}
 		from := st.Status
+		if tell && from == status && st.StatusReason == reason {
+			return nil
+		}
 		st.Status, st.StatusReason, st.UpdatedAt = status, reason, s.now()
 		if _, err := db.Conn(ctx, s.Pool).Exec(ctx, `
 			UPDATE ssf_streams SET status = $2, status_reason = $3, updated_at = $4 WHERE id = $1`,
@@ -402,20 +442,71 @@ func (s *Store) SetStatus(ctx context.Context, clientID, streamID, status, reaso
 		}
 		switch {
 		case status == StatusDisabled && from != StatusDisabled:
-			if err := failEvents(ctx, s.Pool, clientID, st.UpdatedAt, "the stream was disabled"); err != nil {
+			if err := failEvents(ctx, s.Pool, st.ClientID, st.UpdatedAt, "the stream was disabled"); err != nil {
+				return err
+			}
+		case status == StatusPaused && from != StatusPaused:
+			if err := holdEvents(ctx, s.Pool, st); err != nil {
 				return err
 			}
 		case status == StatusEnabled && from == StatusPaused:
-			if err := resumeEvents(ctx, s.Pool, clientID); err != nil {
+			if err := releaseEvents(ctx, s.Pool, st); err != nil {
 				return err
 			}
 		}
-		return s.record(ctx, clientID, "ssf.stream_status", st, map[string]any{"from": from, "reason": reason})
+		if tell {
+			// Queued after the hold or the failing above, which it must
+			// escape.
+			if err := outbox.Queue(ctx, s.Pool, st.UpdatedAt, outbox.Message{Kind: kindOf(st.Method), ClientID: st.ClientID,
+				Reason: EventStreamUpdated, Payload: message{StreamID: st.ID,
+					SET: newSET(st.UpdatedAt, Opaque(st.ID), StreamUpdated(status, reason), "")}}); err != nil {
+				return err
+			}
+		}
+		return s.recordBy(ctx, actor, "ssf.stream_status", st, map[string]any{"from": from, "reason": reason})
+	})
+	return st, err
+}
+
+// ErrNotEnabled means a stream is paused or disabled, so its events
+// cannot be retried now.
+var ErrNotEnabled = errors.New("ssf: the stream is not enabled")
+
+// RetryNow makes every undelivered event of the stream due at once — those
+// waiting out a backoff, and those failed or given up on — and records it
+// with actor: an administrator's "retry now" once a receiver is fixed. A
+// poll stream's failed events are offered again. A paused or disabled
+// stream is ErrNotEnabled: enabling it is what delivers (or, once
+// disabled, allows retrying) its events. It returns how many it retried.
+func (s *Store) RetryNow(ctx context.Context, streamID, actor string) (int, error) {
+	if !storable(streamID) {
+		return 0, fmt.Errorf("ssf: retry stream: %w", ErrNotFound) // names no stream
+	}
+	var n int
+	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
+		// Locked, so no status change slips in between the check and the
+		// retry.
+		var st Stream
+		err := db.Conn(ctx, s.Pool).QueryRow(ctx, `SELECT id, client_id, delivery_method, status FROM ssf_streams WHERE id = $1 FOR UPDATE`,
+			streamID).Scan(&st.ID, &st.ClientID, &st.Method, &st.Status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if st.Status != StatusEnabled {
+			return ErrNotEnabled
+		}
+		if n, err = outbox.RetryAll(ctx, s.Pool, events(st)); err != nil {
+			return err
+		}
+		return s.recordBy(ctx, actor, "ssf.stream_retry", st, map[string]any{"events": n})
 	})
 	if err != nil {
-		return Stream{}, fmt.Errorf("ssf: set stream status: %w", err)
+		return 0, fmt.Errorf("ssf: retry stream %s: %w", streamID, err)
 	}
-	return st, nil
+	return n, nil
 }
 
 // subjectKey normalises a subject for matching, or says why it cannot be

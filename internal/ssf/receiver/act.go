@@ -76,7 +76,7 @@ func (r *Receiver) Handle(ctx context.Context, t Transmitter, raw string) (Outco
 		}
 		act := false
 		for event, body := range c.Events {
-			if event == ssf.EventVerification || event == EventStreamUpdated {
+			if event == ssf.EventVerification || event == ssf.EventStreamUpdated {
 				// About our stream, not a person: never acted on by revoking.
 				why, err := r.streamEvent(ctx, u, t, c, event, body)
 				if err != nil {
@@ -137,10 +137,6 @@ func eventNames(events map[string]json.RawMessage) []string {
 	slices.Sort(names)
 	return names
 }
-
-// EventStreamUpdated is the transmitter telling us our stream's status
-// changed (SSF 1.0 §8.1.5).
-const EventStreamUpdated = "https://schemas.openid.net/secevent/ssf/event-type/stream-updated"
 
 // streamEvent takes in an event about our stream, in the transaction that
 // records the jti: a verification echoing the state we sent marks t

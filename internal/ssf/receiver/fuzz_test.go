@@ -33,7 +33,7 @@ func FuzzReceiver_Push(f *testing.F) {
 		{0, `{"iss":"{iss}","aud":"{iss}","iat":1e400,"jti":"c","events":{}}`},
 		{0, `{"iss":7,"aud":null,"iat":"x","jti":[],"sub_id":"s","events":[]}`},
 		{0, `{"iss":"{iss}","aud":"{iss}","iat":{now},"jti":"d","sub_id":{"format":"opaque","id":"s"},"events":{"` + ssf.EventVerification + `":{"state":"x"}}}`},
-		{0, `{"iss":"{iss}","aud":"{iss}","iat":{now},"jti":"e","sub_id":{"format":"opaque","id":"s"},"events":{"` + receiver.EventStreamUpdated + `":{"status":"paused","reason":"a\u0000b"}}}`},
+		{0, `{"iss":"{iss}","aud":"{iss}","iat":{now},"jti":"e","sub_id":{"format":"opaque","id":"s"},"events":{"` + ssf.EventStreamUpdated + `":{"status":"paused","reason":"a\u0000b"}}}`},
 		{0, `null`},
 		{1, `eyJhbGciOiJub25lIn0.e30.`},
 		{1, `a.b.c.d.e`},

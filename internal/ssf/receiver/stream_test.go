@@ -261,7 +261,7 @@ func TestReceiver_VerificationState(t *testing.T) {
 func TestReceiver_StreamUpdated(t *testing.T) {
 	s := newStreamSETs(t)
 	updated := func(status, reason string) map[string]any {
-		return map[string]any{receiver.EventStreamUpdated: map[string]any{"status": status, "reason": reason}}
+		return map[string]any{ssf.EventStreamUpdated: map[string]any{"status": status, "reason": reason}}
 	}
 	now := time.Now().Truncate(time.Second)
 	s.push(t, s.tx.StreamID, now, updated("paused", "maintenance"))
@@ -277,7 +277,7 @@ func TestReceiver_StreamUpdated(t *testing.T) {
 		{"older", s.tx.StreamID, now.Add(-time.Minute), updated("enabled", "")},
 		{"another stream", "another-stream", now.Add(time.Second), updated("disabled", "gone")},
 		{"unknown status", s.tx.StreamID, now.Add(time.Second), updated("sleeping", "")},
-		{"no status", s.tx.StreamID, now.Add(time.Second), map[string]any{receiver.EventStreamUpdated: "paused"}},
+		{"no status", s.tx.StreamID, now.Add(time.Second), map[string]any{ssf.EventStreamUpdated: "paused"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s.push(t, c.stream, c.iat, c.events)

@@ -215,7 +215,7 @@ func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string)
 	if clearOIDC {
 		forms = ", oidc_form = NULL"
 	}
-	pkceClear := (*db.Queued)(nil)
+	var pkceClear *db.Queued
 	if read && c.pkceClear != nil && u.Waits(c.pkceClear) {
 		pkceClear = c.pkceClear
 		forms += ", pkce_form = NULL"

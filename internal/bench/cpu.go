@@ -1,11 +1,15 @@
 package bench
 
 import (
+	"context"
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // cpuReading is a moment's cumulative CPU time: this process's (provider
@@ -14,9 +18,11 @@ import (
 // differences over a measurement, divided by its operations, say what one
 // operation costs in CPU, which the ratios to the floors do not show.
 type cpuReading struct {
-	process time.Duration
-	busy    time.Duration
-	ok      bool // false where /proc/stat cannot be read (not Linux)
+	process  time.Duration
+	postgres time.Duration // the database server's processes, when found (postmasterPID)
+	busy     time.Duration
+	ok       bool // false where /proc/stat cannot be read (not Linux)
+	pgOK     bool
 }
 
 func readCPU() cpuReading {
@@ -26,7 +32,88 @@ func readCPU() cpuReading {
 		c.process = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	c.busy, c.ok = machineBusy()
+	if pid := postmasterPID.Load(); pid > 0 {
+		c.postgres, c.pgOK = postgresCPU(int(pid))
+	}
 	return c
+}
+
+// postmasterPID is the process id of the PostgreSQL server the benchmark
+// runs on, when it runs on this machine and /proc shows it (0 otherwise):
+// its CPU per operation then has a column of its own, which the machine's
+// busy time, shared with whatever else runs, does not give.
+var postmasterPID atomic.Int64
+
+// findPostmaster looks for the server behind pool: the parent of a backend
+// whose process id the server reports, if /proc has it and names it
+// postgres. A server elsewhere (another host, a container) is not found.
+func findPostmaster(ctx context.Context, pool *pgxpool.Pool) {
+	var backend int
+	if pool.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend) != nil {
+		return
+	}
+	st, ok := procStat(backend)
+	if !ok || len(st) < 2 {
+		return
+	}
+	ppid, err := strconv.Atoi(st[1])
+	if err != nil {
+		return
+	}
+	if comm, err := os.ReadFile("/proc/" + strconv.Itoa(ppid) + "/comm"); err != nil || strings.TrimSpace(string(comm)) != "postgres" {
+		return
+	}
+	postmasterPID.Store(int64(ppid))
+}
+
+// postgresCPU is the CPU time of the PostgreSQL server whose postmaster is
+// pid: its own and that of its reaped children (backends that ended) and
+// of its live ones. A backend that ends between two readings moves from
+// the second sum to the first, so differences stay right.
+func postgresCPU(pid int) (time.Duration, bool) {
+	st, ok := procStat(pid)
+	if !ok {
+		return 0, false
+	}
+	ticks := statTicks(st, 4) // utime, stime, cutime, cstime
+	children, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/task/" + strconv.Itoa(pid) + "/children")
+	if err != nil {
+		return 0, false
+	}
+	for _, c := range strings.Fields(string(children)) {
+		n, err := strconv.Atoi(c)
+		if err != nil {
+			continue
+		}
+		if cst, ok := procStat(n); ok {
+			ticks += statTicks(cst, 2) // utime, stime
+		}
+	}
+	return time.Duration(ticks) * clockTick, true
+}
+
+// procStat is /proc/pid/stat's fields after the command name (which may
+// hold spaces): state, ppid, … (field 3 onwards in proc(5)'s numbering).
+func procStat(pid int) ([]string, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil, false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return nil, false
+	}
+	return strings.Fields(string(b[i+1:])), true
+}
+
+// statTicks sums n of the time fields that start at utime (field 14).
+func statTicks(st []string, n int) int64 {
+	var ticks int64
+	for i := 11; i < 11+n && i < len(st); i++ {
+		v, _ := strconv.ParseInt(st[i], 10, 64)
+		ticks += v
+	}
+	return ticks
 }
 
 // clockTick is USER_HZ, the unit of /proc/stat, which Linux fixes at 100
@@ -60,18 +147,22 @@ func machineBusy() (time.Duration, bool) {
 
 // cpuSpent is CPU time spent during measurements.
 type cpuSpent struct {
-	process, busy time.Duration
-	unknown       bool // a reading failed: busy means nothing
+	process, postgres, busy time.Duration
+	unknown                 bool // a reading failed: busy means nothing
+	pgUnknown               bool // postgres means nothing
 }
 
 func (c *cpuSpent) add(o cpuSpent) {
 	c.process += o.process
+	c.postgres += o.postgres
 	c.busy += o.busy
 	c.unknown = c.unknown || o.unknown
+	c.pgUnknown = c.pgUnknown || o.pgUnknown
 }
 
 // cpuSince is what was spent since start.
 func cpuSince(start cpuReading) cpuSpent {
 	end := readCPU()
-	return cpuSpent{process: end.process - start.process, busy: end.busy - start.busy, unknown: !start.ok || !end.ok}
+	return cpuSpent{process: end.process - start.process, postgres: end.postgres - start.postgres,
+		busy: end.busy - start.busy, unknown: !start.ok || !end.ok, pgUnknown: !start.pgOK || !end.pgOK}
 }

@@ -111,6 +111,7 @@ func startInstance(ctx context.Context, dbURL string, janitorInterval time.Durat
 		return nil, fmt.Errorf("bench: connect: %w", err)
 	}
 	in.pool = pool
+	findPostmaster(ctx, pool)
 	if _, err := db.Migrate(ctx, pool); err != nil {
 		pool.Close()
 		return nil, err

@@ -528,18 +528,21 @@ func writeCPU(b *bytes.Buffer, rep *Report) {
 	if !slices.ContainsFunc(all, func(s Scenario) bool { return s.ProcessCPUPerOp > 0 }) {
 		return
 	}
-	fmt.Fprintf(b, "\nCPU per operation (process: provider and load generator; machine: all %d CPUs, PostgreSQL and anything else running included)\n", rep.Machine.Cores)
+	fmt.Fprintf(b, "\nCPU per operation (process: provider and load generator; postgres: the database server's processes, when on this machine; machine: all %d CPUs, PostgreSQL and anything else running included)\n", rep.Machine.Cores)
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\tworkers\tprocess\tmachine\tmachine busy\t")
+	fmt.Fprintln(tw, "\tworkers\tprocess\tpostgres\tmachine\tmachine busy\t")
 	for _, s := range all {
 		if s.ProcessCPUPerOp == 0 {
 			continue
 		}
-		machine, busy := "?", "?"
+		machine, busy, pg := "?", "?", "?"
 		if s.MachineCPUPerOp > 0 {
 			machine, busy = ms(s.MachineCPUPerOp), fmt.Sprintf("%.0f%%", 100*s.Busy)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t\n", s.Name, s.Concurrency, ms(s.ProcessCPUPerOp), machine, busy)
+		if s.PostgresCPUPerOp > 0 {
+			pg = ms(s.PostgresCPUPerOp)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t\n", s.Name, s.Concurrency, ms(s.ProcessCPUPerOp), pg, machine, busy)
 	}
 	tw.Flush()
 }

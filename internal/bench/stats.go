@@ -92,10 +92,13 @@ type Stats struct {
 	// ProcessCPUPerOp is the CPU time this process (provider and load
 	// generator) spent per successful operation; MachineCPUPerOp that of
 	// the whole machine, PostgreSQL included; Busy the fraction of the
-	// machine's CPUs busy meanwhile. Zero where not measured.
-	ProcessCPUPerOp time.Duration `json:"process_cpu_per_op_ns,omitempty"`
-	MachineCPUPerOp time.Duration `json:"machine_cpu_per_op_ns,omitempty"`
-	Busy            float64       `json:"machine_busy,omitempty"`
+	// machine's CPUs busy meanwhile; PostgresCPUPerOp that of the
+	// database server's processes, when it runs on this machine. Zero
+	// where not measured.
+	ProcessCPUPerOp  time.Duration `json:"process_cpu_per_op_ns,omitempty"`
+	PostgresCPUPerOp time.Duration `json:"postgres_cpu_per_op_ns,omitempty"`
+	MachineCPUPerOp  time.Duration `json:"machine_cpu_per_op_ns,omitempty"`
+	Busy             float64       `json:"machine_busy,omitempty"`
 }
 
 const keepErrors = 5
@@ -139,6 +142,9 @@ func (s *sample) stats() Stats {
 	st.PerSec = s.rate()
 	if s.h.n > 0 && s.cpu.process > 0 {
 		st.ProcessCPUPerOp = s.cpu.process / time.Duration(s.h.n)
+		if !s.cpu.pgUnknown {
+			st.PostgresCPUPerOp = s.cpu.postgres / time.Duration(s.h.n)
+		}
 		if !s.cpu.unknown {
 			st.MachineCPUPerOp = s.cpu.busy / time.Duration(s.h.n)
 			st.Busy = s.cpu.busy.Seconds() / (s.elapsed.Seconds() * float64(runtime.NumCPU()))

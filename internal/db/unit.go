@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -131,6 +132,8 @@ type Queued struct {
 	onRow  func(pgx.Row) error
 	onRows func(pgx.Rows) error
 	mapErr func(error) error
+	// absorbedBy, queued after this statement, does what it does too.
+	absorbedBy *Queued
 }
 
 // Tag sets what receives the statement's command tag (rows affected).
@@ -145,6 +148,26 @@ func (q *Queued) Rows(fn func(pgx.Rows) error) *Queued { q.onRows = fn; return q
 // MapErr sets what translates the statement's own error (an assertion's
 // failure into the caller's sentinel, say) when the unit sends it.
 func (q *Queued) MapErr(fn func(error) error) *Queued { q.mapErr = fn; return q }
+
+// AbsorbedBy says that other, queued after q in the same unit, does all
+// that q does: when both go out in one round trip, q is left out, one
+// statement fewer for the server to run. When other was discarded (a
+// rollback to a mark between them) or has gone out before, q goes out as
+// queued. q must have no result to hand on (no Tag, Row or Rows), and what
+// runs between q and other must not read what q writes.
+func (q *Queued) AbsorbedBy(other *Queued) { q.absorbedBy = other }
+
+// absorb drops from stmts the statements absorbed by a later one among them.
+func absorb(stmts []*Queued) []*Queued {
+	out := stmts[:0:0]
+	for i, s := range stmts {
+		if s.absorbedBy != nil && slices.Contains(stmts[i+1:], s.absorbedBy) {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
 
 func (q *Queued) fail(err error) error {
 	if q.mapErr != nil {
@@ -283,6 +306,7 @@ func (u *Unit) send(ctx context.Context, last *Queued) (pgx.BatchResults, error)
 	if last != nil && !callerReads {
 		stmts = append(stmts, last)
 	}
+	stmts = absorb(stmts)
 	if len(stmts) == 0 && !callerReads {
 		return nil, nil
 	}
@@ -373,7 +397,7 @@ func (q *Queued) failScan(err error) error {
 // sendPipeline sends a pipeline's waiting statements as one implicit
 // transaction.
 func (u *Unit) sendPipeline(ctx context.Context, async bool) error {
-	stmts := u.queue
+	stmts := absorb(u.queue)
 	u.queue = nil
 	if len(stmts) == 0 {
 		return nil

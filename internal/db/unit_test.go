@@ -286,6 +286,30 @@ func TestPipeline(t *testing.T) {
 		want(t, pool, "a", "b")
 	})
 
+	t.Run("a statement absorbed by a later one is left out", func(t *testing.T) {
+		pool, _ := unitPool(t)
+		ctx, u := db.Pipeline(t.Context(), pool)
+		q := u.Queue(`INSERT INTO t VALUES (1, 'absorbed')`)
+		q.AbsorbedBy(u.Queue(`INSERT INTO t VALUES (2, 'absorbing')`))
+		if err := u.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		want(t, pool, "absorbing")
+	})
+
+	t.Run("an absorbed statement goes out when the later one is discarded", func(t *testing.T) {
+		pool, _ := unitPool(t)
+		ctx, u := db.Pipeline(t.Context(), pool)
+		q := u.Queue(`INSERT INTO t VALUES (1, 'absorbed')`)
+		mark := u.Mark()
+		q.AbsorbedBy(u.Queue(`INSERT INTO t VALUES (2, 'absorbing')`))
+		u.Discard(mark)
+		if err := u.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		want(t, pool, "absorbed")
+	})
+
 	t.Run("mark and discard, as fosite's rollback", func(t *testing.T) {
 		pool, _ := unitPool(t)
 		ctx, u := db.Pipeline(t.Context(), pool)

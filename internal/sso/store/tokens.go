@@ -205,14 +205,22 @@ func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string)
 	// A form read with the code in this request is cleared by the same
 	// UPDATE: fosite reads it next (from the read) and then deletes it.
 	// Anywhere else it must outlive the invalidation: fosite has yet to
-	// read it.
+	// read it. The PKCE form's deletion, queued before (fosite spends it
+	// while checking the verifier), is folded in too: the UPDATE clears it,
+	// and the deletion goes out on its own only if this UPDATE is rolled
+	// back to fosite's mark before the unit commits.
 	c, read := cachedCode(ctx, key)
 	clearOIDC := read && c.oidcForm != nil
 	forms := ""
 	if clearOIDC {
 		forms = ", oidc_form = NULL"
 	}
-	u.Queue(`
+	var pkceClear *db.Queued
+	if read && c.pkceClear != nil && u.Waits(c.pkceClear) {
+		pkceClear = c.pkceClear
+		forms += ", pkce_form = NULL"
+	}
+	inv := u.Queue(`
 		WITH u AS (
 			UPDATE oauth_authorize_codes SET active = false`+forms+`
 			WHERE signature_hash = $1 AND active
@@ -225,6 +233,9 @@ func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, code string)
 			}
 			return dbErr("invalidate authorize code", err)
 		})
+	if pkceClear != nil {
+		pkceClear.AbsorbedBy(inv)
+	}
 	if clearOIDC {
 		c.oidcCleared = true
 	}
@@ -290,10 +301,16 @@ func (s *Store) getForm(ctx context.Context, name, column string, key []byte, pr
 }
 
 // clearForm deletes a code's session form (fosite deletes what it has
-// read; deleting one already gone is no failure).
-func (s *Store) clearForm(ctx context.Context, name, column string, key []byte) error {
-	return s.queue(ctx, "delete "+name,
-		`UPDATE oauth_authorize_codes SET `+column+` = NULL WHERE signature_hash = $1 AND `+column+` IS NOT NULL`, key)
+// read; deleting one already gone is no failure) and returns the waiting
+// statement.
+func (s *Store) clearForm(ctx context.Context, name, column string, key []byte) (*db.Queued, error) {
+	op := "delete " + name
+	u, err := unit(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	return u.Queue(`UPDATE oauth_authorize_codes SET `+column+` = NULL WHERE signature_hash = $1 AND `+column+` IS NOT NULL`, key).
+		MapErr(mapDBErr(op)), nil
 }
 
 // CreatePKCERequestSession implements pkce.PKCERequestStorage: the form
@@ -310,13 +327,18 @@ func (s *Store) GetPKCERequestSession(ctx context.Context, sig string, proto fos
 // DeletePKCERequestSession implements pkce.PKCERequestStorage.
 func (s *Store) DeletePKCERequestSession(ctx context.Context, sig string) error {
 	key := HashSignature(sig)
-	if c, ok := cachedCode(ctx, key); ok {
+	c, read := cachedCode(ctx, key)
+	if read {
 		if c.pkceForm == nil {
 			return nil
 		}
 		c.pkceForm = nil
 	}
-	return s.clearForm(ctx, "pkce", "pkce_form", key)
+	q, err := s.clearForm(ctx, "pkce", "pkce_form", key)
+	if read {
+		c.pkceClear = q
+	}
+	return err
 }
 
 // CreateOpenIDConnectSession implements openid.OpenIDConnectRequestStorage.
@@ -350,7 +372,8 @@ func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, code string) err
 		}
 		c.oidcForm = nil
 	}
-	return s.clearForm(ctx, "oidc", "oidc_form", key)
+	_, err := s.clearForm(ctx, "oidc", "oidc_form", key)
+	return err
 }
 
 // CreateAccessTokenSession implements oauth2.AccessTokenStorage.

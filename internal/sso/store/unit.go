@@ -130,6 +130,9 @@ type codeRead struct {
 	// oidcCleared: the OpenID Connect session's form went with the code's
 	// invalidation in this request.
 	oidcCleared bool
+	// pkceClear is the deletion of the PKCE session's form queued in this
+	// request, which the code's invalidation absorbs when it follows.
+	pkceClear *db.Queued
 }
 
 // cachedCode returns the code read under key in this request.

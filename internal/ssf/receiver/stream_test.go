@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4/cryptosigner"
 
+	"github.com/idp/idp/internal/clients"
 	"github.com/idp/idp/internal/dbtest"
 	"github.com/idp/idp/internal/ssf"
 	"github.com/idp/idp/internal/ssf/receiver"
@@ -335,5 +336,34 @@ func TestReceiver_VerifyRefused(t *testing.T) {
 	// Deleting a stream already gone is not an error: removal goes on.
 	if err := store.DeleteStream(p.second.Ctx, tx); err != nil {
 		t.Errorf("DeleteStream of a stream gone: %v", err)
+	}
+}
+
+// An administrator of first pausing and enabling our stream there is
+// heard at second as stream-updated events, by the stream's own delivery
+// (a paused push stream still carries them): second records the status
+// and reason first gave, and ends nobody's session.
+func TestReceiver_HearsTransmitterStatus(t *testing.T) {
+	p := newPair(t)
+	store := p.second.Srv.Signals.Store
+	tx, _, err := store.Add(p.second.Ctx, receiver.New{Issuer: p.first.Issuer, Subjects: []string{receiver.SubjectsEmail},
+		Token: p.stream.token, CreateStream: receiver.DeliveryPush})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := tokenClient(t, p.first, "ops", func(c *clients.Client) { c.AdminServiceAccount = true }, "admin")
+	for _, c := range []struct{ status, reason string }{{"paused", "maintenance until 18:00"}, {"enabled", ""}} {
+		ops.must(http.StatusOK, "POST", "/admin/api/signals/streams/"+tx.StreamID+"/status",
+			map[string]any{"status": c.status, "reason": c.reason})
+		waitFor(t, "second did not record the stream's status "+c.status, func() bool {
+			got, err := store.Get(p.second.Ctx, tx.ID)
+			return err == nil && got.StreamStatus == c.status
+		})
+		if got, _ := store.Get(p.second.Ctx, tx.ID); got.StreamReason != c.reason {
+			t.Errorf("recorded reason %q for %s, want %q", got.StreamReason, c.status, c.reason)
+		}
+	}
+	if n := liveSessions(t, p.second, p.annSecond); n != 1 {
+		t.Errorf("%d live sessions of ann on second after stream-updated events, want 1", n)
 	}
 }

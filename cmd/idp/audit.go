@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"text/tabwriter"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -50,15 +50,9 @@ func auditCommand(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return printJSON(c.stdout, entries)
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tAT\tACTOR\tACTION\tTARGET\tDETAILS")
-	for _, e := range entries {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.At.UTC().Format(time.RFC3339), e.Actor, e.Action, e.Target, e.Details)
-	}
-	return tw.Flush()
+	return printList(c.stdout, *asJSON, entries, "", "ID\tAT\tACTOR\tACTION\tTARGET\tDETAILS", func(e audit.Entry) []string {
+		return []string{strconv.FormatInt(e.ID, 10), timestamp(e.At), e.Actor, e.Action, e.Target, string(e.Details)}
+	})
 }
 
 // audited runs change and records its action in the audit log, as the

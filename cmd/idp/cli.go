@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -118,6 +119,28 @@ func (c *cli) openPool(ctx context.Context, flagValue string) (*pgxpool.Pool, er
 // jsonFlag registers --json.
 func jsonFlag(fs *flag.FlagSet) *bool {
 	return fs.Bool("json", false, "print JSON")
+}
+
+// printList prints a command's list: for --json an array (never null);
+// else, when the list is empty and empty is given, that sentence; else a
+// table of header's tab-separated columns and one row of cells per item.
+func printList[T any](w io.Writer, asJSON bool, list []T, empty, header string, row func(T) []string) error {
+	if asJSON {
+		if list == nil {
+			list = []T{}
+		}
+		return printJSON(w, list)
+	}
+	if len(list) == 0 && empty != "" {
+		_, err := fmt.Fprintln(w, empty)
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, item := range list {
+		fmt.Fprintln(tw, strings.Join(row(item), "\t"))
+	}
+	return tw.Flush()
 }
 
 // printJSON writes v as indented JSON and a newline.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/idp/idp/internal/audit"
 	"github.com/idp/idp/internal/clients"
@@ -125,15 +124,7 @@ func clientsListCommand(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		if list == nil {
-			list = []clients.Client{}
-		}
-		return printJSON(c.stdout, list)
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tTYPE\tGRANT TYPES\tREDIRECT URIS\tBACK-CHANNEL LOGOUT")
-	for _, cl := range list {
+	return printList(c.stdout, *asJSON, list, "", "ID\tNAME\tTYPE\tGRANT TYPES\tREDIRECT URIS\tBACK-CHANNEL LOGOUT", func(cl clients.Client) []string {
 		kind := "confidential"
 		if cl.Public {
 			kind = "public"
@@ -141,10 +132,8 @@ func clientsListCommand(ctx context.Context, c *cli, args []string) error {
 		if cl.AdminServiceAccount {
 			kind = "admin-service-account"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cl.ID, cl.Name, kind,
-			strings.Join(cl.GrantTypes, ","), strings.Join(cl.RedirectURIs, " "), cl.BackchannelLogoutURI)
-	}
-	return tw.Flush()
+		return []string{cl.ID, cl.Name, kind, strings.Join(cl.GrantTypes, ","), strings.Join(cl.RedirectURIs, " "), cl.BackchannelLogoutURI}
+	})
 }
 
 func clientsDeleteCommand(ctx context.Context, c *cli, args []string) error {

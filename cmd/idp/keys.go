@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -125,23 +124,13 @@ func keysListCommand(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("keys list: %w", err)
 	}
 	labelStates(list, time.Now())
-	if *asJSON {
-		if list == nil {
-			list = []keyInfo{}
-		}
-		return printJSON(c.stdout, list)
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "KID\tALG\tSTATE\tCREATED\tACTIVE FROM\tRETIRED")
-	for _, k := range list {
+	return printList(c.stdout, *asJSON, list, "", "KID\tALG\tSTATE\tCREATED\tACTIVE FROM\tRETIRED", func(k keyInfo) []string {
 		retired := "-"
 		if k.RetiredAt != nil {
 			retired = k.RetiredAt.Local().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.Kid, k.Alg, k.State,
-			k.CreatedAt.Local().Format(time.RFC3339), k.ActiveAt.Local().Format(time.RFC3339), retired)
-	}
-	return tw.Flush()
+		return []string{k.Kid, k.Alg, k.State, k.CreatedAt.Local().Format(time.RFC3339), k.ActiveAt.Local().Format(time.RFC3339), retired}
+	})
 }
 
 // labelStates sets State on keys sorted by alg, then newest first (the

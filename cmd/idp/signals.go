@@ -29,31 +29,18 @@ func signalsStreamsListCommand(ctx context.Context, c *cli, args []string) error
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		if list == nil {
-			list = []ssf.State{}
-		}
-		return printJSON(c.stdout, list)
-	}
-	if len(list) == 0 {
-		_, err := fmt.Fprintln(c.stdout, "no streams (a receiver creates one at /ssf/streams with a token of scope ssf)")
-		return err
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STREAM\tRECEIVER\tDELIVERY\tSTATUS\tSUBJECTS\tBACKLOG\tFAILED\tLAST ERROR")
-	for _, s := range list {
-		delivery := "poll"
-		if s.Method == ssf.DeliveryPush {
-			delivery = "push " + s.EndpointURL
-		}
-		subjects := "all"
-		if s.Subjects > 0 || s.Removed > 0 {
-			subjects = "all, +" + strconv.Itoa(s.Subjects) + " added, -" + strconv.Itoa(s.Removed) + " removed"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.StreamID, s.ClientID, delivery, s.Status, subjects,
-			s.Backlog, s.Failed, orDash(shorten(s.LastError, 60)))
-	}
-	return tw.Flush()
+	return printList(c.stdout, *asJSON, list, "no streams (a receiver creates one at /ssf/streams with a token of scope ssf)",
+		"STREAM\tRECEIVER\tDELIVERY\tSTATUS\tSUBJECTS\tBACKLOG\tFAILED\tLAST ERROR", func(s ssf.State) []string {
+			delivery := "poll"
+			if s.Method == ssf.DeliveryPush {
+				delivery = "push " + s.EndpointURL
+			}
+			subjects := "all"
+			if s.Subjects > 0 || s.Removed > 0 {
+				subjects = "all, +" + strconv.Itoa(s.Subjects) + " added, -" + strconv.Itoa(s.Removed) + " removed"
+			}
+			return []string{s.StreamID, s.ClientID, delivery, s.Status, subjects, strconv.Itoa(s.Backlog), strconv.Itoa(s.Failed), orDash(shorten(s.LastError, 60))}
+		})
 }
 
 // signalsStreamsShowCommand shows one stream: its configuration, status

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/idp/idp/internal/secrets"
@@ -176,27 +175,15 @@ func signalsTransmittersListCommand(ctx context.Context, c *cli, args []string) 
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		if list == nil {
-			list = []receiver.Transmitter{}
-		}
-		return printJSON(c.stdout, list)
-	}
-	if len(list) == 0 {
-		_, err := fmt.Fprintln(c.stdout, "no transmitters (idp signals transmitters add registers one)")
-		return err
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tISSUER\tDELIVERY\tSTREAM\tVERIFIED\tSTREAM STATUS\tSUBJECTS\tEVENTS\tLAST POLL\tLAST ERROR")
-	for _, t := range list {
-		var names []string
-		for _, e := range t.Events {
-			names = append(names, e[strings.LastIndex(e, "/")+1:])
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Issuer, t.Delivery, orDash(t.StreamID), verification(t),
-			streamStatus(t), strings.Join(t.Subjects, ","), strings.Join(names, ","), when(t.LastPoll), orDash(shorten(t.LastError, 60)))
-	}
-	return tw.Flush()
+	return printList(c.stdout, *asJSON, list, "no transmitters (idp signals transmitters add registers one)",
+		"ID\tISSUER\tDELIVERY\tSTREAM\tVERIFIED\tSTREAM STATUS\tSUBJECTS\tEVENTS\tLAST POLL\tLAST ERROR", func(t receiver.Transmitter) []string {
+			var names []string
+			for _, e := range t.Events {
+				names = append(names, e[strings.LastIndex(e, "/")+1:])
+			}
+			return []string{t.ID, t.Issuer, t.Delivery, orDash(t.StreamID), verification(t), streamStatus(t),
+				strings.Join(t.Subjects, ","), strings.Join(names, ","), when(t.LastPoll), orDash(shorten(t.LastError, 60))}
+		})
 }
 
 func when(t time.Time) string {

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/idp/idp/internal/mfa"
 	"github.com/idp/idp/internal/sessions"
@@ -96,23 +94,13 @@ func usersListCommand(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		if list == nil {
-			list = []users.User{}
-		}
-		return printJSON(c.stdout, list)
-	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tEMAIL\tNAME\tADMIN\tREQUIRE 2FA\tSTATUS\tCREATED")
-	for _, u := range list {
+	return printList(c.stdout, *asJSON, list, "", "ID\tEMAIL\tNAME\tADMIN\tREQUIRE 2FA\tSTATUS\tCREATED", func(u users.User) []string {
 		status := "active"
 		if u.DisabledAt != nil {
-			status = "disabled " + u.DisabledAt.UTC().Format(time.RFC3339)
+			status = "disabled " + timestamp(*u.DisabledAt)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", u.ID, u.Email, u.Name, yesNo(u.IsAdmin), yesNo(u.RequireMFA),
-			status, u.CreatedAt.UTC().Format(time.RFC3339))
-	}
-	return tw.Flush()
+		return []string{u.ID, u.Email, u.Name, yesNo(u.IsAdmin), yesNo(u.RequireMFA), status, timestamp(u.CreatedAt)}
+	})
 }
 
 func yesNo(b bool) string {

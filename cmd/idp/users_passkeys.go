@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/idp/idp/internal/passkey"
 )
@@ -19,27 +17,16 @@ func usersPasskeysListCommand(ctx context.Context, c *cli, args []string) error 
 		if err != nil {
 			return err
 		}
-		if o.asJSON {
-			return printJSON(c.stdout, list)
-		}
-		if len(list) == 0 {
-			_, err := fmt.Fprintf(c.stdout, "%s has no passkeys\n", o.user.Email)
-			return err
-		}
-		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tKIND\tTRANSPORTS\tADDED\tLAST USED")
-		for _, p := range list {
+		return printList(c.stdout, o.asJSON, list, o.user.Email+" has no passkeys", "ID\tNAME\tKIND\tTRANSPORTS\tADDED\tLAST USED", func(p passkey.Passkey) []string {
 			kind, used := "device-bound", "never"
 			if p.Synced() {
 				kind = "synced"
 			}
 			if p.LastUsedAt != nil {
-				used = p.LastUsedAt.UTC().Format(time.RFC3339)
+				used = timestamp(*p.LastUsedAt)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Name, kind, strings.Join(p.Transports, ","),
-				p.CreatedAt.UTC().Format(time.RFC3339), used)
-		}
-		return tw.Flush()
+			return []string{p.ID, p.Name, kind, strings.Join(p.Transports, ","), timestamp(p.CreatedAt), used}
+		})
 	})
 }
 

@@ -41,17 +41,8 @@ const ActionSetRequirePAR = "clients.set_require_par"
 // through PAR (on), or either way, and records it, in one transaction.
 // clients.ErrNotFound for an unknown client.
 func (s *Service) SetRequirePAR(ctx context.Context, clientID string, on bool, actor string) error {
-	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
-		if err := s.Clients.SetRequirePAR(ctx, clientID, on); err != nil {
-			return err
-		}
-		return audit.Record(ctx, s.now(), actor, ActionSetRequirePAR, audit.Client(clientID),
-			map[string]bool{"require_pushed_authorization_requests": on})
-	})
-	if errors.Is(err, clients.ErrNotFound) {
-		return err
-	}
-	return wrap("set require PAR", err)
+	return s.setClientPolicy(ctx, clientID, actor, ActionSetRequirePAR, map[string]bool{"require_pushed_authorization_requests": on},
+		func(ctx context.Context) error { return s.Clients.SetRequirePAR(ctx, clientID, on) })
 }
 
 // ActionSetDPoPBound is the audit action of requiring a client's tokens
@@ -62,17 +53,8 @@ const ActionSetDPoPBound = "clients.set_dpop_bound"
 // or with or without one, and records it, in one transaction.
 // clients.ErrNotFound for an unknown client.
 func (s *Service) SetDPoPBound(ctx context.Context, clientID string, on bool, actor string) error {
-	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
-		if err := s.Clients.SetDPoPBound(ctx, clientID, on); err != nil {
-			return err
-		}
-		return audit.Record(ctx, s.now(), actor, ActionSetDPoPBound, audit.Client(clientID),
-			map[string]bool{"dpop_bound_access_tokens": on})
-	})
-	if errors.Is(err, clients.ErrNotFound) {
-		return err
-	}
-	return wrap("set DPoP-bound", err)
+	return s.setClientPolicy(ctx, clientID, actor, ActionSetDPoPBound, map[string]bool{"dpop_bound_access_tokens": on},
+		func(ctx context.Context) error { return s.Clients.SetDPoPBound(ctx, clientID, on) })
 }
 
 // ActionSetAccessTokenFormat is the audit action of changing the format
@@ -84,15 +66,22 @@ const ActionSetAccessTokenFormat = "clients.set_access_token_format"
 // one transaction. clients.ErrNotFound for an unknown client,
 // clients.ErrInvalid for another format.
 func (s *Service) SetAccessTokenFormat(ctx context.Context, clientID, format, actor string) error {
+	return s.setClientPolicy(ctx, clientID, actor, ActionSetAccessTokenFormat, map[string]string{"access_token_format": format},
+		func(ctx context.Context) error { return s.Clients.SetAccessTokenFormat(ctx, clientID, format) })
+}
+
+// setClientPolicy makes one change of a client's policy and records it
+// as action with details, in one transaction. clients.ErrNotFound and
+// clients.ErrInvalid are returned as they are, for the caller to word.
+func (s *Service) setClientPolicy(ctx context.Context, clientID, actor, action string, details any, change func(context.Context) error) error {
 	err := db.Tx(ctx, s.Pool, func(ctx context.Context) error {
-		if err := s.Clients.SetAccessTokenFormat(ctx, clientID, format); err != nil {
+		if err := change(ctx); err != nil {
 			return err
 		}
-		return audit.Record(ctx, s.now(), actor, ActionSetAccessTokenFormat, audit.Client(clientID),
-			map[string]string{"access_token_format": format})
+		return audit.Record(ctx, s.now(), actor, action, audit.Client(clientID), details)
 	})
 	if errors.Is(err, clients.ErrNotFound) || errors.Is(err, clients.ErrInvalid) {
 		return err
 	}
-	return wrap("set access token format", err)
+	return wrap(action, err)
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -99,41 +100,33 @@ func (h *Handler) setServiceAccount(w http.ResponseWriter, r *http.Request) {
 // PAR, or either way ("require_par" is the state wanted). Not a fresh-code
 // action: it changes how an app asks, not who may administer.
 func (h *Handler) setRequirePAR(w http.ResponseWriter, r *http.Request) {
-	adm, ok := h.administratorPost(w, r)
-	if !ok {
-		return
-	}
-	want, err := strconv.ParseBool(r.PostFormValue("require_par"))
-	if err != nil {
-		h.renderClients(w, r, adm, http.StatusBadRequest, clientsData{Error: "The form did not say whether the app must use pushed authorization requests. Nothing was changed."})
-		return
-	}
-	err = h.Admin.SetRequirePAR(r.Context(), r.PathValue("id"), want, actor(adm))
-	switch {
-	case errors.Is(err, clients.ErrNotFound):
-		h.unknownApp(w)
-		return
-	case err != nil:
-		h.Errors.Internal(w, r, err)
-		return
-	}
-	h.backTo(w, r, "/admin/clients", map[bool]string{true: "par-required", false: "par-optional"}[want], nil)
+	h.switchClientPolicy(w, r, "require_par", "whether the app must use pushed authorization requests",
+		h.Admin.SetRequirePAR, "par-required", "par-optional")
 }
 
 // setDPoP makes an app get tokens only with a DPoP proof, or with or
 // without one ("dpop_bound_access_tokens" is the state wanted). Not a
 // fresh-code action, as PAR: it changes how an app asks.
 func (h *Handler) setDPoP(w http.ResponseWriter, r *http.Request) {
+	h.switchClientPolicy(w, r, "dpop_bound_access_tokens", "whether the app's tokens must be DPoP-bound",
+		h.Admin.SetDPoPBound, "dpop-required", "dpop-optional")
+}
+
+// switchClientPolicy turns one of an app's policies on or off: field is
+// the form's boolean, what says what it decides (for the error), set
+// makes the change, and on and off name the flash shown afterwards.
+func (h *Handler) switchClientPolicy(w http.ResponseWriter, r *http.Request, field, what string,
+	set func(ctx context.Context, clientID string, on bool, actor string) error, on, off string) {
 	adm, ok := h.administratorPost(w, r)
 	if !ok {
 		return
 	}
-	want, err := strconv.ParseBool(r.PostFormValue("dpop_bound_access_tokens"))
+	want, err := strconv.ParseBool(r.PostFormValue(field))
 	if err != nil {
-		h.renderClients(w, r, adm, http.StatusBadRequest, clientsData{Error: "The form did not say whether the app's tokens must be DPoP-bound. Nothing was changed."})
+		h.renderClients(w, r, adm, http.StatusBadRequest, clientsData{Error: "The form did not say " + what + ". Nothing was changed."})
 		return
 	}
-	err = h.Admin.SetDPoPBound(r.Context(), r.PathValue("id"), want, actor(adm))
+	err = set(r.Context(), r.PathValue("id"), want, actor(adm))
 	switch {
 	case errors.Is(err, clients.ErrNotFound):
 		h.unknownApp(w)
@@ -142,7 +135,7 @@ func (h *Handler) setDPoP(w http.ResponseWriter, r *http.Request) {
 		h.Errors.Internal(w, r, err)
 		return
 	}
-	h.backTo(w, r, "/admin/clients", map[bool]string{true: "dpop-required", false: "dpop-optional"}[want], nil)
+	h.backTo(w, r, "/admin/clients", map[bool]string{true: on, false: off}[want], nil)
 }
 
 // setAccessTokenFormat makes an app's access tokens opaque or JWTs from

@@ -329,7 +329,7 @@ func (r *runner) soak(ctx context.Context, rep *Report) error {
 // prepared while the tables were nearly empty: the generic plan PostgreSQL
 // caches for a prepared statement after its fifth run. Made on a page or
 // two of sessions, the session checks by id and by cookie
-// (sessions.LiveSQL, Manager.Lookup) kept a full scan of a partial index
+// (sessions.LiveSQL, Manager.CurrentUser) kept a full scan of a partial index
 // of the live sessions (sso_sessions_expiry_idx, sso_sessions_user_idx)
 // filtered by the id, so each silent SSO and each code exchange read every
 // live session, more as sign-ins added them (issue 18). An ANALYZE

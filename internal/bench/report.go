@@ -474,7 +474,7 @@ func settings(m map[string]string) string {
 	return strings.Join(parts, ", ")
 }
 
-var postgresSettings = []string{"fsync", "synchronous_commit", "shared_buffers", "max_connections"}
+var postgresSettings = []string{"fsync", "synchronous_commit", "shared_buffers", "max_connections", "autovacuum"}
 
 // describeMachine reads the hardware from /proc and PostgreSQL's version and
 // commit settings from the server.

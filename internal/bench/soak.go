@@ -33,9 +33,12 @@ type Soak struct {
 	// JanitorInterval is the provider's janitor interval during the soak.
 	JanitorInterval time.Duration `json:"janitor_interval_ns"`
 	// Prefill is how many rows each grown table got before the soak.
-	Prefill int          `json:"prefill_rows,omitempty"`
-	Flows   []SoakFlow   `json:"flows"`
-	Windows []SoakWindow `json:"windows"`
+	Prefill int `json:"prefill_rows,omitempty"`
+	// StandInVacuums is how many times the soak ran VACUUM (ANALYZE) on
+	// its database because the server has autovacuum off (standInVacuum).
+	StandInVacuums int          `json:"stand_in_vacuums,omitempty"`
+	Flows          []SoakFlow   `json:"flows"`
+	Windows        []SoakWindow `json:"windows"`
 }
 
 // SoakFlow is one flow of the soak over the whole run.
@@ -237,6 +240,18 @@ func (r *runner) soak(ctx context.Context, rep *Report) error {
 		cfg.Soak, ScenarioFullSignIn, signInWorkers, ScenarioSilentSSO, ssoWorkers, cfg.SoakWindow, s.JanitorInterval)
 
 	r.rss.setPhase(phaseSoak)
+	var off bool
+	if err := conn.QueryRow(ctx, `SELECT NOT (current_setting('autovacuum')::bool AND current_setting('track_counts')::bool)`).Scan(&off); err != nil {
+		return fmt.Errorf("bench: soak: %w", err)
+	}
+	if off {
+		stop, err := r.standInVacuum(ctx, cfg.SoakWindow)
+		if err != nil {
+			return err
+		}
+		defer func() { s.StandInVacuums = stop() }()
+		r.logf("soak: autovacuum is off on this server: the soak runs VACUUM (ANALYZE) every %s in its place", cfg.SoakWindow)
+	}
 	runFlows := func(d time.Duration) []*sample {
 		out := make([]*sample, len(flows))
 		var wg sync.WaitGroup
@@ -307,6 +322,66 @@ func (r *runner) soak(ctx context.Context, rep *Report) error {
 	return ctx.Err()
 }
 
+// standInVacuum does autovacuum's work on the run's database, at once and
+// then every interval while the soak runs, for a server that has autovacuum
+// off; stop ends it and says how many runs finished. Without it no table
+// is ever analyzed, and nothing replans what the provider's connections
+// prepared while the tables were nearly empty: the generic plan PostgreSQL
+// caches for a prepared statement after its fifth run. Made on a page or
+// two of sessions, the session checks by id and by cookie
+// (sessions.LiveSQL, Manager.CurrentUser) kept a full scan of a partial index
+// of the live sessions (sso_sessions_expiry_idx, sso_sessions_user_idx)
+// filtered by the id, so each silent SSO and each code exchange read every
+// live session, more as sign-ins added them (issue 18). An ANALYZE
+// invalidates those plans; autovacuum's runs keep them in step with the
+// tables on any server configured as a provider's should be.
+func (r *runner) standInVacuum(ctx context.Context, every time.Duration) (stop func() int, err error) {
+	conn, err := pgx.Connect(ctx, r.in.dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("bench: soak: %w", err)
+	}
+	if err := vacuumAnalyze(ctx, conn); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	runs := 1
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer conn.Close(context.WithoutCancel(ctx))
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := vacuumAnalyze(ctx, conn); err != nil {
+				if ctx.Err() == nil {
+					r.logf("soak: %v", err)
+				}
+				return
+			}
+			runs++
+		}
+	}()
+	return func() int {
+		cancel()
+		<-done
+		return runs
+	}, nil
+}
+
+// vacuumAnalyze vacuums and analyzes every table of conn's database.
+func vacuumAnalyze(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, `VACUUM (ANALYZE)`); err != nil {
+		return fmt.Errorf("bench: vacuum: %w", err)
+	}
+	return nil
+}
+
 // writeSoak prints the soak's windows: each flow's throughput and p50, the
 // tables' sizes, the rows read by sequential scans and the autovacuums,
 // then each flow's last window against its first, and the requests whose
@@ -325,6 +400,10 @@ func writeSoak(b *bytes.Buffer, s *Soak) {
 	}
 	fmt.Fprintf(b, "\nsoak: %s of %s at once, janitor every %s%s; rows at the end of each window\n",
 		s.Duration, strings.Join(flows, " and "), s.JanitorInterval, prefilled)
+	if s.StandInVacuums > 0 {
+		fmt.Fprintf(b, "autovacuum is off on this server: the soak ran VACUUM (ANALYZE) %d times in its place, every %s\n",
+			s.StandInVacuums, s.Window)
+	}
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	head := "window\t"
 	for _, f := range s.Flows {

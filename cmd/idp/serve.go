@@ -169,6 +169,12 @@ func serveCommand(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("serve: %d migrations pending (run `idp migrate` or set IDP_MIGRATE=true)", len(pending))
 	}
 
+	if off, err := db.MaintenanceOff(ctx, pool); err != nil {
+		return err
+	} else if len(off) > 0 {
+		cfg.Logger.Warn("PostgreSQL runs with table maintenance off: nothing analyzes the tables, and sign-in slows as sessions accumulate; turn it on",
+			"off", strings.Join(off, ","))
+	}
 	srv, err := server.New(ctx, cfg, pool)
 	if err != nil {
 		return err

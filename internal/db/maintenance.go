@@ -3,6 +3,8 @@ package db
 import (
 	"context"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // MaintenanceOff names the server settings, among autovacuum and
@@ -12,15 +14,14 @@ import (
 // session, and sign-in slows as sessions accumulate (docs/performance.md,
 // "Soak"). idp serve warns about them at start.
 func MaintenanceOff(ctx context.Context, q Querier) ([]string, error) {
-	var off []string
-	for _, name := range []string{"autovacuum", "track_counts"} {
-		var v string
-		if err := q.QueryRow(ctx, `SELECT current_setting($1)`, name).Scan(&v); err != nil {
-			return nil, fmt.Errorf("db: read setting %s: %w", name, err)
-		}
-		if v == "off" {
-			off = append(off, name)
-		}
+	rows, err := q.Query(ctx, `SELECT name FROM pg_settings
+		WHERE name IN ('autovacuum', 'track_counts') AND setting = 'off' ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("db: read the maintenance settings: %w", err)
+	}
+	off, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("db: read the maintenance settings: %w", err)
 	}
 	return off, nil
 }

@@ -37,6 +37,12 @@ const (
 	StatusDisabled = "disabled"
 )
 
+// ValidStatus says whether s is one of the stream statuses, as a status
+// change asks for or a stream-updated event reports.
+func ValidStatus(s string) bool {
+	return s == StatusEnabled || s == StatusPaused || s == StatusDisabled
+}
+
 // SecretPurpose is the purpose of the box that seals push streams'
 // authorization headers: secrets.New(serverSecret, SecretPurpose).
 const SecretPurpose = "ssf-push-authorization"
@@ -418,7 +424,7 @@ func (s *Store) ChangeStatus(ctx context.Context, streamID, status, reason, acto
 }
 
 func (s *Store) setStatus(ctx context.Context, status, reason, actor string, tell bool, lock func(context.Context) (Stream, error)) (Stream, error) {
-	if status != StatusEnabled && status != StatusPaused && status != StatusDisabled {
+	if !ValidStatus(status) {
 		return Stream{}, invalid("status must be enabled, paused or disabled")
 	}
 	if len(reason) > maxDescription || !storable(reason) {

@@ -168,7 +168,7 @@ func (r *Receiver) streamEvent(ctx context.Context, u db.Querier, t Transmitter,
 		Status string `json:"status"`
 		Reason string `json:"reason"`
 	}
-	if json.Unmarshal(body, &st) != nil || !slices.Contains([]string{"enabled", "paused", "disabled"}, st.Status) {
+	if json.Unmarshal(body, &st) != nil || !ssf.ValidStatus(st.Status) {
 		return "stream-updated without a status of enabled, paused or disabled", nil
 	}
 	if !utf8.ValidString(st.Reason) || strings.ContainsRune(st.Reason, 0) {

@@ -4,8 +4,8 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -45,36 +45,9 @@ func (p Pusher) Kind() (outbox.Kind, error) {
 	if p.Store == nil || p.Keys == nil || p.Issuer == "" {
 		return outbox.Kind{}, errors.New("ssf: pusher: Store, Keys and Issuer are required")
 	}
-	client := &http.Client{}
-	if p.HTTP != nil {
-		cp := *p.HTTP
-		client = &cp
-	}
-	client.Timeout = cmp.Or(client.Timeout, DefaultTimeout)
-	// A redirect would carry the SET to an endpoint the receiver did not
-	// configure.
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	if p.HTTP == nil {
-		// The outbox pushes in parallel, a revoke-all's SETs all to one
-		// receiver: keep an idle connection per delivery slot, not
-		// DefaultTransport's two per host, or most SETs pay for a new
-		// connection (and TLS handshake), as back-channel logout would.
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = outbox.DefaultConcurrency
-		client.Transport = t
-	}
-	if !p.AllowPrivate {
-		t, ok := client.Transport.(*http.Transport)
-		if client.Transport == nil {
-			t, ok = http.DefaultTransport.(*http.Transport), true
-		}
-		if !ok {
-			return outbox.Kind{}, errors.New("ssf: pusher: the dial policy needs an *http.Transport (or AllowPrivate)")
-		}
-		t = t.Clone()
-		t.Proxy = nil // a proxy would dial for us, past the check
-		t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: netguard.Control}).DialContext
-		client.Transport = t
+	client, err := netguard.DeliveryClient(p.HTTP, DefaultTimeout, outbox.DefaultConcurrency, p.AllowPrivate)
+	if err != nil {
+		return outbox.Kind{}, fmt.Errorf("ssf: pusher: %w", err)
 	}
 	if p.Now == nil {
 		p.Now = time.Now

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -63,37 +62,9 @@ func (s Sender) Kind() (outbox.Kind, error) {
 	if s.Keys == nil || s.Issuer == "" {
 		return outbox.Kind{}, errors.New("backchannel: sender: Keys and Issuer are required")
 	}
-	client := &http.Client{}
-	if s.HTTP != nil {
-		cp := *s.HTTP
-		client = &cp
-	}
-	if client.Timeout <= 0 {
-		client.Timeout = DefaultTimeout
-	}
-	// A redirect would carry the logout token to a URI nobody registered.
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	if s.HTTP == nil {
-		// Deliveries run in parallel, often to one app: keep an idle
-		// connection per delivery slot, not DefaultTransport's two per host,
-		// or most notifications pay for a new connection (and TLS handshake).
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = cmp.Or(s.Concurrency, outbox.DefaultConcurrency)
-		client.Transport = t
-	}
-	if !s.AllowPrivate {
-		t, ok := client.Transport.(*http.Transport)
-		if client.Transport == nil {
-			t, ok = http.DefaultTransport.(*http.Transport), true
-		}
-		if !ok {
-			return outbox.Kind{}, errors.New("backchannel: sender: the dial policy needs an *http.Transport (or AllowPrivate)")
-		}
-		t = t.Clone()
-		// A proxy would dial for us, past the check.
-		t.Proxy = nil
-		t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: netguard.Control}).DialContext
-		client.Transport = t
+	client, err := netguard.DeliveryClient(s.HTTP, DefaultTimeout, cmp.Or(s.Concurrency, outbox.DefaultConcurrency), s.AllowPrivate)
+	if err != nil {
+		return outbox.Kind{}, fmt.Errorf("backchannel: sender: %w", err)
 	}
 	if s.Now == nil {
 		s.Now = time.Now
